@@ -1,0 +1,14 @@
+import type { Command } from 'commander';
+import type { CliIO } from './cli.ts';
+
+export interface CliHelpers {
+  /** Prints `json` with --json, else `text`. */
+  print(cmd: Command, json: unknown, text: string): void;
+  io: CliIO;
+}
+
+/**
+ * Commands contributed by other modules (API keys, the queue, domain verification...). Each adds
+ * its subcommands to the program; the service layer behind them is shared with the API.
+ */
+export const extraCommands: ((program: Command, h: CliHelpers) => void)[] = [];

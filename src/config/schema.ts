@@ -1,0 +1,123 @@
+import { z } from 'zod';
+import { isIP } from 'node:net';
+
+// Accepts "host:port", "[v6]:port". Used by every listener key.
+const hostPort = z.string().refine((s) => parseHostPort(s) !== null, {
+  message: 'expected "address:port" (e.g. "127.0.0.1:25" or "[::1]:25") with a port 0-65535',
+});
+
+export function parseHostPort(s: string): { host: string; port: number } | null {
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:\[\]]+):(\d{1,5})$/.exec(s);
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port > 65535) return null;
+  if (!isIP(m[1]) && !/^[a-zA-Z0-9.-]+$/.test(m[1])) return null;
+  return { host: m[1], port };
+}
+
+// Environment overrides arrive as strings: lists as "a,b", numbers and booleans as text.
+const list = <T extends z.ZodType>(item: T) =>
+  z.preprocess((v) => (typeof v === 'string' ? (v.trim() === '' ? [] : v.split(',').map((s) => s.trim())) : v), z.array(item));
+const bool = z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean());
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const size = z.preprocess((v) => (typeof v === 'string' ? parseSize(v) : v), z.number().int().min(0));
+
+/** "50M", "1G", "512k", "1048576" → bytes; NaN when unparseable. */
+export function parseSize(s: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$/i.exec(s);
+  if (!m) return Number.NaN;
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.round(Number(m[1]) * mult);
+}
+
+const ip = z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IPv4 or IPv6 address' });
+const hostname = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/, 'expected a host name such as mail.example.com');
+
+export const configSchema = z
+  .object({
+    hostname,
+    data_dir: z.string().min(1),
+    ips: list(ip).default([]),
+    listen: z
+      .object({
+        mx: list(hostPort),
+        submission: list(hostPort),
+        submissions: list(hostPort),
+        imap: list(hostPort),
+        api: hostPort,
+      })
+      .strict(),
+    tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict(),
+    dns: z.object({ servers: list(z.string()).default([]), timeout_ms: int(100, 60000).default(5000) }).strict().prefault({}),
+    // Inbound MX limits (Inbound issue owns this section).
+    smtp: z
+      .object({
+        max_message_size: size.default(50 * 1024 * 1024),
+        max_recipients: int(1, 100000).default(100),
+        max_connections: int(1, 100000).default(200),
+        max_connections_per_ip: int(1, 100000).default(20),
+        socket_timeout_ms: int(1000, 3600000).default(300000),
+        max_line_length: int(512, 1000000).default(4096),
+        max_errors: int(1, 1000).default(10),
+        dmarc_reject: z.enum(['reject', 'quarantine']).default('reject'),
+        spf_fail: z.enum(['accept', 'reject']).default('accept'),
+        quota_full_reply: z.enum(['452', '552']).default('452'),
+      })
+      .strict()
+      .prefault({}),
+    // Submission (587/465) and abuse caps (Sending issue owns this section).
+    submission: z
+      .object({
+        max_messages_per_hour: int(0, 1000000).default(200),
+        max_recipients_per_day: int(0, 10000000).default(1000),
+        max_recipients_per_message: int(1, 100000).default(100),
+      })
+      .strict()
+      .prefault({}),
+    // Outbound queue and delivery (Sending issue owns this section).
+    outbound: z
+      .object({
+        port: int(1, 65535).default(25),
+        ipv4_only: bool.default(false),
+        max_age: z.string().default('5d'),
+        delay_notice_after: z.string().default('4h'),
+        concurrency: int(1, 10000).default(20),
+        concurrency_per_domain: int(1, 1000).default(4),
+      })
+      .strict()
+      .prefault({}),
+    // Management API (API issues own this section).
+    api: z
+      .object({
+        rate_per_minute: int(1, 1000000).default(60),
+        rate_burst: int(1, 1000000).default(60),
+        send_rate_per_minute: int(1, 1000000).default(30),
+        send_rate_burst: int(1, 1000000).default(10),
+        max_body_size: size.default(30 * 1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
+    dovecot: z
+      .object({
+        managed: bool.default(true),
+        binary: z.string().default('/usr/sbin/dovecot'),
+        mail_user: z.string().default('vmail'),
+        default_quota: size.default(0),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema> & {
+  /** Where the configuration came from: a file path, or "development defaults". */
+  source: string;
+};

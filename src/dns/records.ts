@@ -1,0 +1,58 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import { dkimTxt, type DkimAlgorithm } from '../dkim/keys.ts';
+
+export interface DnsRecord {
+  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc' | 'host' | 'tlsrpt' | 'mta-sts';
+  type: 'MX' | 'TXT' | 'A' | 'AAAA' | 'CNAME';
+  name: string; // fully qualified, no trailing dot
+  value: string;
+  priority?: number;
+  ttl: number;
+}
+
+export interface RecordInput {
+  domain: string; // A-label
+  hostname: string; // the server's name (MX target, EHLO)
+  ips: string[];
+  dkim: { selector: string; algorithm: DkimAlgorithm; publicKey: string }[];
+}
+
+/** The records a domain needs published. One function for the CLI, the API and install.sh. */
+export function recordsForDomain(i: RecordInput): DnsRecord[] {
+  const ttl = 3600;
+  const spfIps = i.ips.map((ip) => (isIPv6(ip) ? `ip6:${ip}` : `ip4:${ip}`)).join(' ');
+  const out: DnsRecord[] = [
+    { purpose: 'mx', type: 'MX', name: i.domain, value: i.hostname, priority: 10, ttl },
+    { purpose: 'spf', type: 'TXT', name: i.domain, value: `v=spf1 mx${spfIps ? ' ' + spfIps : ''} -all`, ttl },
+    ...i.dkim.map((k): DnsRecord => ({ purpose: 'dkim', type: 'TXT', name: `${k.selector}._domainkey.${i.domain}`, value: dkimTxt(k.algorithm, k.publicKey), ttl })),
+    { purpose: 'dmarc', type: 'TXT', name: `_dmarc.${i.domain}`, value: `v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@${i.domain}`, ttl },
+  ];
+  // The host's own address records, when the domain is the one the server is named under.
+  if (i.hostname === i.domain || i.hostname.endsWith('.' + i.domain)) {
+    for (const ip of i.ips) {
+      if (isIPv4(ip) && !ip.startsWith('127.')) out.push({ purpose: 'host', type: 'A', name: i.hostname, value: ip, ttl });
+      if (isIPv6(ip) && ip !== '::1') out.push({ purpose: 'host', type: 'AAAA', name: i.hostname, value: ip, ttl });
+    }
+  }
+  return out;
+}
+
+/** TXT strings longer than 255 octets are split into several quoted strings (RFC 1035). */
+function quoteTxt(value: string): string {
+  const parts: string[] = [];
+  for (let i = 0; i < value.length; i += 255) parts.push(`"${value.slice(i, i + 255)}"`);
+  return parts.length > 1 ? `( ${parts.join(' ')} )` : parts[0];
+}
+
+/** A BIND zone-file snippet of the records. */
+export function toZone(records: DnsRecord[]): string {
+  return records
+    .map((r) => {
+      const name = r.name + '.';
+      if (r.type === 'MX') return `${name}\t${r.ttl}\tIN\tMX\t${r.priority ?? 10} ${r.value}.`;
+      if (r.type === 'TXT') return `${name}\t${r.ttl}\tIN\tTXT\t${quoteTxt(r.value)}`;
+      if (r.type === 'CNAME') return `${name}\t${r.ttl}\tIN\tCNAME\t${r.value}.`;
+      return `${name}\t${r.ttl}\tIN\t${r.type}\t${r.value}`;
+    })
+    .join('\n') + '\n';
+}

@@ -1,0 +1,18 @@
+import type { DB } from '../db/index.ts';
+import { dovecotPaths } from './config.ts';
+import { renderUsersFile, writeDovecotFile } from './users.ts';
+
+/**
+ * Rewrites Dovecot's users file from the database. Call it inside the IMMEDIATE transaction that
+ * changed mailboxes: SQLite's write lock then serialises writers across processes (CLI and server),
+ * so a stale snapshot can never replace a newer one.
+ */
+export function syncUsersFile(db: DB, dataDir: string): boolean {
+  const rows = db
+    .prepare('SELECT m.address, m.password_hash AS passwordHash, m.quota_bytes AS quotaBytes, m.disabled FROM mailboxes m')
+    .all() as { address: string; passwordHash: string; quotaBytes: number; disabled: number }[];
+  return writeDovecotFile(
+    dovecotPaths(dataDir).users,
+    renderUsersFile(rows.map((r) => ({ ...r, disabled: r.disabled === 1 }))),
+  );
+}
