@@ -7,11 +7,17 @@ import { prepareDovecot, type DovecotSetup } from './dovecot/setup.ts';
 import { syncUsersFile } from './dovecot/sync.ts';
 import { DovecotSupervisor } from './dovecot/supervisor.ts';
 import type { ServiceContext } from './services/context.ts';
+import type { Handoff } from './queue/handoff.ts';
+import { createResolver, type Resolver } from './dns/resolver.ts';
 
 /** Everything a long-running component of `letterbox serve` may use, passed in (no singletons). */
 export interface AppContext extends ServiceContext {
   dovecot: DovecotSetup;
   supervisor: DovecotSupervisor | null;
+  /** The one DNS resolver (from dns.servers). */
+  resolver: Resolver;
+  /** Cross-component hand-offs, filled in by the components that provide them. */
+  handoff: Handoff;
 }
 
 /** A part of the appliance with a lifecycle: listeners, the queue, the API, jobs. */
@@ -67,7 +73,8 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
       });
       await supervisor.start();
     }
-    const app: AppContext = { db, config, log, clock, dovecot, supervisor };
+    const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout_ms, clock });
+    const app: AppContext = { db, config, log, clock, dovecot, supervisor, resolver, handoff: { queue: null } };
     for (const factory of opts.components) {
       const c = await factory(app);
       await c.start();

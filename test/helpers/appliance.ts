@@ -1,0 +1,167 @@
+// Test harness: runs a real `letterbox serve` child process on free loopback ports with its own
+// temporary data dir, and the real CLI against the same config.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, chmodSync, rmSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+export const APP_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(APP_DIR, 'src', 'cli.ts');
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as any).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface Ports {
+  mx: number;
+  submission: number;
+  submissions: number;
+  imap: number;
+  api: number;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Appliance {
+  dir: string;
+  dataDir: string;
+  configPath: string;
+  ports: Ports;
+  logs: string[];
+  process: ChildProcess;
+  /** Runs the real CLI with this appliance's config. */
+  cli(args: string[], opts?: { input?: string; env?: Record<string, string> }): Promise<CliResult>;
+  /** Runs the CLI and parses --json output; throws with stderr on a non-zero exit. */
+  cliJson<T = any>(args: string[], opts?: { input?: string }): Promise<T>;
+  /** SIGTERM and wait for exit; returns the exit code. */
+  stop(): Promise<number | null>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts the same appliance again (same config and data) after stop/kill. */
+  restart(): Promise<void>;
+  cleanup(): void;
+}
+
+export function runCli(configPath: string, args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  return new Promise((res) => {
+    const child = execFile(
+      process.execPath,
+      ['--disable-warning=ExperimentalWarning', CLI, '--config', configPath, ...args],
+      { env: { ...process.env, ...opts.env }, maxBuffer: 20 * 1024 * 1024 },
+      (err: any, stdout, stderr) => res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
+    );
+    if (opts.input !== undefined) child.stdin!.end(opts.input);
+    else child.stdin!.end();
+  });
+}
+
+/** Extra TOML appended to the generated config (sections such as [smtp], [dns], [outbound]). */
+export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string> } = {}): Promise<Appliance> {
+  const dir = mkdtempSync(join(tmpdir(), 'lbt-'));
+  chmodSync(dir, 0o755); // Dovecot's mail uid must traverse into data/
+  const ports: Ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort() };
+  const dataDir = join(dir, 'data');
+  const configPath = join(dir, 'letterbox.toml');
+  writeFileSync(
+    configPath,
+    `hostname = "${opts.hostname ?? 'mail.letterbox.test'}"
+data_dir = "${dataDir}"
+ips = ["127.0.0.1"]
+[listen]
+mx = ["127.0.0.1:${ports.mx}"]
+submission = ["127.0.0.1:${ports.submission}"]
+submissions = ["127.0.0.1:${ports.submissions}"]
+imap = ["127.0.0.1:${ports.imap}"]
+api = "127.0.0.1:${ports.api}"
+[tls]
+cert = "${join(dir, 'certs', 'fullchain.pem')}"
+key = "${join(dir, 'certs', 'privkey.pem')}"
+${opts.extraToml ?? ''}
+`,
+  );
+  const logs: string[] = [];
+  let child!: ChildProcess;
+  const launch = () =>
+    new Promise<void>((res, rej) => {
+      child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', CLI, '--config', configPath, 'serve'], {
+        env: { ...process.env, LETTERBOX_LOG_LEVEL: 'debug', ...opts.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let ready = false;
+      const timer = setTimeout(() => rej(new Error(`appliance not ready after 30 s:\n${logs.slice(-30).join('\n')}`)), 30000);
+      for (const s of [child.stdout!, child.stderr!]) {
+        createInterface({ input: s }).on('line', (line) => {
+          logs.push(line);
+          if (!ready && line.includes('"letterbox ready"')) {
+            ready = true;
+            clearTimeout(timer);
+            res();
+          }
+        });
+      }
+      child.once('exit', (code) => {
+        if (!ready) {
+          clearTimeout(timer);
+          rej(new Error(`appliance exited with ${code} before ready:\n${logs.slice(-30).join('\n')}`));
+        }
+      });
+    });
+  await launch();
+  const app: Appliance = {
+    dir,
+    dataDir,
+    configPath,
+    ports,
+    logs,
+    get process() {
+      return child;
+    },
+    cli: (args, o) => runCli(configPath, args, o),
+    async cliJson(args, o) {
+      const r = await runCli(configPath, ['--json', ...args], o);
+      if (r.code !== 0) throw new Error(`letterbox ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+      return JSON.parse(r.stdout);
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      return exited;
+    },
+    async kill(signal = 'SIGKILL') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill(signal);
+      await exited;
+    },
+    async restart() {
+      await launch();
+    },
+    cleanup() {
+      try {
+        child.kill('SIGKILL');
+      } catch {}
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return app;
+}
+
+/** The certificate the appliance generated (tests trust it explicitly instead of disabling checks). */
+export function applianceCert(app: Appliance): string {
+  return readFileSync(join(app.dir, 'certs', 'fullchain.pem'), 'utf8');
+}
