@@ -43,7 +43,7 @@ export function developmentDefaults(appDir: string = APP_DIR): Record<string, un
   };
 }
 
-const SECTIONS = ['listen', 'tls', 'dns', 'smtp', 'submission', 'outbound', 'api', 'dovecot', 'log'];
+const SECTIONS = ['listen', 'tls', 'dns', 'smtp', 'submission', 'outbound', 'api', 'dovecot', 'acme', 'log'];
 
 /** LETTERBOX_<SECTION>_<KEY>=value (or LETTERBOX_<KEY> for top-level keys) → nested overrides. */
 export function envOverrides(env: Env): Record<string, unknown> {

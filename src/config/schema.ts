@@ -110,6 +110,21 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    // Certificates from an ACME CA (HTTP-01 on port 80) and MTA-STS policy hosting (Production issue).
+    acme: z
+      .object({
+        enabled: bool.default(false),
+        email: z.string().default(''),
+        directory_url: z.string().url().default('https://acme-v02.api.letsencrypt.org/directory'),
+        // Where Letterbox answers HTTP-01 challenges (port 80) and serves MTA-STS policies (443).
+        http_listen: list(hostPort).default(['0.0.0.0:80']),
+        https_listen: list(hostPort).default(['0.0.0.0:443']),
+        renew_days_before: int(1, 89).default(30),
+        mta_sts_mode: z.enum(['testing', 'enforce', 'none']).default('testing'),
+        mta_sts_max_age: int(86400, 31557600).default(604800),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
       .strict()
