@@ -1,0 +1,168 @@
+import type { DB } from '../../db/index.ts';
+import { normalizeDomain } from '../../util/address.ts';
+import { SmtpReply, reply } from './replies.ts';
+import { srsReverse } from './srs.ts';
+
+/**
+ * Recipient resolution at RCPT time: one RCPT address → the places the message goes.
+ *
+ * Pure apart from reading the database (domains, mailboxes, aliases) through a few prepared,
+ * read-only statements; no other I/O. The service layer's find* functions load much more (DKIM keys,
+ * counts) than the hot path needs, so the lookups here are lean equivalents.
+ */
+export type Target =
+  | {
+      kind: 'local';
+      mailboxId: string;
+      /** The mailbox address (user@domain, lower-case). */
+      address: string;
+      local: string;
+      domain: string;
+      /** Plus-address detail as the sender wrote it (folder names are case-sensitive), or null. */
+      detail: string | null;
+      quotaBytes: number;
+    }
+  | {
+      kind: 'forward';
+      /** External address the message is forwarded to. */
+      address: string;
+      /** Our domain that forwards (SRS and ARC are done in its name). */
+      via: string;
+      /** True for bounces returned to an SRS address: sent with the null sender, no SRS. */
+      srsBounce?: boolean;
+    };
+
+export type Resolution = { ok: true; targets: Target[] } | { ok: false; reply: SmtpReply };
+
+export interface ResolveOptions {
+  /** The SRS secret (data_dir/secrets/srs) and clock (days) for SRS0 bounce addresses. */
+  srsSecret: string;
+  now: number;
+  /** Maximum alias nesting. */
+  maxDepth?: number;
+}
+
+interface Statements {
+  domain: { get(name: string): unknown };
+  mailbox: { get(address: string): unknown };
+  alias: { get(address: string): unknown };
+}
+
+const cache = new WeakMap<DB, Statements>();
+function statements(db: DB): Statements {
+  let s = cache.get(db);
+  if (!s) {
+    s = {
+      domain: db.prepare('SELECT id FROM domains WHERE name = ?').pluck(),
+      mailbox: db.prepare('SELECT id, disabled, quota_bytes FROM mailboxes WHERE address = ?'),
+      alias: db.prepare('SELECT targets FROM aliases WHERE address = ?').pluck(),
+    };
+    cache.set(db, s);
+  }
+  return s;
+}
+
+// RFC 5321 dot-atom local part (plus any non-ASCII for SMTPUTF8). Quoted strings are refused.
+const ATOM = /^[a-z0-9!#$&'*+/=?^_`{|}~\-\u0080-\uffff]+$/i;
+// Characters that older MTAs interpret as routing (percent hack, bang paths, source routes, quoting).
+const ROUTING = /[%!@:"\\\[\]<>,;\s()]/;
+const DETAIL = /^[\p{L}\p{N} ._-]{1,64}$/u;
+
+const relayDenied = () => reply(554, '5.7.1', 'Relay access denied: this server accepts mail only for its own domains');
+const unknownUser = () => reply(550, '5.1.1', 'No such user here');
+
+export interface ParsedRecipient {
+  local: string; // lower-case
+  detail: string | null; // original case
+  domain: string; // A-label, lower-case
+}
+
+/**
+ * Strict parse of an RCPT address (smtp-server already removed a source route). Anything that
+ * could make an address route elsewhere is refused as relaying, never reinterpreted.
+ */
+export function parseRecipient(raw: string): ParsedRecipient | SmtpReply {
+  const at = raw.lastIndexOf('@');
+  if (at <= 0 || at === raw.length - 1) return reply(553, '5.1.3', 'Bad recipient address syntax');
+  const rawLocal = raw.slice(0, at);
+  const rawDomain = raw.slice(at + 1);
+  // Address literals ([192.0.2.1]) and trailing dots are never our domains.
+  if (rawDomain.startsWith('[') || rawDomain.endsWith('.')) return relayDenied();
+  if (ROUTING.test(rawLocal)) return relayDenied();
+  if (rawLocal.length > 64 || !rawLocal.split('.').every((a) => a.length > 0 && ATOM.test(a))) return reply(553, '5.1.3', 'Bad recipient address syntax');
+  let domain: string;
+  try {
+    domain = normalizeDomain(rawDomain);
+  } catch {
+    return reply(553, '5.1.3', 'Bad recipient address syntax');
+  }
+  const plus = rawLocal.indexOf('+');
+  const base = plus > 0 ? rawLocal.slice(0, plus) : rawLocal;
+  const detail = plus > 0 ? rawLocal.slice(plus + 1) : null;
+  return { local: base.toLowerCase(), detail: detail && DETAIL.test(detail) ? detail : null, domain };
+}
+
+/** Resolves one RCPT address. Aliases are expanded (loops detected); catch-alls apply last. */
+export function resolveRecipient(db: DB, raw: string, opts: ResolveOptions): Resolution {
+  const p = parseRecipient(raw);
+  if (p instanceof SmtpReply) return { ok: false, reply: p };
+  const st = statements(db);
+  if (st.domain.get(p.domain) === undefined) return { ok: false, reply: relayDenied() };
+
+  // Bounces coming back to an SRS address we created when forwarding.
+  if (p.local.startsWith('srs0=')) {
+    const original = srsReverse(`${p.local}${p.detail !== null ? '+' + p.detail : ''}@${p.domain}`, opts.srsSecret, opts.now);
+    if (!original) return { ok: false, reply: unknownUser() };
+    return { ok: true, targets: [{ kind: 'forward', address: original, via: p.domain, srsBounce: true }] };
+  }
+
+  const state = { loop: false, disabled: false };
+  const out = new Map<string, Target>();
+  expand(st, p.local, p.domain, p.detail, new Set(), 0, opts.maxDepth ?? 10, state, out, true);
+  if (out.size > 0) return { ok: true, targets: [...out.values()] };
+  if (state.loop) return { ok: false, reply: reply(550, '5.4.6', 'Alias loop detected') };
+  if (state.disabled) return { ok: false, reply: reply(550, '5.2.1', 'Mailbox disabled, not accepting messages') };
+  return { ok: false, reply: unknownUser() };
+}
+
+function expand(
+  st: Statements,
+  local: string,
+  domain: string,
+  detail: string | null,
+  seen: Set<string>,
+  depth: number,
+  maxDepth: number,
+  state: { loop: boolean; disabled: boolean },
+  out: Map<string, Target>,
+  top: boolean,
+): void {
+  const address = `${local}@${domain}`;
+  if (seen.has(address) || depth > maxDepth) {
+    state.loop = true;
+    return;
+  }
+  seen.add(address);
+  const mbx = st.mailbox.get(address) as { id: string; disabled: number; quota_bytes: number } | undefined;
+  if (mbx) {
+    if (mbx.disabled) {
+      state.disabled = true;
+      return;
+    }
+    const key = `L:${mbx.id}:${top ? (detail ?? '') : ''}`;
+    if (!out.has(key)) out.set(key, { kind: 'local', mailboxId: mbx.id, address, local, domain, detail: top ? detail : null, quotaBytes: mbx.quota_bytes });
+    return;
+  }
+  const targets = (st.alias.get(address) ?? st.alias.get(`*@${domain}`)) as string | undefined;
+  if (targets === undefined) return;
+  for (const t of JSON.parse(targets) as string[]) {
+    const at = t.lastIndexOf('@');
+    const tl = t.slice(0, at).toLowerCase();
+    const td = t.slice(at + 1).toLowerCase();
+    if (st.domain.get(td) !== undefined) {
+      expand(st, tl, td, null, seen, depth + 1, maxDepth, state, out, false);
+    } else if (!out.has(`F:${t}`)) {
+      out.set(`F:${t}`, { kind: 'forward', address: t, via: domain });
+    }
+  }
+}

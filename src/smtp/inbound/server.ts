@@ -1,0 +1,200 @@
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import type { AppContext } from '../../server.ts';
+import { SmtpReply, internalFailure, newRef, reply } from './replies.ts';
+import { resolveRecipient } from './recipients.ts';
+import { probeRecipient } from './quota.ts';
+import { receiveMessage, type InboundDeps, type SessionInfo, type Transaction } from './deliver.ts';
+
+const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+
+/**
+ * smtp-server with two per-connection additions it has no option for:
+ *  - replies whose text starts with an enhanced status code (our SmtpReply) are sent with that code
+ *    instead of smtp-server's fixed default for the numeric code (550 → 5.1.1 otherwise);
+ *  - every 4xx/5xx reply counts as an error; at smtp.max_errors the session gets 421 and is closed.
+ */
+class MxSmtpServer extends SMTPServer {
+  maxErrors = 10;
+  override connect(socket: Socket, socketOptions?: any): void {
+    const self = this as any;
+    const connection: any = new (SMTPConnection as any)(this, socket, socketOptions);
+    const send = connection.send;
+    let errors = 0;
+    const maxErrors = this.maxErrors;
+    connection.send = function (code: number, data: unknown, context?: unknown) {
+      if (typeof data === 'string' && ENHANCED.test(data)) context = false;
+      const r = send.call(this, code, data, context);
+      if (code >= 400 && code !== 421 && ++errors >= maxErrors && !this._closing) {
+        send.call(this, 421, `${this.name} Too many errors, closing connection`);
+        this.close();
+      }
+      return r;
+    };
+    self.connections.add(connection);
+    connection.on('error', (err: Error) => self._onError(err));
+    connection.on('connect', (data: unknown) => self._onClientConnect(data));
+    connection.init();
+  }
+}
+
+export interface MxListener {
+  servers: SMTPServer[];
+  listen(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Builds the MX listeners (one per listen.mx address) sharing one set of handlers and limits. */
+export function createMxListener(deps: InboundDeps, addresses: { host: string; port: number }[]): MxListener {
+  const { app } = deps;
+  const cfg = app.config.smtp;
+  const perIp = new Map<string, number>();
+  const counted = new Set<string>();
+  const txs = new Map<string, Transaction>();
+  const log = app.log.child({ component: 'mx' });
+
+  const fail = (err: unknown, what: string, session: SMTPServerSession): SmtpReply => {
+    if (err instanceof SmtpReply) return err;
+    const ref = newRef();
+    log.error({ ref, session: session.id, err: (err as any)?.message ?? String(err) }, `internal error during ${what}; answered 451`);
+    return internalFailure(ref);
+  };
+
+  const options: SMTPServerOptions = {
+    name: app.config.hostname,
+    banner: 'Letterbox ESMTP',
+    key: readFileSync(app.config.tls.key),
+    cert: readFileSync(app.config.tls.cert),
+    size: cfg.max_message_size,
+    authOptional: true,
+    disabledCommands: ['AUTH'],
+    hideSTARTTLS: false,
+    hidePIPELINING: false,
+    hide8BITMIME: false,
+    hideSMTPUTF8: false,
+    hideENHANCEDSTATUSCODES: false,
+    hideDSN: true,
+    hideREQUIRETLS: true,
+    maxClients: cfg.max_connections,
+    maxRecipients: cfg.max_recipients,
+    socketTimeout: cfg.socket_timeout_ms,
+    closeTimeout: 5000,
+    maxCommandLength: cfg.max_line_length,
+    maxAllowedUnauthenticatedCommands: false,
+    // Reverse lookups go through the one configured resolver (never the system's by surprise).
+    resolver: { reverse: (ip, cb) => app.resolver.reverse(ip).then((names) => cb(null, names), (err) => cb(err)) },
+    logger: false,
+
+    onConnect(session, cb) {
+      const ip = session.remoteAddress;
+      const n = (perIp.get(ip) ?? 0) + 1;
+      if (n > cfg.max_connections_per_ip) {
+        log.warn({ ip, limit: cfg.max_connections_per_ip }, 'too many connections from one address; refused');
+        return cb(reply(421, '4.7.0', `${app.config.hostname} Too many connections from your address, try again later`));
+      }
+      perIp.set(ip, n);
+      counted.add(session.id);
+      cb();
+    },
+
+    onClose(session) {
+      txs.delete(session.id);
+      if (!counted.delete(session.id)) return;
+      const n = (perIp.get(session.remoteAddress) ?? 1) - 1;
+      if (n <= 0) perIp.delete(session.remoteAddress);
+      else perIp.set(session.remoteAddress, n);
+    },
+
+    onMailFrom(address, session, cb) {
+      txs.set(session.id, { mailFrom: address.address ?? '', rcpts: [] });
+      cb();
+    },
+
+    onRcptTo(address, session, cb) {
+      const tx = txs.get(session.id);
+      if (!tx) return cb(reply(503, '5.5.1', 'Error: need MAIL command'));
+      let res;
+      try {
+        res = resolveRecipient(app.db, address.address, { srsSecret: deps.srsSecret, now: app.clock.now() });
+      } catch (err) {
+        return cb(fail(err, 'RCPT', session));
+      }
+      if (!res.ok) return cb(res.reply);
+      const only = res.targets.length === 1 ? res.targets[0] : null;
+      if (!only || only.kind !== 'local' || only.quotaBytes <= 0) {
+        tx.rcpts.push({ address: address.address, targets: res.targets });
+        return cb();
+      }
+      // A mailbox with a quota: is it already full? (Dovecot knows; unlimited ones are never full.)
+      probeRecipient(app.dovecot.paths.lmtpSocket, only.address, { lhlo: app.config.hostname }).then(
+        (a) => {
+          if (a.code >= 200 && a.code < 300) {
+            tx.rcpts.push({ address: address.address, targets: res.targets });
+            return cb();
+          }
+          if (a.enhanced === '4.2.2' || a.enhanced === '5.2.2') {
+            return cb(cfg.quota_full_reply === '552' ? reply(552, '5.2.2', 'Mailbox full') : reply(452, '4.2.2', 'Mailbox full, try again later'));
+          }
+          cb(fail(new Error(`Dovecot refused RCPT: ${a.code} ${a.enhanced ?? ''} ${a.text}`), 'RCPT quota check', session));
+        },
+        (err) => cb(fail(err, 'RCPT quota check', session)),
+      );
+    },
+
+    onData(stream, session, cb) {
+      const tx = txs.get(session.id);
+      txs.delete(session.id);
+      if (!tx || tx.rcpts.length === 0) {
+        stream.resume();
+        return cb(reply(503, '5.5.1', 'Error: no valid recipients'));
+      }
+      const tls = session.secure && session.tlsOptions ? { protocol: String(session.tlsOptions.version ?? ''), cipher: String(session.tlsOptions.name ?? '') } : null;
+      const info: SessionInfo = {
+        id: session.id,
+        remoteAddress: session.remoteAddress,
+        helo: session.hostNameAppearsAs || session.remoteAddress,
+        clientHostname: session.clientHostname && session.clientHostname !== `[${session.remoteAddress}]` ? session.clientHostname : null,
+        transmissionType: session.transmissionType || 'ESMTP',
+        tls,
+      };
+      receiveMessage(deps, stream, info, tx).then(
+        (text) => cb(null, text),
+        (err) => {
+          stream.resume();
+          cb(fail(err, 'DATA', session));
+        },
+      );
+    },
+  };
+
+  const servers = addresses.map(() => {
+    const s = new MxSmtpServer(options);
+    s.maxErrors = cfg.max_errors;
+    s.on('error', (err) => log.warn({ err: err.message }, 'SMTP connection error'));
+    return s;
+  });
+
+  return {
+    servers,
+    async listen() {
+      await Promise.all(
+        servers.map(
+          (s, i) =>
+            new Promise<void>((resolve, reject) => {
+              const onErr = (err: Error) => reject(err);
+              s.server.once('error', onErr);
+              s.listen(addresses[i].port, addresses[i].host, () => {
+                s.server.removeListener('error', onErr);
+                resolve();
+              });
+            }),
+        ),
+      );
+    },
+    async close() {
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    },
+  };
+}
