@@ -66,6 +66,8 @@ export const configSchema = z
         dmarc_reject: z.enum(['reject', 'quarantine']).default('reject'),
         spf_fail: z.enum(['accept', 'reject']).default('accept'),
         quota_full_reply: z.enum(['452', '552']).default('452'),
+        // Bare LF / bare CR in DATA (SMTP smuggling): refuse the message, or rewrite them to CRLF.
+        bare_newline: z.enum(['reject', 'normalize']).default('reject'),
       })
       .strict()
       .prefault({}),
