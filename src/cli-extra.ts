@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { CliIO } from './cli.ts';
+import { queueCommands } from './queue/cli.ts';
 
 export interface CliHelpers {
   /** Prints `json` with --json, else `text`. */
@@ -12,3 +13,4 @@ export interface CliHelpers {
  * its subcommands to the program; the service layer behind them is shared with the API.
  */
 export const extraCommands: ((program: Command, h: CliHelpers) => void)[] = [];
+extraCommands.push(queueCommands);

@@ -30,6 +30,15 @@ export function parseSize(s: string): number {
   return Math.round(Number(m[1]) * mult);
 }
 
+/** "90s", "15m", "4h", "5d", "500ms", or a number of seconds → milliseconds; NaN when unparseable. */
+export function parseDuration(s: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$/i.exec(s);
+  if (!m) return Number.NaN;
+  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[(m[2] ?? 's').toLowerCase() as 'ms'];
+  return Math.round(Number(m[1]) * mult);
+}
+const duration = z.string().refine((s) => Number.isFinite(parseDuration(s)), { message: 'expected a duration such as "30s", "15m", "4h" or "5d"' });
+
 const ip = z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IPv4 or IPv6 address' });
 const hostname = z
   .string()
@@ -77,6 +86,13 @@ export const configSchema = z
         max_messages_per_hour: int(0, 1000000).default(200),
         max_recipients_per_day: int(0, 10000000).default(1000),
         max_recipients_per_message: int(1, 100000).default(100),
+        // Brute-force protection for AUTH (per client IP and per account name, known or not).
+        auth_max_failures: int(1, 100000).default(10), // failures within auth_window → lockout
+        auth_window: duration.default('15m'),
+        auth_lockout: duration.default('15m'),
+        auth_delay_ms: int(0, 60000).default(500), // delay after a failure, doubling per failure
+        auth_delay_max_ms: int(0, 60000).default(8000),
+        max_message_size: size.default(50 * 1024 * 1024),
       })
       .strict()
       .prefault({}),
@@ -85,10 +101,32 @@ export const configSchema = z
       .object({
         port: int(1, 65535).default(25),
         ipv4_only: bool.default(false),
-        max_age: z.string().default('5d'),
-        delay_notice_after: z.string().default('4h'),
+        max_age: duration.default('5d'),
+        delay_notice_after: duration.default('4h'),
         concurrency: int(1, 10000).default(20),
         concurrency_per_domain: int(1, 1000).default(4),
+        // Destination domains always delivered over IPv4 (e.g. providers strict about IPv6 rDNS).
+        ipv4_only_domains: list(z.string()).default([]),
+        // Retry delays after the 1st, 2nd... failure; the last one repeats until max_age. ±retry_jitter.
+        retry_schedule: list(duration).default(['5m', '10m', '30m', '1h', '2h', '4h', '8h']),
+        retry_jitter: z.coerce.number().min(0).max(1).default(0.1),
+        // Dedicated IPs: source address → its EHLO name (must match its rDNS); sending domain → source address.
+        source_ips: z.record(ip, hostname).default({}),
+        domain_ips: z.record(z.string(), ip).default({}),
+        // Relay all remote mail through one host instead of MX delivery ("host:port"; empty = direct).
+        smarthost: z.union([z.literal(''), hostPort]).default(''),
+        smarthost_tls: z.enum(['starttls', 'tls', 'none']).default('starttls'),
+        smarthost_user: z.string().default(''),
+        smarthost_password_file: z.string().default(''),
+        mta_sts: bool.default(true),
+        // Port of MTA-STS policy hosts (RFC 8461: 443; tests point it at a local HTTPS server).
+        mta_sts_port: int(1, 65535).default(443),
+        // Extra CA certificates (PEM file) trusted for MTA-STS policy hosts and enforced MX TLS.
+        tls_ca_file: z.string().default(''),
+        connect_timeout_ms: int(100, 600000).default(30000),
+        socket_timeout_ms: int(1000, 3600000).default(300000),
+        // How often the scheduler looks for due or retried entries at most (an index lookup).
+        poll_interval_ms: int(50, 600000).default(1000),
       })
       .strict()
       .prefault({}),

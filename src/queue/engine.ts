@@ -1,0 +1,416 @@
+// The outbound queue: durable enqueue (spool fsynced + rows committed), an index-driven scheduler
+// with global and per-domain concurrency, delivery (LMTP for our own domains, SMTP otherwise),
+// retries, DSNs, suppressions and events. Rows left in flight by a crash are reclaimed at start.
+import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type { AppContext, Component } from '../server.ts';
+import type { EnqueueRequest, EnqueueResult, OutboundQueue } from './handoff.ts';
+import { Spool } from '../spool/index.ts';
+import { newId } from '../util/ids.ts';
+import { parseAddress } from '../util/address.ts';
+import { recordEvent } from '../events/record.ts';
+import { deliverLmtp } from '../delivery/lmtp.ts';
+import { parseDuration, parseHostPort } from '../config/schema.ts';
+import { isLocalDomain, expandLocal } from './local.ts';
+import { SmtpClient, type AttemptInfo, type RcptResult } from './smtp-client.ts';
+import { MtaSts } from './mta-sts.ts';
+import { onTempFail, type RetryPolicy } from './schedule.ts';
+import { isHardBounce, outcomeOf } from './classify.ts';
+import { buildDsn, dsnStatusFor, type DsnRecipient } from './dsn.ts';
+import { addSuppression } from './store.ts';
+import { pruneSendLog } from '../smtp/submission/caps.ts';
+
+interface MessageRow {
+  id: string;
+  spool_id: string | null;
+  size: number;
+  mail_from: string;
+  mailbox_id: string | null;
+  sending_domain: string | null;
+  message_id: string | null;
+  origin: string;
+  sandbox: number;
+  pending: number;
+  created_at: number;
+}
+
+interface QueueRow {
+  id: string;
+  message_id: string;
+  recipient: string;
+  domain: string;
+  attempts: number;
+  delay_notified: number;
+  created_at: number;
+}
+
+const MAX_RCPTS_PER_JOB = 100;
+
+export class Queue implements OutboundQueue, Component {
+  name = 'queue';
+  readonly spool: Spool;
+  private client: SmtpClient;
+  private policy: RetryPolicy;
+  private active = new Set<Promise<void>>();
+  private activeByDomain = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private housekeeping: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private ticking = false;
+  private again = false;
+
+  private app: AppContext;
+  constructor(app: AppContext) {
+    this.app = app;
+    const o = app.config.outbound;
+    this.spool = new Spool(app.config.data_dir);
+    const ca = o.tls_ca_file ? readFileSync(o.tls_ca_file, 'utf8') : undefined;
+    let smarthost = null;
+    if (o.smarthost) {
+      const hp = parseHostPort(o.smarthost)!;
+      const pass = o.smarthost_password_file ? readFileSync(o.smarthost_password_file, 'utf8').trim() : '';
+      smarthost = { host: hp.host, port: hp.port, tls: o.smarthost_tls, user: o.smarthost_user, pass };
+    }
+    this.client = new SmtpClient({
+      resolver: app.resolver,
+      log: app.log,
+      hostname: app.config.hostname,
+      port: o.port,
+      ipv4Only: o.ipv4_only,
+      ipv4OnlyDomains: o.ipv4_only_domains.map((d) => d.toLowerCase()),
+      sourceIps: o.source_ips,
+      domainIps: Object.fromEntries(Object.entries(o.domain_ips).map(([k, v]) => [k.toLowerCase(), v])),
+      mtaSts: o.mta_sts && !smarthost ? new MtaSts({ resolver: app.resolver, clock: app.clock, log: app.log, port: o.mta_sts_port, ca, timeoutMs: o.connect_timeout_ms }) : null,
+      ca,
+      connectTimeoutMs: o.connect_timeout_ms,
+      socketTimeoutMs: o.socket_timeout_ms,
+      smarthost,
+    });
+    this.policy = {
+      schedule: o.retry_schedule.map(parseDuration),
+      jitter: o.retry_jitter,
+      maxAge: parseDuration(o.max_age),
+      delayNoticeAfter: parseDuration(o.delay_notice_after),
+    };
+  }
+
+  // --- enqueue ------------------------------------------------------------------------------
+
+  async enqueue(req: EnqueueRequest): Promise<EnqueueResult> {
+    const { db, clock } = this.app;
+    if (req.recipients.length === 0) return { queueIds: [] };
+    const rcpts = req.recipients.map((r) => {
+      const a = parseAddress(r);
+      return { address: a.address, domain: a.domain };
+    });
+    const msgId = newId('msg');
+    const ids = rcpts.map(() => newId('q'));
+    const spoolFile = req.sandbox ? null : await this.spool.write(req.message, { id: msgId.slice(4) });
+    const now = clock.now();
+    db.transaction(() => {
+      db.prepare(
+        'INSERT INTO outbound_messages (id, spool_id, size, mail_from, mailbox_id, sending_domain, message_id, origin, sandbox, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ).run(msgId, spoolFile?.id ?? null, req.message.length, req.from, req.mailboxId, req.sendingDomain, req.messageId ?? null, req.origin, req.sandbox ? 1 : 0, req.sandbox ? 0 : rcpts.length, now);
+      const ins = db.prepare(
+        'INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at, last_code, last_reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+      rcpts.forEach((r, i) => {
+        if (req.sandbox) ins.run(ids[i], msgId, r.address, r.domain, 'delivered', 1, null, now, now, 250, '250 sandbox: recorded, not delivered');
+        else ins.run(ids[i], msgId, r.address, r.domain, 'queued', 0, now, now, now, null, null);
+      });
+      recordEvent(db, clock, {
+        type: 'message.queued',
+        mailboxId: req.mailboxId,
+        domain: req.sendingDomain,
+        messageId: req.messageId ?? null,
+        data: { id: msgId, from: req.from, recipients: rcpts.map((r, i) => ({ recipient: r.address, queueId: ids[i] })), origin: req.origin, sandbox: !!req.sandbox, size: req.message.length },
+      });
+      if (req.sandbox) {
+        const att = db.prepare("INSERT INTO outbound_attempts (queue_id, at, mx, outcome, code, reply) VALUES (?, ?, 'sandbox', 'delivered', 250, '250 sandbox: recorded, not delivered')");
+        rcpts.forEach((r, i) => {
+          att.run(ids[i], now);
+          recordEvent(db, clock, { type: 'message.delivered', mailboxId: req.mailboxId, domain: req.sendingDomain, messageId: req.messageId ?? null, data: { id: msgId, queueId: ids[i], recipient: r.address, sandbox: true } });
+        });
+      }
+    }).immediate();
+    if (!req.sandbox) this.wake();
+    return { queueIds: ids };
+  }
+
+  // --- lifecycle ----------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    const { db, clock, log } = this.app;
+    const now = clock.now();
+    const r = db.prepare("UPDATE outbound_queue SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE status = 'inflight'").run(now, now);
+    if (r.changes) log.warn({ reclaimed: r.changes }, 'queue entries left in flight by an earlier run are queued again (the remote may have received them once already)');
+    this.app.handoff.queue = this;
+    this.housekeeping = setInterval(() => pruneSendLog(db, this.app.clock.now()), 3_600_000);
+    this.housekeeping.unref();
+    this.wake();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.housekeeping) clearInterval(this.housekeeping);
+    // Finish what is in flight (bounded); anything still running is reclaimed at next start.
+    await Promise.race([Promise.allSettled([...this.active]), new Promise((r) => setTimeout(r, 7000).unref())]);
+    this.client.close();
+    if (this.app.handoff.queue === this) this.app.handoff.queue = null;
+  }
+
+  /** Look for due entries soon (after enqueue, a retry, or a finished job). */
+  wake(): void {
+    if (this.stopping) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.tick(), 0);
+  }
+
+  private tick(): void {
+    if (this.stopping) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = true;
+    try {
+      this.schedule();
+    } catch (err: any) {
+      this.app.log.error({ err: err.message }, 'queue scheduling failed');
+    } finally {
+      this.ticking = false;
+    }
+    if (this.again) {
+      this.again = false;
+      this.wake();
+      return;
+    }
+    this.armTimer();
+  }
+
+  private armTimer(): void {
+    if (this.stopping) return;
+    const { db, clock, config } = this.app;
+    const next = db.prepare("SELECT min(next_attempt_at) FROM outbound_queue WHERE status = 'queued'").pluck().get() as number | null;
+    const poll = config.outbound.poll_interval_ms;
+    const now = clock.now();
+    const delay = next === null ? poll : next <= now ? poll : Math.min(next - now, poll);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.tick(), delay);
+  }
+
+  private schedule(): void {
+    const { db, clock, config } = this.app;
+    const free = config.outbound.concurrency - this.active.size;
+    if (free <= 0) return;
+    const now = clock.now();
+    const rows = db
+      .prepare("SELECT id, message_id, recipient, domain, attempts, delay_notified, created_at FROM outbound_queue WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
+      .all(now, free * 20) as QueueRow[];
+    if (rows.length === 0) return;
+    const groups = new Map<string, QueueRow[]>();
+    const domainSlots = new Map<string, number>();
+    const jobs: QueueRow[][] = [];
+    for (const r of rows) {
+      const key = `${r.message_id}|${r.domain}`;
+      const g = groups.get(key);
+      if (g) {
+        if (g.length < MAX_RCPTS_PER_JOB) g.push(r);
+        continue;
+      }
+      if (jobs.length >= free) continue;
+      const used = (this.activeByDomain.get(r.domain) ?? 0) + (domainSlots.get(r.domain) ?? 0);
+      if (used >= config.outbound.concurrency_per_domain) continue;
+      domainSlots.set(r.domain, (domainSlots.get(r.domain) ?? 0) + 1);
+      const ng = [r];
+      groups.set(key, ng);
+      jobs.push(ng);
+    }
+    const claim = db.prepare("UPDATE outbound_queue SET status = 'inflight', updated_at = ? WHERE id = ? AND status = 'queued'");
+    const claimed = db.transaction(() => jobs.map((g) => g.filter((r) => claim.run(now, r.id).changes === 1))).immediate();
+    for (const g of claimed) {
+      if (g.length === 0) continue;
+      const domain = g[0].domain;
+      this.activeByDomain.set(domain, (this.activeByDomain.get(domain) ?? 0) + 1);
+      const p: Promise<void> = this.runJob(g)
+        .catch((err) => this.app.log.error({ err: err.message, stack: err.stack, queueIds: g.map((r) => r.id) }, 'queue job failed'))
+        .finally(() => {
+          this.active.delete(p);
+          const n = (this.activeByDomain.get(domain) ?? 1) - 1;
+          if (n <= 0) this.activeByDomain.delete(domain);
+          else this.activeByDomain.set(domain, n);
+          this.wake();
+        });
+      this.active.add(p);
+    }
+  }
+
+  // --- delivery -----------------------------------------------------------------------------
+
+  private async runJob(rows: QueueRow[]): Promise<void> {
+    const { db } = this.app;
+    const msg = db.prepare('SELECT * FROM outbound_messages WHERE id = ?').get(rows[0].message_id) as MessageRow;
+    const domain = rows[0].domain;
+    const recipients = rows.map((r) => r.recipient);
+    let results: RcptResult[];
+    let attempt: AttemptInfo;
+    let extraExternal: string[] = [];
+    const spoolPath = this.spool.pathFor(msg.spool_id!);
+    if (isLocalDomain(db, domain)) {
+      ({ results, attempt, extraExternal } = await this.deliverLocal(msg, recipients, spoolPath));
+    } else {
+      ({ results, attempt } = await this.client.deliver({
+        domain,
+        from: msg.mail_from,
+        recipients,
+        size: msg.size,
+        body: () => createReadStream(spoolPath),
+        sendingDomain: msg.sending_domain,
+      }));
+    }
+    await this.finish(msg, rows, results, attempt, extraExternal);
+  }
+
+  private async deliverLocal(msg: MessageRow, recipients: string[], spoolPath: string): Promise<{ results: RcptResult[]; attempt: AttemptInfo; extraExternal: string[] }> {
+    const { db, dovecot, config } = this.app;
+    const attempt: AttemptInfo = { mx: 'lmtp', ip: null, sourceIp: null, tlsVersion: null, tlsCipher: null, transcript: '' };
+    const targets = new Map<string, string[]>();
+    const extraExternal: string[] = [];
+    const fixed = new Map<string, RcptResult>();
+    for (const r of recipients) {
+      const x = expandLocal(db, r);
+      if (!x) fixed.set(r, { recipient: r, code: 550, reply: '550 5.1.1 no such mailbox here', outcome: 'bounced' });
+      else if (x.mailboxes.length === 0 && x.external.length === 0) fixed.set(r, { recipient: r, code: 550, reply: '550 5.2.1 mailbox disabled', outcome: 'bounced' });
+      else {
+        targets.set(r, x.mailboxes);
+        extraExternal.push(...x.external);
+      }
+    }
+    const lmtpTo = [...new Set([...targets.values()].flat())];
+    const byTarget = new Map<string, { code: number; response: string; status: string }>();
+    if (lmtpTo.length) {
+      try {
+        const res = await deliverLmtp(dovecot.paths.lmtpSocket, { from: msg.mail_from, to: lmtpTo }, () => createReadStream(spoolPath), { lhlo: config.hostname });
+        for (const x of res) byTarget.set(x.recipient, x);
+      } catch (err: any) {
+        for (const t of lmtpTo) byTarget.set(t, { code: 451, response: `451 4.3.0 ${err.message}`, status: 'tempfail' });
+      }
+    }
+    const results = recipients.map((r) => {
+      const f = fixed.get(r);
+      if (f) return f;
+      const outs = (targets.get(r) ?? []).map((t) => byTarget.get(t)!);
+      const worst = outs.find((o) => o.code >= 400 && o.code < 500) ?? outs.find((o) => o.code >= 500) ?? outs[0];
+      if (!worst) return { recipient: r, code: 250, reply: '250 2.1.5 forwarded', outcome: 'delivered' as const };
+      return { recipient: r, code: worst.code, reply: worst.response, outcome: outcomeOf(worst.code) };
+    });
+    return { results, attempt, extraExternal };
+  }
+
+  /** Records the outcome of one attempt for each recipient, then sends DSNs and cleans the spool. */
+  private async finish(msg: MessageRow, rows: QueueRow[], results: RcptResult[], attempt: AttemptInfo, extraExternal: string[]): Promise<void> {
+    const { db, clock } = this.app;
+    const now = clock.now();
+    const failed: DsnRecipient[] = [];
+    const delayed: DsnRecipient[] = [];
+    const canDsn = msg.mail_from !== '' && msg.origin !== 'dsn';
+    const ev = (type: any, data: Record<string, unknown>) =>
+      recordEvent(db, clock, { type, mailboxId: msg.mailbox_id, domain: msg.sending_domain, messageId: msg.message_id, data: { id: msg.id, from: msg.mail_from, ...data } });
+    const pendingLeft = db.transaction(() => {
+      const att = db.prepare(
+        'INSERT INTO outbound_attempts (queue_id, at, mx, ip, source_ip, tls_version, tls_cipher, code, reply, outcome, transcript) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      );
+      const final = db.prepare('UPDATE outbound_queue SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?');
+      const retry = db.prepare("UPDATE outbound_queue SET status = 'queued', attempts = attempts + 1, next_attempt_at = ?, last_code = ?, last_reply = ?, delay_notified = ?, updated_at = ? WHERE id = ?");
+      let done = 0;
+      rows.forEach((row, i) => {
+        const r = results[i];
+        const base = { queueId: row.id, recipient: row.recipient, code: r.code, reply: r.reply, mx: attempt.mx, attempts: row.attempts + 1 };
+        let outcome = r.outcome;
+        if (outcome === 'deferred') {
+          const d = onTempFail({ now, createdAt: row.created_at, attempts: row.attempts + 1, delayNotified: row.delay_notified === 1, policy: this.policy, rand: Math.random() });
+          if (d.action === 'expire') {
+            outcome = 'bounced';
+            final.run('bounced', r.code, r.reply, now, row.id);
+            done++;
+            ev('message.bounced', { ...base, reason: 'expired' });
+            if (canDsn) failed.push({ address: row.recipient, action: 'failed', status: '4.4.7', remoteMta: attempt.mx, diagnostic: r.reply, lastAttemptAt: new Date(now) });
+          } else {
+            retry.run(d.nextAttemptAt, r.code, r.reply, d.delayNotice || row.delay_notified === 1 ? 1 : 0, now, row.id);
+            ev('message.deferred', { ...base, nextAttemptAt: new Date(d.nextAttemptAt).toISOString() });
+            if (d.delayNotice && canDsn) {
+              delayed.push({ address: row.recipient, action: 'delayed', status: dsnStatusFor(r.code, r.reply, '4.0.0'), remoteMta: attempt.mx, diagnostic: r.reply, lastAttemptAt: new Date(now), willRetryUntil: new Date(row.created_at + this.policy.maxAge) });
+            }
+          }
+        } else if (outcome === 'delivered') {
+          final.run('delivered', r.code, r.reply, now, row.id);
+          done++;
+          ev('message.delivered', base);
+        } else {
+          final.run('bounced', r.code, r.reply, now, row.id);
+          done++;
+          ev('message.bounced', base);
+          if (canDsn) failed.push({ address: row.recipient, action: 'failed', status: dsnStatusFor(r.code, r.reply, '5.0.0'), remoteMta: attempt.mx, diagnostic: r.reply, lastAttemptAt: new Date(now) });
+          if (msg.sending_domain && msg.origin !== 'dsn' && isHardBounce(r.code, r.reply)) {
+            if (addSuppression(db, { domain: msg.sending_domain, address: row.recipient, reason: 'hard bounce', code: r.code, createdAt: new Date(now).toISOString() })) {
+              ev('message.suppressed', { recipient: row.recipient, reason: 'hard bounce', code: r.code, reply: r.reply });
+            }
+          }
+        }
+        att.run(row.id, now, attempt.mx, attempt.ip, attempt.sourceIp, attempt.tlsVersion, attempt.tlsCipher, r.code, r.reply, outcome, outcome === 'delivered' ? null : attempt.transcript || null);
+      });
+      // Alias targets outside our domains found while delivering locally join the same message.
+      const ins = db.prepare("INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
+      for (const x of [...new Set(extraExternal)]) ins.run(newId('q'), msg.id, x, parseAddress(x).domain, now, now, now);
+      return (db.prepare('UPDATE outbound_messages SET pending = pending - ? + ? WHERE id = ? RETURNING pending').pluck().get(done, new Set(extraExternal).size, msg.id) as number);
+    }).immediate();
+    if (extraExternal.length) this.wake();
+    if (failed.length || delayed.length) {
+      try {
+        const headers = await this.originalHeaders(msg);
+        if (failed.length) await this.sendDsn(msg, headers, failed);
+        if (delayed.length) await this.sendDsn(msg, headers, delayed);
+      } catch (err: any) {
+        this.app.log.error({ err: err.message, id: msg.id }, 'could not queue a delivery status notification');
+      }
+    }
+    if (pendingLeft <= 0 && msg.spool_id) await this.spool.remove(msg.spool_id);
+  }
+
+  private async originalHeaders(msg: MessageRow): Promise<string> {
+    const fh = await fsp.open(this.spool.pathFor(msg.spool_id!), 'r');
+    try {
+      const buf = Buffer.alloc(65536);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      const s = buf.subarray(0, bytesRead).toString('utf8');
+      const end = s.search(/\r?\n\r?\n/);
+      return end >= 0 ? s.slice(0, end) : s;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async sendDsn(msg: MessageRow, headers: string, recipients: DsnRecipient[]): Promise<void> {
+    const { config, clock } = this.app;
+    const subject = /^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)/im.exec(headers)?.[1] ?? null;
+    const dsn = buildDsn({
+      reportingMta: config.hostname,
+      to: msg.mail_from,
+      originalMessageId: msg.message_id,
+      originalSubject: subject,
+      originalHeaders: headers,
+      arrivalDate: new Date(msg.created_at),
+      recipients,
+      now: new Date(clock.now()),
+      messageId: `<${randomBytes(12).toString('hex')}@${config.hostname}>`,
+      boundary: `lb-dsn-${randomBytes(8).toString('hex')}`,
+    });
+    await this.enqueue({ message: dsn, from: '', recipients: [msg.mail_from], mailboxId: msg.mailbox_id, sendingDomain: null, origin: 'dsn', messageId: null });
+  }
+}
+
+/** Component factory for `letterbox serve` (before the listeners that hand mail to it). */
+export function createQueueComponent(app: AppContext): Component {
+  return new Queue(app);
+}

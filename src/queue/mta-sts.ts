@@ -1,0 +1,122 @@
+// MTA-STS (RFC 8461): discover the policy id in DNS (through the one resolver), fetch the policy
+// over HTTPS from mta-sts.<domain> with certificate validation, cache it for max_age, and say which
+// MX hosts may be used. Policy parsing and MX matching are mailauth's.
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { createRequire } from 'node:module';
+import type { Resolver } from '../dns/resolver.ts';
+import type { Clock } from '../clock.ts';
+import type { Logger } from '../log.ts';
+
+const require = createRequire(import.meta.url);
+const sts = require('mailauth/lib/mta-sts.js') as {
+  resolvePolicy(domain: string, opts: { resolver?: unknown }): Promise<string | false>;
+  parsePolicy(text: string): { mode: string; mx?: string[]; maxAge?: number };
+  validateMx(mx: string, policy: { mode: string; mx: string[] }): { valid: boolean };
+};
+
+export interface StsPolicy {
+  id: string;
+  mode: 'enforce' | 'testing' | 'none';
+  mx: string[];
+  maxAge: number; // seconds
+  expiresAt: number; // ms
+}
+
+export interface MtaStsOptions {
+  resolver: Resolver;
+  clock: Clock;
+  log: Logger;
+  /** 443 in production; tests point it at a local HTTPS server. */
+  port: number;
+  /** Extra trusted CA certificates (PEM). */
+  ca?: string;
+  timeoutMs?: number;
+}
+
+export class MtaSts {
+  private cache = new Map<string, StsPolicy>();
+  private o: MtaStsOptions;
+  constructor(o: MtaStsOptions) {
+    this.o = o;
+  }
+
+  /** The policy that applies to `domain` now, or null when none (or mode none). */
+  async policyFor(domain: string): Promise<StsPolicy | null> {
+    const now = this.o.clock.now();
+    const cached = this.cache.get(domain);
+    const valid = cached && cached.expiresAt > now ? cached : null;
+    let id: string | false;
+    try {
+      id = await sts.resolvePolicy(domain, { resolver: this.o.resolver.resolve as any });
+    } catch (err: any) {
+      this.o.log.debug({ domain, err: err.message }, 'MTA-STS TXT lookup failed');
+      return valid && valid.mode !== 'none' ? valid : null;
+    }
+    if (!id) return valid && valid.mode !== 'none' ? valid : null;
+    if (valid && valid.id === id) return valid.mode === 'none' ? null : valid;
+    try {
+      const text = await this.fetch(domain);
+      const p = sts.parsePolicy(text) as any;
+      const maxAge = Math.min(Number(p.maxAge) || 86400, 31557600);
+      const policy: StsPolicy = { id, mode: p.mode, mx: p.mx ?? [], maxAge, expiresAt: now + maxAge * 1000 };
+      this.cache.set(domain, policy);
+      return policy.mode === 'none' ? null : policy;
+    } catch (err: any) {
+      // RFC 8461 5.1: a valid cached policy keeps applying when a new one cannot be fetched.
+      this.o.log.warn({ domain, err: err.message }, 'MTA-STS policy fetch failed');
+      return valid && valid.mode !== 'none' ? valid : null;
+    }
+  }
+
+  /** Is `mx` allowed by the policy? */
+  static allows(policy: StsPolicy | null, mx: string): boolean {
+    if (!policy || policy.mode !== 'enforce') return true;
+    return sts.validateMx(mx, { mode: policy.mode, mx: policy.mx } as any).valid;
+  }
+
+  private fetch(domain: string): Promise<string> {
+    const host = `mta-sts.${domain}`;
+    const resolver = this.o.resolver;
+    return new Promise((resolve, reject) => {
+      const req = https.get(
+        {
+          host,
+          servername: host,
+          port: this.o.port,
+          path: '/.well-known/mta-sts.txt',
+          ca: this.o.ca ? [...require('node:tls').rootCertificates, this.o.ca] : undefined,
+          timeout: this.o.timeoutMs ?? 60000,
+          agent: false,
+          // Resolve the policy host through the appliance's resolver, not the system's.
+          lookup: ((name: string, opts: any, cb: any) => {
+            if (isIP(name)) return cb(null, opts?.all ? [{ address: name, family: isIP(name) }] : name, isIP(name));
+            resolver
+              .resolve(name, 'A')
+              .then((addrs: string[]) => (opts?.all ? cb(null, addrs.map((address) => ({ address, family: 4 }))) : cb(null, addrs[0], 4)))
+              .catch((e: any) => cb(e));
+          }) as any,
+        },
+        (res) => {
+          // RFC 8461 3.3: HTTP redirects are not followed; only 200 counts.
+          if (res.statusCode !== 200) {
+            res.resume();
+            reject(new Error(`policy host answered HTTP ${res.statusCode}`));
+            return;
+          }
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > 65536) req.destroy(new Error('policy larger than 64 KB'));
+            else chunks.push(c);
+          });
+          res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('policy fetch timed out')));
+      req.on('error', reject);
+    });
+  }
+}

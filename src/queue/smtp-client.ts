@@ -1,0 +1,327 @@
+// Delivery of one message to the recipients of one destination domain over SMTP: MX routing,
+// MTA-STS, source address and EHLO name per sending domain, opportunistic STARTTLS, per-recipient
+// results, and the facts of the attempt (MX, addresses, TLS, transcript without secrets).
+// Connections are kept for a few seconds after a transaction and reused for the same MX address.
+import { isIP } from 'node:net';
+import type { Readable } from 'node:stream';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { Resolver } from '../dns/resolver.ts';
+import type { Logger } from '../log.ts';
+import { resolveRoute, resolveHost } from './mx.ts';
+import { MtaSts, type StsPolicy } from './mta-sts.ts';
+import { outcomeOf, type Outcome } from './classify.ts';
+
+export interface RcptResult {
+  recipient: string;
+  code: number;
+  reply: string;
+  outcome: Outcome;
+}
+
+export interface AttemptInfo {
+  mx: string | null;
+  ip: string | null;
+  sourceIp: string | null;
+  tlsVersion: string | null;
+  tlsCipher: string | null;
+  transcript: string;
+}
+
+export interface RemoteJob {
+  domain: string;
+  from: string;
+  recipients: string[];
+  size: number;
+  body: () => Readable | Buffer;
+  sendingDomain: string | null;
+}
+
+export interface ClientOptions {
+  resolver: Resolver;
+  log: Logger;
+  hostname: string;
+  port: number;
+  ipv4Only: boolean;
+  ipv4OnlyDomains: string[];
+  sourceIps: Record<string, string>; // ip → EHLO name
+  domainIps: Record<string, string>; // sending domain → ip
+  mtaSts: MtaSts | null;
+  ca?: string;
+  connectTimeoutMs: number;
+  socketTimeoutMs: number;
+  smarthost?: { host: string; port: number; tls: 'starttls' | 'tls' | 'none'; user: string; pass: string } | null;
+}
+
+interface Pooled {
+  conn: any;
+  key: string;
+  timer: NodeJS.Timeout;
+  info: { tlsVersion: string | null; tlsCipher: string | null; sourceIp: string | null };
+}
+
+const MAX_TRANSCRIPT = 8192;
+
+/** A transcript sink for smtp-connection's debug logger that drops AUTH exchanges. */
+class Transcript {
+  lines: string[] = [];
+  private size = 0;
+  private inAuth = false;
+  logger = {
+    level: () => {},
+    trace: () => {},
+    info: () => {},
+    warn: () => {},
+    fatal: () => {},
+    error: () => {},
+    debug: (meta: any, ...args: any[]) => {
+      if (!meta || (meta.tnx !== 'client' && meta.tnx !== 'server')) return;
+      let line = String(args[0] ?? '');
+      if (meta.tnx === 'client') {
+        if (/^AUTH\b/i.test(line)) (line = 'AUTH [redacted]'), (this.inAuth = true);
+        else if (this.inAuth) line = '[redacted]';
+      } else if (this.inAuth && !/^334/.test(line)) this.inAuth = false;
+      this.push(`${meta.tnx === 'client' ? 'C' : 'S'}: ${line}`);
+    },
+  };
+  push(line: string) {
+    if (this.size > MAX_TRANSCRIPT) return;
+    this.size += line.length + 1;
+    this.lines.push(this.size > MAX_TRANSCRIPT ? '[transcript truncated]' : line);
+  }
+  text() {
+    return this.lines.join('\n');
+  }
+}
+
+export class SmtpClient {
+  private idle = new Map<string, Pooled[]>();
+  private o: ClientOptions;
+  constructor(o: ClientOptions) {
+    this.o = o;
+  }
+
+  /** The source address and EHLO name for a sending domain. */
+  source(sendingDomain: string | null): { localAddress: string | null; ehlo: string } {
+    const ip = sendingDomain ? this.o.domainIps[sendingDomain] : undefined;
+    if (ip) return { localAddress: ip, ehlo: this.o.sourceIps[ip] ?? this.o.hostname };
+    return { localAddress: null, ehlo: this.o.hostname };
+  }
+
+  async deliver(job: RemoteJob): Promise<{ results: RcptResult[]; attempt: AttemptInfo }> {
+    const all = (code: number, reply: string, attempt: Partial<AttemptInfo> = {}) => ({
+      results: job.recipients.map((recipient) => ({ recipient, code, reply, outcome: outcomeOf(code) })),
+      attempt: { mx: null, ip: null, sourceIp: null, tlsVersion: null, tlsCipher: null, transcript: '', ...attempt },
+    });
+    const transcript = new Transcript();
+    let hosts: { name: string; ips: string[] | null }[];
+    let policy: StsPolicy | null = null;
+    const sh = this.o.smarthost;
+    const port = sh ? sh.port : this.o.port;
+    const ipv4Only = this.o.ipv4Only || this.o.ipv4OnlyDomains.includes(job.domain);
+    if (sh) {
+      hosts = [{ name: sh.host, ips: null }];
+    } else {
+      let route;
+      try {
+        route = await resolveRoute(this.o.resolver, job.domain);
+      } catch (err: any) {
+        return all(451, `451 4.4.3 ${err.message}`);
+      }
+      if (route.kind === 'nullmx') return all(556, `556 5.1.10 ${job.domain} does not accept mail (null MX, RFC 7505)`);
+      if (route.kind === 'nxdomain') return all(550, `550 5.1.2 domain ${job.domain} does not exist`);
+      if (this.o.mtaSts) policy = await this.o.mtaSts.policyFor(job.domain);
+      const allowed = route.hosts.filter((h) => MtaSts.allows(policy, h));
+      if (allowed.length === 0) {
+        return all(451, `451 4.7.5 MTA-STS policy of ${job.domain} (enforce) allows none of its MX hosts (${route.hosts.join(', ')}); will retry`, { mx: route.hosts.join(','), transcript: `MTA-STS policy ${policy?.id}: mx ${policy?.mx.join(', ')}` });
+      }
+      hosts = allowed.map((name) => ({ name, ips: null }));
+    }
+    const enforce = !!policy && policy.mode === 'enforce';
+    let last: { code: number; reply: string; mx: string | null; ip: string | null } = { code: 451, reply: '451 4.4.1 no MX host could be reached', mx: null, ip: null };
+    for (const h of hosts) {
+      let ips: string[];
+      try {
+        ips = await resolveHost(this.o.resolver, h.name, ipv4Only);
+      } catch (err: any) {
+        last = { code: 451, reply: `451 4.4.3 ${err.message}`, mx: h.name, ip: null };
+        transcript.push(`* ${err.message}`);
+        continue;
+      }
+      if (ips.length === 0) {
+        transcript.push(`* ${h.name} has no ${ipv4Only ? 'IPv4 ' : ''}address`);
+        last = { code: 451, reply: `451 4.4.4 MX host ${h.name} has no address`, mx: h.name, ip: null };
+        continue;
+      }
+      for (const ip of ips) {
+        const r = await this.tryHost(job, h.name, ip, port, enforce, transcript);
+        if (r.kind === 'done') return { results: r.results, attempt: { ...r.attempt, transcript: r.results.every((x) => x.outcome === 'delivered') ? '' : transcript.text() } };
+        last = { code: r.code, reply: r.reply, mx: h.name, ip };
+      }
+    }
+    return all(last.code, last.reply, { mx: last.mx, ip: last.ip, transcript: transcript.text() });
+  }
+
+  private async tryHost(
+    job: RemoteJob,
+    mx: string,
+    ip: string,
+    port: number,
+    enforce: boolean,
+    transcript: Transcript,
+  ): Promise<{ kind: 'done'; results: RcptResult[]; attempt: AttemptInfo } | { kind: 'next'; code: number; reply: string }> {
+    const src = this.source(job.sendingDomain);
+    const localAddress = src.localAddress && isIP(src.localAddress) === isIP(ip) ? src.localAddress : null;
+    const sh = this.o.smarthost;
+    const key = `${ip}|${port}|${localAddress ?? ''}|${src.ehlo}|${enforce ? 'e' : 'o'}|${mx}`;
+    let pooled = this.take(key);
+    let conn: any;
+    let info: Pooled['info'];
+    if (pooled) {
+      conn = pooled.conn;
+      conn.logger = transcript.logger;
+      info = pooled.info;
+      transcript.push(`* reusing connection to ${mx} [${ip}]`);
+      try {
+        await new Promise<void>((res, rej) => conn.reset((e: any) => (e ? rej(e) : res())));
+      } catch {
+        conn.close();
+        pooled = null;
+      }
+    }
+    if (!pooled) {
+      transcript.push(`* connecting to ${mx} [${ip}]:${port}${localAddress ? ` from ${localAddress}` : ''}`);
+      conn = new (SMTPConnection as any)({
+        host: ip,
+        port,
+        servername: isIP(mx) ? undefined : mx,
+        name: src.ehlo,
+        localAddress: localAddress ?? undefined,
+        secure: !!sh && sh.tls === 'tls',
+        requireTLS: enforce || (!!sh && sh.tls === 'starttls'),
+        opportunisticTLS: !enforce && !sh,
+        ignoreTLS: !!sh && sh.tls === 'none',
+        tls: { rejectUnauthorized: enforce || !!sh, servername: isIP(mx) ? undefined : mx, ca: this.o.ca ? [...(await import('node:tls')).rootCertificates, this.o.ca] : undefined, minVersion: 'TLSv1.2' },
+        connectionTimeout: this.o.connectTimeoutMs,
+        greetingTimeout: this.o.connectTimeoutMs,
+        socketTimeout: this.o.socketTimeoutMs,
+        allowInternalNetworkInterfaces: true,
+        logger: transcript.logger,
+        debug: true,
+      });
+      conn.on('error', () => {});
+      try {
+        await new Promise<void>((res, rej) => {
+          conn.once('error', rej);
+          conn.connect(() => {
+            conn.removeListener('error', rej);
+            res();
+          });
+        });
+        if (sh && sh.user) await new Promise<void>((res, rej) => conn.login({ user: sh.user, pass: sh.pass }, (e: any) => (e ? rej(e) : res())));
+      } catch (err: any) {
+        conn.close();
+        const code = err.responseCode && err.responseCode >= 400 ? err.responseCode : 451;
+        const reply = err.response ? String(err.response) : `451 4.4.1 connection to ${mx} [${ip}] failed: ${err.code ?? ''} ${err.message}`.trim();
+        transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
+        // A 5xx greeting/EHLO from one MX is that host's problem: other MX hosts may accept.
+        return { kind: 'next', code: code >= 500 ? 451 : code, reply };
+      }
+      const sock = conn._socket;
+      info = {
+        tlsVersion: conn.secure && sock?.getProtocol ? sock.getProtocol() : null,
+        tlsCipher: conn.secure && sock?.getCipher ? sock.getCipher()?.name ?? null : null,
+        sourceIp: sock?.localAddress ?? localAddress,
+      };
+    }
+    const attempt: AttemptInfo = { mx, ip, sourceIp: info!.sourceIp, tlsVersion: info!.tlsVersion, tlsCipher: info!.tlsCipher, transcript: '' };
+    let sent: any;
+    try {
+      sent = await new Promise((res, rej) => {
+        const body = job.body();
+        conn.send({ from: job.from, to: job.recipients, size: job.size }, body, (err: any, info: any) => (err ? rej(err) : res(info)));
+      });
+    } catch (err: any) {
+      const reusable = err.code === 'EENVELOPE' && !!err.responseCode;
+      if (reusable) this.put(key, conn, info!);
+      else conn.close();
+      if (err.rejectedErrors?.length || err.code === 'EENVELOPE') {
+        const byRcpt = new Map<string, any>();
+        for (const e of err.rejectedErrors ?? []) if (e.recipient) byRcpt.set(e.recipient, e);
+        const fallback = err.response ? String(err.response) : `451 4.3.0 ${err.message}`;
+        const fallbackCode = Number(err.responseCode) || 451;
+        return {
+          kind: 'done',
+          attempt,
+          results: job.recipients.map((recipient) => {
+            const e = byRcpt.get(recipient);
+            const code = Number(e?.responseCode) || fallbackCode;
+            const reply = e?.response ? String(e.response) : fallback;
+            return { recipient, code, reply, outcome: outcomeOf(code) };
+          }),
+        };
+      }
+      if (err.responseCode) {
+        const reply = String(err.response ?? err.message);
+        return { kind: 'done', attempt, results: job.recipients.map((recipient) => ({ recipient, code: err.responseCode, reply, outcome: outcomeOf(err.responseCode) })) };
+      }
+      // The connection broke mid-transaction: nothing is known to be delivered.
+      transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
+      return { kind: 'next', code: 451, reply: `451 4.4.2 connection to ${mx} [${ip}] lost: ${err.message}` };
+    }
+    this.put(key, conn, info!);
+    const rejected = new Map<string, any>();
+    for (const e of sent.rejectedErrors ?? []) if (e.recipient) rejected.set(e.recipient, e);
+    const okReply = String(sent.response ?? '250 OK');
+    return {
+      kind: 'done',
+      attempt,
+      results: job.recipients.map((recipient) => {
+        const e = rejected.get(recipient);
+        if (!e) return { recipient, code: 250, reply: okReply, outcome: 'delivered' as const };
+        const code = Number(e.responseCode) || 451;
+        return { recipient, code, reply: String(e.response ?? e.message), outcome: outcomeOf(code) };
+      }),
+    };
+  }
+
+  private take(key: string): Pooled | null {
+    const list = this.idle.get(key);
+    while (list && list.length) {
+      const p = list.pop()!;
+      clearTimeout(p.timer);
+      if (!p.conn._destroyed && p.conn._socket && !p.conn._socket.destroyed) return p;
+      p.conn.close();
+    }
+    return null;
+  }
+
+  private put(key: string, conn: any, info: Pooled['info']): void {
+    const list = this.idle.get(key) ?? [];
+    if (list.length >= 4) {
+      conn.quit();
+      return;
+    }
+    const p: Pooled = {
+      conn,
+      key,
+      info,
+      timer: setTimeout(() => {
+        const l = this.idle.get(key);
+        if (l) {
+          const i = l.indexOf(p);
+          if (i >= 0) l.splice(i, 1);
+          if (l.length === 0) this.idle.delete(key);
+        }
+        conn.quit();
+      }, 5000),
+    };
+    p.timer.unref();
+    list.push(p);
+    this.idle.set(key, list);
+  }
+
+  close(): void {
+    for (const list of this.idle.values()) for (const p of list) (clearTimeout(p.timer), p.conn.quit());
+    this.idle.clear();
+  }
+}

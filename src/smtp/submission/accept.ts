@@ -1,0 +1,185 @@
+// "Accept an outbound message": the one path shared by SMTP submission (587/465) and the API's
+// send endpoint. Authenticated mailbox + raw message + envelope → checks (outbound suspended,
+// sender authorization, caps, suppressions, unknown local recipients) → fix-ups (Received,
+// Message-ID, Date, Bcc removed) → DKIM (every active key of the signing domain) → local
+// recipients over LMTP now, remote ones (and local ones Dovecot could not take now) via the queue.
+import { randomBytes } from 'node:crypto';
+import type { AppContext } from '../../server.ts';
+import { LetterboxError } from '../../errors.ts';
+import { parseAddress } from '../../util/address.ts';
+import { deliverLmtp } from '../../delivery/lmtp.ts';
+import { DkimSigner } from '../../dkim/sign.ts';
+import { isLocalDomain, expandLocal } from '../../queue/local.ts';
+import { isSuppressed } from '../../queue/store.ts';
+import { isAuthorizedSender, ownedAddresses } from './authorize.ts';
+import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, usageOf } from './caps.ts';
+import { applyFixups } from './fixups.ts';
+
+export interface Sender {
+  id: string;
+  address: string;
+  domain: string;
+}
+
+export interface AcceptInput {
+  /** The authenticated mailbox (SMTP AUTH, or the mailbox an API key sends as). */
+  mailbox: Sender;
+  /** The complete RFC 5322 message (for the API: built with nodemailer's MailComposer). */
+  message: Buffer;
+  /** Envelope: MAIL FROM ('' is not allowed for submission) and RCPT TO addresses. */
+  envelope: { from: string; to: string[] };
+  /** Sandbox (API test keys): checked and recorded as delivered, never delivered. */
+  sandbox?: boolean;
+  origin: 'submission' | 'api';
+  /** The client, for the Received header. */
+  client?: { ip?: string; helo?: string; tls?: string | null; protocol?: string };
+}
+
+export interface AcceptedRecipient {
+  recipient: string;
+  /** 'delivered': stored in a local mailbox now; 'queued': in the outbound queue; 'sandbox': recorded only. */
+  status: 'delivered' | 'queued' | 'sandbox';
+  queueId?: string;
+}
+
+export interface RejectedRecipient {
+  recipient: string;
+  code: number; // SMTP code (550, 451...)
+  reason: string;
+}
+
+export interface AcceptResult {
+  messageId: string; // Message-ID header value, <...>
+  accepted: AcceptedRecipient[];
+  rejected: RejectedRecipient[];
+}
+
+const signers = new WeakMap<AppContext, DkimSigner>();
+function signerFor(app: AppContext): DkimSigner {
+  let s = signers.get(app);
+  if (!s) signers.set(app, (s = new DkimSigner(app.db, app.log)));
+  return s;
+}
+
+interface MailboxState {
+  disabled: number;
+  outbound_enabled: number;
+}
+
+/** Checks made at MAIL FROM (and again by acceptOutbound): may this mailbox send as `from` now? */
+export function checkSender(app: AppContext, mailbox: Sender, from: string): void {
+  const st = app.db.prepare('SELECT m.disabled, d.outbound_enabled FROM mailboxes m JOIN domains d ON d.id = m.domain_id WHERE m.id = ?').get(mailbox.id) as MailboxState | undefined;
+  if (!st || st.disabled) throw new LetterboxError('unauthorized', 'mailbox is disabled or no longer exists', { smtp: '535 5.7.8' });
+  if (!st.outbound_enabled) throw new LetterboxError('forbidden', `outbound mail for ${mailbox.domain} is suspended by the administrator`, { smtp: '550 5.7.1' });
+  if (!from) throw new LetterboxError('forbidden', 'the null sender cannot be used for submission', { smtp: '553 5.7.1' });
+  if (!isAuthorizedSender(from, ownedAddresses(app.db, mailbox.address))) {
+    throw new LetterboxError('forbidden', `${mailbox.address} may not send as <${from}>: use your own address or an alias that points only to you`, { smtp: '553 5.7.1' });
+  }
+  const v = checkMessageCap(effectiveCaps(app.db, app.config, mailbox), usageOf(app.db, mailbox.id, app.clock.now()));
+  if (v) throw new LetterboxError('rate_limited', v.message, { smtp: '451 4.7.1', cap: v.cap, limit: v.limit });
+}
+
+/** Checks made at each RCPT TO: null when acceptable, else the per-recipient refusal. `count` includes it. */
+export function checkRecipient(app: AppContext, mailbox: Sender, rcpt: string, count: number): RejectedRecipient | null {
+  let a;
+  try {
+    a = parseAddress(rcpt);
+  } catch (err: any) {
+    return { recipient: rcpt, code: 553, reason: `5.1.3 ${err.message}` };
+  }
+  const v = checkRecipientCaps(effectiveCaps(app.db, app.config, mailbox), usageOf(app.db, mailbox.id, app.clock.now()), count);
+  if (v) return { recipient: rcpt, code: 451, reason: `4.7.1 ${v.message}` };
+  if (isSuppressed(app.db, mailbox.domain, a.address)) {
+    return { recipient: rcpt, code: 550, reason: `5.7.1 <${a.address}> is on the suppression list of ${mailbox.domain} after a hard bounce; remove it with 'letterbox suppression rm ${mailbox.domain} ${a.address}'` };
+  }
+  if (isLocalDomain(app.db, a.domain) && !expandLocal(app.db, a.address)) return { recipient: rcpt, code: 550, reason: `5.1.1 <${a.address}>: no such mailbox here` };
+  return null;
+}
+
+/**
+ * Accepts an outbound message for delivery. Durable before it resolves: local recipients are stored
+ * by Dovecot and the rest are in the queue (spool fsynced, rows committed). Throws a LetterboxError
+ * (`forbidden`, `rate_limited`, `unauthorized`, `unavailable`, `validation_error`) when the whole
+ * message is refused; `details.smtp` holds the SMTP reply code to use. Recipients refused one by
+ * one are listed in `rejected`; when every recipient is refused nothing is sent.
+ */
+export async function acceptOutbound(app: AppContext, input: AcceptInput): Promise<AcceptResult> {
+  const { db, clock, config } = app;
+  const { mailbox } = input;
+  checkSender(app, mailbox, input.envelope.from);
+  const rejected: RejectedRecipient[] = [];
+  const rcpts: string[] = [];
+  for (const r of input.envelope.to) {
+    const bad = checkRecipient(app, mailbox, r, rcpts.length + 1);
+    if (bad) rejected.push(bad);
+    else rcpts.push(parseAddress(r).address);
+  }
+  if (rcpts.length === 0 && input.envelope.to.length === 0) throw new LetterboxError('validation_error', 'no recipients', { smtp: '554 5.5.1' });
+
+  const now = new Date(clock.now());
+  const c = input.client ?? {};
+  const received =
+    `from ${c.helo ?? 'api'}${c.ip ? ` ([${c.ip}])` : ''}\r\n\tby ${config.hostname} (Letterbox) with ${c.protocol ?? (input.origin === 'api' ? 'HTTP' : 'ESMTPSA')}` +
+    `${c.tls ? ` (${c.tls})` : ''}\r\n\tid ${randomBytes(6).toString('hex')}; ${now.toUTCString().replace('GMT', '+0000')}`;
+  const fixed = applyFixups({ message: input.message, received, now, newMessageId: () => `<${randomBytes(12).toString('hex')}@${mailbox.domain}>` });
+  if (fixed.from.length === 0) throw new LetterboxError('validation_error', 'the message has no From header', { smtp: '550 5.6.0' });
+  const owned = ownedAddresses(db, mailbox.address);
+  for (const f of fixed.from) {
+    if (!isAuthorizedSender(f, owned)) {
+      throw new LetterboxError('forbidden', `${mailbox.address} may not send with From: ${f}: use your own address or an alias that points only to you`, { smtp: '553 5.7.1' });
+    }
+  }
+  if (rcpts.length === 0) return { messageId: fixed.messageId, accepted: [], rejected };
+
+  // d= is the From domain (one of ours: the mailbox's or an owned alias's domain).
+  const signingDomain = parseAddress(fixed.from[0]).domain;
+  const signed = await signerFor(app).sign(signingDomain, fixed.message, now);
+
+  // Split recipients: local mailboxes (LMTP now), external (queue).
+  const local = new Map<string, string[]>(); // recipient → mailbox addresses
+  const remote: string[] = [];
+  for (const r of rcpts) {
+    const d = parseAddress(r).domain;
+    if (isLocalDomain(db, d)) {
+      const x = expandLocal(db, r)!;
+      local.set(r, x.mailboxes);
+      remote.push(...x.external);
+    } else remote.push(r);
+  }
+  const accepted: AcceptedRecipient[] = [];
+  const queue = app.handoff.queue;
+  if (!queue) throw new LetterboxError('unavailable', 'the outbound queue is not running', { smtp: '451 4.3.0' });
+  const enqueueBase = { message: signed, from: input.envelope.from, mailboxId: mailbox.id, sendingDomain: mailbox.domain, messageId: fixed.messageId, origin: input.origin };
+
+  if (input.sandbox) {
+    const all = [...new Set([...[...local.values()].flat(), ...remote])];
+    const q = await queue.enqueue({ ...enqueueBase, recipients: all, sandbox: true });
+    all.forEach((r, i) => accepted.push({ recipient: r, status: 'sandbox', queueId: q.queueIds[i] }));
+  } else {
+    const toQueue = [...new Set(remote)];
+    const lmtpTo = [...new Set([...local.values()].flat())];
+    if (lmtpTo.length) {
+      let results: { recipient: string; status: string; code: number; response: string }[];
+      try {
+        results = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: input.envelope.from, to: lmtpTo }, signed, { lhlo: config.hostname });
+      } catch {
+        results = lmtpTo.map((recipient) => ({ recipient, status: 'tempfail', code: 451, response: 'LMTP unavailable' }));
+      }
+      const permfails = results.filter((r) => r.status === 'permfail');
+      for (const r of results) {
+        if (r.status === 'delivered') accepted.push({ recipient: r.recipient, status: 'delivered' });
+        // Dovecot could not take it now (or refused one of several recipients): the queue retries
+        // over LMTP and bounces to the sender with a DSN if it keeps failing.
+        else if (r.status === 'tempfail' || toQueue.length || results.length > permfails.length) toQueue.push(r.recipient);
+        else rejected.push({ recipient: r.recipient, code: r.code, reason: r.response.replace(/^\d{3}[ -]/, '') });
+      }
+    }
+    if (toQueue.length) {
+      const q = await queue.enqueue({ ...enqueueBase, recipients: toQueue });
+      toQueue.forEach((r, i) => accepted.push({ recipient: r, status: 'queued', queueId: q.queueIds[i] }));
+    }
+  }
+  if (accepted.length) recordSend(db, mailbox.id, clock.now(), rcpts.length);
+  app.log.info({ mailbox: mailbox.address, messageId: fixed.messageId, accepted: accepted.length, rejected: rejected.length, origin: input.origin, sandbox: !!input.sandbox }, 'outbound message accepted');
+  return { messageId: fixed.messageId, accepted, rejected };
+}

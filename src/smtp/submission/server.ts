@@ -1,0 +1,193 @@
+// Submission listeners: 587 (STARTTLS required before AUTH) and 465 (implicit TLS). AUTH PLAIN and
+// LOGIN against mailbox passwords, brute-force guard, sender authorization at MAIL FROM, caps and
+// suppressions at RCPT TO, then acceptOutbound at the end of DATA.
+import { readFileSync } from 'node:fs';
+import { SMTPServer, type SMTPServerSession, type SMTPServerAuthentication, type SMTPServerAddress } from 'smtp-server';
+import type { Readable } from 'node:stream';
+import type { AppContext, Component } from '../../server.ts';
+import { parseHostPort, parseDuration } from '../../config/schema.ts';
+import { isLetterboxError } from '../../errors.ts';
+import { randomBytes } from 'node:crypto';
+import { hashPassword, verifyPassword } from '../../auth/passwords.ts';
+import { findMailbox } from '../../services/mailboxes.ts';
+import { BruteForceGuard } from './bruteforce.ts';
+import { acceptOutbound, checkRecipient, checkSender, type Sender } from './accept.ts';
+
+
+function smtpError(message: string, code: number): Error & { responseCode: number } {
+  const e = new Error(message) as Error & { responseCode: number };
+  e.responseCode = code;
+  return e;
+}
+
+/** Maps a LetterboxError from the accept path to an SMTP reply. */
+function toSmtp(err: any): Error {
+  if (isLetterboxError(err)) {
+    const smtp = String((err.details as any)?.smtp ?? '');
+    const m = /^(\d{3}) (\d\.\d+\.\d+)/.exec(smtp);
+    if (m) return smtpError(`${m[2]} ${err.message}`, Number(m[1]));
+    if (err.code === 'payload_too_large') return smtpError(`5.3.4 ${err.message}`, 552);
+  }
+  return smtpError('4.3.0 temporary failure, try again later', 451);
+}
+
+async function readAll(stream: Readable & { sizeExceeded?: boolean }, max: number): Promise<Buffer | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of stream) {
+    size += c.length;
+    if (size <= max) chunks.push(c);
+  }
+  return stream.sizeExceeded || size > max ? null : Buffer.concat(chunks);
+}
+
+export class SubmissionListeners implements Component {
+  name = 'submission';
+  private servers: SMTPServer[] = [];
+  private guard: BruteForceGuard;
+  // A real hash of a random password: unknown users cost the same time as wrong passwords.
+  private dummyHash: Promise<string> = hashPassword(randomBytes(18).toString('base64'));
+
+  private app: AppContext;
+  constructor(app: AppContext) {
+    this.app = app;
+    const s = app.config.submission;
+    this.guard = new BruteForceGuard({
+      maxFailures: s.auth_max_failures,
+      window: parseDuration(s.auth_window),
+      lockout: parseDuration(s.auth_lockout),
+      delayMs: s.auth_delay_ms,
+      delayMaxMs: s.auth_delay_max_ms,
+    });
+  }
+
+  private create(secure: boolean): SMTPServer {
+    const { config, log } = this.app;
+    const max = config.submission.max_message_size;
+    const server = new SMTPServer({
+      secure,
+      name: config.hostname,
+      banner: 'Letterbox submission',
+      key: readFileSync(config.tls.key),
+      cert: readFileSync(config.tls.cert),
+      authMethods: ['PLAIN', 'LOGIN'],
+      size: max,
+      disableReverseLookup: true,
+      logger: false,
+      maxClients: 500,
+      socketTimeout: 300_000,
+      closeTimeout: 5000, // graceful stop: sessions get 5 s to finish
+      onAuth: (auth, session, cb) => this.onAuth(auth, session).then((u) => cb(null, u), (e) => cb(e)),
+      onMailFrom: (address, session, cb) => {
+        try {
+          checkSender(this.app, this.sender(session), address.address);
+          cb();
+        } catch (err) {
+          cb(toSmtp(err));
+        }
+      },
+      onRcptTo: (address: SMTPServerAddress, session, cb) => {
+        try {
+          const bad = checkRecipient(this.app, this.sender(session), address.address, session.envelope.rcptTo.length + 1);
+          cb(bad ? smtpError(bad.reason, bad.code) : undefined);
+        } catch (err) {
+          cb(toSmtp(err));
+        }
+      },
+      onData: (stream, session, cb) => {
+        readAll(stream as any, max)
+          .then(async (message) => {
+            if (!message) throw smtpError(`5.3.4 message exceeds the size limit of ${max} bytes`, 552);
+            const sock = (session as any).tlsOptions ?? null;
+            const r = await acceptOutbound(this.app, {
+              mailbox: this.sender(session),
+              message,
+              envelope: { from: (session.envelope.mailFrom as SMTPServerAddress).address, to: session.envelope.rcptTo.map((r) => r.address) },
+              origin: 'submission',
+              client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs, tls: sock ? `${sock.version ?? ''} ${sock.name ?? ''}`.trim() : null, protocol: 'ESMTPSA' },
+            });
+            if (r.accepted.length === 0) {
+              const first = r.rejected[0];
+              throw smtpError(first ? first.reason : '5.5.1 no valid recipients', first?.code ?? 554);
+            }
+            cb(null, `2.0.0 accepted ${r.messageId}`);
+          })
+          .catch((err) => {
+            if ((err as any).responseCode) return cb(err);
+            log.error({ err: err.message, stack: err.stack }, 'submission failed');
+            cb(toSmtp(err));
+          });
+      },
+    });
+    // RFC 3207/4954: AUTH before STARTTLS is refused with 530 5.7.0 (smtp-server says 538).
+    const conns = server.connections as Set<any>;
+    const add = conns.add.bind(conns);
+    conns.add = (conn: any) => {
+      const orig = conn.handler_AUTH;
+      conn.handler_AUTH = function (this: any, command: Buffer, callback: () => void) {
+        if (!this.secure) {
+          this.send(530, 'Must issue a STARTTLS command first');
+          return callback();
+        }
+        return orig.call(this, command, callback);
+      };
+      return add(conn);
+    };
+    server.on('error', (err) => log.warn({ err: err.message, component: 'submission' }, 'submission connection error'));
+    return server;
+  }
+
+  private sender(session: SMTPServerSession): Sender {
+    return session.user as unknown as Sender;
+  }
+
+  private async onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<{ user: any }> {
+    const ip = session.remoteAddress;
+    const name = String(auth.username ?? '').trim();
+    const now = this.app.clock.now();
+    if (this.guard.locked(ip, name, now)) {
+      this.app.log.warn({ ip, user: name, component: 'submission' }, 'authentication refused: too many failures (locked out)');
+      throw smtpError('4.7.0 too many failed authentication attempts; try again later', 454);
+    }
+    const mb = name.includes('@') ? findMailbox(this.app, name) : null;
+    const row = mb ? (this.app.db.prepare('SELECT password_hash FROM mailboxes WHERE id = ?').get(mb.id) as { password_hash: string } | undefined) : undefined;
+    const ok = await verifyPassword(row?.password_hash ?? (await this.dummyHash), String(auth.password ?? ''));
+    if (ok && mb && row && !mb.disabled) {
+      this.guard.succeed(name);
+      this.app.log.info({ ip, user: mb.address, component: 'submission' }, 'authenticated');
+      return { user: { id: mb.id, address: mb.address, domain: mb.domain } satisfies Sender };
+    }
+    const delay = this.guard.fail(ip, name, now);
+    this.app.log.warn({ ip, user: name, component: 'submission' }, 'authentication failed');
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    throw smtpError('5.7.8 authentication credentials invalid', 535);
+  }
+
+  async start(): Promise<void> {
+    const { config } = this.app;
+    const listen = async (addr: string, secure: boolean) => {
+      const hp = parseHostPort(addr)!;
+      const server = this.create(secure);
+      await new Promise<void>((res, rej) => {
+        server.once('error', rej);
+        server.listen(hp.port, hp.host, () => {
+          server.removeListener('error', rej);
+          res();
+        });
+      });
+      this.servers.push(server);
+    };
+    for (const a of config.listen.submission) await listen(a, false);
+    for (const a of config.listen.submissions) await listen(a, true);
+    this.app.log.info({ submission: config.listen.submission, submissions: config.listen.submissions }, 'submission listening');
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.servers = [];
+  }
+}
+
+export function createSubmissionComponent(app: AppContext): Component {
+  return new SubmissionListeners(app);
+}
