@@ -89,6 +89,10 @@ export function buildProgram(io: CliIO): Command {
       const log = createLogger({ level: config.log.level });
       const { serve } = await import('./main.ts');
       await serve(config, log);
+      // Everything is stopped and flushed; don't wait for stray handles (e.g. pipes still held by
+      // Dovecot's exiting children) to close on their own.
+      log.flush?.();
+      setTimeout(() => process.exit(0), 50).unref();
     });
 
   program

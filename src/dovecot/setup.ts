@@ -50,7 +50,8 @@ export async function prepareDovecot(config: Config): Promise<DovecotSetup> {
   mkdirSync(config.data_dir, { recursive: true });
   // Dovecot's processes (mail uid, auth as 'dovecot') must traverse data_dir, not list it.
   if (isRoot) chmodSync(config.data_dir, statSync(config.data_dir).mode & 0o777 | 0o711);
-  mkdirSync(paths.dir, { recursive: true, mode: 0o755 });
+  mkdirSync(paths.dir, { recursive: true });
+  chmodSync(paths.dir, 0o755); // explicit: the process umask (027) must not lock Dovecot's auth out
   mkdirSync(paths.stateDir, { recursive: true, mode: 0o750 });
   if (!existsSync(paths.mailRoot)) mkdirSync(paths.mailRoot, { mode: 0o700 });
   if (isRoot) chownSync(paths.mailRoot, ids.uid, ids.gid);

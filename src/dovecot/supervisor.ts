@@ -140,6 +140,8 @@ export class DovecotSupervisor {
     const timer = setTimeout(() => child.kill('SIGKILL'), 8000);
     await exited;
     clearTimeout(timer);
+    child.stdout?.destroy();
+    child.stderr?.destroy();
   }
 }
 

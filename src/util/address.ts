@@ -3,7 +3,7 @@ import { LetterboxError } from '../errors.ts';
 
 const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 // RFC 5322 atext, plus any non-ASCII character (SMTPUTF8 local parts); dots only between atoms.
-const ATOM = /^[a-z0-9!#$%&'*/=?^_`{|}~\-\u0080-\uffff]+$/i;
+const ATOM = /^[a-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\uffff]+$/i;
 
 /** Lower-case A-label form of a domain (IDN → punycode), or a validation_error saying what is wrong. */
 export function normalizeDomain(input: string): string {
@@ -36,7 +36,10 @@ export function parseAddress(input: string, opts: { allowWildcard?: boolean } = 
   }
   const local = s.slice(0, at).toLowerCase();
   const domain = normalizeDomain(s.slice(at + 1));
-  if (!(opts.allowWildcard && local === '*')) {
+  if (local === '*' && !opts.allowWildcard) {
+    throw new LetterboxError('validation_error', `"${input}" is the catch-all form; it is only valid as an alias address`);
+  }
+  if (local !== '*') {
     if (local.length > 64 || !local.split('.').every((a) => a.length > 0 && ATOM.test(a))) {
       throw new LetterboxError('validation_error', `invalid address "${input}": the part before @ has a character that is not allowed or a misplaced dot`);
     }
