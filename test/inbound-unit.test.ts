@@ -1,0 +1,237 @@
+// Unit tests of the inbound (MX) building blocks, without sockets: the policy decision, recipient
+// resolution over a real SQLite database, SRS, the smuggling guard, the header filter, DSNs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
+import { parseRecipient, resolveRecipient } from '../src/smtp/inbound/recipients.ts';
+import { srsForward, srsReverse } from '../src/smtp/inbound/srs.ts';
+import { HeaderFilter, LineEndingGuard, authservIdOf, decodeWords } from '../src/smtp/inbound/stream.ts';
+import { buildDsn } from '../src/smtp/inbound/dsn.ts';
+import { receivedHeader } from '../src/smtp/inbound/headers.ts';
+import { SmtpReply } from '../src/smtp/inbound/replies.ts';
+import { configSchema, type Config } from '../src/config/schema.ts';
+import { openDatabase } from '../src/db/index.ts';
+import { silentLogger } from '../src/log.ts';
+import { systemClock } from '../src/clock.ts';
+import { addDomain } from '../src/services/domains.ts';
+import { addMailbox, updateMailbox } from '../src/services/mailboxes.ts';
+import { addAlias } from '../src/services/aliases.ts';
+
+const strict = { dmarcReject: 'reject', spfFail: 'accept' } as const;
+const ev = (o: Partial<Evidence>): Evidence => ({ spf: 'none', dmarc: null, dkim: 'none', ...o });
+const dmarc = (result: any, policy: any) => ({ result, policy, domain: 'sender.test' });
+
+test('policy: DMARC fail under p=reject is refused with 550 5.7.1', () => {
+  const d = decide(ev({ spf: 'fail', dmarc: dmarc('fail', 'reject') }), strict);
+  assert.equal(d.action, 'reject');
+  assert.ok(d.action === 'reject' && d.code === 550 && d.enhanced === '5.7.1');
+});
+
+test('policy: dmarc_reject = "quarantine" turns a p=reject failure into Junk delivery', () => {
+  assert.equal(decide(ev({ dmarc: dmarc('fail', 'reject') }), { ...strict, dmarcReject: 'quarantine' }).action, 'quarantine');
+});
+
+test('policy: DMARC fail under p=quarantine → quarantine; under p=none → accept', () => {
+  assert.equal(decide(ev({ dmarc: dmarc('fail', 'quarantine') }), strict).action, 'quarantine');
+  assert.equal(decide(ev({ dmarc: dmarc('fail', 'none') }), strict).action, 'accept');
+});
+
+test('policy: SPF fail alone does not reject by default, but does when configured', () => {
+  assert.equal(decide(ev({ spf: 'fail' }), strict).action, 'accept');
+  const d = decide(ev({ spf: 'fail' }), { ...strict, spfFail: 'reject' });
+  assert.ok(d.action === 'reject' && d.code === 550 && d.enhanced === '5.7.23');
+  // DMARC pass (e.g. aligned DKIM) outweighs an SPF failure even then.
+  assert.equal(decide(ev({ spf: 'fail', dkim: 'pass', dmarc: dmarc('pass', 'reject') }), { ...strict, spfFail: 'reject' }).action, 'accept');
+});
+
+test('policy: a DNS failure that could change the verdict is a temporary failure', () => {
+  assert.equal(decide(ev({ dmarc: dmarc('temperror', null) }), strict).action, 'tempfail');
+  assert.equal(decide(ev({ spf: 'temperror', dmarc: dmarc('fail', 'reject') }), strict).action, 'tempfail');
+  assert.equal(decide(ev({ spf: 'temperror' }), { ...strict, spfFail: 'reject' }).action, 'tempfail');
+  // ...but not when nothing depends on it.
+  assert.equal(decide(ev({ spf: 'temperror', dmarc: dmarc('none', null) }), strict).action, 'accept');
+});
+
+test('policy: passing and unauthenticated mail is accepted', () => {
+  assert.equal(decide(ev({ spf: 'pass', dkim: 'pass', dmarc: dmarc('pass', 'reject') }), strict).action, 'accept');
+  assert.equal(decide(ev({}), strict).action, 'accept');
+});
+
+test('parseRecipient: relay tricks are refused as relaying, never reinterpreted', () => {
+  for (const trick of ['user%other.test@ours.test', 'other.test!user@ours.test', 'user@[127.0.0.1]', 'user@other.test.', 'a:b@ours.test', '"user@other"@ours.test']) {
+    const r = parseRecipient(trick);
+    assert.ok(r instanceof SmtpReply, trick);
+    assert.equal((r as SmtpReply).responseCode, 554, trick);
+    assert.equal((r as SmtpReply).enhanced, '5.7.1', trick);
+  }
+  const bad = parseRecipient('a..b@ours.test');
+  assert.ok(bad instanceof SmtpReply && bad.responseCode === 553);
+  assert.deepEqual(parseRecipient('Bob+Lists@Ours.Test'), { local: 'bob', detail: 'Lists', domain: 'ours.test' });
+});
+
+test('SRS0: round trip, forged hash and expiry', () => {
+  const now = Date.UTC(2026, 10, 23);
+  const srs = srsForward('Alice@Sender.test', 'ours.test', 'secret', now);
+  assert.match(srs, /^SRS0=[A-Za-z0-9_-]{4}=[a-z2-7]{2}=Sender\.test=Alice@ours\.test$/);
+  assert.equal(srsReverse(srs, 'secret', now)?.toLowerCase(), 'alice@sender.test');
+  assert.equal(srsReverse(srs.toLowerCase(), 'secret', now)?.toLowerCase(), 'alice@sender.test');
+  assert.equal(srsReverse(srs, 'other secret', now), null);
+  assert.equal(srsReverse(srs.replace('=Alice@', '=Mallory@'), 'secret', now), null);
+  assert.equal(srsReverse(srs, 'secret', now + 30 * 86_400_000), null);
+  assert.equal(srsForward('', 'ours.test', 'secret', now), '');
+});
+
+async function run(chunks: (string | Buffer)[], t: NodeJS.ReadWriteStream & { bad?: boolean }): Promise<Buffer> {
+  const out: Buffer[] = [];
+  await pipeline(Readable.from(chunks.map((c) => Buffer.from(c))), t as any, async function* (src: AsyncIterable<Buffer>) {
+    for await (const c of src) out.push(c);
+  });
+  return Buffer.concat(out);
+}
+
+test('LineEndingGuard reject mode: bare LF, bare CR (also across chunks) and NUL are caught; CRLF split across chunks is fine', async () => {
+  const ok = new LineEndingGuard('reject');
+  assert.equal((await run(['a\r', '\nb\r\n'], ok)).toString(), 'a\r\nb\r\n');
+  assert.equal(ok.bad, false);
+  for (const [chunks, what] of [
+    [['Subject: x\r\n\r\nhi\n.\nMAIL FROM:<a@b>\r\n'], 'bareLf'],
+    [['hi\r.\rmore\r\n'], 'bareCr'],
+    [['hi\r', 'x\r\n'], 'bareCr'],
+    [['hi\r\n', '\nx\r\n'], 'bareLf'],
+    [['hi\u0000there\r\n'], 'nul'],
+  ] as const) {
+    const g = new LineEndingGuard('reject');
+    await run([...chunks], g);
+    assert.equal(g.bad, true, JSON.stringify(chunks));
+    assert.equal((g as any)[what], true, what);
+  }
+});
+
+test('LineEndingGuard normalize mode: "<LF>.<LF>" and "<CR>.<CR>" become ordinary CRLF lines', async () => {
+  const g = new LineEndingGuard('normalize');
+  const out = await run(['a\n.\nb\r.\r', 'c\r\n'], g);
+  assert.equal(out.toString(), 'a\r\n.\r\nb\r\n.\r\nc\r\n');
+  assert.equal(g.bad, false);
+  const n = new LineEndingGuard('normalize');
+  await run(['a\u0000\r\n'], n);
+  assert.equal(n.bad, true, 'NUL is refused in every mode');
+});
+
+test('HeaderFilter removes Authentication-Results claiming our host name and notes From/Subject/Message-ID', async () => {
+  const f = new HeaderFilter('mail.ours.test');
+  const msg = [
+    'Authentication-Results: MAIL.ours.test; dkim=pass header.d=bank.test',
+    'Authentication-Results: (comment) mail.ours.test;',
+    '\tspf=pass',
+    'Authentication-Results: other.example; spf=fail',
+    'From: Bank <ceo@bank.test>',
+    'Subject: =?UTF-8?B?SGVsbG8g8J+Ygw==?=',
+    'Message-ID: <m1@bank.test>',
+    '',
+    'Authentication-Results: mail.ours.test; body text stays',
+    '',
+  ].join('\r\n');
+  // Chunked in small pieces to cross the header/body boundary.
+  const chunks: string[] = [];
+  for (let i = 0; i < msg.length; i += 7) chunks.push(msg.slice(i, i + 7));
+  const out = (await run(chunks, f)).toString();
+  assert.equal(f.info.removedAuthResults, 2);
+  const head = out.slice(0, out.indexOf('\r\n\r\n'));
+  assert.ok(!/^Authentication-Results: MAIL\.ours\.test/im.test(head));
+  assert.ok(!head.includes('(comment) mail.ours.test'));
+  assert.match(out, /^Authentication-Results: other\.example; spf=fail\r$/m);
+  assert.match(out, /\r\n\r\nAuthentication-Results: mail\.ours\.test; body text stays\r\n$/);
+  assert.equal(f.info.from, 'Bank <ceo@bank.test>');
+  assert.equal(f.info.subject, 'Hello 😃');
+  assert.equal(f.info.messageId, '<m1@bank.test>');
+  assert.equal(authservIdOf(' "mx.Example";\r\n spf=pass'), 'mx.example');
+  assert.equal(decodeWords('=?iso-8859-1?Q?Gr=FC=DFe?='), 'Grüße');
+});
+
+test('HeaderFilter flags a header section over its limit', async () => {
+  const f = new HeaderFilter('mx.test', 100);
+  await run(['X-Long: ' + 'a'.repeat(200) + '\r\n', 'more\r\n'], f);
+  assert.equal(f.tooLarge, true);
+});
+
+test('Received header carries TLS details and one recipient only', () => {
+  const h = receivedHeader({ helo: 'client.test', clientHostname: null, ip: '192.0.2.1', hostname: 'mx.ours.test', transmissionType: 'ESMTPS', tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' }, id: 'abc', recipient: 'a@ours.test', date: new Date(0) });
+  assert.match(h, /^Received: from client\.test \(unknown \[192\.0\.2\.1\]\)\r\n\tby mx\.ours\.test \(Letterbox\) with ESMTPS \(TLSv1\.3 TLS_AES_256_GCM_SHA384\)\r\n\tid abc\r\n\tfor <a@ours\.test>;\r\n\tThu, 1 Jan 1970 00:00:00 \+0000\r\n$/);
+  assert.doesNotMatch(receivedHeader({ helo: 'x\r\nInjected: yes', clientHostname: null, ip: '192.0.2.1', hostname: 'mx', transmissionType: 'ESMTP', tls: null, id: 'i', recipient: null, date: new Date(0) }), /\r\nInjected/);
+});
+
+test('DSN is an RFC 3464 multipart/report naming each failed recipient', () => {
+  const dsn = buildDsn({ hostname: 'mx.ours.test', to: 'sender@x.test', failed: [{ original: 'team@ours.test', final: 'bob@ours.test', status: '5.2.2', diagnostic: '552 5.2.2 Quota exceeded' }], arrival: new Date(0), originalHeaders: 'Subject: hi\r\n', now: new Date(0) }).toString();
+  assert.match(dsn, /Content-Type: multipart\/report; report-type=delivery-status/);
+  assert.match(dsn, /Content-Type: message\/delivery-status\r\n\r\nReporting-MTA: dns; mx\.ours\.test/);
+  assert.match(dsn, /Original-Recipient: rfc822;team@ours\.test\r\nFinal-Recipient: rfc822;bob@ours\.test\r\nAction: failed\r\nStatus: 5\.2\.2/);
+  assert.match(dsn, /Content-Type: text\/rfc822-headers\r\n\r\nSubject: hi\r\n/);
+});
+
+test('resolveRecipient over a real database: mailboxes, plus, aliases (nested, loops, external), catch-all, disabled, unknown, relay', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'lb-inb-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'dovecot'), { recursive: true });
+  const config = {
+    ...configSchema.parse({
+      hostname: 'mx.ours.test',
+      data_dir: dir,
+      listen: { mx: [], submission: [], submissions: [], imap: [], api: '127.0.0.1:1' },
+      tls: { cert: join(dir, 'c.pem'), key: join(dir, 'k.pem') },
+    }),
+    source: 'test',
+  } as Config;
+  const db = openDatabase(join(dir, 'letterbox.db'), { log: silentLogger(), clock: systemClock });
+  t.after(() => db.close());
+  const ctx = { db, config, log: silentLogger(), clock: systemClock };
+  await addDomain(ctx, 'ours.test');
+  await addDomain(ctx, 'catch.test');
+  const pw = 'a long password 1234';
+  const alice = (await addMailbox(ctx, { address: 'alice@ours.test', password: pw })).mailbox;
+  const bob = (await addMailbox(ctx, { address: 'bob@ours.test', password: pw, quota: '1M' })).mailbox;
+  await addMailbox(ctx, { address: 'carol@ours.test', password: pw });
+  await updateMailbox(ctx, 'carol@ours.test', { disabled: true });
+  addAlias(ctx, 'info@ours.test', ['alice@ours.test', 'bob@ours.test']);
+  addAlias(ctx, 'team@ours.test', ['info@ours.test', 'alice@ours.test', 'friend@remote.test']);
+  addAlias(ctx, 'loop1@ours.test', ['loop2@ours.test']);
+  addAlias(ctx, 'loop2@ours.test', ['loop1@ours.test']);
+  addAlias(ctx, 'old@ours.test', ['carol@ours.test']);
+  addAlias(ctx, '*@catch.test', ['alice@ours.test']);
+  const opts = { srsSecret: 's', now: Date.now() };
+  const r = (a: string) => resolveRecipient(db, a, opts);
+  const targets = (a: string) => {
+    const x = r(a);
+    assert.ok(x.ok, `${a}: ${!x.ok && x.reply.message}`);
+    return x.targets.map((t) => (t.kind === 'local' ? `L:${t.address}${t.detail ? '+' + t.detail : ''}` : `F:${t.address}`)).sort();
+  };
+  const refused = (a: string) => {
+    const x = r(a);
+    assert.ok(!x.ok, `${a} should be refused`);
+    return `${x.reply.responseCode} ${x.reply.enhanced}`;
+  };
+  assert.deepEqual(targets('Alice@OURS.test'), ['L:alice@ours.test']);
+  const a = r('alice@ours.test');
+  assert.ok(a.ok && a.targets[0].kind === 'local' && a.targets[0].mailboxId === alice.id);
+  assert.deepEqual(targets('alice+Lists@ours.test'), ['L:alice@ours.test+Lists']);
+  const b = r('bob@ours.test');
+  assert.ok(b.ok && b.targets[0].kind === 'local' && b.targets[0].mailboxId === bob.id && b.targets[0].quotaBytes === 1024 * 1024);
+  assert.deepEqual(targets('info@ours.test'), ['L:alice@ours.test', 'L:bob@ours.test']);
+  assert.deepEqual(targets('team@ours.test'), ['F:friend@remote.test', 'L:alice@ours.test', 'L:bob@ours.test'], 'nested aliases, each mailbox once');
+  assert.deepEqual(targets('anything@catch.test'), ['L:alice@ours.test']);
+  assert.deepEqual(targets('x+y@catch.test'), ['L:alice@ours.test']);
+  assert.equal(refused('loop1@ours.test'), '550 5.4.6');
+  assert.equal(refused('carol@ours.test'), '550 5.2.1');
+  assert.equal(refused('old@ours.test'), '550 5.2.1');
+  assert.equal(refused('nobody@ours.test'), '550 5.1.1');
+  assert.equal(refused('alice@elsewhere.test'), '554 5.7.1');
+  assert.equal(refused('alice%elsewhere.test@catch.test'), '554 5.7.1', 'the catch-all does not swallow a percent-hack relay attempt');
+  // SRS bounces: a valid SRS0 address of ours forwards back to the original sender.
+  const srs = srsForward('orig@sender.test', 'ours.test', 's', Date.now());
+  assert.deepEqual(targets(srs), ['F:orig@sender.test']);
+  assert.equal(refused(srsForward('orig@sender.test', 'ours.test', 'wrong', Date.now())), '550 5.1.1');
+});
