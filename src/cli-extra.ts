@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { CliIO } from './cli.ts';
+import { doctorCommands } from './doctor/cli.ts';
 import { queueCommands } from './queue/cli.ts';
 
 export interface CliHelpers {
@@ -14,3 +15,4 @@ export interface CliHelpers {
  */
 export const extraCommands: ((program: Command, h: CliHelpers) => void)[] = [];
 extraCommands.push(queueCommands);
+extraCommands.push(doctorCommands);

@@ -1,0 +1,24 @@
+// CLI: letterbox doctor [--json] [--timeout-ms N]. Exits 1 when a check fails (warnings do not).
+import type { Command } from 'commander';
+import type { CliHelpers } from '../cli-extra.ts';
+import { withContext } from '../cli.ts';
+import { LetterboxError } from '../errors.ts';
+import { createResolver } from '../dns/resolver.ts';
+import { listDomains, domainRecords } from '../services/domains.ts';
+import { runDoctor, formatReport } from './index.ts';
+
+export function doctorCommands(program: Command, { print }: CliHelpers): void {
+  program
+    .command('doctor')
+    .description('check ports, TLS, DNS, reverse DNS, Dovecot, disk, database and queue; print each problem with its fix')
+    .option('--timeout-ms <n>', 'per-listener probe timeout', '3000')
+    .action((o, cmd: Command) =>
+      withContext(cmd, async (ctx) => {
+        const resolver = createResolver({ servers: ctx.config.dns.servers, timeoutMs: ctx.config.dns.timeout_ms, clock: ctx.clock });
+        const domains = listDomains(ctx).map((d) => ({ name: d.name, records: domainRecords(ctx, d) }));
+        const report = await runDoctor({ config: ctx.config, db: ctx.db, resolver, domains, now: () => ctx.clock.now(), timeoutMs: Number(o.timeoutMs) || 3000 });
+        print(cmd, report, formatReport(report));
+        if (!report.ok) throw new LetterboxError('unavailable', `doctor found ${report.failures} problem(s); see the fixes above`);
+      }),
+    );
+}

@@ -1,0 +1,466 @@
+// `letterbox doctor`: checks an installation from the outside in — listeners, TLS, DNS of every
+// domain through the configured resolver, reverse DNS of every IP, Dovecot, disk, the database and
+// the queue — and says, for each problem, how to fix it.
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { existsSync, readFileSync, statfsSync, accessSync, constants as fsc } from 'node:fs';
+import { connect as tcpConnect, createServer, BlockList, isIP, isIPv6 } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { execFile } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { promisify } from 'node:util';
+import type { Config } from '../config/schema.ts';
+import { parseHostPort } from '../config/schema.ts';
+import type { DB } from '../db/index.ts';
+import type { Resolver } from '../dns/resolver.ts';
+import { isNoData } from '../dns/resolver.ts';
+import type { DnsRecord } from '../dns/records.ts';
+import { dovecotPaths } from '../dovecot/config.ts';
+
+const run = promisify(execFile);
+
+export type Status = 'ok' | 'warn' | 'fail' | 'skip';
+export type Area = 'ports' | 'tls' | 'dns' | 'rdns' | 'dovecot' | 'disk' | 'database' | 'queue';
+
+export interface Check {
+  area: Area;
+  /** What was checked, e.g. "mx 0.0.0.0:25" or "example.com MX". */
+  name: string;
+  status: Status;
+  message: string;
+  /** How to fix it (for warn and fail). */
+  fix?: string;
+}
+
+export interface DoctorDomain {
+  name: string;
+  records: DnsRecord[];
+}
+
+export interface DoctorInput {
+  config: Config;
+  db: DB | null;
+  resolver: Resolver;
+  domains: DoctorDomain[];
+  now?: () => number;
+  /** Per-probe timeout for listeners. */
+  timeoutMs?: number;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  failures: number;
+  warnings: number;
+  checks: Check[];
+}
+
+export async function runDoctor(i: DoctorInput): Promise<DoctorReport> {
+  const now = i.now ?? Date.now;
+  const checks: Check[] = [];
+  const groups = await Promise.all([
+    checkListeners(i.config, i.timeoutMs ?? 3000),
+    checkTls(i.config, now()),
+    checkDomains(i.config, i.resolver, i.domains),
+    checkReverseDns(i.config, i.resolver),
+    checkDovecot(i.config),
+  ]);
+  for (const g of groups) checks.push(...g);
+  checks.push(...checkDisk(i.config));
+  if (i.db) checks.push(...checkDatabase(i.db, now()));
+  const failures = checks.filter((c) => c.status === 'fail').length;
+  const warnings = checks.filter((c) => c.status === 'warn').length;
+  return { ok: failures === 0, failures, warnings, checks };
+}
+
+// ---- listeners ----------------------------------------------------------------------------------
+
+type Proto = 'smtp' | 'smtp-tls' | 'imap-tls' | 'http';
+
+function probeHost(host: string): string {
+  return host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+}
+
+/** Reads the first line the server sends (after a TLS handshake for implicit-TLS services). */
+function greeting(host: string, port: number, tls: boolean, timeoutMs: number): Promise<{ connected: boolean; line?: string; tlsError?: string; error?: string }> {
+  return new Promise((resolve) => {
+    let connected = false;
+    let buf = '';
+    const sock = tls ? tlsConnect({ host, port, rejectUnauthorized: false, servername: isIP(host) ? undefined : host }) : tcpConnect({ host, port });
+    const done = (r: { connected: boolean; line?: string; tlsError?: string; error?: string }) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done({ connected, error: 'no greeting within the timeout' }), timeoutMs);
+    sock.once(tls ? 'secureConnect' : 'connect', () => {
+      connected = true;
+    });
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      const n = buf.indexOf('\n');
+      if (n >= 0) {
+        if (!tls || connected) sock.write(buf.startsWith('*') ? 'a LOGOUT\r\n' : 'QUIT\r\n');
+        done({ connected: true, line: buf.slice(0, n).trim() });
+      }
+    });
+    sock.once('error', (err: any) => {
+      if (tls && (err.code === 'ECONNRESET' || /SSL|TLS|handshake|wrong version/i.test(err.message)) && err.code !== 'ECONNREFUSED') {
+        done({ connected: true, tlsError: err.message });
+      } else done({ connected: false, error: err.code ?? err.message });
+    });
+  });
+}
+
+function httpGet(host: string, port: number, path: string, timeoutMs: number): Promise<{ status?: number; error?: string }> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ host, port, path, method: 'GET', timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve({ status: res.statusCode });
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    req.on('error', (err: any) => resolve({ error: err.code ?? err.message }));
+    req.end();
+  });
+}
+
+function unixConnects(path: string, timeoutMs = 2000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = tcpConnect({ path });
+    const t = setTimeout(() => done(false), timeoutMs);
+    const done = (ok: boolean) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(ok);
+    };
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Whether nothing holds host:port: we could bind it ourselves (null: cannot tell, e.g. no privilege). */
+function portFree(host: string, port: number): Promise<boolean | null> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', (err: any) => resolve(err.code === 'EADDRINUSE' ? false : null));
+    s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+async function checkListener(kind: string, addr: string, proto: Proto, timeoutMs: number): Promise<Check> {
+  const hp = parseHostPort(addr)!;
+  const host = probeHost(hp.host);
+  const name = `${kind} ${addr}`;
+  const start = 'start Letterbox (systemctl start letterbox; journalctl -u letterbox shows why it stopped)';
+  if (proto === 'http') {
+    const r = await httpGet(host, hp.port, '/healthz', timeoutMs);
+    if (r.status === 200) return { area: 'ports', name, status: 'ok', message: 'listening; /healthz answers 200' };
+    if (r.status !== undefined) return { area: 'ports', name, status: 'warn', message: `listening, but /healthz answered ${r.status}`, fix: 'check the log: journalctl -u letterbox' };
+    const free = await portFree(hp.host, hp.port);
+    return { area: 'ports', name, status: 'fail', message: `nothing answers (${r.error})${free === true ? '; the port is free' : ''}`, fix: start };
+  }
+  const r = await greeting(host, hp.port, proto !== 'smtp', timeoutMs);
+  if (r.line !== undefined) {
+    const want = proto === 'imap-tls' ? /^\* OK/ : /^220[ -]/;
+    if (want.test(r.line)) return { area: 'ports', name, status: 'ok', message: `listening${proto === 'smtp' ? '' : ' (TLS)'}: ${r.line.slice(0, 80)}` };
+    return { area: 'ports', name, status: 'fail', message: `something else answers: ${r.line.slice(0, 80)}`, fix: `another program holds port ${hp.port}: find it with 'ss -ltnp sport = :${hp.port}', stop it, restart Letterbox` };
+  }
+  if (r.tlsError) return { area: 'ports', name, status: 'fail', message: `TLS handshake failed: ${r.tlsError}`, fix: 'check tls.cert and tls.key (see the TLS checks) and the log' };
+  if (r.connected) return { area: 'ports', name, status: 'fail', message: `connected, but ${r.error}`, fix: 'the service is stuck or overloaded: check the log (journalctl -u letterbox)' };
+  const free = await portFree(hp.host, hp.port);
+  if (free === false) return { area: 'ports', name, status: 'fail', message: `port in use but not answering (${r.error})`, fix: `find the holder with 'ss -ltnp sport = :${hp.port}'` };
+  return { area: 'ports', name, status: 'fail', message: `not listening (${r.error})${free === true ? '; the port is free' : ''}`, fix: start };
+}
+
+export async function checkListeners(config: Config, timeoutMs: number): Promise<Check[]> {
+  const jobs: Promise<Check>[] = [];
+  for (const a of config.listen.mx) jobs.push(checkListener('mx', a, 'smtp', timeoutMs));
+  for (const a of config.listen.submission) jobs.push(checkListener('submission', a, 'smtp', timeoutMs));
+  for (const a of config.listen.submissions) jobs.push(checkListener('submissions', a, 'smtp-tls', timeoutMs));
+  if (config.dovecot.managed) for (const a of config.listen.imap) jobs.push(checkListener('imap', a, 'imap-tls', timeoutMs));
+  jobs.push(checkListener('api', config.listen.api, 'http', timeoutMs));
+  return Promise.all(jobs);
+}
+
+// ---- TLS ----------------------------------------------------------------------------------------
+
+export function checkTls(config: Config, now: number): Check[] {
+  const out: Check[] = [];
+  const { cert: certPath, key: keyPath } = config.tls;
+  let cert: X509Certificate;
+  let keyPem: string;
+  try {
+    cert = new X509Certificate(readFileSync(certPath));
+  } catch (err: any) {
+    return [{ area: 'tls', name: 'certificate', status: 'fail', message: `cannot read ${certPath}: ${err.code ?? err.message}`, fix: `run 'letterbox init' to create a self-signed certificate, or point tls.cert at your certificate (readable by the letterbox user)` }];
+  }
+  try {
+    keyPem = readFileSync(keyPath, 'utf8');
+  } catch (err: any) {
+    return [{ area: 'tls', name: 'private key', status: 'fail', message: `cannot read ${keyPath}: ${err.code ?? err.message}`, fix: `make tls.key readable by the user Letterbox runs as (chown letterbox ${keyPath}; chmod 600 ${keyPath})` }];
+  }
+  try {
+    if (!cert.checkPrivateKey(createPrivateKey(keyPem))) {
+      out.push({ area: 'tls', name: 'key pair', status: 'fail', message: `${keyPath} is not the key of ${certPath}`, fix: 'install the certificate together with its own private key' });
+    } else out.push({ area: 'tls', name: 'key pair', status: 'ok', message: 'certificate and private key match' });
+  } catch (err: any) {
+    out.push({ area: 'tls', name: 'key pair', status: 'fail', message: `unreadable private key: ${err.message}`, fix: `replace ${keyPath} with a PEM private key` });
+  }
+  const expires = Date.parse(cert.validTo);
+  const days = Math.floor((expires - now) / 86400000);
+  if (expires <= now) out.push({ area: 'tls', name: 'expiry', status: 'fail', message: `expired on ${new Date(expires).toISOString()}`, fix: 'renew it (enable [acme], or install a new certificate and restart Letterbox)' });
+  else if (Date.parse(cert.validFrom) > now) out.push({ area: 'tls', name: 'expiry', status: 'fail', message: `not valid before ${cert.validFrom}`, fix: "check this machine's clock (timedatectl)" });
+  else if (days < 14) out.push({ area: 'tls', name: 'expiry', status: 'warn', message: `expires in ${days} days (${new Date(expires).toISOString()})`, fix: 'renew it soon (enable [acme] for automatic renewal)' });
+  else out.push({ area: 'tls', name: 'expiry', status: 'ok', message: `valid for ${days} more days` });
+  if (cert.checkHost(config.hostname)) out.push({ area: 'tls', name: 'name', status: 'ok', message: `covers ${config.hostname}` });
+  else out.push({ area: 'tls', name: 'name', status: 'fail', message: `does not cover ${config.hostname} (it names ${cert.subjectAltName ?? cert.subject})`, fix: `get a certificate for ${config.hostname} (enable [acme], or delete ${certPath} and ${keyPath} and run 'letterbox init' for a self-signed one)` });
+  if (cert.issuer === cert.subject && cert.verify(cert.publicKey)) {
+    out.push({ area: 'tls', name: 'issuer', status: 'warn', message: 'self-signed: mail clients warn, and senders enforcing MTA-STS or DANE will not deliver', fix: 'enable ACME: set [acme] enabled = true and email = "you@example.com", open port 80, restart' });
+  } else out.push({ area: 'tls', name: 'issuer', status: 'ok', message: `issued by ${cert.issuer.split('\n').find((l) => l.startsWith('CN=')) ?? cert.issuer.split('\n')[0]}` });
+  return out;
+}
+
+// ---- DNS of each domain -------------------------------------------------------------------------
+
+const dot = (s: string) => s.toLowerCase().replace(/\.$/, '');
+
+async function lookup(r: Resolver, name: string, type: string): Promise<{ values: any[]; error?: string }> {
+  try {
+    return { values: (await r.resolve(name, type)) ?? [] };
+  } catch (err: any) {
+    if (isNoData(err)) return { values: [] };
+    return { values: [], error: `${type} lookup of ${name} failed (${err?.code ?? err?.message})` };
+  }
+}
+
+const txt = (values: any[]): string[] => values.map((v) => (Array.isArray(v) ? v.join('') : String(v)));
+
+function tags(record: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const part of record.split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0) m.set(part.slice(0, i).trim().toLowerCase(), part.slice(i + 1).replace(/\s+/g, ''));
+  }
+  return m;
+}
+
+async function addressesOf(r: Resolver, name: string): Promise<string[]> {
+  const [a, aaaa] = await Promise.all([lookup(r, name, 'A'), lookup(r, name, 'AAAA')]);
+  return [...a.values, ...aaaa.values].map(String);
+}
+
+/** Does the SPF policy at `domain` authorise `ip`? Follows include:, a, mx and redirect= (≤ 10 lookups). */
+async function spfCovers(r: Resolver, domain: string, ip: string, budget = { n: 10 }): Promise<boolean> {
+  if (budget.n-- <= 0) return false;
+  const recs = txt((await lookup(r, domain, 'TXT')).values).filter((t) => /^v=spf1(\s|$)/i.test(t));
+  if (recs.length !== 1) return false;
+  const fam = isIPv6(ip) ? 'ipv6' : 'ipv4';
+  const inNet = (spec: string, v6: boolean): boolean => {
+    const [net, len] = spec.split('/');
+    if (isIPv6(net) !== v6 || isIPv6(ip) !== v6) return false;
+    const bl = new BlockList();
+    try {
+      bl.addSubnet(net, len === undefined ? (v6 ? 128 : 32) : Number(len), fam);
+      return bl.check(ip, fam);
+    } catch {
+      return false;
+    }
+  };
+  let redirect: string | null = null;
+  for (const term of recs[0].split(/\s+/).slice(1)) {
+    const m = /^([+?~-]?)([a-z0-9]+)(?:[:=](.*))?$/i.exec(term);
+    if (!m) continue;
+    const [, q, mech, arg] = m;
+    const pass = q === '' || q === '+';
+    const name = mech.toLowerCase();
+    let hit = false;
+    if (name === 'ip4') hit = inNet(arg ?? '', false);
+    else if (name === 'ip6') hit = inNet(arg ?? '', true);
+    else if (name === 'a') {
+      budget.n--;
+      hit = (await addressesOf(r, (arg ?? domain).split('/')[0])).includes(ip);
+    } else if (name === 'mx') {
+      budget.n--;
+      const mx = (await lookup(r, (arg ?? domain).split('/')[0], 'MX')).values;
+      for (const x of mx) if ((await addressesOf(r, dot(x.exchange))).includes(ip)) hit = true;
+    } else if (name === 'include' && arg) hit = await spfCovers(r, arg, ip, budget);
+    else if (name === 'redirect' && arg) redirect = arg;
+    if (hit) return pass;
+  }
+  return redirect ? spfCovers(r, redirect, ip, budget) : false;
+}
+
+async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promise<Check[]> {
+  const out: Check[] = [];
+  const c = (name: string, status: Status, message: string, fix?: string) => out.push({ area: 'dns', name: `${d.name} ${name}`, status, message, ...(fix ? { fix } : {}) });
+  const want = (purpose: string) => d.records.filter((x) => x.purpose === purpose);
+  const show = (x: DnsRecord) => `${x.name}. ${x.type} ${x.priority !== undefined ? x.priority + ' ' : ''}${x.type === 'TXT' ? `"${x.value}"` : x.value}`;
+
+  // MX
+  const mx = await lookup(r, d.name, 'MX');
+  const exch = mx.values.map((x: any) => dot(x.exchange));
+  if (mx.error) c('MX', 'fail', mx.error, 'check dns.servers and the network; run doctor again');
+  else if (exch.includes(dot(config.hostname))) c('MX', 'ok', `points to ${config.hostname}`);
+  else c('MX', 'fail', exch.length ? `points to ${exch.join(', ')}, not ${config.hostname}` : 'no MX record', `publish: ${want('mx').map(show).join('; ')}`);
+
+  // SPF
+  const spfLookup = await lookup(r, d.name, 'TXT');
+  const spf = txt(spfLookup.values).filter((t) => /^v=spf1(\s|$)/i.test(t));
+  const spfWant = want('spf').map(show).join('; ');
+  if (spfLookup.error) c('SPF', 'fail', spfLookup.error, 'check dns.servers and the network');
+  else if (spf.length === 0) c('SPF', 'fail', 'no SPF record (receivers will treat our mail as unauthenticated)', `publish: ${spfWant}`);
+  else if (spf.length > 1) c('SPF', 'fail', `${spf.length} SPF records (a permanent error for receivers)`, `keep exactly one: ${spfWant}`);
+  else {
+    const missing: string[] = [];
+    for (const ip of config.ips) if (!(await spfCovers(r, d.name, ip))) missing.push(ip);
+    if (missing.length) c('SPF', 'fail', `"${spf[0]}" does not authorise ${missing.join(', ')}`, `publish: ${spfWant}`);
+    else if (/[+?]all\b/i.test(spf[0]) || !/\sall\b|[-~]all\b/i.test(spf[0])) c('SPF', 'warn', `"${spf[0]}" does not end in -all or ~all: anyone may send as ${d.name}`, `publish: ${spfWant}`);
+    else c('SPF', 'ok', `authorises ${config.ips.join(', ') || '(no ips configured)'}`);
+  }
+
+  // DKIM, one per active selector
+  for (const k of want('dkim')) {
+    const sel = k.name.split('._domainkey.')[0];
+    const l = await lookup(r, k.name, 'TXT');
+    const found = txt(l.values);
+    const wantP = tags(k.value).get('p');
+    if (l.error) c(`DKIM ${sel}`, 'fail', l.error, 'check dns.servers and the network');
+    else if (found.length === 0) c(`DKIM ${sel}`, 'fail', `no TXT record at ${k.name}`, `publish: ${show(k)}`);
+    else if (!found.some((f) => tags(f).get('p') === wantP)) c(`DKIM ${sel}`, 'fail', `${k.name} holds a different key`, `replace it with: ${show(k)}`);
+    else c(`DKIM ${sel}`, 'ok', 'published key matches');
+  }
+
+  // DMARC
+  const dm = want('dmarc')[0];
+  if (dm) {
+    const l = await lookup(r, dm.name, 'TXT');
+    const found = txt(l.values).filter((t) => /^v=DMARC1/i.test(t));
+    if (l.error) c('DMARC', 'fail', l.error, 'check dns.servers and the network');
+    else if (found.length === 0) c('DMARC', 'fail', `no DMARC record at ${dm.name}`, `publish: ${show(dm)}`);
+    else if (found.length > 1) c('DMARC', 'fail', `${found.length} DMARC records (receivers ignore them all)`, `keep exactly one: ${show(dm)}`);
+    else if ((tags(found[0]).get('p') ?? 'none').toLowerCase() === 'none') c('DMARC', 'warn', `policy p=none: spoofed mail from ${d.name} is not rejected`, `once reports look clean, publish: ${show(dm)}`);
+    else c('DMARC', 'ok', found[0]);
+  }
+  return out;
+}
+
+export async function checkDomains(config: Config, r: Resolver, domains: DoctorDomain[]): Promise<Check[]> {
+  if (domains.length === 0) return [{ area: 'dns', name: 'domains', status: 'skip', message: 'no domains yet', fix: "add one: letterbox domain add example.com" }];
+  return (await Promise.all(domains.map((d) => checkDomain(config, r, d)))).flat();
+}
+
+// ---- reverse DNS --------------------------------------------------------------------------------
+
+export async function checkReverseDns(config: Config, r: Resolver): Promise<Check[]> {
+  const ips = config.ips.filter((ip) => !ip.startsWith('127.') && ip !== '::1');
+  if (ips.length === 0) return [{ area: 'rdns', name: 'ips', status: 'skip', message: 'no public ips configured', fix: 'list this server\'s public addresses in "ips" in the config' }];
+  return Promise.all(
+    ips.map(async (ip): Promise<Check> => {
+      const name = `PTR ${ip}`;
+      const fix = `ask your hosting provider to set the reverse DNS (PTR) of ${ip} to ${config.hostname}, and publish ${config.hostname} ${isIPv6(ip) ? 'AAAA' : 'A'} ${ip}`;
+      let ptrs: string[];
+      try {
+        ptrs = (await r.reverse(ip)).map(dot);
+      } catch (err: any) {
+        if (isNoData(err)) return { area: 'rdns', name, status: 'fail', message: 'no PTR record: many receivers reject mail from addresses without reverse DNS', fix };
+        return { area: 'rdns', name, status: 'fail', message: `reverse lookup failed (${err?.code ?? err?.message})`, fix: 'check dns.servers and the network; run doctor again' };
+      }
+      if (ptrs.length === 0) return { area: 'rdns', name, status: 'fail', message: 'no PTR record', fix };
+      const confirmed: string[] = [];
+      for (const p of ptrs) if ((await addressesOf(r, p)).includes(ip)) confirmed.push(p);
+      if (confirmed.length === 0) return { area: 'rdns', name, status: 'fail', message: `PTR ${ptrs.join(', ')} does not resolve back to ${ip} (not forward-confirmed)`, fix };
+      if (!confirmed.includes(dot(config.hostname))) return { area: 'rdns', name, status: 'warn', message: `forward-confirmed as ${confirmed.join(', ')}, but the EHLO name is ${config.hostname}`, fix };
+      return { area: 'rdns', name, status: 'ok', message: `${config.hostname}, forward-confirmed` };
+    }),
+  );
+}
+
+// ---- Dovecot ------------------------------------------------------------------------------------
+
+export async function checkDovecot(config: Config): Promise<Check[]> {
+  if (!config.dovecot.managed) return [{ area: 'dovecot', name: 'dovecot', status: 'skip', message: 'dovecot.managed = false: Dovecot is run by another unit' }];
+  const out: Check[] = [];
+  const bin = config.dovecot.binary;
+  const install = 'apt-get install dovecot-imapd dovecot-lmtpd dovecot-sieve (or run install.sh)';
+  try {
+    accessSync(bin, fsc.X_OK);
+  } catch {
+    return [{ area: 'dovecot', name: 'binary', status: 'fail', message: `${bin} is missing or not executable`, fix: install }];
+  }
+  try {
+    const { stdout } = await run(bin, ['--version'], { timeout: 5000 });
+    const v = stdout.trim();
+    if (/^2\.3\./.test(v)) out.push({ area: 'dovecot', name: 'version', status: 'ok', message: v });
+    else out.push({ area: 'dovecot', name: 'version', status: 'fail', message: `Dovecot ${v}: Letterbox generates Dovecot 2.3 configuration`, fix: 'use Debian 12 or Ubuntu 24.04, whose Dovecot is 2.3' });
+  } catch (err: any) {
+    out.push({ area: 'dovecot', name: 'version', status: 'fail', message: `${bin} --version failed: ${err.message}`, fix: install });
+  }
+  const p = dovecotPaths(config.data_dir);
+  if (existsSync(p.config)) out.push({ area: 'dovecot', name: 'config', status: 'ok', message: p.config });
+  else out.push({ area: 'dovecot', name: 'config', status: 'fail', message: `${p.config} is missing`, fix: "run 'letterbox init' (or start Letterbox: it writes the file)" });
+  if (await unixConnects(p.lmtpSocket)) out.push({ area: 'dovecot', name: 'lmtp', status: 'ok', message: `LMTP socket ${p.lmtpSocket} accepts connections` });
+  else out.push({ area: 'dovecot', name: 'lmtp', status: 'fail', message: `no LMTP socket at ${p.lmtpSocket}: Dovecot is not running, so local delivery fails`, fix: 'start Letterbox (it starts Dovecot); its log shows lines with "component":"dovecot"' });
+  return out;
+}
+
+// ---- disk ---------------------------------------------------------------------------------------
+
+export function checkDisk(config: Config, thresholds = { failBytes: 512 * 1024 ** 2, warnBytes: 2 * 1024 ** 3, failPct: 2, warnPct: 10 }): Check[] {
+  let s: ReturnType<typeof statfsSync>;
+  try {
+    s = statfsSync(config.data_dir);
+  } catch (err: any) {
+    return [{ area: 'disk', name: config.data_dir, status: 'fail', message: `cannot stat ${config.data_dir}: ${err.code ?? err.message}`, fix: "run 'letterbox init'" }];
+  }
+  const free = s.bavail * s.bsize;
+  const pct = s.blocks ? (s.bavail / s.blocks) * 100 : 100;
+  const gb = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GB`;
+  const out: Check[] = [];
+  const fix = `free space on the file system of ${config.data_dir} (old backups, logs: journalctl --vacuum-size=200M) or grow the disk`;
+  if (free < thresholds.failBytes || pct < thresholds.failPct) out.push({ area: 'disk', name: 'space', status: 'fail', message: `only ${gb(free)} (${pct.toFixed(1)}%) free for ${config.data_dir}: mail will be refused soon`, fix });
+  else if (free < thresholds.warnBytes || pct < thresholds.warnPct) out.push({ area: 'disk', name: 'space', status: 'warn', message: `${gb(free)} (${pct.toFixed(1)}%) free for ${config.data_dir}`, fix });
+  else out.push({ area: 'disk', name: 'space', status: 'ok', message: `${gb(free)} (${pct.toFixed(0)}%) free` });
+  if (s.files > 0) {
+    const ipct = (s.ffree / s.files) * 100;
+    if (ipct < thresholds.failPct) out.push({ area: 'disk', name: 'inodes', status: 'fail', message: `only ${ipct.toFixed(1)}% inodes free (each message is a file)`, fix });
+    else if (ipct < thresholds.warnPct) out.push({ area: 'disk', name: 'inodes', status: 'warn', message: `${ipct.toFixed(1)}% inodes free`, fix });
+    else out.push({ area: 'disk', name: 'inodes', status: 'ok', message: `${ipct.toFixed(0)}% inodes free` });
+  }
+  return out;
+}
+
+// ---- database and queue -------------------------------------------------------------------------
+
+export function checkDatabase(db: DB, now: number): Check[] {
+  const out: Check[] = [];
+  try {
+    const rows = db.pragma('quick_check') as { quick_check: string }[];
+    const res = rows.map((r) => r.quick_check);
+    if (res.length === 1 && res[0] === 'ok') out.push({ area: 'database', name: 'quick_check', status: 'ok', message: 'ok' });
+    else out.push({ area: 'database', name: 'quick_check', status: 'fail', message: res.slice(0, 3).join('; '), fix: "stop Letterbox and restore the latest backup ('letterbox restore FILE'); keep a copy of the damaged database" });
+  } catch (err: any) {
+    out.push({ area: 'database', name: 'quick_check', status: 'fail', message: err.message, fix: 'check the database file and its permissions' });
+  }
+  const hasQueue = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbound_queue'").get();
+  if (hasQueue) {
+    const q = db.prepare("SELECT count(*) AS n, min(created_at) AS oldest, sum(attempts > 0) AS deferred FROM outbound_queue WHERE status IN ('queued', 'inflight')").get() as { n: number; oldest: number | null; deferred: number | null };
+    const ageH = q.oldest ? (now - q.oldest) / 3600000 : 0;
+    const msg = `${q.n} waiting (${q.deferred ?? 0} deferred)${q.oldest ? `, oldest ${ageH.toFixed(1)} h` : ''}`;
+    if (ageH > 24) out.push({ area: 'queue', name: 'outbound', status: 'warn', message: msg, fix: "see why with 'letterbox queue list'; outbound port 25 may be blocked (set [outbound] smarthost)" });
+    else out.push({ area: 'queue', name: 'outbound', status: 'ok', message: msg });
+  }
+  return out;
+}
+
+// ---- output -------------------------------------------------------------------------------------
+
+const MARK: Record<Status, string> = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: '--  ' };
+
+export function formatReport(r: DoctorReport): string {
+  const lines: string[] = [];
+  for (const c of r.checks) {
+    lines.push(`${MARK[c.status]}  ${c.area.padEnd(8)} ${c.name}: ${c.message}`);
+    if (c.fix && (c.status === 'fail' || c.status === 'warn')) lines.push(`            fix: ${c.fix}`);
+  }
+  lines.push('');
+  lines.push(r.ok ? (r.warnings ? `no failures, ${r.warnings} warning(s)` : 'everything looks right') : `${r.failures} failure(s), ${r.warnings} warning(s)`);
+  return lines.join('\n') + '\n';
+}
