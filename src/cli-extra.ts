@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { CliIO } from './cli.ts';
 import { doctorCommands } from './doctor/cli.ts';
 import { queueCommands } from './queue/cli.ts';
+import { apiCommands } from './api/cli.ts';
 
 export interface CliHelpers {
   /** Prints `json` with --json, else `text`. */
@@ -15,4 +16,5 @@ export interface CliHelpers {
  */
 export const extraCommands: ((program: Command, h: CliHelpers) => void)[] = [];
 extraCommands.push(queueCommands);
+extraCommands.push(apiCommands);
 extraCommands.push(doctorCommands);

@@ -2,9 +2,10 @@ import type { ComponentFactory } from './server.ts';
 import { mxComponent } from './smtp/inbound/index.ts';
 import { createQueueComponent } from './queue/engine.ts';
 import { createSubmissionComponent } from './smtp/submission/server.ts';
+import { apiComponent } from './api/index.ts';
 
 /**
  * The components `letterbox serve` runs, in start order (stopped in reverse). Each issue's module
  * adds its factory here: the MX listener, submission listeners, the outbound queue, the API, jobs.
  */
-export const components: ComponentFactory[] = [createQueueComponent, mxComponent, createSubmissionComponent];
+export const components: ComponentFactory[] = [createQueueComponent, mxComponent, createSubmissionComponent, apiComponent];

@@ -91,3 +91,14 @@ export function removeAlias(ctx: ServiceContext, idOrAddress: string): Alias {
   ctx.log.info({ alias: a.address }, 'alias removed');
   return a;
 }
+
+/** One page of aliases in address order (the API's list), optionally for one domain or a set of them. */
+export function listAliasesPage(ctx: ServiceContext, f: { domain?: string; domains?: string[] | null; after?: string; limit: number }): Alias[] {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (f.domain) (where.push('d.name = ?'), args.push(f.domain));
+  if (f.domains) (where.push('d.name IN (SELECT value FROM json_each(?))'), args.push(JSON.stringify(f.domains)));
+  if (f.after !== undefined) (where.push('a.address > ?'), args.push(f.after));
+  const sql = `${SELECT}${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY a.address LIMIT ?`;
+  return (ctx.db.prepare(sql).all(...args, f.limit) as Row[]).map(toAlias);
+}

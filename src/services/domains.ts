@@ -149,3 +149,22 @@ export function domainRecords(ctx: ServiceContext, d: Domain): DnsRecord[] {
     dkim: d.dkim.filter((k) => k.active),
   });
 }
+
+/**
+ * One page of domains in name order, after `after` (a name), at most `limit`; `names` restricts the
+ * set (API keys limited to some domains). The API's list; the CLI lists everything.
+ */
+export function listDomainsPage(ctx: ServiceContext, opts: { after?: string; limit: number; names?: string[] | null }): Domain[] {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (opts.after !== undefined) (where.push('name > ?'), args.push(opts.after));
+  if (opts.names) (where.push('name IN (SELECT value FROM json_each(?))'), args.push(JSON.stringify(opts.names)));
+  const sql = `SELECT * FROM domains${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY name LIMIT ?`;
+  return (ctx.db.prepare(sql).all(...args, opts.limit) as DomainRow[]).map((r) => toDomain(ctx, r));
+}
+
+/** Stores the result of a DNS verification; `verifiedAt` (all records correct) sets last_verified_at. */
+export function saveVerification(ctx: ServiceContext, id: string, result: unknown, verifiedAt: string | null): void {
+  if (verifiedAt) ctx.db.prepare('UPDATE domains SET verification = ?, last_verified_at = ? WHERE id = ?').run(JSON.stringify(result), verifiedAt, id);
+  else ctx.db.prepare('UPDATE domains SET verification = ? WHERE id = ?').run(JSON.stringify(result), id);
+}

@@ -85,6 +85,9 @@ export interface ListFilter {
   tags?: string[];
   status?: 'active' | 'disabled';
   domains?: string[]; // restriction (API keys limited to some domains)
+  /** Pagination (API): addresses after this one, at most `limit` of them. */
+  after?: string;
+  limit?: number;
 }
 
 export function listMailboxes(ctx: ServiceContext, f: ListFilter = {}): Mailbox[] {
@@ -103,7 +106,15 @@ export function listMailboxes(ctx: ServiceContext, f: ListFilter = {}): Mailbox[
     where.push(`d.name IN (SELECT value FROM json_each(?))`);
     args.push(JSON.stringify(f.domains));
   }
-  const sql = `${SELECT}${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY m.address`;
+  if (f.after !== undefined) {
+    where.push('m.address > ?');
+    args.push(f.after);
+  }
+  let sql = `${SELECT}${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY m.address`;
+  if (f.limit !== undefined) {
+    sql += ' LIMIT ?';
+    args.push(f.limit);
+  }
   return (ctx.db.prepare(sql).all(...args) as Row[]).map(toMailbox);
 }
 

@@ -1,0 +1,89 @@
+import Koa from 'koa';
+import Router from '@koa/router';
+import { z } from 'zod';
+import { LetterboxError } from '../errors.ts';
+import { KeyVerifier } from '../auth/apikeys.ts';
+import { createResolver } from '../dns/resolver.ts';
+import { doveadmBinary } from '../services/quota.ts';
+import type { AppContext } from '../server.ts';
+import { requestId } from './middleware/request-id.ts';
+import { errorHandler } from './middleware/errors.ts';
+import { authenticate, requireScope } from './middleware/auth.ts';
+import { TokenBuckets, applyRateLimit } from './middleware/rate-limit.ts';
+import { readJsonBody } from './middleware/body.ts';
+import { fullPath, validate, type RouteSpec } from './route.ts';
+import { buildOpenApi, type OpenApiDoc } from './openapi.ts';
+import { healthChecker } from './health.ts';
+import type { ApiContext, ApiRuntime, ApiState } from './types.ts';
+
+const EMPTY = z.strictObject({});
+
+/**
+ * Builds the Koa application from the route list. Each route runs, in order: authentication (key
+ * routes), its rate-limit bucket, its scope, path/query/body validation, then the handler, whose
+ * reply is wrapped in { data } (plus nextCursor for lists, "sandbox": true for test keys).
+ */
+export function buildApi(app: AppContext, routes: RouteSpec[]): { koa: Koa<ApiState>; runtime: ApiRuntime } {
+  const log = app.log.child({ component: 'api' });
+  const { api } = app.config;
+  const verifier = new KeyVerifier(app);
+  const buckets = {
+    default: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock),
+    send: new TokenBuckets(api.send_rate_per_minute, api.send_rate_burst, app.clock),
+    // Requests without a valid key, per client IP: key guessing is rate limited too.
+    ip: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock),
+  };
+  let doc: OpenApiDoc | null = null;
+  const runtime: ApiRuntime = {
+    // Verification must see DNS as it is now (a fix must show at once): same servers, no cache.
+    liveResolve: createResolver({ servers: app.config.dns.servers, timeoutMs: app.config.dns.timeout_ms, clock: app.clock, cacheMs: 0, negativeCacheMs: 0 }).resolve,
+    doveadm: doveadmBinary(app.config.dovecot.binary),
+    document: () =>
+      (doc ??= buildOpenApi(routes, {
+        title: 'Letterbox Management API',
+        version: '1',
+        description:
+          'JSON over HTTP. Authenticate with `Authorization: Bearer lb_live_…` (or `lb_test_…` for sandbox keys). Success: `{ "data": … }`; errors: `{ "error": { "code", "message", "requestId" } }`. Lists take `limit` and `cursor` and return `nextCursor`. Every response carries `X-Request-Id`; authenticated ones `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`.',
+      })),
+    health: healthChecker(app),
+  };
+
+  const router = new Router<ApiState>();
+  for (const spec of routes) {
+    const handler = async (ctx: ApiContext) => {
+      let key = null;
+      if (spec.auth !== 'public') {
+        key = authenticate(ctx, verifier, buckets.ip);
+        applyRateLimit(ctx, spec.bucket === 'send' ? buckets.send : buckets.default, key.id);
+        if (spec.scope) requireScope(key, spec.scope);
+      }
+      const params = validate('path', spec.params ?? EMPTY, (ctx as any).params ?? {});
+      const query = validate('query', spec.query ?? EMPTY, { ...ctx.query });
+      let body: unknown = undefined;
+      const raw = await readJsonBody(ctx, api.max_body_size);
+      if (spec.body) body = validate('body', spec.body, raw);
+      else if (raw !== undefined && !(raw && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 0)) {
+        throw new LetterboxError('validation_error', `body: ${ctx.method} ${spec.path} takes no body`, { issues: [{ path: 'body', message: 'no body expected' }] });
+      }
+      const sandbox = key?.mode === 'test';
+      const reply = await spec.handler({ app, runtime, key, sandbox, params, query, body, requestId: ctx.state.requestId, log, ctx });
+      ctx.status = reply.status ?? spec.status ?? 200;
+      for (const [h, v] of Object.entries(reply.headers ?? {})) ctx.set(h, v);
+      if ('raw' in reply) {
+        if (reply.contentType) ctx.type = reply.contentType;
+        ctx.body = reply.raw;
+      } else {
+        ctx.body = { data: reply.data, ...(spec.list ? { nextCursor: reply.nextCursor ?? null } : {}), ...(sandbox ? { sandbox: true } : {}) };
+      }
+    };
+    router[spec.method](fullPath(spec), handler as any);
+  }
+
+  const koa = new Koa<ApiState>({ proxy: false });
+  koa.silent = true;
+  koa.use(requestId(log));
+  koa.use(errorHandler(log));
+  koa.use(router.routes() as any);
+  koa.use(router.allowedMethods() as any);
+  return { koa, runtime };
+}

@@ -1,0 +1,140 @@
+import { spf as checkSpf } from 'mailauth/lib/spf/index.js';
+import { isoNow } from '../clock.ts';
+import { recordEvent } from '../events/record.ts';
+import { isNoData, type ResolveFn } from '../dns/resolver.ts';
+import { dkimTxt } from '../dkim/keys.ts';
+import { domainRecords, getDomain, saveVerification } from './domains.ts';
+import type { ServiceContext } from './context.ts';
+
+export interface RecordCheck {
+  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc';
+  type: 'MX' | 'TXT';
+  name: string;
+  /** What should be published (the value `letterbox dns` prints). */
+  expected: string;
+  /** What the DNS answered (MX as "priority exchange", TXT strings joined). */
+  found: string[];
+  ok: boolean;
+  /** Why it is not ok; null when ok. */
+  problem: string | null;
+}
+
+export interface Verification {
+  domain: string;
+  ok: boolean;
+  checkedAt: string;
+  /** When every record was last found correct (this run or an earlier one). */
+  lastVerifiedAt: string | null;
+  records: RecordCheck[];
+}
+
+type Lookup = { values: any[]; error: string | null };
+
+async function lookup(resolve: ResolveFn, name: string, type: string): Promise<Lookup> {
+  try {
+    return { values: (await resolve(name, type)) ?? [], error: null };
+  } catch (err: any) {
+    if (isNoData(err)) return { values: [], error: null };
+    return { values: [], error: `DNS lookup of ${type} ${name} failed (${err?.code ?? err?.message ?? err}); try again later` };
+  }
+}
+
+const txtValues = (l: Lookup): string[] => l.values.map((chunks: string[] | string) => (Array.isArray(chunks) ? chunks.join('') : String(chunks)));
+const dot = (s: string) => s.toLowerCase().replace(/\.$/, '');
+
+function tags(record: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const part of record.split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0) m.set(part.slice(0, i).trim().toLowerCase(), part.slice(i + 1).replace(/\s+/g, ''));
+  }
+  return m;
+}
+
+/**
+ * Checks a domain's published DNS against what it needs, with live lookups through `resolve` (the
+ * configured resolvers; pass one without a cache so a fix shows at once): MX points at this server,
+ * SPF authorizes every address in `ips` (evaluated with mailauth, so include:, mx, a and redirect
+ * count), each active DKIM selector is published with our public key, and a DMARC policy exists.
+ * Saves the result; when everything is correct sets lastVerifiedAt and records `domain.verified`.
+ */
+export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOrName: string): Promise<Verification> {
+  const d = getDomain(ctx, idOrName);
+  const expected = domainRecords(ctx, d);
+  const hostname = dot(ctx.config.hostname);
+  const checks: Promise<RecordCheck>[] = [];
+
+  const mxExpected = expected.find((r) => r.purpose === 'mx')!;
+  checks.push(
+    lookup(resolve, d.name, 'MX').then((l) => {
+      const found = l.values.map((v: any) => `${v.priority} ${dot(v.exchange)}`);
+      const ok = !l.error && l.values.some((v: any) => dot(v.exchange) === hostname);
+      return {
+        purpose: 'mx', type: 'MX', name: d.name, expected: `${mxExpected.priority} ${mxExpected.value}`, found, ok,
+        problem: ok ? null : l.error ?? (found.length ? `no MX record points to ${hostname}` : 'no MX record published'),
+      };
+    }),
+  );
+
+  const spfExpected = expected.find((r) => r.purpose === 'spf')!;
+  checks.push(
+    lookup(resolve, d.name, 'TXT').then(async (l) => {
+      const found = txtValues(l).filter((t) => /^v=spf1(\s|$)/i.test(t));
+      const base = { purpose: 'spf' as const, type: 'TXT' as const, name: d.name, expected: spfExpected.value, found };
+      if (l.error) return { ...base, ok: false, problem: l.error };
+      if (found.length === 0) return { ...base, ok: false, problem: 'no SPF record (v=spf1) published' };
+      if (found.length > 1) return { ...base, ok: false, problem: 'more than one SPF record published (receivers treat that as an error); merge them into one' };
+      const failing: string[] = [];
+      for (const ip of ctx.config.ips) {
+        const r = await checkSpf({ ip, sender: `postmaster@${d.name}`, helo: hostname, mta: hostname, resolver: resolve } as any);
+        if (r.status?.result !== 'pass') failing.push(`${ip} (${r.status?.result})`);
+      }
+      const ok = failing.length === 0;
+      return { ...base, ok, problem: ok ? null : `the SPF record does not authorize ${failing.join(', ')}` };
+    }),
+  );
+
+  for (const k of d.dkim.filter((k) => k.active)) {
+    const name = `${k.selector}._domainkey.${d.name}`;
+    checks.push(
+      lookup(resolve, name, 'TXT').then((l) => {
+        const found = txtValues(l);
+        const ok =
+          !l.error &&
+          found.some((t) => {
+            const tg = tags(t);
+            return tg.get('p') === k.publicKey && (tg.get('k') ?? 'rsa').toLowerCase() === k.algorithm && (tg.get('v') ?? 'DKIM1') === 'DKIM1';
+          });
+        return {
+          purpose: 'dkim', type: 'TXT', name, expected: dkimTxt(k.algorithm, k.publicKey), found, ok,
+          problem: ok ? null : l.error ?? (found.length ? `the published key does not match selector ${k.selector} (${k.algorithm})` : `selector ${k.selector} is not published`),
+        };
+      }),
+    );
+  }
+
+  const dmarcExpected = expected.find((r) => r.purpose === 'dmarc')!;
+  checks.push(
+    lookup(resolve, dmarcExpected.name, 'TXT').then((l) => {
+      const found = txtValues(l).filter((t) => /^v=DMARC1\s*(;|$)/i.test(t));
+      const ok = !l.error && found.length === 1 && /^(none|quarantine|reject)$/i.test(tags(found[0]).get('p') ?? '');
+      return {
+        purpose: 'dmarc', type: 'TXT', name: dmarcExpected.name, expected: dmarcExpected.value, found, ok,
+        problem: ok
+          ? null
+          : l.error ?? (found.length === 0 ? 'no DMARC record (v=DMARC1) published' : found.length > 1 ? 'more than one DMARC record published' : 'the DMARC record has no valid policy (p=none, quarantine or reject)'),
+      };
+    }),
+  );
+
+  const records = await Promise.all(checks);
+  const ok = records.every((r) => r.ok);
+  const checkedAt = isoNow(ctx.clock);
+  const result: Verification = { domain: d.name, ok, checkedAt, lastVerifiedAt: ok ? checkedAt : d.lastVerifiedAt, records };
+  ctx.db.transaction(() => {
+    saveVerification(ctx, d.id, result, ok ? checkedAt : null);
+    if (ok) recordEvent(ctx.db, ctx.clock, { type: 'domain.verified', domain: d.name, data: { domainId: d.id, checkedAt } });
+  }).immediate();
+  ctx.log.info({ domain: d.name, ok, failing: records.filter((r) => !r.ok).map((r) => r.name + ' ' + r.purpose) }, 'domain DNS verified');
+  return result;
+}
