@@ -126,7 +126,7 @@ export class SubmissionListeners implements Component {
       const orig = conn.handler_AUTH;
       conn.handler_AUTH = function (this: any, command: Buffer, callback: () => void) {
         if (!this.secure) {
-          this.send(530, 'Must issue a STARTTLS command first');
+          this.send(530, '5.7.0 Must issue a STARTTLS command first');
           return callback();
         }
         return orig.call(this, command, callback);
