@@ -1,0 +1,165 @@
+// A raw SMTP client over a real socket for tests that must control every byte: sends exactly what
+// it is given (no address normalisation, no dot-stuffing unless asked) and reads replies, including
+// multi-line ones. Also used by the chaos test as a tiny "real MTA" sender with retries.
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+
+export interface Reply {
+  code: number;
+  /** All lines joined with \n, without the codes. */
+  text: string;
+  lines: string[];
+}
+
+export class RawSmtp {
+  private sock: Socket | TLSSocket;
+  private buf = '';
+  private waiters: ((r: Reply | Error) => void)[] = [];
+  private pending: Reply[] = [];
+  private failure: Error | null = null;
+  closed = false;
+
+  private constructor(sock: Socket | TLSSocket) {
+    this.sock = sock;
+    this.attach();
+  }
+
+  private attach() {
+    this.sock.setEncoding('latin1');
+    this.sock.on('data', (d: string) => this.onData(d));
+    this.sock.on('error', (err) => this.fail(err));
+    this.sock.on('close', () => {
+      this.closed = true;
+      this.fail(new Error('connection closed'));
+    });
+  }
+
+  private fail(err: Error) {
+    if (!this.failure) this.failure = err;
+    const ws = this.waiters.splice(0);
+    for (const w of ws) w(err);
+  }
+
+  private onData(d: string) {
+    this.buf += d;
+    for (;;) {
+      // A complete reply ends with a line "ddd<SP>..." (or "ddd" alone).
+      const m = /^((?:\d{3}-[^\n]*\n)*)(\d{3})(?: [^\n]*)?\r?\n/.exec(this.buf);
+      if (!m) break;
+      const raw = m[0];
+      this.buf = this.buf.slice(raw.length);
+      const lines = raw.split(/\r?\n/).filter(Boolean);
+      const r: Reply = { code: Number(m[2]), lines, text: lines.map((l) => l.slice(4)).join('\n') };
+      const w = this.waiters.shift();
+      if (w) w(r);
+      else this.pending.push(r);
+    }
+  }
+
+  static connect(port: number, opts: { host?: string; tls?: boolean; ca?: string; timeoutMs?: number } = {}): Promise<RawSmtp> {
+    return new Promise((res, rej) => {
+      const host = opts.host ?? '127.0.0.1';
+      const sock = opts.tls
+        ? tlsConnect({ host, port, ca: opts.ca, servername: 'localhost', rejectUnauthorized: !!opts.ca })
+        : netConnect({ host, port });
+      const t = setTimeout(() => {
+        sock.destroy();
+        rej(new Error('connect timeout'));
+      }, opts.timeoutMs ?? 15000);
+      sock.once(opts.tls ? 'secureConnect' : 'connect', () => {
+        clearTimeout(t);
+        res(new RawSmtp(sock));
+      });
+      sock.once('error', (e) => {
+        clearTimeout(t);
+        rej(e);
+      });
+    });
+  }
+
+  /** The next reply (the greeting first). Rejects on close or after timeoutMs. */
+  read(timeoutMs = 30000): Promise<Reply> {
+    const p = this.pending.shift();
+    if (p) return Promise.resolve(p);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((res, rej) => {
+      const t = setTimeout(() => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        rej(new Error('reply timeout'));
+      }, timeoutMs);
+      const w = (r: Reply | Error) => {
+        clearTimeout(t);
+        r instanceof Error ? rej(r) : res(r);
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  write(data: string | Buffer): void {
+    this.sock.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
+  }
+
+  /** Sends one command line (CRLF appended) and reads its reply. */
+  async cmd(line: string | Buffer, timeoutMs?: number): Promise<Reply> {
+    this.write(typeof line === 'string' ? line + '\r\n' : Buffer.concat([line, Buffer.from('\r\n')]));
+    return this.read(timeoutMs);
+  }
+
+  /** STARTTLS upgrade (after a 220 to the STARTTLS command). */
+  async starttls(ca?: string): Promise<void> {
+    const r = await this.cmd('STARTTLS');
+    if (r.code !== 220) throw new Error(`STARTTLS refused: ${r.code} ${r.text}`);
+    const plain = this.sock as Socket;
+    plain.removeAllListeners('data');
+    plain.removeAllListeners('close');
+    plain.removeAllListeners('error');
+    plain.on('error', () => {});
+    const secure = tlsConnect({ socket: plain, ca, servername: 'localhost', rejectUnauthorized: !!ca });
+    await new Promise<void>((res, rej) => {
+      secure.once('secureConnect', () => res());
+      secure.once('error', rej);
+    });
+    this.sock = secure;
+    this.attach();
+  }
+
+  /** Sends DATA's content (already CRLF-terminated lines) followed by <CRLF>.<CRLF>; dot-stuffs. */
+  async data(message: string | Buffer, opts: { raw?: boolean; timeoutMs?: number } = {}): Promise<Reply> {
+    const r = await this.cmd('DATA');
+    if (r.code !== 354) return r;
+    let body = typeof message === 'string' ? Buffer.from(message, 'utf8') : message;
+    if (!opts.raw) {
+      let s = body.toString('latin1').replace(/\r?\n/g, '\r\n');
+      s = s.replace(/^\./gm, '..');
+      if (!s.endsWith('\r\n')) s += '\r\n';
+      body = Buffer.from(s + '.\r\n', 'latin1');
+    }
+    this.write(body);
+    return this.read(opts.timeoutMs ?? 60000);
+  }
+
+  close(): void {
+    this.closed = true;
+    try {
+      this.sock.end();
+      this.sock.destroy();
+    } catch {}
+  }
+
+  async quit(): Promise<void> {
+    try {
+      await this.cmd('QUIT', 5000);
+    } catch {}
+    this.close();
+  }
+
+  get socket(): Socket | TLSSocket {
+    return this.sock;
+  }
+}
+
+/** AUTH PLAIN initial response. */
+export function authPlain(user: string, pass: string): string {
+  return 'AUTH PLAIN ' + Buffer.from(`\u0000${user}\u0000${pass}`, 'utf8').toString('base64');
+}
