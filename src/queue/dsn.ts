@@ -57,7 +57,7 @@ export function buildDsn(i: DsnInput): Buffer {
         .join('\r\n'),
     )
     .join('\r\n\r\n');
-  const headers = i.originalHeaders.replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '\r\n');
+  const headers = i.originalHeaders.replace(/\r?\n/g, '\r\n').replace(/(\r\n)*$/, '');
   const b = i.boundary;
   const text = [
     `From: Mail Delivery System <MAILER-DAEMON@${i.reportingMta}>`,

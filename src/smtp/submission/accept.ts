@@ -12,7 +12,7 @@ import { DkimSigner } from '../../dkim/sign.ts';
 import { isLocalDomain, expandLocal } from '../../queue/local.ts';
 import { isSuppressed } from '../../queue/store.ts';
 import { isAuthorizedSender, ownedAddresses } from './authorize.ts';
-import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, usageOf } from './caps.ts';
+import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, usageOf, type Caps, type Usage } from './caps.ts';
 import { applyFixups } from './fixups.ts';
 
 export interface Sender {
@@ -67,7 +67,7 @@ interface MailboxState {
 }
 
 /** Checks made at MAIL FROM (and again by acceptOutbound): may this mailbox send as `from` now? */
-export function checkSender(app: AppContext, mailbox: Sender, from: string): void {
+export function checkSender(app: AppContext, mailbox: Sender, from: string): { caps: Caps; usage: Usage } {
   const st = app.db.prepare('SELECT m.disabled, d.outbound_enabled FROM mailboxes m JOIN domains d ON d.id = m.domain_id WHERE m.id = ?').get(mailbox.id) as MailboxState | undefined;
   if (!st || st.disabled) throw new LetterboxError('unauthorized', 'mailbox is disabled or no longer exists', { smtp: '535 5.7.8' });
   if (!st.outbound_enabled) throw new LetterboxError('forbidden', `outbound mail for ${mailbox.domain} is suspended by the administrator`, { smtp: '550 5.7.1' });
@@ -75,19 +75,26 @@ export function checkSender(app: AppContext, mailbox: Sender, from: string): voi
   if (!isAuthorizedSender(from, ownedAddresses(app.db, mailbox.address))) {
     throw new LetterboxError('forbidden', `${mailbox.address} may not send as <${from}>: use your own address or an alias that points only to you`, { smtp: '553 5.7.1' });
   }
-  const v = checkMessageCap(effectiveCaps(app.db, app.config, mailbox), usageOf(app.db, mailbox.id, app.clock.now()));
+  const cs = capsState(app, mailbox);
+  const v = checkMessageCap(cs.caps, cs.usage);
   if (v) throw new LetterboxError('rate_limited', v.message, { smtp: '451 4.7.1', cap: v.cap, limit: v.limit });
+  return cs;
+}
+
+/** Caps and current usage of a mailbox, read once per message (at MAIL FROM). */
+export function capsState(app: AppContext, mailbox: Sender): { caps: Caps; usage: Usage } {
+  return { caps: effectiveCaps(app.db, app.config, mailbox), usage: usageOf(app.db, mailbox.id, app.clock.now()) };
 }
 
 /** Checks made at each RCPT TO: null when acceptable, else the per-recipient refusal. `count` includes it. */
-export function checkRecipient(app: AppContext, mailbox: Sender, rcpt: string, count: number): RejectedRecipient | null {
+export function checkRecipient(app: AppContext, mailbox: Sender, rcpt: string, count: number, state: { caps: Caps; usage: Usage } = capsState(app, mailbox)): RejectedRecipient | null {
   let a;
   try {
     a = parseAddress(rcpt);
   } catch (err: any) {
     return { recipient: rcpt, code: 553, reason: `5.1.3 ${err.message}` };
   }
-  const v = checkRecipientCaps(effectiveCaps(app.db, app.config, mailbox), usageOf(app.db, mailbox.id, app.clock.now()), count);
+  const v = checkRecipientCaps(state.caps, state.usage, count);
   if (v) return { recipient: rcpt, code: 451, reason: `4.7.1 ${v.message}` };
   if (isSuppressed(app.db, mailbox.domain, a.address)) {
     return { recipient: rcpt, code: 550, reason: `5.7.1 <${a.address}> is on the suppression list of ${mailbox.domain} after a hard bounce; remove it with 'letterbox suppression rm ${mailbox.domain} ${a.address}'` };
@@ -106,11 +113,11 @@ export function checkRecipient(app: AppContext, mailbox: Sender, rcpt: string, c
 export async function acceptOutbound(app: AppContext, input: AcceptInput): Promise<AcceptResult> {
   const { db, clock, config } = app;
   const { mailbox } = input;
-  checkSender(app, mailbox, input.envelope.from);
+  const st = checkSender(app, mailbox, input.envelope.from);
   const rejected: RejectedRecipient[] = [];
   const rcpts: string[] = [];
   for (const r of input.envelope.to) {
-    const bad = checkRecipient(app, mailbox, r, rcpts.length + 1);
+    const bad = checkRecipient(app, mailbox, r, rcpts.length + 1, st);
     if (bad) rejected.push(bad);
     else rcpts.push(parseAddress(r).address);
   }

@@ -80,7 +80,7 @@ export class SubmissionListeners implements Component {
       onAuth: (auth, session, cb) => this.onAuth(auth, session).then((u) => cb(null, u), (e) => cb(e)),
       onMailFrom: (address, session, cb) => {
         try {
-          checkSender(this.app, this.sender(session), address.address);
+          (session as any).caps = checkSender(this.app, this.sender(session), address.address);
           cb();
         } catch (err) {
           cb(toSmtp(err));
@@ -88,7 +88,7 @@ export class SubmissionListeners implements Component {
       },
       onRcptTo: (address: SMTPServerAddress, session, cb) => {
         try {
-          const bad = checkRecipient(this.app, this.sender(session), address.address, session.envelope.rcptTo.length + 1);
+          const bad = checkRecipient(this.app, this.sender(session), address.address, session.envelope.rcptTo.length + 1, (session as any).caps);
           cb(bad ? smtpError(bad.reason, bad.code) : undefined);
         } catch (err) {
           cb(toSmtp(err));

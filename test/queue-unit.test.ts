@@ -1,0 +1,167 @@
+// Pure decisions of the sending path, without sockets: retry schedule, MX ordering and null MX,
+// reply classification, brute-force guard, caps, sender authorization, header fix-ups, DSN.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { retryDelay, onTempFail, type RetryPolicy } from '../src/queue/schedule.ts';
+import { orderMx, isNullMx } from '../src/queue/mx.ts';
+import { outcomeOf, isHardBounce, enhancedCode } from '../src/queue/classify.ts';
+import { recordFailure, BruteForceGuard, type BruteForcePolicy } from '../src/smtp/submission/bruteforce.ts';
+import { checkMessageCap, checkRecipientCaps } from '../src/smtp/submission/caps.ts';
+import { isAuthorizedSender } from '../src/smtp/submission/authorize.ts';
+import { applyFixups, fromAddresses, parseHeader, splitMessage } from '../src/smtp/submission/fixups.ts';
+import { buildDsn, dsnStatusFor } from '../src/queue/dsn.ts';
+import { parseDuration } from '../src/config/schema.ts';
+
+const M = 60_000;
+const H = 60 * M;
+const policy: RetryPolicy = { schedule: [5 * M, 10 * M, 30 * M, H, 2 * H, 4 * H, 8 * H], jitter: 0.1, maxAge: 5 * 24 * H, delayNoticeAfter: 4 * H };
+
+test('retry schedule: 5m, 10m, 30m, 1h ... 8h repeating, with bounded jitter', () => {
+  assert.equal(retryDelay(1, policy, 0.5), 5 * M);
+  assert.equal(retryDelay(2, policy, 0.5), 10 * M);
+  assert.equal(retryDelay(7, policy, 0.5), 8 * H);
+  assert.equal(retryDelay(30, policy, 0.5), 8 * H);
+  assert.equal(retryDelay(1, policy, 0), 4.5 * M);
+  assert.equal(retryDelay(1, policy, 0.999999), Math.round(5 * M * 1.0999998));
+});
+
+test('temporary failure: retry, delay notice once after 4h, never past max age, expire at max age', () => {
+  const t0 = 1_000_000;
+  const a = onTempFail({ now: t0 + M, createdAt: t0, attempts: 1, delayNotified: false, policy, rand: 0.5 });
+  assert.deepEqual(a, { action: 'retry', nextAttemptAt: t0 + M + 5 * M, delayNotice: false });
+  const b = onTempFail({ now: t0 + 4 * H, createdAt: t0, attempts: 6, delayNotified: false, policy, rand: 0.5 });
+  assert.equal(b.action === 'retry' && b.delayNotice, true);
+  const c = onTempFail({ now: t0 + 5 * H, createdAt: t0, attempts: 7, delayNotified: true, policy, rand: 0.5 });
+  assert.equal(c.action === 'retry' && c.delayNotice, false);
+  const d = onTempFail({ now: t0 + policy.maxAge - H, createdAt: t0, attempts: 20, delayNotified: true, policy, rand: 0.5 });
+  assert.equal(d.action === 'retry' && d.nextAttemptAt, t0 + policy.maxAge);
+  assert.deepEqual(onTempFail({ now: t0 + policy.maxAge, createdAt: t0, attempts: 21, delayNotified: true, policy, rand: 0.5 }), { action: 'expire' });
+});
+
+test('MX: by preference, random among equal, duplicates dropped; null MX detected', () => {
+  const recs = [
+    { exchange: 'b.example', priority: 20 },
+    { exchange: 'a1.example', priority: 10 },
+    { exchange: 'A2.example.', priority: 10 },
+    { exchange: 'a1.example', priority: 30 },
+  ];
+  assert.deepEqual(orderMx(recs, () => 0.1), ['a1.example', 'a2.example', 'b.example']);
+  // rand() is drawn once per record, in record order: a2 drawing lower than a1 puts it first.
+  const seq = (xs: number[]) => () => xs.shift()!;
+  assert.deepEqual(orderMx(recs, seq([0, 0.9, 0.1, 0])), ['a2.example', 'a1.example', 'b.example']);
+  assert.deepEqual(orderMx(recs, seq([0, 0.1, 0.9, 0])), ['a1.example', 'a2.example', 'b.example']);
+  assert.equal(isNullMx([{ exchange: '', priority: 0 }]), true);
+  assert.equal(isNullMx([{ exchange: '.', priority: 0 }]), true);
+  assert.equal(isNullMx([{ exchange: 'mx.example', priority: 0 }]), false);
+});
+
+test('replies: 2xx delivered, 4xx deferred, 5xx bounced; only address failures are hard bounces', () => {
+  assert.equal(outcomeOf(250), 'delivered');
+  assert.equal(outcomeOf(451), 'deferred');
+  assert.equal(outcomeOf(421), 'deferred');
+  assert.equal(outcomeOf(550), 'bounced');
+  assert.equal(enhancedCode('550 5.1.1 <x@y>: user unknown'), '5.1.1');
+  assert.equal(isHardBounce(550, '550 5.1.1 user unknown'), true);
+  assert.equal(isHardBounce(556, '556 5.1.10 null MX'), true);
+  assert.equal(isHardBounce(550, '550 5.7.1 rejected by policy'), false);
+  assert.equal(isHardBounce(552, '552 5.3.4 message too big'), false);
+  assert.equal(isHardBounce(550, '550 No such user here'), true);
+  assert.equal(isHardBounce(451, '451 4.1.1 try later'), false);
+  assert.equal(dsnStatusFor(550, '550 5.1.1 nope', '5.0.0'), '5.1.1');
+  assert.equal(dsnStatusFor(550, '550 nope', '5.0.0'), '5.0.0');
+});
+
+test('brute force: growing delay, lockout after max failures in the window, forgotten after it', () => {
+  const p: BruteForcePolicy = { maxFailures: 3, window: 15 * M, lockout: 15 * M, delayMs: 500, delayMaxMs: 1500 };
+  let r = recordFailure(undefined, 0, p);
+  assert.equal(r.delayMs, 500);
+  r = recordFailure(r.state, 1000, p);
+  assert.equal(r.delayMs, 1000);
+  assert.equal(r.state.lockedUntil, 0);
+  r = recordFailure(r.state, 2000, p);
+  assert.equal(r.delayMs, 1500);
+  assert.equal(r.state.lockedUntil, 2000 + 15 * M);
+  // failures outside the window do not count
+  const old = recordFailure(recordFailure(undefined, 0, p).state, 20 * M, p);
+  assert.equal(old.state.failures.length, 1);
+  const g = new BruteForceGuard(p);
+  g.fail('1.2.3.4', 'a@x', 0);
+  g.fail('1.2.3.4', 'b@x', 1);
+  assert.equal(g.locked('1.2.3.4', 'c@x', 2), false);
+  g.fail('1.2.3.4', 'c@x', 2);
+  assert.equal(g.locked('1.2.3.4', 'zzz@x', 3), true, 'IP locked after 3 failures on any accounts');
+  assert.equal(g.locked('5.6.7.8', 'c@x', 3), false);
+  assert.equal(g.locked('1.2.3.4', 'zzz@x', 3 + 15 * M), false, 'lockout expires');
+});
+
+test('caps: messages per hour, recipients per message and per day (0 = unlimited)', () => {
+  const caps = { messagesPerHour: 2, recipientsPerDay: 5, recipientsPerMessage: 3 };
+  assert.equal(checkMessageCap(caps, { messagesLastHour: 1, recipientsLastDay: 0 }), null);
+  assert.equal(checkMessageCap(caps, { messagesLastHour: 2, recipientsLastDay: 0 })?.cap, 'max_messages_per_hour');
+  assert.equal(checkRecipientCaps(caps, { messagesLastHour: 0, recipientsLastDay: 0 }, 3), null);
+  assert.equal(checkRecipientCaps(caps, { messagesLastHour: 0, recipientsLastDay: 0 }, 4)?.cap, 'max_recipients_per_message');
+  assert.equal(checkRecipientCaps(caps, { messagesLastHour: 0, recipientsLastDay: 3 }, 3)?.cap, 'max_recipients_per_day');
+  assert.match(checkRecipientCaps(caps, { messagesLastHour: 0, recipientsLastDay: 3 }, 3)!.message, /max_recipients_per_day/);
+  assert.equal(checkMessageCap({ ...caps, messagesPerHour: 0 }, { messagesLastHour: 1e6, recipientsLastDay: 0 }), null);
+});
+
+test('sender authorization: own address, plus-addresses, aliases pointing only to it', () => {
+  const owned = { mailbox: 'alice@example.com', aliases: ['sales@example.com'] };
+  assert.equal(isAuthorizedSender('alice@example.com', owned), true);
+  assert.equal(isAuthorizedSender('Alice@EXAMPLE.com', owned), true);
+  assert.equal(isAuthorizedSender('alice+news@example.com', owned), true);
+  assert.equal(isAuthorizedSender('sales@example.com', owned), true);
+  assert.equal(isAuthorizedSender('bob@example.com', owned), false);
+  assert.equal(isAuthorizedSender('alice@example.org', owned), false);
+  assert.equal(isAuthorizedSender('not an address', owned), false);
+  assert.equal(isAuthorizedSender('', owned), false);
+});
+
+test('fix-ups: Received on top, Message-ID and Date added when missing, Bcc (folded too) removed, body untouched', () => {
+  const body = 'line 1\r\n\r\nline 3 with trailing space \r\n';
+  const msg = Buffer.from(`From: "Alice" <alice@example.com>\r\nTo: bob@example.org\r\nBcc: secret@example.org,\r\n  other@example.org\r\nSubject: hi\r\n\r\n${body}`);
+  const r = applyFixups({ message: msg, received: 'from x by y; now', now: new Date(Date.UTC(2026, 10, 23, 1, 2, 3)), newMessageId: () => '<id1@example.com>' });
+  const out = r.message.toString();
+  assert.ok(out.startsWith('Received: from x by y; now\r\nFrom: "Alice" <alice@example.com>\r\n'));
+  assert.doesNotMatch(out, /Bcc|secret|other@/);
+  assert.match(out, /\r\nMessage-ID: <id1@example\.com>\r\n/);
+  assert.match(out, /\r\nDate: Mon, 23 Nov 2026 01:02:03 \+0000\r\n/);
+  assert.ok(out.endsWith(`\r\n\r\n${body}`));
+  assert.equal(r.messageId, '<id1@example.com>');
+  assert.deepEqual(r.from, ['alice@example.com']);
+  // existing Message-ID and Date are kept; bare LF becomes CRLF
+  const r2 = applyFixups({ message: Buffer.from('From: a@b.example\nMessage-ID: <x@y>\nDate: Mon, 1 Jan 2026 00:00:00 +0000\n\nbody\n'), received: 'r', now: new Date(), newMessageId: () => '<new@z>' });
+  assert.equal(r2.messageId, '<x@y>');
+  assert.equal(r2.message.toString(), 'Received: r\r\nFrom: a@b.example\r\nMessage-ID: <x@y>\r\nDate: Mon, 1 Jan 2026 00:00:00 +0000\r\n\r\nbody\r\n');
+  assert.deepEqual(fromAddresses(parseHeader('From: a@x.example, "B" <b@y.example>\r\n')), ['a@x.example', 'b@y.example']);
+  assert.deepEqual(splitMessage(Buffer.from('A: 1\r\n\r\nB')).body.toString(), 'B');
+});
+
+test('DSN: RFC 3464 multipart/report with per-recipient fields and the original headers', () => {
+  const dsn = buildDsn({
+    reportingMta: 'mail.example.com',
+    to: 'alice@example.com',
+    originalMessageId: '<orig@example.com>',
+    originalSubject: 'Hello',
+    originalHeaders: 'From: alice@example.com\r\nSubject: Hello',
+    arrivalDate: new Date(0),
+    recipients: [{ address: 'x@remote.example', action: 'failed', status: '5.1.1', remoteMta: 'mx.remote.example', diagnostic: '550 5.1.1 unknown' }],
+    now: new Date(0),
+    messageId: '<dsn@mail.example.com>',
+    boundary: 'BOUND',
+  }).toString();
+  assert.match(dsn, /^From: Mail Delivery System <MAILER-DAEMON@mail\.example\.com>\r\n/);
+  assert.match(dsn, /Content-Type: multipart\/report; report-type=delivery-status; boundary="BOUND"/);
+  assert.match(dsn, /--BOUND\r\nContent-Description: Delivery report\r\nContent-Type: message\/delivery-status\r\n\r\nReporting-MTA: dns; mail\.example\.com\r\n/);
+  assert.match(dsn, /Final-Recipient: rfc822; x@remote\.example\r\nAction: failed\r\nStatus: 5\.1\.1\r\nRemote-MTA: dns; mx\.remote\.example\r\nDiagnostic-Code: smtp; 550 5\.1\.1 unknown/);
+  assert.match(dsn, /Content-Type: text\/rfc822-headers\r\n\r\nFrom: alice@example\.com\r\nSubject: Hello\r\n--BOUND--/);
+  assert.match(dsn, /Auto-Submitted: auto-replied/);
+});
+
+test('durations', () => {
+  assert.equal(parseDuration('5d'), 5 * 24 * H);
+  assert.equal(parseDuration('90s'), 90_000);
+  assert.equal(parseDuration('250ms'), 250);
+  assert.equal(parseDuration('10'), 10_000);
+  assert.ok(Number.isNaN(parseDuration('soon')));
+});
