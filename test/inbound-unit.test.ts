@@ -88,9 +88,10 @@ test('SRS0: round trip, forged hash and expiry', () => {
 
 async function run(chunks: (string | Buffer)[], t: NodeJS.ReadWriteStream & { bad?: boolean }): Promise<Buffer> {
   const out: Buffer[] = [];
-  await pipeline(Readable.from(chunks.map((c) => Buffer.from(c))), t as any, async function* (src: AsyncIterable<Buffer>) {
+  const sinkFn = async (src: AsyncIterable<Buffer>) => {
     for await (const c of src) out.push(c);
-  });
+  };
+  await pipeline(Readable.from(chunks.map((c) => Buffer.from(c))), t as any, sinkFn as any);
   return Buffer.concat(out);
 }
 
