@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CliIO } from './cli.ts';
 import { doctorCommands } from './doctor/cli.ts';
+import { backupCommands } from './backup/cli.ts';
 import { queueCommands } from './queue/cli.ts';
 import { apiCommands } from './api/cli.ts';
 
@@ -18,3 +19,4 @@ export const extraCommands: ((program: Command, h: CliHelpers) => void)[] = [];
 extraCommands.push(queueCommands);
 extraCommands.push(apiCommands);
 extraCommands.push(doctorCommands);
+extraCommands.push(backupCommands);
