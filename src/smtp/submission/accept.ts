@@ -11,6 +11,7 @@ import { deliverLmtp } from '../../delivery/lmtp.ts';
 import { DkimSigner } from '../../dkim/sign.ts';
 import { isLocalDomain, expandLocal } from '../../queue/local.ts';
 import { isSuppressed } from '../../queue/store.ts';
+import { recordEvent } from '../../events/record.ts';
 import { isAuthorizedSender, ownedAddresses } from './authorize.ts';
 import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, usageOf, type Caps, type Usage } from './caps.ts';
 import { applyFixups } from './fixups.ts';
@@ -97,6 +98,7 @@ export function checkRecipient(app: AppContext, mailbox: Sender, rcpt: string, c
   const v = checkRecipientCaps(state.caps, state.usage, count);
   if (v) return { recipient: rcpt, code: 451, reason: `4.7.1 ${v.message}` };
   if (isSuppressed(app.db, mailbox.domain, a.address)) {
+    recordEvent(app.db, app.clock, { type: 'message.suppressed', mailboxId: mailbox.id, domain: mailbox.domain, data: { recipient: a.address, from: mailbox.address, refused: true, reason: 'on the suppression list' } });
     return { recipient: rcpt, code: 550, reason: `5.7.1 <${a.address}> is on the suppression list of ${mailbox.domain} after a hard bounce; remove it with 'letterbox suppression rm ${mailbox.domain} ${a.address}'` };
   }
   if (isLocalDomain(app.db, a.domain) && !expandLocal(app.db, a.address)) return { recipient: rcpt, code: 550, reason: `5.1.1 <${a.address}>: no such mailbox here` };

@@ -1,0 +1,178 @@
+// The outbound queue in-process with an injected clock: retry schedule, delay notice, expiry,
+// DSNs (never to the null sender), sandbox, and index-driven scheduling with 10,000 deferred
+// entries. The remote MX is a real smtp-server on loopback found through a real DNS server.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer, type Server } from '../src/server.ts';
+import { loadConfig } from '../src/config/load.ts';
+import { silentLogger } from '../src/log.ts';
+import { createQueueComponent, type Queue } from '../src/queue/engine.ts';
+import { addDomain } from '../src/services/domains.ts';
+import { addMailbox } from '../src/services/mailboxes.ts';
+import { acceptOutbound } from '../src/smtp/submission/accept.ts';
+import { TestDns } from './helpers/dns.ts';
+import { Sink, testCert } from './helpers/sink.ts';
+import { freePort } from './helpers/appliance.ts';
+
+const M = 60_000;
+const H = 60 * M;
+const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
+let t = T0;
+const clock = { now: () => t };
+let dir: string;
+let server: Server;
+let queue: Queue;
+let dns: TestDns;
+let sink: Sink;
+let cert: ReturnType<typeof testCert>;
+
+before(async () => {
+  cert = testCert(['mx.remote.test']);
+  sink = await new Sink(cert).start();
+  dns = await new TestDns().start();
+  dns.mx('remote.test', 'mx.remote.test').a('mx.remote.test', '127.0.0.1');
+  dir = mkdtempSync(join(tmpdir(), 'lbt-q-'));
+  chmodSync(dir, 0o755);
+  const p = (n: number) => `127.0.0.1:${n}`;
+  writeFileSync(
+    join(dir, 'letterbox.toml'),
+    `hostname = "mail.letterbox.test"
+data_dir = "${join(dir, 'data')}"
+[listen]
+mx = ["${p(await freePort())}"]
+submission = []
+submissions = []
+imap = ["${p(await freePort())}"]
+api = "${p(await freePort())}"
+[tls]
+cert = "${join(dir, 'cert.pem')}"
+key = "${join(dir, 'key.pem')}"
+[dns]
+servers = ["${dns.server}"]
+[dovecot]
+managed = false
+[outbound]
+port = ${sink.port}
+retry_jitter = 0
+mta_sts = false
+poll_interval_ms = 100
+`,
+  );
+  const config = loadConfig({ path: join(dir, 'letterbox.toml') });
+  server = await startServer({ config, log: silentLogger(), clock, components: [createQueueComponent] });
+  queue = server.app.handoff.queue as Queue;
+});
+
+after(async () => {
+  await server?.stop();
+  await sink?.stop();
+  await dns?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  if (cert) Sink.cleanupCert(cert.dir);
+});
+
+async function until<T>(f: () => T | undefined | null | false, what: string, ms = 20000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+const row = (recipient: string) => server.app.db.prepare('SELECT * FROM outbound_queue WHERE recipient = ? ORDER BY created_at DESC').get(recipient) as any;
+const msg = (from: string, subject: string) => Buffer.from(`From: ${from}\r\nTo: someone@remote.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@remote.test>\r\n\r\nbody\r\n`);
+
+test('retries follow the schedule (injected clock); one delay notice after 4 h; expiry at max age → failed DSN (4.4.7)', async () => {
+  sink.rcpt.set('slow@remote.test', 'temp');
+  await queue.enqueue({ message: msg('ext@remote.test', 'slow one'), from: 'ext@remote.test', recipients: ['slow@remote.test'], mailboxId: null, sendingDomain: null, origin: 'forward' });
+  let r = await until(() => (row('slow@remote.test')?.attempts === 1 && row('slow@remote.test').status === 'queued' ? row('slow@remote.test') : null), 'first attempt');
+  assert.equal(r.next_attempt_at, T0 + 5 * M, 'first retry 5 minutes later');
+  assert.equal(r.last_code, 451);
+  // Not due yet: nothing happens until the clock reaches it.
+  queue.wake();
+  await new Promise((res) => setTimeout(res, 300));
+  assert.equal(row('slow@remote.test').attempts, 1);
+  t = T0 + 5 * M;
+  queue.wake();
+  r = await until(() => (row('slow@remote.test')?.attempts === 2 && row('slow@remote.test').status === 'queued' ? row('slow@remote.test') : null), 'second attempt');
+  assert.equal(r.next_attempt_at, t + 10 * M, 'second retry 10 minutes later');
+  assert.equal(r.delay_notified, 0);
+  t = T0 + 4 * H + M;
+  queue.wake();
+  r = await until(() => (row('slow@remote.test')?.attempts === 3 && row('slow@remote.test').status === 'queued' ? row('slow@remote.test') : null), 'third attempt');
+  assert.equal(r.delay_notified, 1);
+  await sink.waitFor(() => sink.for('ext@remote.test').length === 1);
+  const delay = sink.for('ext@remote.test')[0];
+  assert.equal(delay.from, '', 'DSNs come from the null sender');
+  assert.match(delay.data.toString(), /Action: delayed/);
+  assert.match(delay.data.toString(), /Will-Retry-Until: /);
+  t = T0 + 5 * 24 * H;
+  queue.wake();
+  r = await until(() => (row('slow@remote.test')?.status === 'bounced' ? row('slow@remote.test') : null), 'expiry');
+  assert.equal(r.attempts, 4);
+  await sink.waitFor(() => sink.for('ext@remote.test').length === 2);
+  const failed = sink.for('ext@remote.test')[1].data.toString();
+  assert.match(failed, /Action: failed/);
+  assert.match(failed, /Status: 4\.4\.7/);
+  assert.match(failed, /Subject: slow one/);
+  assert.equal(sink.for('slow@remote.test').length, 0);
+  const outcomes = server.app.db.prepare('SELECT outcome FROM outbound_attempts WHERE queue_id = ? ORDER BY id').pluck().all(r.id);
+  assert.deepEqual(outcomes, ['deferred', 'deferred', 'deferred', 'bounced']);
+  // The spool file is gone once no recipient is pending.
+  const m = server.app.db.prepare('SELECT pending FROM outbound_messages WHERE id = ?').get(r.message_id) as any;
+  assert.equal(m.pending, 0);
+});
+
+test('never a DSN to the null sender, nor about a DSN', async () => {
+  sink.rcpt.set('dead@remote.test', 'perm');
+  const dsnsBefore = server.app.db.prepare("SELECT count(*) FROM outbound_messages WHERE origin = 'dsn'").pluck().get() as number;
+  await queue.enqueue({ message: msg('x@remote.test', 'null sender'), from: '', recipients: ['dead@remote.test'], mailboxId: null, sendingDomain: null, origin: 'forward' });
+  await queue.enqueue({ message: msg('MAILER-DAEMON@x', 'a dsn'), from: '', recipients: ['dead@remote.test'], mailboxId: null, sendingDomain: null, origin: 'dsn' });
+  await until(() => (server.app.db.prepare("SELECT count(*) FROM outbound_queue WHERE recipient = 'dead@remote.test' AND status = 'bounced'").pluck().get() as number) === 2, 'both bounced');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(server.app.db.prepare("SELECT count(*) FROM outbound_messages WHERE origin = 'dsn'").pluck().get(), dsnsBefore + 1, 'only the DSN enqueued by the test itself');
+});
+
+test('sandbox: accepted, signed and recorded as delivered; nothing connects anywhere', async () => {
+  await addDomain(server.app, 'example.test');
+  const { mailbox } = await addMailbox(server.app, { address: 'alice@example.test', password: 'alice password 1234' });
+  const before = sink.received.length;
+  const r = await acceptOutbound(server.app, {
+    mailbox: { id: mailbox.id, address: mailbox.address, domain: mailbox.domain },
+    message: Buffer.from('From: alice@example.test\r\nTo: sb@remote.test\r\nSubject: sandboxed\r\n\r\nhi\r\n'),
+    envelope: { from: 'alice@example.test', to: ['sb@remote.test', 'alice@example.test'] },
+    sandbox: true,
+    origin: 'api',
+  });
+  assert.deepEqual(r.accepted.map((a) => [a.recipient, a.status]).sort(), [['alice@example.test', 'sandbox'], ['sb@remote.test', 'sandbox']]);
+  for (const a of r.accepted) {
+    const q = server.app.db.prepare('SELECT q.status, m.sandbox, m.spool_id FROM outbound_queue q JOIN outbound_messages m ON m.id = q.message_id WHERE q.id = ?').get(a.queueId!) as any;
+    assert.deepEqual(q, { status: 'delivered', sandbox: 1, spool_id: null });
+  }
+  const ev = server.app.db.prepare("SELECT data FROM events WHERE type = 'message.delivered' AND message_id = ?").pluck().all(r.messageId) as string[];
+  assert.equal(ev.length, 2);
+  assert.ok(ev.every((d) => JSON.parse(d).sandbox === true));
+  await new Promise((res) => setTimeout(res, 300));
+  assert.equal(sink.received.length, before);
+});
+
+test('scheduling reads due entries through an index: with 10,000 deferred entries a new message goes out at once', async () => {
+  const db = server.app.db;
+  const plan = (db.prepare("EXPLAIN QUERY PLAN SELECT id, message_id, recipient, domain, attempts, delay_notified, created_at FROM outbound_queue WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?").all(t, 100) as any[]).map((r) => r.detail).join(' | ');
+  assert.match(plan, /USING INDEX outbound_queue_due/);
+  assert.doesNotMatch(plan, /SCAN outbound_queue(?! USING)/);
+  db.transaction(() => {
+    db.prepare("INSERT INTO outbound_messages (id, spool_id, size, mail_from, origin, pending, created_at) VALUES ('msg_bulk', 'bulk', 10, 'a@b.test', 'forward', 10000, ?)").run(t);
+    const ins = db.prepare("INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, 'msg_bulk', ?, 'deferred.test', 'queued', 3, ?, ?, ?)");
+    for (let i = 0; i < 10000; i++) ins.run(`q_bulk${i}`, `u${i}@deferred.test`, t + H + i, t, t);
+  })();
+  await queue.enqueue({ message: msg('ext@remote.test', 'fresh'), from: 'ext@remote.test', recipients: ['fresh@remote.test'], mailboxId: null, sendingDomain: null, origin: 'forward' });
+  await sink.waitFor(() => sink.for('fresh@remote.test').length === 1, 10000);
+  assert.equal(db.prepare("SELECT count(*) FROM outbound_queue WHERE message_id = 'msg_bulk' AND attempts = 3").pluck().get(), 10000, 'deferred entries untouched');
+  db.prepare("DELETE FROM outbound_queue WHERE message_id = 'msg_bulk'").run();
+});
