@@ -231,7 +231,7 @@ test('swaks (plain and STARTTLS) to the MX port: delivered', async () => {
     const args = ['--server', '127.0.0.1', '--port', String(app.ports.mx), '--helo', 'client.pass.test', '--from', 'bob@pass.test', '--to', 'bob@ours.test', '--header', `Subject: ${subject}`, '--header', 'From: bob@pass.test', '--body', 'swaks body'];
     if (tls) args.push('--tls', '--tls-verify', '--tls-ca-path', join(app.dir, 'certs', 'fullchain.pem'), '--tls-sni', HOST);
     const { stdout } = await run('swaks', args);
-    assert.match(stdout, /<-  250 2\.6\.0 OK: message accepted/);
+    assert.match(stdout, /<[-~]  250 2\.6\.0 OK: message accepted/);
     const found = await find('bob@ours.test', 'INBOX', subject);
     assert.equal(found.length, 1, subject);
     assert.match(headerOf(found[0]), tls ? /with ESMTPS \(TLS/ : /with ESMTP\r\n/);
@@ -260,7 +260,7 @@ test('a message DKIM-signed (mailauth dkimSign) with a key published in the test
   const r = await send('news@dkim.test', ['alice@ours.test'], signed.signatures + msg);
   assert.equal(r.code, 250, r.response);
   const h = headerOf((await find('alice@ours.test', 'INBOX', subject))[0]);
-  assert.match(h, /dkim=pass [^;]*header\.d=dkim\.test/);
+  assert.match(h, /dkim=pass header\.i=@dkim\.test header\.s=sel1/);
   assert.match(h, /spf=fail/);
   assert.match(h, /dmarc=pass/);
 });
@@ -345,20 +345,24 @@ test('relay attempts are refused (never an open relay): other domain, quoted, pe
     ['@ours.test:alice@other.test', /^554 5\.7\.1 /],
     ['@ours.test,@catch.test:alice@other.test', /^554 5\.7\.1 /],
     ['other.test!alice@ours.test', /^554 5\.7\.1 /],
-    ['alice@other.test.', /^554 5\.7\.1 /],
-    ['alice@ours.test.', /^554 5\.7\.1 /],
+    // smtp-server already refuses these as bad syntax (501); recipients.ts refuses them too (unit test).
+    ['alice@other.test.', /^5\d\d /],
+    ['alice@ours.test.', /^5\d\d /],
     ['alice@[127.0.0.1]', /^554 5\.7\.1 /],
     ['alice@other.test@ours.test', /^5\d\d /],
   ];
   const before = sunk.length;
   for (const [rcpt, want] of tricks) {
     const c = await raw();
-    assert.equal((await c.cmd('MAIL FROM:<x@pass.test>'))?.code, 250);
-    const r = (await c.cmd(`RCPT TO:<${rcpt}>`))!;
-    assert.match(r.text, want, `RCPT TO:<${rcpt}> → ${r.text}`);
-    // Without an accepted recipient, DATA cannot carry anything anywhere.
-    assert.ok(((await c.cmd('DATA'))?.code ?? 0) >= 500, rcpt);
-    await c.close();
+    try {
+      assert.equal((await c.cmd('MAIL FROM:<x@pass.test>'))?.code, 250);
+      const r = (await c.cmd(`RCPT TO:<${rcpt}>`))!;
+      assert.match(r.text, want, `RCPT TO:<${rcpt}> → ${r.text}`);
+      // Without an accepted recipient, DATA cannot carry anything anywhere.
+      assert.ok(((await c.cmd('DATA'))?.code ?? 0) >= 500, rcpt);
+    } finally {
+      await c.close();
+    }
   }
   assert.equal(sunk.length, before, 'nothing reached the outside');
 });
@@ -476,7 +480,7 @@ test('connection limits: per-IP cap → 421; too many errors → 421 and disconn
   try {
     const opened = await Promise.all(Array.from({ length: 60 }, () => RawSmtp.open(app.ports.mx)));
     for (const o of opened) {
-      assert.equal(o.greeting?.code, 220);
+      assert.equal(o.greeting?.code, 220, o.greeting?.text);
       open.push(o.client);
     }
     const extra = await RawSmtp.open(app.ports.mx);
@@ -499,7 +503,7 @@ test('connection limits: per-IP cap → 421; too many errors → 421 and disconn
 
   const long = await raw();
   const lr = await long.cmd('NOOP ' + 'x'.repeat(2000));
-  assert.ok(lr === null || lr.code >= 500, `over-long line: ${lr?.text}`);
+  assert.ok(lr === null || lr.code === 421 || lr.code >= 500, `over-long line: ${lr?.text}`);
   await long.close();
 });
 
