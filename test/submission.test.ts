@@ -21,6 +21,7 @@ const run = promisify(execFile);
 const PW = 'alice password 1234';
 const BOB_PW = 'bob password 12345';
 const CAROL_PW = 'carol password 1234';
+const DAVE_PW = 'dave password 12345';
 let app: Appliance;
 let dns: TestDns;
 let sink: Sink;
@@ -54,6 +55,10 @@ retry_jitter = 0
 mta_sts_port = ${stsPort}
 tls_ca_file = "${join(cert.dir, 'cert.pem')}"
 poll_interval_ms = 200
+[outbound.source_ips]
+"127.0.0.5" = "out5.letterbox.test"
+[outbound.domain_ips]
+"other.test" = "127.0.0.5"
 [submission]
 auth_max_failures = 3
 auth_delay_ms = 0
@@ -63,10 +68,14 @@ auth_delay_ms = 0
   await app.cliJson(['mailbox', 'add', 'alice@example.test', '--password', PW]);
   await app.cliJson(['mailbox', 'add', 'bob@example.test', '--password', BOB_PW]);
   await app.cliJson(['mailbox', 'add', 'carol@example.test', '--password', CAROL_PW]);
+  await app.cliJson(['domain', 'add', 'other.test']);
+  await app.cliJson(['mailbox', 'add', 'dave@other.test', '--password', DAVE_PW]);
   await app.cliJson(['alias', 'add', 'sales@example.test', 'alice@example.test']);
   await app.cliJson(['alias', 'add', 'team@example.test', 'alice@example.test', 'bob@example.test']);
-  const recs = await app.cliJson(['dns', 'example.test']);
-  for (const r of recs.records) if (r.purpose === 'dkim') dkimRecords[r.name] = r.value;
+  for (const d of ['example.test', 'other.test']) {
+    const recs = await app.cliJson(['dns', d]);
+    for (const r of recs.records) if (r.purpose === 'dkim') dkimRecords[r.name] = r.value;
+  }
   // Dovecot picks up new mailboxes within about a second: wait until alice can log in.
   for (let i = 0; i < 50; i++) {
     if (await canLogin('alice@example.test', PW)) break;
@@ -246,6 +255,19 @@ s.sendmail("alice@example.test", ["p2@remote.test"], msg); s.quit()
     assert.equal(sigs.length, 2);
     assert.ok(sigs.every((s) => s.ok));
   }
+});
+
+test('dedicated IPs: a sending domain mapped to an address sends from it with that address\'s EHLO name', async () => {
+  await transport(app.ports.submission, false, 'dave@other.test', DAVE_PW).sendMail({ from: 'dave@other.test', to: 'ip1@remote.test', subject: 'from other', text: 'x' });
+  await sink.waitFor(() => sink.for('ip1@remote.test').length === 1);
+  const m = sink.for('ip1@remote.test')[0];
+  assert.equal(m.remoteAddress, '127.0.0.5');
+  assert.equal(m.helo, 'out5.letterbox.test');
+  const e = await entryFor('ip1@remote.test');
+  const shown = await app.cliJson(['queue', 'show', e.id]);
+  assert.equal(shown.data.attemptLog.at(-1).sourceIp, '127.0.0.5');
+  const sigs = await dkimVerify(m.data);
+  assert.deepEqual(sigs.map((s) => s.d), ['other.test', 'other.test']);
 });
 
 test('AUTH before STARTTLS on 587 → 530 5.7.0; MAIL without AUTH → 530', async () => {

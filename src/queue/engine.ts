@@ -3,6 +3,7 @@
 // retries, DSNs, suppressions and events. Rows left in flight by a crash are reclaimed at start.
 import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { networkInterfaces } from 'node:os';
 import type { AppContext, Component } from '../server.ts';
 import type { EnqueueRequest, EnqueueResult, OutboundQueue } from './handoff.ts';
 import { Spool } from '../spool/index.ts';
@@ -80,6 +81,7 @@ export class Queue implements OutboundQueue, Component {
       ipv4OnlyDomains: o.ipv4_only_domains.map((d) => d.toLowerCase()),
       sourceIps: o.source_ips,
       domainIps: Object.fromEntries(Object.entries(o.domain_ips).map(([k, v]) => [k.toLowerCase(), v])),
+      defaultIp: mainIp(app.config.ips),
       mtaSts: o.mta_sts && !smarthost ? new MtaSts({ resolver: app.resolver, clock: app.clock, log: app.log, port: o.mta_sts_port, ca, timeoutMs: o.connect_timeout_ms }) : null,
       ca,
       connectTimeoutMs: o.connect_timeout_ms,
@@ -155,7 +157,7 @@ export class Queue implements OutboundQueue, Component {
     if (this.timer) clearTimeout(this.timer);
     if (this.housekeeping) clearInterval(this.housekeeping);
     // Finish what is in flight (bounded); anything still running is reclaimed at next start.
-    await Promise.race([Promise.allSettled([...this.active]), new Promise((r) => setTimeout(r, 7000).unref())]);
+    await Promise.race([Promise.allSettled([...this.active]), new Promise((r) => setTimeout(r, 3000).unref())]);
     this.client.close();
     if (this.app.handoff.queue === this) this.app.handoff.queue = null;
   }
@@ -408,6 +410,12 @@ export class Queue implements OutboundQueue, Component {
     });
     await this.enqueue({ message: dsn, from: '', recipients: [msg.mail_from], mailboxId: msg.mailbox_id, sendingDomain: null, origin: 'dsn', messageId: null });
   }
+}
+
+/** The first configured address that is assigned to this host (binding any other would fail, e.g. behind NAT). */
+function mainIp(ips: string[]): string | null {
+  const local = new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((i) => i.address)));
+  return ips.find((ip) => local.has(ip)) ?? null;
 }
 
 /** Component factory for `letterbox serve` (before the listeners that hand mail to it). */

@@ -45,6 +45,8 @@ export interface ClientOptions {
   ipv4OnlyDomains: string[];
   sourceIps: Record<string, string>; // ip → EHLO name
   domainIps: Record<string, string>; // sending domain → ip
+  /** The main IP (first of `ips` that is assigned to this host), used when a domain has none. */
+  defaultIp: string | null;
   mtaSts: MtaSts | null;
   ca?: string;
   connectTimeoutMs: number;
@@ -102,7 +104,7 @@ export class SmtpClient {
 
   /** The source address and EHLO name for a sending domain. */
   source(sendingDomain: string | null): { localAddress: string | null; ehlo: string } {
-    const ip = sendingDomain ? this.o.domainIps[sendingDomain] : undefined;
+    const ip = (sendingDomain ? this.o.domainIps[sendingDomain] : undefined) ?? this.o.defaultIp;
     if (ip) return { localAddress: ip, ehlo: this.o.sourceIps[ip] ?? this.o.hostname };
     return { localAddress: null, ehlo: this.o.hostname };
   }

@@ -76,7 +76,7 @@ export class SubmissionListeners implements Component {
       logger: false,
       maxClients: 500,
       socketTimeout: 300_000,
-      closeTimeout: 5000, // graceful stop: sessions get 5 s to finish
+      closeTimeout: 4000, // graceful stop: sessions get 4 s to finish (the whole stop must fit in 10 s)
       onAuth: (auth, session, cb) => this.onAuth(auth, session).then((u) => cb(null, u), (e) => cb(e)),
       onMailFrom: (address, session, cb) => {
         try {
