@@ -20,7 +20,7 @@ export const aliasRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'post', path: '/aliases', operationId: 'createAlias', tag, scope: 'aliases:write', status: 201, errors: [409],
+    method: 'post', path: '/aliases', operationId: 'createAlias', tag, scope: 'aliases:write', status: 201, errors: [404, 409],
     summary: 'Create an alias or forward',
     description: 'address → targets: local mailboxes, other aliases, or external addresses (forwarded). *@domain is the catch-all. 409 if the address is a mailbox or an alias already.',
     body: AliasCreate, response: AliasSchema,

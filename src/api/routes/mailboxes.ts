@@ -83,7 +83,7 @@ export const mailboxRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'post', path: '/mailboxes', operationId: 'createMailboxes', tag, scope: 'mailboxes:write', status: 201, errors: [409],
+    method: 'post', path: '/mailboxes', operationId: 'createMailboxes', tag, scope: 'mailboxes:write', status: 201, errors: [404, 409],
     summary: 'Create one mailbox or several',
     description: 'Send one mailbox object, or a list of up to 100 (all are created or none). Without a password a strong one is generated and returned once, in this response only.',
     body: MailboxCreateBody, response: z.union([MailboxCreatedSchema, z.array(MailboxCreatedSchema)]),
@@ -105,7 +105,7 @@ export const mailboxRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'post', path: '/mailboxes/ensure', operationId: 'ensureMailbox', tag, scope: 'mailboxes:write', errors: [409], altStatus: [201],
+    method: 'post', path: '/mailboxes/ensure', operationId: 'ensureMailbox', tag, scope: 'mailboxes:write', errors: [404, 409], altStatus: [201],
     summary: 'Get or create a mailbox by address (idempotent)',
     description: 'Answers 200 with the existing mailbox (unchanged) or 201 with a new one (and its generated password, once).',
     body: MailboxCreate, response: MailboxEnsuredSchema,
@@ -124,7 +124,7 @@ export const mailboxRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/mailboxes/resolve', operationId: 'resolveAddress', tag, scope: 'mailboxes:read',
+    method: 'get', path: '/mailboxes/resolve', operationId: 'resolveAddress', tag, scope: 'mailboxes:read', errors: [404],
     summary: 'Which mailboxes receive mail for an address',
     description: 'Answered by the inbound path\'s own recipient resolution: the address without its +detail, then its mailbox, its alias (followed to the targets), else the catch-all. 404 when a message to it would be refused (unknown, disabled, alias loop).',
     query: ResolveQuery, response: ResolutionSchema,
