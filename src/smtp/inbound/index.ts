@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, watchFile, unwatchFile } from 'node:fs';
 import { join } from 'node:path';
 import type { AppContext, Component, ComponentFactory } from '../../server.ts';
 import { parseHostPort } from '../../config/schema.ts';
@@ -47,9 +47,16 @@ export const mxComponent: ComponentFactory = (app: AppContext): Component => {
         app.config.listen.mx.map((s) => parseHostPort(s)!),
       );
       await listener.listen();
+      // A renewed certificate (ACME, or replaced by hand) is picked up without a restart.
+      watchFile(app.config.tls.cert, { interval: 30_000, persistent: false }, (cur, prev) => {
+        if (cur.mtimeMs !== prev.mtimeMs && cur.size > 0) {
+          listener?.reloadTls().catch((err) => app.log.error({ err: err.message, component: 'mx' }, 'could not reload the TLS certificate; keeping the old one'));
+        }
+      });
       app.log.info({ listen: app.config.listen.mx, component: 'mx' }, 'MX listening');
     },
     async stop() {
+      unwatchFile(app.config.tls.cert);
       if (listener) await listener.close();
       listener = null;
     },

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, promises as fsp } from 'node:fs';
 import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
@@ -43,6 +43,8 @@ class MxSmtpServer extends SMTPServer {
 export interface MxListener {
   servers: SMTPServer[];
   listen(): Promise<void>;
+  /** Re-reads the TLS key and certificate (after a renewal); new STARTTLS sessions use them. */
+  reloadTls(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -88,6 +90,11 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
     logger: false,
 
     onConnect(session, cb) {
+      // smtp-server's maxClients counts per listener; this cap is over all of them.
+      if (counted.size >= cfg.max_connections) {
+        log.warn({ limit: cfg.max_connections }, 'too many connections; refused');
+        return cb(reply(421, '4.7.0', `${app.config.hostname} Too many connections, try again later`));
+      }
       const ip = session.remoteAddress;
       const n = (perIp.get(ip) ?? 0) + 1;
       if (n > cfg.max_connections_per_ip) {
@@ -192,6 +199,11 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
             }),
         ),
       );
+    },
+    async reloadTls() {
+      const [key, cert] = await Promise.all([fsp.readFile(app.config.tls.key), fsp.readFile(app.config.tls.cert)]);
+      for (const s of servers) s.updateSecureContext({ key, cert });
+      log.info({ cert: app.config.tls.cert }, 'TLS certificate reloaded');
     },
     async close() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
