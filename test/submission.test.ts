@@ -30,17 +30,23 @@ let cert: ReturnType<typeof testCert>;
 let dkimRecords: Record<string, string> = {};
 
 before(async () => {
-  cert = testCert(['mx.remote.test', 'mta-sts.sts.test']);
+  cert = testCert(['mx.remote.test', 'mta-sts.sts.test', 'mta-sts.stsok.test', 'mta-sts.stsbad.test']);
   sink = await new Sink(cert).start();
   dns = await new TestDns().start();
   dns.mx('remote.test', 'mx.remote.test').a('mx.remote.test', '127.0.0.1');
   dns.add({ type: 'MX', name: 'nullmx.test', data: { preference: 0, exchange: '.' } });
   dns.mx('sts.test', 'mx.sts.test').a('mx.sts.test', '127.0.0.1').txt('_mta-sts.sts.test', 'v=STSv1; id=20261123').a('mta-sts.sts.test', '127.0.0.1');
+  // stsok.test: enforce, MX listed, certificate valid for it. stsbad.test: enforce, MX listed, but
+  // the MX's certificate does not name it.
+  dns.mx('stsok.test', 'mx.remote.test').txt('_mta-sts.stsok.test', 'v=STSv1; id=1').a('mta-sts.stsok.test', '127.0.0.1');
+  dns.mx('stsbad.test', 'mx.badcert.test').a('mx.badcert.test', '127.0.0.1').txt('_mta-sts.stsbad.test', 'v=STSv1; id=1').a('mta-sts.stsbad.test', '127.0.0.1');
+  const policies: Record<string, string> = { 'mta-sts.sts.test': 'mx.elsewhere.test', 'mta-sts.stsok.test': 'mx.remote.test', 'mta-sts.stsbad.test': 'mx.badcert.test' };
   const stsPort = await freePort();
   sts = createHttpsServer({ key: cert.key, cert: cert.cert }, (req, res) => {
-    if (req.url === '/.well-known/mta-sts.txt') {
+    const mx = policies[String(req.headers.host).replace(/:\d+$/, '')];
+    if (req.url === '/.well-known/mta-sts.txt' && mx) {
       res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('version: STSv1\nmode: enforce\nmx: mx.elsewhere.test\nmax_age: 86400\n');
+      res.end(`version: STSv1\nmode: enforce\nmx: ${mx}\nmax_age: 86400\n`);
     } else res.writeHead(404).end();
   });
   await new Promise<void>((r) => sts.listen(stsPort, '127.0.0.1', () => r()));
@@ -404,6 +410,29 @@ test('MTA-STS enforce with no matching MX → deferred (never sent in the clear 
   assert.equal(rm.data.status, 'cancelled');
 });
 
+test('MTA-STS enforce with a listed MX: delivered over verified TLS; a listed MX whose certificate does not match → deferred', async () => {
+  const t = transport(app.ports.submission, false);
+  await t.sendMail({ from: 'alice@example.test', to: 'z@stsok.test', subject: 'sts ok', text: 'x' });
+  await t.sendMail({ from: 'alice@example.test', to: 'z@stsbad.test', subject: 'sts bad cert', text: 'x' });
+  await sink.waitFor(() => sink.for('z@stsok.test').length === 1);
+  assert.equal(sink.for('z@stsok.test')[0].secure, true);
+  const bad = await waitEntry('z@stsbad.test', (x) => x.attempts >= 1 && x.status === 'queued');
+  assert.match(bad.lastReply, /^4/);
+  const shown = await app.cliJson(['queue', 'show', bad.id]);
+  assert.match(shown.data.attemptLog[0].transcript, /certificate|altnames|ERR_TLS|ETLS/i);
+  assert.equal(sink.for('z@stsbad.test').length, 0, 'nothing sent to an MX that failed certificate validation');
+  await app.cliJson(['queue', 'rm', bad.id]).catch(() => {});
+});
+
+test('a connection to an MX is reused for the next message', async () => {
+  const t = transport(app.ports.submission, false);
+  await t.sendMail({ from: 'alice@example.test', to: 'reuse1@remote.test', subject: 'reuse 1', text: 'x' });
+  await sink.waitFor(() => sink.for('reuse1@remote.test').length === 1);
+  await t.sendMail({ from: 'alice@example.test', to: 'reuse2@remote.test', subject: 'reuse 2', text: 'x' });
+  await sink.waitFor(() => sink.for('reuse2@remote.test').length === 1);
+  assert.equal(sink.for('reuse2@remote.test')[0].session, sink.for('reuse1@remote.test')[0].session);
+});
+
 test('queue CLI: retry --all / --domain / ID, and errors that say what to do', async () => {
   const r1 = await app.cli(['queue', 'show', 'q_nope']);
   assert.equal(r1.code, 2);
@@ -430,4 +459,8 @@ test('SIGKILL during delivery, then restart → delivered; at most one extra cop
   assert.ok(transmissions <= 2, `at most one extra transmission (got ${transmissions})`);
   assert.equal(sink.for('crash@remote.test').length, 1, 'accepted exactly once by the remote');
   assert.equal(sink.for('flaky@remote.test').length, 1, 'nothing delivered earlier was sent again');
+});
+
+test('SIGTERM: graceful stop, exit code 0', async () => {
+  assert.equal(await app.stop(), 0);
 });

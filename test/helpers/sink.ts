@@ -14,6 +14,7 @@ export interface Received {
   secure: boolean;
   helo: string;
   remoteAddress: string;
+  session: string; // smtp-server session id: equal for messages sent over one reused connection
 }
 
 export type RcptBehaviour = 'ok' | 'temp-once' | 'temp' | 'perm';
@@ -78,6 +79,7 @@ export class Sink {
             secure: session.secure,
             helo: session.hostNameAppearsAs,
             remoteAddress: session.remoteAddress,
+            session: session.id,
           };
           const hang = r.to.find((t) => this.hangOnce.has(t));
           if (hang) {
