@@ -33,7 +33,7 @@ test('per-key token bucket: X-RateLimit-* on every response, then 429 with Retry
   for (const x of seen) assert.ok(Number(x[2]) >= 1 && Number(x[2]) <= 6, `X-RateLimit-Reset ${x[2]} (seconds until full)`);
   const limited = await get('/api/v1/domains', a.secret);
   assert.equal(limited.status, 429);
-  const body = await limited.json();
+  const body: any = await limited.json();
   assert.equal(body.error.code, 'rate_limited');
   assert.equal(body.error.requestId, limited.headers.get('x-request-id'));
   const retry = Number(limited.headers.get('retry-after'));
@@ -69,7 +69,7 @@ test('requests without a valid key are limited per client IP (key guessing); pub
 
 test('/healthz: 200 with every check ok, no authentication', async () => {
   const r = await get('/healthz');
-  const h = await r.json();
+  const h: any = await r.json();
   assert.equal(r.status, 200, JSON.stringify(h.problems));
   assert.equal(h.status, 'ok');
   assert.deepEqual(h.problems, []);
@@ -87,7 +87,7 @@ test('/healthz: 503 naming what is wrong when Dovecot is not there', async () =>
   const down = await startAppliance({ extraToml: `[dovecot]\nmanaged = false\n` });
   try {
     const r = await fetch(`http://127.0.0.1:${down.ports.api}/healthz`);
-    const h = await r.json();
+    const h: any = await r.json();
     assert.equal(r.status, 503);
     assert.equal(h.status, 'unavailable');
     assert.equal(h.checks.dovecot.ok, false);

@@ -378,7 +378,7 @@ test('bad input: 400 with the field path, malformed JSON, 413, 405, 404; never a
   });
   const rs = await fetch(`${base}/api/v1/aliases`, { method: 'POST', headers: { authorization: `Bearer ${K.admin}`, 'content-type': 'application/json' }, body: chunked, duplex: 'half' } as any);
   assert.equal(rs.status, 413);
-  assert.equal((await rs.json()).error.code, 'payload_too_large');
+  assert.equal(((await rs.json()) as any).error.code, 'payload_too_large');
 
   r = await call('PUT', '/api/v1/mailboxes', { key: K.admin, body: {} });
   assert.equal(r.status, 405);
