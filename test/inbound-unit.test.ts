@@ -71,7 +71,8 @@ test('parseRecipient: relay tricks are refused as relaying, never reinterpreted'
   }
   const bad = parseRecipient('a..b@ours.test');
   assert.ok(bad instanceof SmtpReply && bad.responseCode === 553);
-  assert.deepEqual(parseRecipient('Bob+Lists@Ours.Test'), { local: 'bob', detail: 'Lists', domain: 'ours.test' });
+  assert.deepEqual(parseRecipient('Bob+Lists@Ours.Test'), { local: 'bob', plus: 'Lists', detail: 'Lists', domain: 'ours.test' });
+  assert.deepEqual(parseRecipient('bob+a=b@ours.test'), { local: 'bob', plus: 'a=b', detail: null, domain: 'ours.test' });
 });
 
 test('SRS0: round trip, forged hash and expiry', () => {
@@ -203,6 +204,8 @@ test('resolveRecipient over a real database: mailboxes, plus, aliases (nested, l
   addAlias(ctx, 'loop2@ours.test', ['loop1@ours.test']);
   addAlias(ctx, 'old@ours.test', ['carol@ours.test']);
   addAlias(ctx, '*@catch.test', ['alice@ours.test']);
+  addAlias(ctx, 'info+sales@ours.test', ['bob@ours.test']);
+  addAlias(ctx, 'postmaster@ours.test', ['alice@ours.test']);
   const opts = { srsSecret: 's', now: Date.now() };
   const r = (a: string) => resolveRecipient(db, a, opts);
   const targets = (a: string) => {
@@ -223,6 +226,12 @@ test('resolveRecipient over a real database: mailboxes, plus, aliases (nested, l
   assert.ok(b.ok && b.targets[0].kind === 'local' && b.targets[0].mailboxId === bob.id && b.targets[0].quotaBytes === 1024 * 1024);
   assert.deepEqual(targets('info@ours.test'), ['L:alice@ours.test', 'L:bob@ours.test']);
   assert.deepEqual(targets('team@ours.test'), ['F:friend@remote.test', 'L:alice@ours.test', 'L:bob@ours.test'], 'nested aliases, each mailbox once');
+  assert.deepEqual(targets('info+sales@ours.test'), ['L:bob@ours.test'], 'an alias containing + wins over plus-addressing');
+  assert.deepEqual(targets('info+other@ours.test'), ['L:alice@ours.test', 'L:bob@ours.test']);
+  assert.deepEqual(targets('alice+a=b@ours.test'), ['L:alice@ours.test'], 'a detail unusable as a folder name goes to INBOX');
+  const pm = resolveRecipient(db, 'Postmaster', { ...opts, hostname: 'mx.ours.test' });
+  assert.ok(pm.ok && pm.targets[0].kind === 'local' && pm.targets[0].address === 'alice@ours.test', 'bare RCPT TO:<postmaster>');
+  assert.ok(!resolveRecipient(db, 'postmaster', { ...opts, hostname: 'mx.elsewhere.test' }).ok);
   assert.deepEqual(targets('anything@catch.test'), ['L:alice@ours.test']);
   assert.deepEqual(targets('x+y@catch.test'), ['L:alice@ours.test']);
   assert.equal(refused('loop1@ours.test'), '550 5.4.6');

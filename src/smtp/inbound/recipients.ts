@@ -38,6 +38,8 @@ export interface ResolveOptions {
   /** The SRS secret (data_dir/secrets/srs) and clock (days) for SRS0 bounce addresses. */
   srsSecret: string;
   now: number;
+  /** Our host name: the bare `RCPT TO:<postmaster>` (RFC 5321 4.5.1) means postmaster@ it or its parent domain. */
+  hostname?: string;
   /** Maximum alias nesting. */
   maxDepth?: number;
 }
@@ -72,8 +74,11 @@ const relayDenied = () => reply(554, '5.7.1', 'Relay access denied: this server 
 const unknownUser = () => reply(550, '5.1.1', 'No such user here');
 
 export interface ParsedRecipient {
-  local: string; // lower-case
-  detail: string | null; // original case
+  local: string; // lower-case, without the plus part
+  /** Everything after the first '+', as written, or null. */
+  plus: string | null;
+  /** `plus` when it is usable as a folder name (original case: folder names are case-sensitive). */
+  detail: string | null;
   domain: string; // A-label, lower-case
 }
 
@@ -99,26 +104,35 @@ export function parseRecipient(raw: string): ParsedRecipient | SmtpReply {
   const plus = rawLocal.indexOf('+');
   const base = plus > 0 ? rawLocal.slice(0, plus) : rawLocal;
   const detail = plus > 0 ? rawLocal.slice(plus + 1) : null;
-  return { local: base.toLowerCase(), detail: detail && DETAIL.test(detail) ? detail : null, domain };
+  return { local: base.toLowerCase(), plus: detail, detail: detail && DETAIL.test(detail) ? detail : null, domain };
 }
 
 /** Resolves one RCPT address. Aliases are expanded (loops detected); catch-alls apply last. */
 export function resolveRecipient(db: DB, raw: string, opts: ResolveOptions): Resolution {
+  const st = statements(db);
+  if (raw.toLowerCase() === 'postmaster') {
+    const h = (opts.hostname ?? '').toLowerCase();
+    const domain = [h, h.slice(h.indexOf('.') + 1)].find((d) => d && st.domain.get(d) !== undefined);
+    if (!domain) return { ok: false, reply: unknownUser() };
+    raw = `postmaster@${domain}`;
+  }
   const p = parseRecipient(raw);
   if (p instanceof SmtpReply) return { ok: false, reply: p };
-  const st = statements(db);
   if (st.domain.get(p.domain) === undefined) return { ok: false, reply: relayDenied() };
 
   // Bounces coming back to an SRS address we created when forwarding.
   if (p.local.startsWith('srs0=')) {
-    const original = srsReverse(`${p.local}${p.detail !== null ? '+' + p.detail : ''}@${p.domain}`, opts.srsSecret, opts.now);
+    const original = srsReverse(`${p.local}${p.plus !== null ? '+' + p.plus : ''}@${p.domain}`, opts.srsSecret, opts.now);
     if (!original) return { ok: false, reply: unknownUser() };
     return { ok: true, targets: [{ kind: 'forward', address: original, via: p.domain, srsBounce: true }] };
   }
 
   const state = { loop: false, disabled: false };
   const out = new Map<string, Target>();
-  expand(st, p.local, p.domain, p.detail, new Set(), 0, opts.maxDepth ?? 10, state, out, true);
+  // An alias may itself contain '+' (info+sales@): the exact address wins over plus-addressing.
+  const exact = p.plus !== null && st.alias.get(`${p.local}+${p.plus.toLowerCase()}@${p.domain}`) !== undefined;
+  if (exact) expand(st, `${p.local}+${p.plus!.toLowerCase()}`, p.domain, null, new Set(), 0, opts.maxDepth ?? 10, state, out, true);
+  else expand(st, p.local, p.domain, p.detail, new Set(), 0, opts.maxDepth ?? 10, state, out, true);
   if (out.size > 0) return { ok: true, targets: [...out.values()] };
   if (state.loop) return { ok: false, reply: reply(550, '5.4.6', 'Alias loop detected') };
   if (state.disabled) return { ok: false, reply: reply(550, '5.2.1', 'Mailbox disabled, not accepting messages') };

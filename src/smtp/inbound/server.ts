@@ -124,7 +124,7 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
       if (!tx) return cb(reply(503, '5.5.1', 'Error: need MAIL command'));
       let res;
       try {
-        res = resolveRecipient(app.db, address.address, { srsSecret: deps.srsSecret, now: app.clock.now() });
+        res = resolveRecipient(app.db, address.address, { srsSecret: deps.srsSecret, now: app.clock.now(), hostname: app.config.hostname });
       } catch (err) {
         return cb(fail(err, 'RCPT', session));
       }
