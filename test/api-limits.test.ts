@@ -95,6 +95,15 @@ test('/healthz: 503 naming what is wrong when Dovecot is not there', async () =>
     assert.match(h.problems.join('\n'), new RegExp(`dovecot: not accepting IMAP connections on 127\\.0\\.0\\.1:${down.ports.imap}`));
     assert.equal(h.checks.database.ok, true);
     assert.equal(h.checks.listeners.find((l: any) => l.name === 'mx').ok, true);
+    // Quota figures need Dovecot: 503, not a page of blanks.
+    const k = await down.cliJson(['key', 'create', '--name', 'k']);
+    await down.cliJson(['domain', 'add', 'down.test']);
+    await down.cli(['mailbox', 'add', 'x@down.test', '--password', 'a long password here']);
+    const q = await fetch(`http://127.0.0.1:${down.ports.api}/api/v1/mailboxes/quota-status`, { headers: { authorization: `Bearer ${k.secret}` } });
+    const qb: any = await q.json();
+    assert.equal(q.status, 503, JSON.stringify(qb));
+    assert.equal(qb.error.code, 'unavailable');
+    assert.match(qb.error.message, /could not read quota usage from Dovecot: .*auth-userdb/);
   } finally {
     await down.stop();
     down.cleanup();

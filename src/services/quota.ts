@@ -42,8 +42,11 @@ export function quotaUsage(opts: { doveadm: string; config: string; users: strin
         } catch {
           rows = null;
         }
-        if (rows === null || (err && !stdout.trim())) {
-          const msg = String(stderr || err?.message || 'no output').trim().split('\n').slice(-2).join(' ');
+        // Unknown users are only an "Info:" line (exit 0); anything else (Dovecot's auth not
+        // reachable, a crash) means the figures cannot be trusted, even if some rows came back.
+        if (rows === null || err || /\bError:/.test(stderr)) {
+          const firstError = String(stderr).split('\n').find((l) => /\bError:/.test(l));
+          const msg = (firstError ?? String(stderr || err?.message || 'no output').trim().split('\n').slice(-1)[0]).replace(/^.*?Error:\s*/, '');
           return reject(new LetterboxError('unavailable', `could not read quota usage from Dovecot: ${msg}`));
         }
         for (const r of rows) {
