@@ -14,6 +14,7 @@ import { HeaderFilter, LineEndingGuard, authservIdOf, decodeWords } from '../src
 import { buildDsn } from '../src/smtp/inbound/dsn.ts';
 import { receivedHeader } from '../src/smtp/inbound/headers.ts';
 import { SmtpReply } from '../src/smtp/inbound/replies.ts';
+import { clientKey } from '../src/smtp/inbound/server.ts';
 import { configSchema, type Config } from '../src/config/schema.ts';
 import { openDatabase } from '../src/db/index.ts';
 import { silentLogger } from '../src/log.ts';
@@ -244,4 +245,13 @@ test('resolveRecipient over a real database: mailboxes, plus, aliases (nested, l
   const srs = srsForward('orig@sender.test', 'ours.test', 's', Date.now());
   assert.deepEqual(targets(srs), ['F:orig@sender.test']);
   assert.equal(refused(srsForward('orig@sender.test', 'ours.test', 'wrong', Date.now())), '550 5.1.1');
+});
+
+test('per-address connection cap counts IPv4 addresses and IPv6 /64 networks', () => {
+  assert.equal(clientKey('192.0.2.7'), '192.0.2.7');
+  assert.equal(clientKey('::ffff:192.0.2.7'), '192.0.2.7');
+  assert.equal(clientKey('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+  assert.equal(clientKey('2001:0db8:0001:0002:bbbb:cccc:dddd:eeee'), '2001:db8:1:2::/64');
+  assert.equal(clientKey('2001:db8::1'), '2001:db8:0:0::/64');
+  assert.equal(clientKey('::1'), '0:0:0:0::/64');
 });

@@ -40,6 +40,20 @@ class MxSmtpServer extends SMTPServer {
   }
 }
 
+/**
+ * What the per-address connection cap counts: an IPv4 address, or an IPv6 /64 (one host usually
+ * has a whole /64, so counting single IPv6 addresses would not limit it at all).
+ */
+export function clientKey(address: string): string {
+  const a = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+  if (!a.includes(':')) return a;
+  const [head, tail = ''] = a.toLowerCase().split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const full = a.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  return full.slice(0, 4).map((x) => x.replace(/^0+(?=.)/, '')).join(':') + '::/64';
+}
+
 export interface MxListener {
   servers: SMTPServer[];
   listen(): Promise<void>;
@@ -95,7 +109,7 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
         log.warn({ limit: cfg.max_connections }, 'too many connections; refused');
         return cb(reply(421, '4.7.0', `${app.config.hostname} Too many connections, try again later`));
       }
-      const ip = session.remoteAddress;
+      const ip = clientKey(session.remoteAddress);
       const n = (perIp.get(ip) ?? 0) + 1;
       if (n > cfg.max_connections_per_ip) {
         log.warn({ ip, limit: cfg.max_connections_per_ip }, 'too many connections from one address; refused');
@@ -109,9 +123,10 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
     onClose(session) {
       txs.delete(session.id);
       if (!counted.delete(session.id)) return;
-      const n = (perIp.get(session.remoteAddress) ?? 1) - 1;
-      if (n <= 0) perIp.delete(session.remoteAddress);
-      else perIp.set(session.remoteAddress, n);
+      const ip = clientKey(session.remoteAddress);
+      const n = (perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) perIp.delete(ip);
+      else perIp.set(ip, n);
     },
 
     onMailFrom(address, session, cb) {
