@@ -64,6 +64,8 @@ max_connections_per_ip = 60
 max_errors = 5
 max_line_length = 1024
 socket_timeout_ms = 5000
+command_timeout_ms = 8000
+data_timeout_ms = 8000
 [outbound]
 port = ${sinkPort}
 mta_sts = false
@@ -475,7 +477,7 @@ test('alias forwarding to an external address: queued with an SRS envelope sende
   await c.close();
 });
 
-test('connection limits: per-IP cap → 421; too many errors → 421 and disconnect; idle timeout; over-long command line', async () => {
+test('connection limits: per-IP cap → 421; too many errors → 421 and disconnect; idle timeout; command and data deadlines; over-long command line', async () => {
   const open: RawSmtp[] = [];
   try {
     const opened = await Promise.all(Array.from({ length: 60 }, () => RawSmtp.open(app.ports.mx)));
@@ -500,6 +502,30 @@ test('connection limits: per-IP cap → 421; too many errors → 421 and disconn
   const t = await idle.read(15000);
   assert.match(t!.text, /^421 /, 'idle connections are told and closed');
   assert.equal(await idle.read(), null);
+
+  // Trickling one byte a second keeps the idle timer alive but not the command or data deadline.
+  const drip = async (prepare: (c: RawSmtp) => Promise<void>): Promise<Reply | null> => {
+    const c = await raw();
+    await prepare(c);
+    const reply = c.read(20000);
+    const timer = setInterval(() => c.write('x'), 1000);
+    try {
+      return await reply;
+    } finally {
+      clearInterval(timer);
+      await c.close();
+    }
+  };
+  const [cmdDrip, dataDrip] = await Promise.all([
+    drip(async () => {}),
+    drip(async (c) => {
+      await c.cmd('MAIL FROM:<x@pass.test>');
+      await c.cmd('RCPT TO:<alice@ours.test>');
+      assert.equal((await c.cmd('DATA'))?.code, 354);
+    }),
+  ]);
+  assert.match(cmdDrip!.text, /^421 .*command timeout/);
+  assert.match(dataDrip!.text, /^421 .*data timeout/);
 
   const long = await raw();
   const lr = await long.cmd('NOOP ' + 'x'.repeat(2000));

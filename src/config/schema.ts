@@ -70,6 +70,9 @@ export const configSchema = z
         max_connections: int(1, 100000).default(200),
         max_connections_per_ip: int(1, 100000).default(20),
         socket_timeout_ms: int(1000, 3600000).default(300000),
+        // Deadlines trickled bytes cannot extend: a whole command line, a whole message after DATA.
+        command_timeout_ms: int(1000, 3600000).default(300000),
+        data_timeout_ms: int(1000, 86400000).default(600000),
         max_line_length: int(512, 1000000).default(4096),
         max_errors: int(1, 1000).default(10),
         dmarc_reject: z.enum(['reject', 'quarantine']).default('reject'),

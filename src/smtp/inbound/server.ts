@@ -18,12 +18,42 @@ const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
  */
 class MxSmtpServer extends SMTPServer {
   maxErrors = 10;
+  commandTimeoutMs = 300_000;
+  dataTimeoutMs = 600_000;
   override connect(socket: Socket, socketOptions?: any): void {
     const self = this as any;
     const connection: any = new (SMTPConnection as any)(this, socket, socketOptions);
     const send = connection.send;
     let errors = 0;
     const maxErrors = this.maxErrors;
+    // Deadlines that trickling bytes cannot extend (the idle timeout can be): each command line must
+    // be complete within commandTimeoutMs of the previous one, a message within dataTimeoutMs of
+    // DATA. They do not run while we owe the client a reply.
+    let deadline: NodeJS.Timeout | null = null;
+    const arm = (ms: number, what: string) => {
+      if (deadline) clearTimeout(deadline);
+      deadline = setTimeout(() => {
+        deadline = null;
+        if (connection._closing || connection._closed) return;
+        if (connection._handlerPending || (connection._dataStream && connection._parser && !connection._parser._dataMode)) return arm(this.commandTimeoutMs, 'command');
+        send.call(connection, 421, `${connection.name} ${what} timeout, closing connection`);
+        connection.close();
+      }, ms);
+      deadline.unref();
+    };
+    arm(this.commandTimeoutMs, 'command');
+    const onCommand = connection._onCommand;
+    connection._onCommand = function (command: Buffer, callback: unknown) {
+      const isData = /^data\s*$/i.test(command.toString('latin1', 0, 6).trim());
+      arm(isData ? self.dataTimeoutMs : self.commandTimeoutMs, isData ? 'data' : 'command');
+      return onCommand.call(this, command, callback);
+    };
+    const onClose = connection._onClose;
+    connection._onClose = function (...args: unknown[]) {
+      if (deadline) clearTimeout(deadline);
+      deadline = null;
+      return onClose.apply(this, args);
+    };
     connection.send = function (code: number, data: unknown, context?: unknown) {
       if (typeof data === 'string' && ENHANCED.test(data)) context = false;
       const r = send.call(this, code, data, context);
@@ -194,6 +224,8 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
   const servers = addresses.map(() => {
     const s = new MxSmtpServer(options);
     s.maxErrors = cfg.max_errors;
+    s.commandTimeoutMs = cfg.command_timeout_ms;
+    s.dataTimeoutMs = cfg.data_timeout_ms;
     s.on('error', (err) => log.warn({ err: err.message }, 'SMTP connection error'));
     return s;
   });
