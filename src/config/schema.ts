@@ -144,6 +144,24 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    // Webhooks (API part 2 owns this section). Targets are checked before every delivery.
+    webhooks: z
+      .object({
+        // SSRF guard: loopback and private (RFC 1918, ULA, CGNAT) targets are refused unless allowed;
+        // link-local (cloud metadata), multicast and unspecified addresses are always refused.
+        allow_loopback: bool.default(false),
+        allow_private: bool.default(false),
+        timeout_ms: int(100, 120000).default(10000),
+        // Delays after the 1st, 2nd... failed attempt (then the delivery fails for good): ~32 h in all.
+        retry_schedule: list(duration).default(['30s', '2m', '10m', '30m', '1h', '2h', '4h', '8h', '8h', '8h']),
+        disable_after: duration.default('3d'), // an endpoint failing this long is disabled
+        secret_grace: duration.default('24h'), // the old secret stays valid this long after a rotation
+        retention: duration.default('7d'), // delivery log kept this long
+        poll_interval_ms: int(20, 600000).default(1000),
+        concurrency: int(1, 1000).default(8),
+      })
+      .strict()
+      .prefault({}),
     dovecot: z
       .object({
         managed: bool.default(true),

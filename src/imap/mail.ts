@@ -1,0 +1,312 @@
+// Mail reading and changing for the API, over IMAP as the master user (through the pool): folders,
+// message lists, parsed messages, raw source, attachments, flags, moves, deletion, and APPEND.
+import type { ImapFlow, FetchMessageObject, MessageStructureObject, MessageEnvelopeObject } from 'imapflow';
+import { simpleParser, type ParsedMail, type SimpleParserOptions } from 'mailparser';
+import { LetterboxError } from '../errors.ts';
+import type { AppContext } from '../server.ts';
+import { imapMessage, imapPoolFor } from './pool.ts';
+
+export interface FolderInfo {
+  path: string;
+  name: string;
+  delimiter: string;
+  specialUse: string | null;
+  subscribed: boolean;
+  messages: number | null;
+  unseen: number | null;
+}
+
+export interface MessageSummary {
+  uid: number;
+  messageId: string | null;
+  subject: string | null;
+  from: Addr[];
+  to: Addr[];
+  cc: Addr[];
+  date: string | null;
+  flags: string[];
+  size: number;
+  seen: boolean;
+  hasAttachments: boolean;
+}
+
+export interface Addr {
+  name: string;
+  address: string;
+}
+
+/** Opens `folder` (read-write); a folder that does not exist is a 404. */
+export async function openFolder(c: ImapFlow, folder: string, readOnly = false) {
+  try {
+    return await c.mailboxOpen(folder, { readOnly });
+  } catch (err: any) {
+    const text = imapMessage(err);
+    if (/doesn't exist|does not exist|NONEXISTENT|Mailbox not found/i.test(text) || err?.serverResponseCode === 'NONEXISTENT') {
+      throw new LetterboxError('not_found', `no folder "${folder}" in this mailbox; see GET /api/v1/mailboxes/{id}/folders`);
+    }
+    throw err;
+  }
+}
+
+function addrs(list: { name?: string; address?: string }[] | undefined): Addr[] {
+  return (list ?? []).filter((a) => a.address).map((a) => ({ name: a.name ?? '', address: a.address! }));
+}
+
+function hasAttachment(node: MessageStructureObject | undefined): boolean {
+  if (!node) return false;
+  if (node.childNodes?.length) return node.childNodes.some(hasAttachment);
+  if (node.disposition === 'attachment') return true;
+  if (node.dispositionParameters?.filename || node.parameters?.name) return true;
+  return false;
+}
+
+function summary(m: FetchMessageObject): MessageSummary {
+  const e: MessageEnvelopeObject | undefined = m.envelope;
+  const flags = [...(m.flags ?? [])];
+  const date = e?.date ? new Date(e.date as any) : m.internalDate ? new Date(m.internalDate as any) : null;
+  return {
+    uid: m.uid,
+    messageId: e?.messageId ?? null,
+    subject: e?.subject ?? null,
+    from: addrs(e?.from),
+    to: addrs(e?.to),
+    cc: addrs(e?.cc),
+    date: date && !Number.isNaN(date.getTime()) ? date.toISOString() : null,
+    flags,
+    size: m.size ?? 0,
+    seen: flags.includes('\\Seen'),
+    hasAttachments: hasAttachment(m.bodyStructure),
+  };
+}
+
+export async function listFolders(app: AppContext, address: string): Promise<FolderInfo[]> {
+  return imapPoolFor(app).with(address, async (c) => {
+    const list = await c.list({ statusQuery: { messages: true, unseen: true } });
+    return list.map((f) => ({
+      path: f.path,
+      name: f.name,
+      delimiter: f.delimiter,
+      specialUse: f.specialUse ?? null,
+      subscribed: f.subscribed,
+      messages: f.status?.messages ?? null,
+      unseen: f.status?.unseen ?? null,
+    }));
+  });
+}
+
+export interface ListInput {
+  folder: string;
+  limit: number;
+  before?: number;
+  unseen?: boolean;
+}
+
+/** Newest first (by UID). `before`: only UIDs below it (the previous page's nextBefore). */
+export async function listMessages(app: AppContext, address: string, q: ListInput): Promise<{ folder: string; total: number; messages: MessageSummary[]; nextBefore: number | null }> {
+  return imapPoolFor(app).with(address, async (c) => {
+    const box = await openFolder(c, q.folder, true);
+    const total = box.exists;
+    if (total === 0) return { folder: box.path, total, messages: [], nextBefore: null };
+    let uids: number[];
+    if (!q.unseen && !q.before) {
+      // The newest `limit + 1` messages by sequence number: no full UID search.
+      const from = Math.max(1, total - q.limit);
+      const r = (await c.search({ seq: `${from}:*` } as any, { uid: true })) || [];
+      uids = r;
+    } else {
+      const query: Record<string, unknown> = {};
+      if (q.unseen) query.seen = false;
+      if (q.before) {
+        if (q.before <= 1) return { folder: box.path, total, messages: [], nextBefore: null };
+        query.uid = `1:${q.before - 1}`;
+      }
+      if (!Object.keys(query).length) query.all = true;
+      uids = (await c.search(query as any, { uid: true })) || [];
+    }
+    uids.sort((a, b) => b - a);
+    const more = uids.length > q.limit;
+    const pageUids = uids.slice(0, q.limit);
+    if (pageUids.length === 0) return { folder: box.path, total, messages: [], nextBefore: null };
+    const fetched = await c.fetchAll(pageUids.join(','), { uid: true, flags: true, envelope: true, size: true, bodyStructure: true, internalDate: true }, { uid: true });
+    const messages = fetched.map(summary).sort((a, b) => b.uid - a.uid);
+    return { folder: box.path, total, messages, nextBefore: more ? pageUids[pageUids.length - 1] : null };
+  });
+}
+
+/** The raw message (404 when the UID is not in the folder). */
+async function fetchSource(c: ImapFlow, folder: string, uid: number): Promise<{ source: Buffer; flags: string[]; size: number; internalDate: string | null; path: string }> {
+  const box = await openFolder(c, folder, true);
+  const m = await c.fetchOne(String(uid), { uid: true, source: true, flags: true, size: true, internalDate: true }, { uid: true });
+  if (!m || !m.source) throw new LetterboxError('not_found', `no message with UID ${uid} in folder "${folder}"`);
+  const d = m.internalDate ? new Date(m.internalDate as any) : null;
+  return { source: m.source, flags: [...(m.flags ?? [])], size: m.size ?? m.source.length, internalDate: d ? d.toISOString() : null, path: box.path };
+}
+
+export async function getRaw(app: AppContext, address: string, folder: string, uid: number): Promise<Buffer> {
+  return imapPoolFor(app).with(address, async (c) => (await fetchSource(c, folder, uid)).source);
+}
+
+export interface AuthVerdicts {
+  authservId: string;
+  spf: string | null;
+  dkim: string | null;
+  dmarc: string | null;
+  arc: string | null;
+  raw: string;
+}
+
+/**
+ * The verdicts of the Authentication-Results headers this server added (authserv-id = our host
+ * name); headers claiming another authserv-id came with the message and are not trusted.
+ */
+export function authVerdicts(parsed: ParsedMail, hostname: string): AuthVerdicts[] {
+  const out: AuthVerdicts[] = [];
+  for (const line of parsed.headerLines ?? []) {
+    if (line.key !== 'authentication-results') continue;
+    const value = line.line.slice(line.line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
+    const id = value.split(';')[0].trim().split(/\s+/)[0] ?? '';
+    if (id.toLowerCase() !== hostname.toLowerCase()) continue;
+    const get = (method: string) => new RegExp(`(?:^|;)\\s*${method}=([a-z]+)`, 'i').exec(value)?.[1]?.toLowerCase() ?? null;
+    out.push({ authservId: id, spf: get('spf'), dkim: get('dkim'), dmarc: get('dmarc'), arc: get('arc'), raw: value });
+  }
+  return out;
+}
+
+function parsedAddrs(v: any): Addr[] {
+  if (!v) return [];
+  const list = Array.isArray(v) ? v : [v];
+  const out: Addr[] = [];
+  const walk = (a: any) => {
+    if (a.group) a.group.forEach(walk);
+    else if (a.address) out.push({ name: a.name ?? '', address: a.address });
+  };
+  for (const x of list) (x.value ?? []).forEach(walk);
+  return out;
+}
+
+export async function getMessage(app: AppContext, address: string, folder: string, uid: number, markSeen: boolean) {
+  return imapPoolFor(app).with(address, async (c) => {
+    const s = await fetchSource(c, folder, uid);
+    let flags = s.flags;
+    if (markSeen && !flags.includes('\\Seen')) {
+      await openFolder(c, folder);
+      await c.messageFlagsAdd(String(uid), ['\\Seen'], { uid: true });
+      flags = [...flags, '\\Seen'];
+    }
+    const parsed = await simpleParser(s.source, { skipImageLinks: true, skipTextToHtml: true } as SimpleParserOptions);
+    return {
+      uid,
+      folder: s.path,
+      messageId: parsed.messageId ?? null,
+      subject: parsed.subject ?? null,
+      from: parsedAddrs(parsed.from),
+      to: parsedAddrs(parsed.to),
+      cc: parsedAddrs(parsed.cc),
+      replyTo: parsedAddrs(parsed.replyTo),
+      date: parsed.date ? parsed.date.toISOString() : null,
+      internalDate: s.internalDate,
+      flags,
+      seen: flags.includes('\\Seen'),
+      size: s.size,
+      headers: (parsed.headerLines ?? []).map((h) => ({ name: h.line.slice(0, h.line.indexOf(':')), value: h.line.slice(h.line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim() })),
+      text: parsed.text ?? null,
+      html: typeof parsed.html === 'string' ? parsed.html : null,
+      attachments: parsed.attachments.map((a, index) => ({
+        index,
+        filename: a.filename ?? null,
+        contentType: a.contentType,
+        size: a.size,
+        contentId: a.cid ?? null,
+        disposition: a.contentDisposition ?? null,
+        checksum: a.checksum,
+      })),
+      authentication: authVerdicts(parsed, app.config.hostname),
+    };
+  });
+}
+
+export async function getAttachment(app: AppContext, address: string, folder: string, uid: number, index: number) {
+  const raw = await getRaw(app, address, folder, uid);
+  const parsed = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true, skipHtmlToText: true } as SimpleParserOptions);
+  const a = parsed.attachments[index];
+  if (!a) throw new LetterboxError('not_found', `message ${uid} has ${parsed.attachments.length} attachment(s); there is no index ${index}`);
+  return { content: a.content, contentType: a.contentType || 'application/octet-stream', filename: a.filename ?? null };
+}
+
+export interface PatchInput {
+  seen?: boolean;
+  flagged?: boolean;
+  answered?: boolean;
+  addFlags?: string[];
+  removeFlags?: string[];
+  folder?: string; // move destination
+}
+
+export async function patchMessage(app: AppContext, address: string, folder: string, uid: number, p: PatchInput) {
+  return imapPoolFor(app).with(address, async (c) => {
+    await openFolder(c, folder);
+    const exists = await c.search({ uid: String(uid) } as any, { uid: true });
+    if (!exists || !exists.length) throw new LetterboxError('not_found', `no message with UID ${uid} in folder "${folder}"`);
+    const add = [...(p.addFlags ?? [])];
+    const remove = [...(p.removeFlags ?? [])];
+    const sys = (v: boolean | undefined, flag: string) => {
+      if (v === true) add.push(flag);
+      else if (v === false) remove.push(flag);
+    };
+    sys(p.seen, '\\Seen');
+    sys(p.flagged, '\\Flagged');
+    sys(p.answered, '\\Answered');
+    if (add.length) await c.messageFlagsAdd(String(uid), add, { uid: true });
+    if (remove.length) await c.messageFlagsRemove(String(uid), remove, { uid: true });
+    let where = { folder: c.mailbox ? (c.mailbox as any).path : folder, uid };
+    if (p.folder && p.folder !== where.folder) {
+      await ensureFolderExists(c, p.folder);
+      const r = await c.messageMove(String(uid), p.folder, { uid: true });
+      if (!r) throw new LetterboxError('imap_error', `moving message ${uid} to "${p.folder}" failed`);
+      const newUid = r.uidMap?.get(uid);
+      where = { folder: r.destination, uid: newUid ?? 0 };
+      await openFolder(c, where.folder, true);
+    }
+    const m = where.uid ? await c.fetchOne(String(where.uid), { uid: true, flags: true }, { uid: true }) : null;
+    return { folder: where.folder, uid: where.uid || null, flags: m ? [...(m.flags ?? [])] : null };
+  });
+}
+
+async function ensureFolderExists(c: ImapFlow, folder: string): Promise<void> {
+  const st = await c.status(folder, { messages: true }).catch(() => false);
+  if (!st) throw new LetterboxError('not_found', `no folder "${folder}" in this mailbox; see GET /api/v1/mailboxes/{id}/folders`);
+}
+
+async function trashFolder(c: ImapFlow): Promise<string | null> {
+  const list = await c.list();
+  return list.find((f) => f.specialUse === '\\Trash')?.path ?? list.find((f) => f.path.toLowerCase() === 'trash')?.path ?? null;
+}
+
+/** Moves to Trash, or expunges (`permanent`, or when the message is already in Trash / there is no Trash). */
+export async function deleteMessage(app: AppContext, address: string, folder: string, uid: number, permanent: boolean) {
+  return imapPoolFor(app).with(address, async (c) => {
+    const trash = permanent ? null : await trashFolder(c);
+    const box = await openFolder(c, folder);
+    const exists = await c.search({ uid: String(uid) } as any, { uid: true });
+    if (!exists || !exists.length) throw new LetterboxError('not_found', `no message with UID ${uid} in folder "${folder}"`);
+    if (trash && trash !== box.path) {
+      const r = await c.messageMove(String(uid), trash, { uid: true });
+      if (!r) throw new LetterboxError('imap_error', `moving message ${uid} to ${trash} failed`);
+      return { deleted: false, movedTo: { folder: r.destination, uid: r.uidMap?.get(uid) ?? null } };
+    }
+    const ok = await c.messageDelete(String(uid), { uid: true });
+    if (!ok) throw new LetterboxError('imap_error', `deleting message ${uid} failed`);
+    return { deleted: true, movedTo: null };
+  });
+}
+
+/** Stores a sent message in the mailbox's Sent folder (special-use \Sent, else "Sent"), marked \Seen. */
+export async function appendToSent(app: AppContext, address: string, message: Buffer): Promise<{ folder: string; uid: number | null }> {
+  return imapPoolFor(app).with(address, async (c) => {
+    const list = await c.list();
+    const folder = list.find((f) => f.specialUse === '\\Sent')?.path ?? list.find((f) => f.path.toLowerCase() === 'sent')?.path ?? 'Sent';
+    const r = await c.append(folder, message, ['\\Seen']);
+    if (!r) throw new LetterboxError('imap_error', `APPEND to ${folder} failed`);
+    return { folder: r.destination, uid: r.uid ?? null };
+  });
+}

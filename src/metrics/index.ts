@@ -1,0 +1,153 @@
+// Prometheus metrics of one appliance: a prom-client Registry per AppContext (never the global
+// default registry, so two servers in one process stay apart). Counters of in-process happenings
+// (API requests, sends, webhook deliveries) are incremented where they happen; database-backed
+// values (queue sizes, message events) are read at scrape time.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AppContext } from '../server.ts';
+import { existingImapPool } from '../imap/pool.ts';
+
+export interface Metrics {
+  registry: Registry;
+  apiRequests: Counter<'method' | 'route' | 'status'>;
+  apiDuration: Histogram<'method'>;
+  apiSends: Counter<'outcome' | 'sandbox'>;
+  webhookDeliveries: Counter<'outcome'>;
+}
+
+const byApp = new WeakMap<AppContext, Metrics>();
+
+const EVENT_NAMES: Record<string, string> = {
+  'message.received': 'received',
+  'message.queued': 'queued',
+  'message.delivered': 'delivered',
+  'message.deferred': 'deferred',
+  'message.bounced': 'bounced',
+  'message.suppressed': 'suppressed',
+};
+
+export function metricsFor(app: AppContext): Metrics {
+  let m = byApp.get(app);
+  if (m) return m;
+  const registry = new Registry();
+  const { db } = app;
+
+  const apiRequests = new Counter({ name: 'letterbox_api_requests_total', help: 'Management API requests by route template and status.', labelNames: ['method', 'route', 'status'] as const, registers: [registry] });
+  const apiDuration = new Histogram({ name: 'letterbox_api_request_duration_seconds', help: 'Management API request duration.', labelNames: ['method'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] });
+  const apiSends = new Counter({ name: 'letterbox_api_sends_total', help: 'POST /mailboxes/{id}/send requests by outcome (accepted, rejected, error, replayed).', labelNames: ['outcome', 'sandbox'] as const, registers: [registry] });
+  const webhookDeliveries = new Counter({ name: 'letterbox_webhook_deliveries_total', help: 'Webhook delivery attempts by outcome (success, http_error, network_error, blocked).', labelNames: ['outcome'] as const, registers: [registry] });
+
+  new Gauge({
+    name: 'letterbox_queue_entries',
+    help: 'Outbound queue entries (one per recipient) waiting or being delivered, by state.',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      const q = db.prepare("SELECT count(*) FROM outbound_queue WHERE status = 'queued'").pluck().get() as number;
+      const f = db.prepare("SELECT count(*) FROM outbound_queue WHERE status = 'inflight'").pluck().get() as number;
+      this.set({ state: 'queued' }, q);
+      this.set({ state: 'inflight' }, f);
+    },
+  });
+  new Gauge({
+    name: 'letterbox_queue_oldest_age_seconds',
+    help: 'Age of the oldest entry still waiting in the outbound queue (0 when empty).',
+    registers: [registry],
+    collect() {
+      const min = db.prepare("SELECT min(created_at) FROM outbound_queue WHERE status IN ('queued', 'inflight')").pluck().get() as number | null;
+      this.set(min ? Math.max(0, (app.clock.now() - min) / 1000) : 0);
+    },
+  });
+
+  // Message tracking events, counted from the events table (totals since the database was created).
+  const latency = new Histogram({
+    name: 'letterbox_delivery_latency_seconds',
+    help: 'From acceptance into the outbound queue to delivery at the remote server (non-sandbox).',
+    buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 1800, 3600, 4 * 3600, 24 * 3600],
+    registers: [registry],
+  });
+  let lastEvent = 0;
+  const counts = new Map<string, number>();
+  const scanEvents = () => {
+    for (;;) {
+      const rows = db.prepare('SELECT id, type, data, created_at FROM events WHERE id > ? ORDER BY id LIMIT 5000').all(lastEvent) as { id: number; type: string; data: string; created_at: string }[];
+      if (!rows.length) return;
+      for (const r of rows) {
+        lastEvent = r.id;
+        const name = EVENT_NAMES[r.type];
+        if (!name) continue;
+        counts.set(name, (counts.get(name) ?? 0) + 1);
+        if (r.type === 'message.delivered') {
+          try {
+            const d = JSON.parse(r.data);
+            if (d.sandbox || !d.queueId) continue;
+            const created = db.prepare('SELECT created_at FROM outbound_queue WHERE id = ?').pluck().get(d.queueId) as number | undefined;
+            if (created) latency.observe(Math.max(0, (Date.parse(r.created_at) - created) / 1000));
+          } catch {}
+        }
+      }
+      if (rows.length < 5000) return;
+    }
+  };
+  new Counter({
+    name: 'letterbox_messages_total',
+    help: 'Message tracking events by type: received (inbound, per mailbox), queued, delivered, deferred, bounced, suppressed.',
+    labelNames: ['event'] as const,
+    registers: [registry],
+    collect() {
+      scanEvents();
+      this.reset();
+      for (const name of Object.values(EVENT_NAMES)) this.inc({ event: name }, counts.get(name) ?? 0);
+    },
+  });
+
+  new Gauge({
+    name: 'letterbox_imap_pool_connections',
+    help: "Connections in the API's IMAP pool, by state.",
+    labelNames: ['state'] as const,
+    registers: [registry],
+    collect() {
+      const s = existingImapPool(app)?.stats() ?? { busy: 0, idle: 0, waiting: 0, open: 0 };
+      this.set({ state: 'busy' }, s.busy);
+      this.set({ state: 'idle' }, s.idle);
+      this.set({ state: 'waiting' }, s.waiting);
+    },
+  });
+  new Gauge({
+    name: 'letterbox_webhook_deliveries_pending',
+    help: 'Webhook deliveries waiting for a (re)try.',
+    registers: [registry],
+    collect() {
+      this.set(db.prepare("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").pluck().get() as number);
+    },
+  });
+  new Gauge({
+    name: 'letterbox_dovecot_up',
+    help: '1 when the supervised Dovecot is running.',
+    registers: [registry],
+    collect() {
+      this.set(app.supervisor ? (app.supervisor.running ? 1 : 0) : 1);
+    },
+  });
+
+  m = { registry, apiRequests, apiDuration, apiSends, webhookDeliveries };
+  byApp.set(app, m);
+  return m;
+}
+
+/**
+ * Koa middleware counting API requests by route template (never the raw path: ids would explode
+ * the label set) and final status. Placed before the error handler so it sees error statuses too.
+ */
+export function apiMetricsMiddleware(app: AppContext) {
+  const m = metricsFor(app);
+  return async (ctx: any, next: () => Promise<unknown>) => {
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      const route = ctx._matchedRoute ? String(ctx._matchedRoute) : 'unmatched';
+      m.apiRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
+      m.apiDuration.observe({ method: ctx.method }, (performance.now() - started) / 1000);
+    }
+  };
+}

@@ -1,0 +1,53 @@
+// Small HTTP client for the management API in tests (real HTTP on loopback), plus waiting helpers.
+import type { Appliance } from './appliance.ts';
+
+export interface ApiResponse {
+  status: number;
+  headers: Headers;
+  body: Buffer;
+  json: any;
+}
+
+export async function call(app: Appliance, key: string | null, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  const h: Record<string, string> = { ...headers };
+  if (key) h.Authorization = `Bearer ${key}`;
+  let payload: string | undefined;
+  if (body !== undefined) {
+    payload = typeof body === 'string' ? body : JSON.stringify(body);
+    h['Content-Type'] ??= 'application/json';
+  }
+  const res = await fetch(`http://127.0.0.1:${app.ports.api}${path.startsWith('/metrics') ? '' : '/api/v1'}${path}`, { method, headers: h, body: payload });
+  const buf = Buffer.from(await res.arrayBuffer());
+  let json: any = null;
+  if ((res.headers.get('content-type') ?? '').includes('json')) {
+    try {
+      json = JSON.parse(buf.toString('utf8'));
+    } catch {}
+  }
+  return { status: res.status, headers: res.headers, body: buf, json };
+}
+
+/** Creates an API key through the real CLI and returns its secret. */
+export async function createKey(app: Appliance, scopes: string, opts: { test?: boolean; domains?: string } = {}): Promise<string> {
+  const args = ['key', 'create', '--name', `t-${scopes}`, '--scopes', scopes];
+  if (opts.test) args.push('--test');
+  if (opts.domains) args.push('--domains', opts.domains);
+  const k = await app.cliJson(args);
+  return k.secret;
+}
+
+/** Polls `fn` until it returns a truthy value (short intervals; no fixed sleeps). */
+export async function waitFor<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 20000): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
