@@ -3,9 +3,12 @@ import { mxComponent } from './smtp/inbound/index.ts';
 import { createQueueComponent } from './queue/engine.ts';
 import { createSubmissionComponent } from './smtp/submission/server.ts';
 import { apiComponent } from './api/index.ts';
+import { createImapPoolComponent } from './imap/pool.ts';
+import { createWebhookComponent } from './webhooks/dispatcher.ts';
 
 /**
  * The components `letterbox serve` runs, in start order (stopped in reverse). Each issue's module
  * adds its factory here: the MX listener, submission listeners, the outbound queue, the API, jobs.
  */
-export const components: ComponentFactory[] = [createQueueComponent, mxComponent, createSubmissionComponent, apiComponent];
+// The IMAP pool comes first so that it closes last (after the API that uses it).
+export const components: ComponentFactory[] = [createImapPoolComponent, createQueueComponent, mxComponent, createSubmissionComponent, apiComponent, createWebhookComponent];

@@ -14,6 +14,7 @@ import { readJsonBody } from './middleware/body.ts';
 import { fullPath, validate, type RouteSpec } from './route.ts';
 import { buildOpenApi, type OpenApiDoc } from './openapi.ts';
 import { healthChecker } from './health.ts';
+import { apiMetricsMiddleware } from '../metrics/index.ts';
 import type { ApiContext, ApiRuntime, ApiState } from './types.ts';
 
 const EMPTY = z.strictObject({});
@@ -82,6 +83,7 @@ export function buildApi(app: AppContext, routes: RouteSpec[]): { koa: Koa<ApiSt
   const koa = new Koa<ApiState>({ proxy: false });
   koa.silent = true;
   koa.use(requestId(log));
+  koa.use(apiMetricsMiddleware(app)); // before the error handler: counts final statuses
   koa.use(errorHandler(log));
   koa.use(router.routes() as any);
   koa.use(router.allowedMethods() as any);

@@ -18,6 +18,7 @@ const ERROR_TEXT: Record<number, string> = {
   413: 'Request body over api.max_body_size (payload_too_large)',
   429: 'Rate limit exceeded (rate_limited); see Retry-After',
   500: 'Internal error (internal_error)',
+  502: 'An upstream server failed: IMAP (imap_error) or SMTP (smtp_error)',
   503: 'A dependency is unavailable (unavailable)',
 };
 

@@ -1,7 +1,7 @@
 import { LetterboxError } from '../errors.ts';
 
 /** What an API key may be granted access to (DESIGN.md, Management API). */
-export const RESOURCES = ['domains', 'mailboxes', 'aliases', 'messages', 'send', 'queue', 'suppressions', 'webhooks', 'events'] as const;
+export const RESOURCES = ['domains', 'mailboxes', 'aliases', 'messages', 'send', 'queue', 'suppressions', 'webhooks', 'events', 'metrics'] as const;
 export const ACTIONS = ['read', 'write'] as const;
 export type Resource = (typeof RESOURCES)[number];
 export type Action = (typeof ACTIONS)[number];

@@ -4,9 +4,17 @@ import { meRoutes } from './me.ts';
 import { domainRoutes } from './domains.ts';
 import { mailboxRoutes } from './mailboxes.ts';
 import { aliasRoutes } from './aliases.ts';
+import { sendRoutes } from './send.ts';
+import { messageRoutes } from './messages.ts';
+import { queueRoutes } from './queue.ts';
+import { suppressionRoutes } from './suppressions.ts';
+import { eventRoutes } from './events.ts';
+import { webhookRoutes } from './webhooks.ts';
+import { metricsRoutes } from './metrics.ts';
 
 /**
  * Every route of the API, in registration order (static paths such as /mailboxes/resolve before
  * /mailboxes/:id). A new resource adds its file's list here.
  */
-export const allRoutes: RouteSpec[] = [...systemRoutes, ...meRoutes, ...domainRoutes, ...mailboxRoutes, ...aliasRoutes];
+export const allRoutes: RouteSpec[] = [...systemRoutes, ...meRoutes, ...domainRoutes, ...mailboxRoutes, ...aliasRoutes,
+  ...sendRoutes, ...messageRoutes, ...queueRoutes, ...suppressionRoutes, ...eventRoutes, ...webhookRoutes, ...metricsRoutes];
