@@ -10,7 +10,8 @@ import { startServer, type Server } from '../src/server.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/log.ts';
 import { createQueueComponent, type Queue } from '../src/queue/engine.ts';
-import { addDomain } from '../src/services/domains.ts';
+import { addDomain, setOutbound } from '../src/services/domains.ts';
+import { SMTPServer } from 'smtp-server';
 import { addMailbox } from '../src/services/mailboxes.ts';
 import { acceptOutbound } from '../src/smtp/submission/accept.ts';
 import { TestDns } from './helpers/dns.ts';
@@ -175,4 +176,99 @@ test('scheduling reads due entries through an index: with 10,000 deferred entrie
   await sink.waitFor(() => sink.for('fresh@remote.test').length === 1, 10000);
   assert.equal(db.prepare("SELECT count(*) FROM outbound_queue WHERE message_id = 'msg_bulk' AND attempts = 3").pluck().get(), 10000, 'deferred entries untouched');
   db.prepare("DELETE FROM outbound_queue WHERE message_id = 'msg_bulk'").run();
+});
+
+test('events: queued, deferred, bounced recorded for webhooks', () => {
+  const id = row('slow@remote.test').message_id;
+  const types = server.app.db.prepare("SELECT type FROM events WHERE json_extract(data, '$.id') = ? ORDER BY id").pluck().all(id);
+  assert.deepEqual(types, ['message.queued', 'message.deferred', 'message.deferred', 'message.deferred', 'message.bounced']);
+});
+
+test('a domain with outbound suspended cannot send: a clear error', async () => {
+  setOutbound(server.app, 'example.test', false);
+  const mb = server.app.db.prepare("SELECT id FROM mailboxes WHERE address = 'alice@example.test'").pluck().get() as string;
+  await assert.rejects(
+    acceptOutbound(server.app, { mailbox: { id: mb, address: 'alice@example.test', domain: 'example.test' }, message: Buffer.from('From: alice@example.test\r\n\r\nx\r\n'), envelope: { from: 'alice@example.test', to: ['x@remote.test'] }, origin: 'api' }),
+    (err: any) => err.code === 'forbidden' && /outbound mail for example\.test is suspended/.test(err.message),
+  );
+  setOutbound(server.app, 'example.test', true);
+});
+
+test('smarthost: all remote mail relayed through it with AUTH over verified STARTTLS; the transcript never holds the credentials', async () => {
+  const relayed: { user: string; to: string[] }[] = [];
+  let first = true;
+  const relay = new SMTPServer({
+    key: cert.key,
+    cert: cert.cert,
+    authMethods: ['PLAIN', 'LOGIN'],
+    disableReverseLookup: true,
+    logger: false,
+    closeTimeout: 500,
+    onAuth: (a, _s, cb) => (a.username === 'relayuser' && a.password === 'relay-secret-pw' ? cb(null, { user: a.username }) : cb(Object.assign(new Error('bad'), { responseCode: 535 }))),
+    onRcptTo: (_a, _s, cb) => (first ? ((first = false), cb(Object.assign(new Error('4.3.0 busy'), { responseCode: 451 }))) : cb()),
+    onData: (stream, session, cb) => {
+      stream.resume();
+      stream.on('end', () => {
+        relayed.push({ user: String(session.user), to: session.envelope.rcptTo.map((r) => r.address) });
+        cb();
+      });
+    },
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => relay.listen(port, '127.0.0.1', () => r()));
+  const d2 = mkdtempSync(join(tmpdir(), 'lbt-q2-'));
+  chmodSync(d2, 0o755);
+  writeFileSync(join(d2, 'pw'), 'relay-secret-pw\n');
+  writeFileSync(join(d2, 'ca.pem'), cert.cert);
+  const p = async () => `127.0.0.1:${await freePort()}`;
+  writeFileSync(
+    join(d2, 'letterbox.toml'),
+    `hostname = "mail.letterbox.test"
+data_dir = "${join(d2, 'data')}"
+[listen]
+mx = ["${await p()}"]
+submission = []
+submissions = []
+imap = ["${await p()}"]
+api = "${await p()}"
+[tls]
+cert = "${join(d2, 'cert.pem')}"
+key = "${join(d2, 'key.pem')}"
+[dns]
+servers = ["${dns.server}"]
+[dovecot]
+managed = false
+[outbound]
+smarthost = "mx.remote.test:${port}"
+smarthost_user = "relayuser"
+smarthost_password_file = "${join(d2, 'pw')}"
+tls_ca_file = "${join(d2, 'ca.pem')}"
+retry_schedule = ["1s"]
+retry_jitter = 0
+poll_interval_ms = 100
+`,
+  );
+  const s2 = await startServer({ config: loadConfig({ path: join(d2, 'letterbox.toml') }), log: silentLogger(), clock: { now: () => Date.now() }, components: [createQueueComponent] });
+  try {
+    const q2 = s2.app.handoff.queue!;
+    const { queueIds } = await q2.enqueue({ message: msg('ext@remote.test', 'relayed'), from: 'ext@remote.test', recipients: ['someone@nowhere.test'], mailboxId: null, sendingDomain: null, origin: 'forward' });
+    await until(() => relayed.length === 1, 'relayed message');
+    assert.deepEqual(relayed[0], { user: 'relayuser', to: ['someone@nowhere.test'] });
+    const attempts = s2.app.db.prepare('SELECT * FROM outbound_attempts WHERE queue_id = ? ORDER BY id').all(queueIds[0]) as any[];
+    await until(() => (s2.app.db.prepare('SELECT count(*) FROM outbound_attempts WHERE queue_id = ?').pluck().get(queueIds[0]) as number) === 2, 'two attempts');
+    const all = s2.app.db.prepare('SELECT * FROM outbound_attempts WHERE queue_id = ? ORDER BY id').all(queueIds[0]) as any[];
+    assert.deepEqual(all.map((a) => a.outcome), ['deferred', 'delivered']);
+    assert.equal(all[0].mx, 'mx.remote.test');
+    assert.ok(all[0].tls_version, 'TLS to the smarthost');
+    const transcript = String(all[0].transcript);
+    assert.match(transcript, /AUTH \[redacted\]/);
+    assert.match(transcript, /RCPT TO/);
+    assert.doesNotMatch(transcript, /relay-secret-pw/);
+    assert.doesNotMatch(transcript, new RegExp(Buffer.from('\0relayuser\0relay-secret-pw').toString('base64').slice(0, 12)));
+    assert.ok(attempts.length >= 1);
+  } finally {
+    await s2.stop();
+    await new Promise<void>((r) => relay.close(() => r()));
+    rmSync(d2, { recursive: true, force: true });
+  }
 });

@@ -22,6 +22,7 @@ const PW = 'alice password 1234';
 const BOB_PW = 'bob password 12345';
 const CAROL_PW = 'carol password 1234';
 const DAVE_PW = 'dave password 12345';
+const ERIN_PW = 'erin password 12345';
 let app: Appliance;
 let dns: TestDns;
 let sink: Sink;
@@ -74,6 +75,7 @@ auth_delay_ms = 0
   await app.cliJson(['mailbox', 'add', 'alice@example.test', '--password', PW]);
   await app.cliJson(['mailbox', 'add', 'bob@example.test', '--password', BOB_PW]);
   await app.cliJson(['mailbox', 'add', 'carol@example.test', '--password', CAROL_PW]);
+  await app.cliJson(['mailbox', 'add', 'erin@example.test', '--password', ERIN_PW]);
   await app.cliJson(['domain', 'add', 'other.test']);
   await app.cliJson(['mailbox', 'add', 'dave@other.test', '--password', DAVE_PW]);
   await app.cliJson(['alias', 'add', 'sales@example.test', 'alice@example.test']);
@@ -323,6 +325,18 @@ test('brute force: failures per IP and account lock out even the right password;
   assert.match(await attempt('bob@example.test', BOB_PW, '127.0.0.2'), /^454 4\.7\.0 /);
   // Others are not affected.
   assert.equal(await attempt('bob@example.test', BOB_PW, '127.0.0.1'), '235');
+});
+
+test('a disabled mailbox cannot authenticate (535); a suspended domain cannot send (550 5.7.1, says so)', async () => {
+  await app.cliJson(['mailbox', 'disable', 'erin@example.test']);
+  await assert.rejects(transport(app.ports.submission, false, 'erin@example.test', ERIN_PW, { localAddress: '127.0.0.6' }).verify(), (err: any) => /^535 /.test(String(err.response)));
+  await app.cliJson(['outbound', 'suspend', 'other.test']);
+  await assert.rejects(transport(app.ports.submission, false, 'dave@other.test', DAVE_PW).sendMail({ from: 'dave@other.test', to: 'sus@remote.test', subject: 'x', text: 'x' }), (err: any) => {
+    assert.equal(err.responseCode, 550);
+    assert.match(err.response, /5\.7\.1 outbound mail for other\.test is suspended/);
+    return true;
+  });
+  await app.cliJson(['outbound', 'resume', 'other.test']);
 });
 
 test('caps: recipients per message and messages per hour → 451 4.7.1 naming the cap', async () => {

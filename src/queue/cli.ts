@@ -7,7 +7,7 @@ import { LetterboxError } from '../errors.ts';
 import { Spool } from '../spool/index.ts';
 import { normalizeDomain, parseAddress } from '../util/address.ts';
 import { getMailbox } from '../services/mailboxes.ts';
-import { getDomain } from '../services/domains.ts';
+import { getDomain, setOutbound } from '../services/domains.ts';
 import { listQueue, getQueueEntry, retryQueue, removeQueueEntry, listSuppressions, addSuppression, removeSuppression } from './store.ts';
 import { setLimits, effectiveCaps } from '../smtp/submission/caps.ts';
 
@@ -109,6 +109,19 @@ export function queueCommands(program: Command, { print }: CliHelpers): void {
         print(cmd, { data: { domain, address } }, `${address} is no longer suppressed for ${domain}\n`);
       }),
     );
+
+  const outbound = program.command('outbound').description("suspend or resume a domain's outbound mail");
+  for (const [name, enabled] of [['suspend', false], ['resume', true]] as const) {
+    outbound
+      .command(`${name} <domain>`)
+      .description(enabled ? 'allow the domain to send again' : 'refuse submission and API sends from the domain (mail already queued still goes out)')
+      .action((domain, _o, cmd) =>
+        withContext(cmd, (ctx) => {
+          const d = setOutbound(ctx, domain, enabled);
+          print(cmd, { data: d }, `outbound mail for ${d.name} ${enabled ? 'resumed' : 'suspended'}\n`);
+        }),
+      );
+  }
 
   program
     .command('limits <target>')
