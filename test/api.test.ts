@@ -366,6 +366,7 @@ test('bad input: 400 with the field path, malformed JSON, 413, 405, 404; never a
   assert.match(r.body.error.message, /^body\.password/);
   r = await call('POST', '/api/v1/domains', { key: K.admin, body: { name: 'not a domain' } });
   assert.equal(r.status, 400);
+  assert.match(r.body.error.message, /^body\.name: invalid domain name/);
   r = await call('POST', '/api/v1/domains', { key: K.admin, body: 'example.com' });
   assert.equal(r.status, 400);
   r = await call('POST', '/api/v1/domains', { key: K.admin });

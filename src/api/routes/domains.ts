@@ -39,7 +39,12 @@ export const domainRoutes: RouteSpec[] = [
     description: 'Creates two DKIM keys (RSA-2048 and Ed25519) and answers with the DNS records to publish. A domain-restricted key may add only domains in its list.',
     body: DomainCreate, response: DomainWithRecordsSchema,
     handler: async (req) => {
-      const name = normalizeDomain(req.body.name);
+      let name: string;
+      try {
+        name = normalizeDomain(req.body.name);
+      } catch (err: any) {
+        throw new LetterboxError('validation_error', `body.name: ${err.message}`, { issues: [{ path: 'body.name', message: err.message }] });
+      }
       if (!canSeeDomain(req.key, name)) throw new LetterboxError('forbidden', `this API key is restricted to ${req.key!.domains!.join(', ')}; it cannot add ${name}`);
       const d = await addDomain(req.app, name);
       return { status: 201, data: { ...domainOut(d), records: domainRecords(req.app, d) } };
