@@ -35,6 +35,11 @@ before(async () => {
   sink = await new Sink(cert).start();
   dns = await new TestDns().start();
   dns.mx('remote.test', 'mx.remote.test').a('mx.remote.test', '127.0.0.1');
+  // Dual-stack MX hosts; the sink listens on IPv4 only.
+  dns.mx('remote6.test', 'mx6.remote6.test').a('mx6.remote6.test', '::1').a('mx6.remote6.test', '127.0.0.1');
+  dns.mx('remote4.test', 'mx4.remote4.test').a('mx4.remote4.test', '::1').a('mx4.remote4.test', '127.0.0.1');
+  // No MX at all: the domain's own address is used (RFC 5321 5.1).
+  dns.a('nomx.test', '127.0.0.1');
   dir = mkdtempSync(join(tmpdir(), 'lbt-q-'));
   chmodSync(dir, 0o755);
   const p = (n: number) => `127.0.0.1:${n}`;
@@ -60,6 +65,7 @@ port = ${sink.port}
 retry_jitter = 0
 mta_sts = false
 poll_interval_ms = 100
+ipv4_only_domains = ["remote4.test"]
 `,
   );
   const config = loadConfig({ path: join(dir, 'letterbox.toml') });
@@ -271,4 +277,18 @@ poll_interval_ms = 100
     await new Promise<void>((r) => relay.close(() => r()));
     rmSync(d2, { recursive: true, force: true });
   }
+});
+
+test('routing: IPv6 first, falling back to IPv4; IPv4 only for listed domains; A record when there is no MX', async () => {
+  const send = (to: string) => queue.enqueue({ message: msg('ext@remote.test', 'route ' + to), from: 'ext@remote.test', recipients: [to], mailboxId: null, sendingDomain: null, origin: 'forward' });
+  await send('a@remote6.test');
+  await send('b@remote4.test');
+  await send('c@nomx.test');
+  await sink.waitFor(() => ['a@remote6.test', 'b@remote4.test', 'c@nomx.test'].every((r) => sink.for(r).length === 1));
+  const attempt = (r: string) => server.app.db.prepare('SELECT a.* FROM outbound_attempts a JOIN outbound_queue q ON q.id = a.queue_id WHERE q.recipient = ? ORDER BY a.id DESC').get(r) as any;
+  await until(() => ['a@remote6.test', 'b@remote4.test', 'c@nomx.test'].every((r) => attempt(r)?.outcome === 'delivered'), 'delivered rows');
+  assert.equal(attempt('a@remote6.test').ip, '127.0.0.1');
+  assert.equal(attempt('c@nomx.test').mx, 'nomx.test');
+  assert.ok(dns.queries.some((q) => q.name === 'mx6.remote6.test' && q.type === 'AAAA'), 'IPv6 looked up');
+  assert.ok(!dns.queries.some((q) => q.name === 'mx4.remote4.test' && q.type === 'AAAA'), 'no IPv6 lookup for an IPv4-only domain');
 });

@@ -219,8 +219,7 @@ test('nodemailer on 587 (STARTTLS) and 465 (TLS): delivered to the remote MX, DK
     assert.match(head, /with ESMTPSA/);
   }
   // The attempt is recorded: MX, addresses, TLS version and cipher, reply.
-  const e = await entryFor('r1@remote.test');
-  assert.equal(e.status, 'delivered');
+  const e = await waitEntry('r1@remote.test', (x) => x.status === 'delivered');
   const shown = await app.cliJson(['queue', 'show', e.id]);
   const a = shown.data.attemptLog.at(-1);
   assert.equal(a.outcome, 'delivered');
@@ -271,7 +270,7 @@ test('dedicated IPs: a sending domain mapped to an address sends from it with th
   const m = sink.for('ip1@remote.test')[0];
   assert.equal(m.remoteAddress, '127.0.0.5');
   assert.equal(m.helo, 'out5.letterbox.test');
-  const e = await entryFor('ip1@remote.test');
+  const e = await waitEntry('ip1@remote.test', (x) => x.status === 'delivered');
   const shown = await app.cliJson(['queue', 'show', e.id]);
   assert.equal(shown.data.attemptLog.at(-1).sourceIp, '127.0.0.5');
   const sigs = await dkimVerify(m.data);
