@@ -292,3 +292,21 @@ test('routing: IPv6 first, falling back to IPv4; IPv4 only for listed domains; A
   assert.ok(dns.queries.some((q) => q.name === 'mx6.remote6.test' && q.type === 'AAAA'), 'IPv6 looked up');
   assert.ok(!dns.queries.some((q) => q.name === 'mx4.remote4.test' && q.type === 'AAAA'), 'no IPv6 lookup for an IPv4-only domain');
 });
+
+test('retention: finished messages and their attempts are purged after outbound.retention (30 days)', () => {
+  const db = server.app.db;
+  const before = db.prepare("SELECT count(*) FROM outbound_messages WHERE pending <= 0").pluck().get() as number;
+  assert.ok(before > 0);
+  const waiting = db.prepare("SELECT count(*) FROM outbound_queue WHERE status IN ('queued', 'inflight')").pluck().get();
+  const saved = t;
+  t = T0 + 5 * 24 * H + 31 * 24 * H; // every message here was created at or before T0 + 5 days
+  try {
+    assert.equal(queue.purge(), before);
+  } finally {
+    t = saved;
+  }
+  assert.equal(db.prepare('SELECT count(*) FROM outbound_messages WHERE pending <= 0').pluck().get(), 0);
+  assert.equal(db.prepare("SELECT count(*) FROM outbound_queue WHERE status NOT IN ('queued', 'inflight')").pluck().get(), 0);
+  assert.equal(db.prepare('SELECT count(*) FROM outbound_attempts a LEFT JOIN outbound_queue q ON q.id = a.queue_id WHERE q.id IS NULL').pluck().get(), 0);
+  assert.equal(db.prepare("SELECT count(*) FROM outbound_queue WHERE status IN ('queued', 'inflight')").pluck().get(), waiting, 'waiting mail untouched');
+});

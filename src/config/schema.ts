@@ -130,6 +130,8 @@ export const configSchema = z
         socket_timeout_ms: int(1000, 3600000).default(300000),
         // How often the scheduler looks for due or retried entries at most (an index lookup).
         poll_interval_ms: int(50, 600000).default(1000),
+        // Finished messages (every recipient delivered, bounced or cancelled) and their attempts are kept this long.
+        retention: duration.default('30d'),
       })
       .strict()
       .prefault({}),

@@ -147,7 +147,7 @@ export class Queue implements OutboundQueue, Component {
     const r = db.prepare("UPDATE outbound_queue SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE status = 'inflight'").run(now, now);
     if (r.changes) log.warn({ reclaimed: r.changes }, 'queue entries left in flight by an earlier run are queued again (the remote may have received them once already)');
     this.app.handoff.queue = this;
-    this.housekeeping = setInterval(() => pruneSendLog(db, this.app.clock.now()), 3_600_000);
+    this.housekeeping = setInterval(() => this.purge(), 3_600_000);
     this.housekeeping.unref();
     this.wake();
   }
@@ -160,6 +160,21 @@ export class Queue implements OutboundQueue, Component {
     await Promise.race([Promise.allSettled([...this.active]), new Promise((r) => setTimeout(r, 3000).unref())]);
     this.client.close();
     if (this.app.handoff.queue === this) this.app.handoff.queue = null;
+  }
+
+  /** Hourly: drop cap counters older than a day and finished messages older than outbound.retention. */
+  purge(): number {
+    const { db, clock, config, log } = this.app;
+    const now = clock.now();
+    try {
+      pruneSendLog(db, now);
+      const r = db.prepare('DELETE FROM outbound_messages WHERE pending <= 0 AND created_at < ?').run(now - parseDuration(config.outbound.retention));
+      if (r.changes) log.info({ purged: r.changes }, 'finished outbound messages purged');
+      return r.changes;
+    } catch (err: any) {
+      log.error({ err: err.message }, 'queue housekeeping failed');
+      return 0;
+    }
   }
 
   /** Look for due entries soon (after enqueue, a retry, or a finished job). */
