@@ -119,7 +119,7 @@ function dkimVerify(message: Buffer): { ok: boolean; d: string }[] {
   try {
     writeFileSync(join(dir, 'msg.eml'), message);
     writeFileSync(join(dir, 'records.json'), JSON.stringify(dkimRecords));
-    return JSON.parse(execFileSync('python3', [join(HERE, 'helpers', 'dkimverify.py'), join(dir, 'msg.eml'), join(dir, 'records.json')], { encoding: 'utf8' }));
+    return JSON.parse(execFileSync('/usr/bin/python3', [join(HERE, 'helpers', 'dkimverify.py'), join(dir, 'msg.eml'), join(dir, 'records.json')], { encoding: 'utf8' }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
