@@ -61,6 +61,7 @@ timeout_ms = 1500
 max_message_size = "200k"
 max_recipients = 5
 max_connections_per_ip = 60
+max_connections = 80
 max_errors = 5
 max_line_length = 1024
 socket_timeout_ms = 5000
@@ -477,7 +478,7 @@ test('alias forwarding to an external address: queued with an SRS envelope sende
   await c.close();
 });
 
-test('connection limits: per-IP cap → 421; too many errors → 421 and disconnect; idle timeout; command and data deadlines; over-long command line', async () => {
+test('connection limits: per-IP and global caps → 421; too many errors → 421 and disconnect; idle timeout; command and data deadlines; over-long command line', async () => {
   const open: RawSmtp[] = [];
   try {
     const opened = await Promise.all(Array.from({ length: 60 }, () => RawSmtp.open(app.ports.mx)));
@@ -491,6 +492,22 @@ test('connection limits: per-IP cap → 421; too many errors → 421 and disconn
   } finally {
     await Promise.all(open.map((c) => c.close()));
   }
+  await sleep(300); // let the server see those connections close
+  // The global cap, with clients on other loopback addresses so that no per-address cap applies.
+  const many: RawSmtp[] = [];
+  try {
+    const opened = await Promise.all(Array.from({ length: 80 }, (_, i) => RawSmtp.open(app.ports.mx, '127.0.0.1', `127.0.0.${2 + (i % 2)}`)));
+    for (const o of opened) {
+      many.push(o.client);
+      assert.equal(o.greeting?.code, 220, o.greeting?.text);
+    }
+    const extra = await RawSmtp.open(app.ports.mx, '127.0.0.1', '127.0.0.4');
+    assert.match(extra.greeting!.text, /^421 /);
+    assert.equal(await extra.client.read(), null, 'then closed');
+  } finally {
+    await Promise.all(many.map((c) => c.close()));
+  }
+  await sleep(200); // let the server see those connections close
   const c = await raw();
   const replies: (Reply | null)[] = [];
   for (let i = 0; i < 5; i++) replies.push(await c.cmd('RCPT TO:<a@ours.test>'));

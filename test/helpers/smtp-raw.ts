@@ -31,8 +31,9 @@ export class RawSmtp {
     this.sock.on('error', () => {});
   }
 
-  static async open(port: number, host = '127.0.0.1'): Promise<{ client: RawSmtp; greeting: Reply | null }> {
-    const sock = connect(port, host);
+  /** `localAddress` (e.g. 127.0.0.2: all of 127/8 is loopback) lets a test act as several clients. */
+  static async open(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ client: RawSmtp; greeting: Reply | null }> {
+    const sock = connect({ port, host, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((res, rej) => {
       sock.once('connect', () => res());
       sock.once('error', rej);
