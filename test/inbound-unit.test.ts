@@ -15,6 +15,7 @@ import { buildDsn } from '../src/smtp/inbound/dsn.ts';
 import { receivedHeader } from '../src/smtp/inbound/headers.ts';
 import { SmtpReply } from '../src/smtp/inbound/replies.ts';
 import { clientKey } from '../src/smtp/inbound/server.ts';
+import { quotaVerdict } from '../src/smtp/inbound/quota.ts';
 import { configSchema, type Config } from '../src/config/schema.ts';
 import { openDatabase } from '../src/db/index.ts';
 import { silentLogger } from '../src/log.ts';
@@ -254,4 +255,16 @@ test('per-address connection cap counts IPv4 addresses and IPv6 /64 networks', (
   assert.equal(clientKey('2001:0db8:0001:0002:bbbb:cccc:dddd:eeee'), '2001:db8:1:2::/64');
   assert.equal(clientKey('2001:db8::1'), '2001:db8:0:0::/64');
   assert.equal(clientKey('::1'), '0:0:0:0::/64');
+});
+
+test('RCPT-time quota verdict: a full mailbox is 452 4.2.2, or 552 5.2.2 when configured; other refusals are internal (451)', () => {
+  assert.equal(quotaVerdict({ code: 250, enhanced: '2.1.5', text: 'OK' }, '452'), null);
+  for (const answer of [{ code: 452, enhanced: '4.2.2', text: 'Mailbox is full' }, { code: 552, enhanced: '5.2.2', text: 'Quota exceeded' }]) {
+    const t = quotaVerdict(answer, '452');
+    assert.ok(t instanceof SmtpReply && t.responseCode === 452 && t.enhanced === '4.2.2');
+    const p = quotaVerdict(answer, '552');
+    assert.ok(p instanceof SmtpReply && p.responseCode === 552 && p.enhanced === '5.2.2');
+  }
+  const unknown = quotaVerdict({ code: 550, enhanced: '5.1.1', text: 'User does not exist' }, '452');
+  assert.ok(unknown instanceof Error && !(unknown instanceof SmtpReply));
 });

@@ -5,7 +5,7 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { AppContext } from '../../server.ts';
 import { SmtpReply, internalFailure, newRef, reply } from './replies.ts';
 import { resolveRecipient } from './recipients.ts';
-import { probeRecipient } from './quota.ts';
+import { probeRecipient, quotaVerdict } from './quota.ts';
 import { receiveMessage, type InboundDeps, type SessionInfo, type Transaction } from './deliver.ts';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
@@ -182,14 +182,12 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
       // A mailbox with a quota: is it already full? (Dovecot knows; unlimited ones are never full.)
       probeRecipient(app.dovecot.paths.lmtpSocket, only.address, { lhlo: app.config.hostname }).then(
         (a) => {
-          if (a.code >= 200 && a.code < 300) {
+          const v = quotaVerdict(a, cfg.quota_full_reply);
+          if (v === null) {
             tx.rcpts.push({ address: address.address, targets: res.targets });
             return cb();
           }
-          if (a.enhanced === '4.2.2' || a.enhanced === '5.2.2') {
-            return cb(cfg.quota_full_reply === '552' ? reply(552, '5.2.2', 'Mailbox full') : reply(452, '4.2.2', 'Mailbox full, try again later'));
-          }
-          cb(fail(new Error(`Dovecot refused RCPT: ${a.code} ${a.enhanced ?? ''} ${a.text}`), 'RCPT quota check', session));
+          cb(v instanceof SmtpReply ? v : fail(v, 'RCPT quota check', session));
         },
         (err) => cb(fail(err, 'RCPT quota check', session)),
       );
