@@ -110,7 +110,7 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
 
   const options: SMTPServerOptions = {
     name: app.config.hostname,
-    banner: 'Letterbox ESMTP',
+    banner: 'Letterbox',
     key: readFileSync(app.config.tls.key),
     cert: readFileSync(app.config.tls.cert),
     size: cfg.max_message_size,
