@@ -71,6 +71,7 @@ export class SubmissionListeners implements Component {
       key: readFileSync(config.tls.key),
       cert: readFileSync(config.tls.cert),
       authMethods: ['PLAIN', 'LOGIN'],
+      authRequiredMessage: '5.7.0 Authentication required',
       size: max,
       disableReverseLookup: true,
       logger: false,
