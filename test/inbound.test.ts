@@ -212,6 +212,9 @@ test('nodemailer over STARTTLS: delivered to INBOX (read with imapflow) with Rec
   assert.match(h, /spf=pass [^;]*smtp\.mailfrom=alice@pass\.test/);
   assert.match(h, /dmarc=pass[^;]*header\.from=pass\.test/);
   assert.match(h, /dkim=none/);
+  // The checks asked the configured resolver (the test DNS server), not the system's.
+  assert.ok(dns.queries.some((q) => q.name === '_dmarc.pass.test' && q.type === 'TXT'));
+  assert.ok(dns.queries.some((q) => q.name === 'pass.test' && q.type === 'TXT'));
   const db = new Database(join(app.dataDir, 'letterbox.db'), { readonly: true });
   try {
     const rows = db.prepare("SELECT mailbox_id, domain, data FROM events WHERE type = 'message.received'").all() as { mailbox_id: string; domain: string; data: string }[];
