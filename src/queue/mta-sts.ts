@@ -3,6 +3,7 @@
 // MX hosts may be used. Policy parsing and MX matching are mailauth's.
 import https from 'node:https';
 import { isIP } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import { createRequire } from 'node:module';
 import type { Resolver } from '../dns/resolver.ts';
 import type { Clock } from '../clock.ts';
@@ -37,8 +38,10 @@ export interface MtaStsOptions {
 export class MtaSts {
   private cache = new Map<string, StsPolicy>();
   private o: MtaStsOptions;
+  private ca: string[] | undefined;
   constructor(o: MtaStsOptions) {
     this.o = o;
+    this.ca = o.ca ? [...rootCertificates, o.ca] : undefined;
   }
 
   /** The policy that applies to `domain` now, or null when none (or mode none). */
@@ -85,7 +88,7 @@ export class MtaSts {
           servername: host,
           port: this.o.port,
           path: '/.well-known/mta-sts.txt',
-          ca: this.o.ca ? [...require('node:tls').rootCertificates, this.o.ca] : undefined,
+          ca: this.ca,
           timeout: this.o.timeoutMs ?? 60000,
           agent: false,
           // Resolve the policy host through the appliance's resolver, not the system's.

@@ -1,4 +1,5 @@
 // MX routing decisions (pure) and the DNS lookups that feed them.
+import { isIP } from 'node:net';
 import type { Resolver } from '../dns/resolver.ts';
 import { isNoData } from '../dns/resolver.ts';
 import { LetterboxError } from '../errors.ts';
@@ -45,7 +46,6 @@ export async function resolveRoute(resolver: Resolver, domain: string, rand: () 
 
 /** The addresses of one MX host: IPv6 first unless IPv4 only (a failed family is just skipped). */
 export async function resolveHost(resolver: Resolver, host: string, ipv4Only: boolean): Promise<string[]> {
-  const { isIP } = await import('node:net');
   if (isIP(host)) return [host];
   const families = ipv4Only ? ['A'] : ['AAAA', 'A'];
   const out: string[] = [];

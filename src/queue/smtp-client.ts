@@ -3,6 +3,7 @@
 // results, and the facts of the attempt (MX, addresses, TLS, transcript without secrets).
 // Connections are kept for a few seconds after a transaction and reused for the same MX address.
 import { isIP } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Resolver } from '../dns/resolver.ts';
@@ -98,8 +99,11 @@ class Transcript {
 export class SmtpClient {
   private idle = new Map<string, Pooled[]>();
   private o: ClientOptions;
+  /** Trust store for verified TLS: the system's roots plus tls_ca_file (built once). */
+  private ca: string[] | undefined;
   constructor(o: ClientOptions) {
     this.o = o;
+    this.ca = o.ca ? [...rootCertificates, o.ca] : undefined;
   }
 
   /** The source address and EHLO name for a sending domain. */
@@ -202,7 +206,7 @@ export class SmtpClient {
         requireTLS: enforce || (!!sh && sh.tls === 'starttls'),
         opportunisticTLS: !enforce && !sh,
         ignoreTLS: !!sh && sh.tls === 'none',
-        tls: { rejectUnauthorized: enforce || !!sh, servername: isIP(mx) ? undefined : mx, ca: this.o.ca ? [...(await import('node:tls')).rootCertificates, this.o.ca] : undefined, minVersion: 'TLSv1.2' },
+        tls: { rejectUnauthorized: enforce || !!sh, servername: isIP(mx) ? undefined : mx, ca: this.ca, minVersion: 'TLSv1.2' },
         connectionTimeout: this.o.connectTimeoutMs,
         greetingTimeout: this.o.connectTimeoutMs,
         socketTimeout: this.o.socketTimeoutMs,
