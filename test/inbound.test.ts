@@ -341,6 +341,17 @@ test('unknown user → 550 5.1.1, disabled mailbox → 550 5.2.1, and a valid re
   assert.equal((await find('alice@ours.test', 'INBOX', subject)).length, 1);
 });
 
+test('a bounce (null envelope sender) is delivered; SPF is then checked for the HELO name', async () => {
+  const subject = tok('nullsender');
+  const c = await raw();
+  const r = await c.sendRaw('', ['alice@ours.test'], `From: MAILER-DAEMON@nodns.test\r\nSubject: ${subject}\r\n\r\nbounce\r\n.\r\n`);
+  assert.equal(r.data?.code, 250, r.data?.text);
+  await c.close();
+  const [src] = await find('alice@ours.test', 'INBOX', subject);
+  assert.ok(src);
+  assert.match(headerOf(src), /spf=\w+ [^;]*smtp\.helo=client\.pass\.test/);
+});
+
 test('relay attempts are refused (never an open relay): other domain, quoted, percent hack, source route, bang path, trailing dot, address literal', async () => {
   const tricks: [string, RegExp][] = [
     ['alice@other.test', /^554 5\.7\.1 /],
