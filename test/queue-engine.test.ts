@@ -14,6 +14,7 @@ import { addDomain, setOutbound } from '../src/services/domains.ts';
 import { SMTPServer } from 'smtp-server';
 import { addMailbox } from '../src/services/mailboxes.ts';
 import { acceptOutbound } from '../src/smtp/submission/accept.ts';
+import { setLimits } from '../src/smtp/submission/caps.ts';
 import { TestDns } from './helpers/dns.ts';
 import { Sink, testCert } from './helpers/sink.ts';
 import { freePort } from './helpers/appliance.ts';
@@ -309,4 +310,20 @@ test('retention: finished messages and their attempts are purged after outbound.
   assert.equal(db.prepare("SELECT count(*) FROM outbound_queue WHERE status NOT IN ('queued', 'inflight')").pluck().get(), 0);
   assert.equal(db.prepare('SELECT count(*) FROM outbound_attempts a LEFT JOIN outbound_queue q ON q.id = a.queue_id WHERE q.id IS NULL').pluck().get(), 0);
   assert.equal(db.prepare("SELECT count(*) FROM outbound_queue WHERE status IN ('queued', 'inflight')").pluck().get(), waiting, 'waiting mail untouched');
+});
+
+test('caps hold under concurrent sends: 5 parallel sends with a cap of 2 per hour → exactly 2 accepted', async () => {
+  const { mailbox } = await addMailbox(server.app, { address: 'bulk@example.test', password: 'bulk password 1234' });
+  setLimits(server.app.db, `mailbox:${mailbox.id}`, { max_messages_per_hour: 2 });
+  const sender = { id: mailbox.id, address: mailbox.address, domain: mailbox.domain };
+  const results = await Promise.allSettled(
+    [1, 2, 3, 4, 5].map((i) =>
+      acceptOutbound(server.app, { mailbox: sender, message: Buffer.from(`From: bulk@example.test\r\nSubject: ${i}\r\n\r\nx\r\n`), envelope: { from: 'bulk@example.test', to: [`c${i}@remote.test`] }, sandbox: true, origin: 'api' }),
+    ),
+  );
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 2);
+  for (const r of results.filter((x) => x.status === 'rejected') as PromiseRejectedResult[]) {
+    assert.equal(r.reason.code, 'rate_limited');
+    assert.match(r.reason.message, /max_messages_per_hour/);
+  }
 });

@@ -13,7 +13,7 @@ import { isLocalDomain, expandLocal } from '../../queue/local.ts';
 import { isSuppressed } from '../../queue/store.ts';
 import { recordEvent } from '../../events/record.ts';
 import { isAuthorizedSender, ownedAddresses } from './authorize.ts';
-import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, usageOf, type Caps, type Usage } from './caps.ts';
+import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, unrecordSend, usageOf, type Caps, type Usage } from './caps.ts';
 import { applyFixups } from './fixups.ts';
 
 export interface Sender {
@@ -139,7 +139,23 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
     }
   }
   if (rcpts.length === 0) return { messageId: fixed.messageId, accepted: [], rejected };
+  // Counted now, in the same synchronous stretch as the cap checks above, so concurrent sessions
+  // cannot all pass the same cap; taken back below if nothing is accepted.
+  const logId = recordSend(db, mailbox.id, clock.now(), rcpts.length);
+  try {
+    const r = await deliverAccepted(app, input, fixed.message, fixed.from, fixed.messageId, rcpts, rejected, now);
+    if (r.accepted.length === 0) unrecordSend(db, logId);
+    return r;
+  } catch (err) {
+    unrecordSend(db, logId);
+    throw err;
+  }
+}
 
+async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buffer, fromHeader: string[], messageId: string, rcpts: string[], rejected: RejectedRecipient[], now: Date): Promise<AcceptResult> {
+  const { db, config } = app;
+  const { mailbox } = input;
+  const fixed = { message, messageId, from: fromHeader };
   // d= is the From domain (one of ours: the mailbox's or an owned alias's domain).
   const signingDomain = parseAddress(fixed.from[0]).domain;
   const signed = await signerFor(app).sign(signingDomain, fixed.message, now);
@@ -188,7 +204,6 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
       toQueue.forEach((r, i) => accepted.push({ recipient: r, status: 'queued', queueId: q.queueIds[i] }));
     }
   }
-  if (accepted.length) recordSend(db, mailbox.id, clock.now(), rcpts.length);
   app.log.info({ mailbox: mailbox.address, messageId: fixed.messageId, accepted: accepted.length, rejected: rejected.length, origin: input.origin, sandbox: !!input.sandbox }, 'outbound message accepted');
   return { messageId: fixed.messageId, accepted, rejected };
 }

@@ -66,8 +66,13 @@ export function usageOf(db: DB, mailboxId: string, now: number): Usage {
   return { messagesLastHour: h.n, recipientsLastDay: d.r };
 }
 
-export function recordSend(db: DB, mailboxId: string, now: number, recipients: number): void {
-  db.prepare('INSERT INTO send_log (mailbox_id, at, recipients) VALUES (?, ?, ?)').run(mailboxId, now, recipients);
+/** Counts a message against the caps; returns the row id (to take it back if the send fails). */
+export function recordSend(db: DB, mailboxId: string, now: number, recipients: number): number {
+  return Number(db.prepare('INSERT INTO send_log (mailbox_id, at, recipients) VALUES (?, ?, ?)').run(mailboxId, now, recipients).lastInsertRowid);
+}
+
+export function unrecordSend(db: DB, id: number): void {
+  db.prepare('DELETE FROM send_log WHERE id = ?').run(id);
 }
 
 /** Drops counter rows older than a day (called by the queue's housekeeping). */
