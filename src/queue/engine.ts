@@ -276,6 +276,8 @@ export class Queue implements OutboundQueue, Component {
     const spoolPath = this.spool.pathFor(msg.spool_id!);
     if (isLocalDomain(db, domain)) {
       ({ results, attempt, extraExternal } = await this.deliverLocal(msg, recipients, spoolPath));
+      // External alias targets are added once, on the first attempt (a retry must not add them again).
+      if (rows.some((r) => r.attempts > 0)) extraExternal = [];
     } else {
       ({ results, attempt } = await this.client.deliver({
         domain,
