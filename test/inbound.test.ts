@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -269,6 +269,15 @@ test('a message DKIM-signed (mailauth dkimSign) with a key published in the test
   assert.match(h, /dkim=pass header\.i=@dkim\.test header\.s=sel1/);
   assert.match(h, /spf=fail/);
   assert.match(h, /dmarc=pass/);
+  // The stored copy still verifies with an independent verifier (python3-dkim): receiving did not alter
+  // what the signature covers.
+  const [stored] = await find('alice@ours.test', 'INBOX', subject);
+  const file = join(app.dir, `${subject}.eml`);
+  const recs = join(app.dir, `${subject}.json`);
+  writeFileSync(file, stored);
+  writeFileSync(recs, JSON.stringify({ 'sel1._domainkey.dkim.test': `v=DKIM1; k=rsa; p=${(dkimKey.publicKey.export({ type: 'spki', format: 'der' }) as Buffer).toString('base64')}` }));
+  const { stdout } = await run('/usr/bin/python3', [join(import.meta.dirname, 'helpers', 'dkimverify.py'), file, recs]);
+  assert.deepEqual(JSON.parse(stdout).map((x: any) => [x.d, x.ok]), [['dkim.test', true]]);
 });
 
 test('pre-existing Authentication-Results claiming our host name are removed; others are kept', async () => {
