@@ -11,10 +11,14 @@ import { receiveMessage, type InboundDeps, type SessionInfo, type Transaction } 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 
 /**
- * smtp-server with two per-connection additions it has no option for:
+ * smtp-server with per-connection additions it has no option for:
  *  - replies whose text starts with an enhanced status code (our SmtpReply) are sent with that code
  *    instead of smtp-server's fixed default for the numeric code (550 → 5.1.1 otherwise);
- *  - every 4xx/5xx reply counts as an error; at smtp.max_errors the session gets 421 and is closed.
+ *  - every 4xx/5xx reply counts as an error; at smtp.max_errors the session gets 421 and is closed;
+ *  - command and data deadlines (below).
+ * This wraps a few of SMTPConnection's internal members (_onCommand, _onClose, _handlerPending,
+ * _parser._dataMode) and re-implements SMTPServer.connect (4 lines): smtp-server is pinned to an
+ * exact version in package.json; test/inbound.test.ts exercises every one of these paths.
  */
 class MxSmtpServer extends SMTPServer {
   maxErrors = 10;
