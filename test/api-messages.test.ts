@@ -6,6 +6,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import { ImapFlow } from 'imapflow';
+import { chmodSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ImapPool } from '../src/imap/pool.ts';
+import { silentLogger } from '../src/log.ts';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { call, createKey, waitFor } from './helpers/mailapi.ts';
@@ -212,4 +216,67 @@ test('metrics: the IMAP pool holds reused connections', async () => {
   const busy = Number(/^letterbox_imap_pool_connections\{state="busy"\} (\d+)/m.exec(text)?.[1]);
   assert.ok(idle >= 1, text);
   assert.equal(busy, 0);
+});
+
+test('IMAP failures answer 502 imap_error (a mailbox whose storage Dovecot cannot open)', async () => {
+  await app.cliJson(['mailbox', 'add', 'erin@ours.test', '--password', 'erin password 123456']);
+  await waitFor(async () => (await call(app, key, 'GET', '/mailboxes/erin@ours.test/folders')).status === 200, 'erin known to Dovecot');
+  const home = join(app.dataDir, 'mail', 'ours.test', 'erin');
+  chmodSync(home, 0o000);
+  try {
+    // The pooled session may still be logged in: selecting a folder fails; a new login fails too.
+    const r = await call(app, key, 'GET', '/mailboxes/erin@ours.test/messages');
+    assert.equal(r.status, 502, JSON.stringify(r.json));
+    assert.equal(r.json.error.code, 'imap_error');
+    assert.ok(r.json.error.requestId);
+  } finally {
+    chmodSync(home, 0o700);
+  }
+});
+
+test('the IMAP pool: reuse, per-mailbox limit with acquire timeout (503), idle timeout', async () => {
+  const pool = new ImapPool({
+    host: '127.0.0.1',
+    port: app.ports.imap,
+    servername: 'mail.letterbox.test',
+    ca: [applianceCert(app)],
+    masterUser: 'letterbox',
+    masterPassword: readFileSync(join(app.dataDir, 'secrets', 'dovecot-master'), 'utf8').trim(),
+    maxPerMailbox: 1,
+    maxTotal: 2,
+    acquireTimeoutMs: 300,
+    idleTimeoutMs: 300,
+    log: silentLogger(),
+  });
+  try {
+    const n1 = await pool.with('carol@ours.test', async (c) => (await c.status('INBOX', { messages: true }) as any).messages);
+    const n2 = await pool.with('carol@ours.test', async (c) => (await c.status('INBOX', { messages: true }) as any).messages);
+    assert.equal(n1, n2);
+    assert.equal(pool.logins, 1, 'the second request reused the session');
+    // One connection per mailbox: a second concurrent user waits, then gets 503.
+    let release!: () => void;
+    const held = pool.with('carol@ours.test', () => new Promise<void>((r) => (release = r)));
+    await waitFor(() => release !== undefined && pool.stats().busy === 1, 'the held connection');
+    await assert.rejects(pool.with('carol@ours.test', async () => 1), (err: any) => err.code === 'unavailable');
+    // Another mailbox still gets one (total limit 2).
+    assert.equal(await pool.with('dan@ours.test', async () => 'ok'), 'ok');
+    release();
+    await held;
+    // A waiter is served as soon as the connection is released.
+    let release2!: () => void;
+    const held2 = pool.with('carol@ours.test', () => new Promise<void>((r) => (release2 = r)));
+    await waitFor(() => release2 !== undefined, 'held again');
+    const waiting = pool.with('carol@ours.test', async () => 'served');
+    release2();
+    assert.equal(await waiting, 'served');
+    await held2;
+    // Idle connections close after idleTimeoutMs.
+    await waitFor(() => pool.stats().open === 0, 'idle connections to close', 5000);
+    // Wrong master password: imap_error (502), never a hang.
+    const bad = new ImapPool({ host: '127.0.0.1', port: app.ports.imap, servername: 'mail.letterbox.test', ca: [applianceCert(app)], masterUser: 'letterbox', masterPassword: 'wrong', log: silentLogger() });
+    await assert.rejects(bad.with('carol@ours.test', async () => 1), (err: any) => err.code === 'imap_error' && err.status === 502);
+    await bad.close();
+  } finally {
+    await pool.close();
+  }
 });
