@@ -18,7 +18,11 @@ export interface ResolverOptions {
   servers: string[];
   timeoutMs: number;
   clock: Clock;
-  /** How long answers are reused. Node's resolver exposes TTLs only for A/AAAA; 5 minutes caps the rest. */
+  /**
+   * The longest an answer is reused. Node's resolver exposes TTLs only for A/AAAA (those are cached
+   * for min(TTL, cacheMs)); for TXT/MX/PTR it does not, so the cap is kept at 60 s, below the TTL
+   * of practically every SPF/DKIM/DMARC record, which keeps answers within their TTL.
+   */
   cacheMs?: number;
   negativeCacheMs?: number;
 }
@@ -26,8 +30,8 @@ export interface ResolverOptions {
 export function createResolver(o: ResolverOptions): Resolver {
   const r = new dnsp.Resolver({ timeout: o.timeoutMs, tries: 2 });
   if (o.servers.length) r.setServers(o.servers.map(normalizeServer));
-  const cacheMs = o.cacheMs ?? 300_000;
-  const negMs = o.negativeCacheMs ?? 60_000;
+  const cacheMs = o.cacheMs ?? 60_000;
+  const negMs = o.negativeCacheMs ?? 30_000;
   const cache = new Map<string, { until: number; value?: unknown; error?: unknown }>();
 
   const resolve: ResolveFn = async (name, rrtype = 'A') => {
@@ -39,13 +43,21 @@ export function createResolver(o: ResolverOptions): Resolver {
       return hit.value;
     }
     try {
-      const value = await (r.resolve as any)(name, rrtype);
+      let value: any;
+      let ttlMs = cacheMs;
+      if (rrtype === 'A' || rrtype === 'AAAA') {
+        const withTtl = (await (rrtype === 'A' ? r.resolve4(name, { ttl: true }) : r.resolve6(name, { ttl: true }))) as { address: string; ttl: number }[];
+        value = withTtl.map((x) => x.address);
+        ttlMs = Math.min(cacheMs, ...withTtl.map((x) => x.ttl * 1000));
+      } else {
+        value = await (r.resolve as any)(name, rrtype);
+      }
       if (cache.size > 10000) cache.clear();
-      cache.set(key, { until: now + cacheMs, value });
+      if (ttlMs > 0) cache.set(key, { until: now + ttlMs, value });
       return value;
     } catch (err: any) {
       // Only definite answers are cached; timeouts and server failures are retried next time.
-      if (err?.code === 'ENOTFOUND' || err?.code === 'ENODATA') cache.set(key, { until: now + negMs, error: err });
+      if ((err?.code === 'ENOTFOUND' || err?.code === 'ENODATA') && negMs > 0) cache.set(key, { until: now + negMs, error: err });
       throw err;
     }
   };
