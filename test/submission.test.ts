@@ -29,6 +29,7 @@ let sink: Sink;
 let sts: HttpsServer;
 let cert: ReturnType<typeof testCert>;
 let dkimRecords: Record<string, string> = {};
+let policies: Record<string, string> = {};
 
 before(async () => {
   cert = testCert(['mx.remote.test', 'mta-sts.sts.test', 'mta-sts.stsok.test', 'mta-sts.stsbad.test']);
@@ -41,7 +42,7 @@ before(async () => {
   // the MX's certificate does not name it.
   dns.mx('stsok.test', 'mx.remote.test').txt('_mta-sts.stsok.test', 'v=STSv1; id=1').a('mta-sts.stsok.test', '127.0.0.1');
   dns.mx('stsbad.test', 'mx.badcert.test').a('mx.badcert.test', '127.0.0.1').txt('_mta-sts.stsbad.test', 'v=STSv1; id=1').a('mta-sts.stsbad.test', '127.0.0.1');
-  const policies: Record<string, string> = { 'mta-sts.sts.test': 'mx.elsewhere.test', 'mta-sts.stsok.test': 'mx.remote.test', 'mta-sts.stsbad.test': 'mx.badcert.test' };
+  policies = { 'mta-sts.sts.test': 'mx.elsewhere.test', 'mta-sts.stsok.test': 'mx.remote.test', 'mta-sts.stsbad.test': 'mx.badcert.test' };
   const stsPort = await freePort();
   sts = createHttpsServer({ key: cert.key, cert: cert.cert }, (req, res) => {
     const mx = policies[String(req.headers.host).replace(/:\d+$/, '')];
@@ -472,6 +473,16 @@ test('SIGKILL during delivery, then restart → delivered; at most one extra cop
   assert.ok(transmissions <= 2, `at most one extra transmission (got ${transmissions})`);
   assert.equal(sink.for('crash@remote.test').length, 1, 'accepted exactly once by the remote');
   assert.equal(sink.for('flaky@remote.test').length, 1, 'nothing delivered earlier was sent again');
+});
+
+test('MTA-STS policies survive a restart: with its DNS record and policy file gone, sts.test is still enforced', async () => {
+  // The appliance was restarted by the previous test; its memory is fresh.
+  dns.remove('_mta-sts.sts.test', 'TXT');
+  delete policies['mta-sts.sts.test'];
+  await transport(app.ports.submission, false).sendMail({ from: 'alice@example.test', to: 'y2@sts.test', subject: 'sts after restart', text: 'x' });
+  const e = await waitEntry('y2@sts.test', (x) => x.attempts >= 1);
+  assert.match(e.lastReply, /^451 4\.7\.5 MTA-STS/);
+  assert.equal(sink.for('y2@sts.test').length, 0);
 });
 
 test('SIGTERM: graceful stop, exit code 0', async () => {

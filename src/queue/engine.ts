@@ -82,7 +82,7 @@ export class Queue implements OutboundQueue, Component {
       sourceIps: o.source_ips,
       domainIps: Object.fromEntries(Object.entries(o.domain_ips).map(([k, v]) => [k.toLowerCase(), v])),
       defaultIp: mainIp(app.config.ips),
-      mtaSts: o.mta_sts && !smarthost ? new MtaSts({ resolver: app.resolver, clock: app.clock, log: app.log, port: o.mta_sts_port, ca, timeoutMs: o.connect_timeout_ms }) : null,
+      mtaSts: o.mta_sts && !smarthost ? new MtaSts({ resolver: app.resolver, db: app.db, clock: app.clock, log: app.log, port: o.mta_sts_port, ca, timeoutMs: o.connect_timeout_ms }) : null,
       ca,
       connectTimeoutMs: o.connect_timeout_ms,
       socketTimeoutMs: o.socket_timeout_ms,

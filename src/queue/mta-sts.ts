@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import { createRequire } from 'node:module';
 import type { Resolver } from '../dns/resolver.ts';
+import type { DB } from '../db/index.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 
@@ -26,6 +27,8 @@ export interface StsPolicy {
 
 export interface MtaStsOptions {
   resolver: Resolver;
+  /** Where policies are kept across restarts (table mta_sts_policies); memory only when absent. */
+  db?: DB;
   clock: Clock;
   log: Logger;
   /** 443 in production; tests point it at a local HTTPS server. */
@@ -47,7 +50,7 @@ export class MtaSts {
   /** The policy that applies to `domain` now, or null when none (or mode none). */
   async policyFor(domain: string): Promise<StsPolicy | null> {
     const now = this.o.clock.now();
-    const cached = this.cache.get(domain);
+    const cached = this.cache.get(domain) ?? this.load(domain);
     const valid = cached && cached.expiresAt > now ? cached : null;
     let id: string | false;
     try {
@@ -64,12 +67,27 @@ export class MtaSts {
       const maxAge = Math.min(Number(p.maxAge) || 86400, 31557600);
       const policy: StsPolicy = { id, mode: p.mode, mx: p.mx ?? [], maxAge, expiresAt: now + maxAge * 1000 };
       this.cache.set(domain, policy);
+      this.save(domain, policy);
       return policy.mode === 'none' ? null : policy;
     } catch (err: any) {
       // RFC 8461 5.1: a valid cached policy keeps applying when a new one cannot be fetched.
       this.o.log.warn({ domain, err: err.message }, 'MTA-STS policy fetch failed');
       return valid && valid.mode !== 'none' ? valid : null;
     }
+  }
+
+  private load(domain: string): StsPolicy | undefined {
+    const r = this.o.db?.prepare('SELECT id, mode, mx, max_age, expires_at FROM mta_sts_policies WHERE domain = ?').get(domain) as any;
+    if (!r) return undefined;
+    const p: StsPolicy = { id: r.id, mode: r.mode, mx: JSON.parse(r.mx), maxAge: r.max_age, expiresAt: r.expires_at };
+    this.cache.set(domain, p);
+    return p;
+  }
+
+  private save(domain: string, p: StsPolicy): void {
+    this.o.db
+      ?.prepare('INSERT INTO mta_sts_policies (domain, id, mode, mx, max_age, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(domain) DO UPDATE SET id = excluded.id, mode = excluded.mode, mx = excluded.mx, max_age = excluded.max_age, expires_at = excluded.expires_at')
+      .run(domain, p.id, p.mode, JSON.stringify(p.mx), p.maxAge, p.expiresAt);
   }
 
   /** Is `mx` allowed by the policy? */
