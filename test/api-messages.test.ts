@@ -216,6 +216,12 @@ test('metrics: the IMAP pool holds reused connections', async () => {
   const busy = Number(/^letterbox_imap_pool_connections\{state="busy"\} (\d+)/m.exec(text)?.[1]);
   assert.ok(idle >= 1, text);
   assert.equal(busy, 0);
+  // The MX message of the multipart test was counted, by port.
+  const port = app.ports.mx;
+  assert.ok(Number(new RegExp(`^letterbox_smtp_sessions_total\\{service="mx",port="${port}",outcome="accepted"\\} (\\d+)`, 'm').exec(text)?.[1]) >= 1, text);
+  assert.ok(Number(new RegExp(`^letterbox_smtp_messages_total\\{service="mx",port="${port}",outcome="accepted"\\} (\\d+)`, 'm').exec(text)?.[1]) >= 1);
+  assert.match(text, /^letterbox_dovecot_restarts_total 0$/m);
+  assert.match(text, /^letterbox_dovecot_up 1$/m);
 });
 
 test('IMAP failures answer 502 imap_error (a mailbox whose storage Dovecot cannot open)', async () => {

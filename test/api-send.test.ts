@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ImapFlow } from 'imapflow';
+import nodemailer from 'nodemailer';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { Sink, testCert } from './helpers/sink.ts';
@@ -397,6 +398,14 @@ test('metrics: Prometheus text, protected by the metrics:read scope, and moving 
     return (x.get('letterbox_messages_total{event="delivered"}') ?? 0) > (a.get('letterbox_messages_total{event="delivered"}') ?? 0) ? x : null;
   }, 'the delivered counter to move');
   assert.ok((b.get('letterbox_messages_total{event="queued"}') ?? 0) > queued0);
+  // SMTP submission: AUTH results and messages by port.
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port: app.ports.submissions, secure: true, auth: { user: 'alice@ours.test', pass: 'alice password 12345' }, tls: { ca: [applianceCert(app)], servername: 'mail.letterbox.test' } } as any);
+  await t.sendMail({ from: 'alice@ours.test', to: 'bob@ours.test', subject: 'via submission', text: 'x' });
+  t.close();
+  const c = parseProm((await call(app, mkey, 'GET', '/metrics')).body.toString());
+  assert.ok((c.get('letterbox_smtp_auth_total{service="submission",result="success"}') ?? 0) >= 1);
+  assert.ok((c.get(`letterbox_smtp_sessions_total{service="submission",port="${app.ports.submissions}",outcome="accepted"}`) ?? 0) >= 1);
+  assert.ok((c.get(`letterbox_smtp_messages_total{service="submission",port="${app.ports.submissions}",outcome="accepted"}`) ?? 0) >= 1);
   assert.ok((b.get('letterbox_api_sends_total{outcome="accepted",sandbox="false"}') ?? 0) > (a.get('letterbox_api_sends_total{outcome="accepted",sandbox="false"}') ?? 0));
 });
 

@@ -41,6 +41,8 @@ export class DovecotSupervisor {
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly o: SupervisorOptions;
   running = false;
+  /** Unexpected exits followed by a restart, since start (metrics). */
+  restartCount = 0;
 
   constructor(o: SupervisorOptions) {
     this.o = o;
@@ -100,6 +102,7 @@ export class DovecotSupervisor {
       if (upFor > 60000) this.restarts = 0;
       const delay = Math.min(30000, 1000 * 2 ** this.restarts);
       this.restarts++;
+      this.restartCount++;
       this.o.log.error({ code, signal, restartInMs: delay }, 'Dovecot exited unexpectedly; restarting');
       this.restartTimer = setTimeout(() => {
         this.restartTimer = null;

@@ -300,12 +300,23 @@ export async function deleteMessage(app: AppContext, address: string, folder: st
   });
 }
 
+const sentPaths = new WeakMap<ImapFlow, string>();
+
 /** Stores a sent message in the mailbox's Sent folder (special-use \Sent, else "Sent"), marked \Seen. */
 export async function appendToSent(app: AppContext, address: string, message: Buffer): Promise<{ folder: string; uid: number | null }> {
   return imapPoolFor(app).with(address, async (c) => {
-    const list = await c.list();
-    const folder = list.find((f) => f.specialUse === '\\Sent')?.path ?? list.find((f) => f.path.toLowerCase() === 'sent')?.path ?? 'Sent';
-    const r = await c.append(folder, message, ['\\Seen']);
+    // The Sent folder's path is remembered on the (per-mailbox) connection: one LIST per session.
+    const cached = sentPaths.get(c);
+    let folder = cached;
+    if (!folder) {
+      const list = await c.list();
+      folder = list.find((f) => f.specialUse === '\\Sent')?.path ?? list.find((f) => f.path.toLowerCase() === 'sent')?.path ?? 'Sent';
+      sentPaths.set(c, folder);
+    }
+    const r = await c.append(folder, message, ['\\Seen']).catch((err) => {
+      sentPaths.delete(c);
+      throw err;
+    });
     if (!r) throw new LetterboxError('imap_error', `APPEND to ${folder} failed`);
     return { folder: r.destination, uid: r.uid ?? null };
   });

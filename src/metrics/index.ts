@@ -12,6 +12,9 @@ export interface Metrics {
   apiDuration: Histogram<'method'>;
   apiSends: Counter<'outcome' | 'sandbox'>;
   webhookDeliveries: Counter<'outcome'>;
+  smtpSessions: Counter<'service' | 'port' | 'outcome'>;
+  smtpMessages: Counter<'service' | 'port' | 'outcome'>;
+  smtpAuth: Counter<'service' | 'result'>;
 }
 
 const byApp = new WeakMap<AppContext, Metrics>();
@@ -35,6 +38,19 @@ export function metricsFor(app: AppContext): Metrics {
   const apiDuration = new Histogram({ name: 'letterbox_api_request_duration_seconds', help: 'Management API request duration.', labelNames: ['method'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] });
   const apiSends = new Counter({ name: 'letterbox_api_sends_total', help: 'POST /mailboxes/{id}/send requests by outcome (accepted, rejected, error, replayed).', labelNames: ['outcome', 'sandbox'] as const, registers: [registry] });
   const webhookDeliveries = new Counter({ name: 'letterbox_webhook_deliveries_total', help: 'Webhook delivery attempts by outcome (success, http_error, network_error, blocked).', labelNames: ['outcome'] as const, registers: [registry] });
+
+  const smtpSessions = new Counter({ name: 'letterbox_smtp_sessions_total', help: 'SMTP connections by service (mx, submission), local port and outcome (accepted, refused).', labelNames: ['service', 'port', 'outcome'] as const, registers: [registry] });
+  const smtpMessages = new Counter({ name: 'letterbox_smtp_messages_total', help: 'Messages (DATA) by service, local port and outcome (accepted, rejected).', labelNames: ['service', 'port', 'outcome'] as const, registers: [registry] });
+  const smtpAuth = new Counter({ name: 'letterbox_smtp_auth_total', help: 'SMTP AUTH attempts by result (success, failure).', labelNames: ['service', 'result'] as const, registers: [registry] });
+  new Counter({
+    name: 'letterbox_dovecot_restarts_total',
+    help: 'Times the supervised Dovecot exited unexpectedly and was restarted.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(app.supervisor?.restartCount ?? 0);
+    },
+  });
 
   new Gauge({
     name: 'letterbox_queue_entries',
@@ -129,7 +145,7 @@ export function metricsFor(app: AppContext): Metrics {
     },
   });
 
-  m = { registry, apiRequests, apiDuration, apiSends, webhookDeliveries };
+  m = { registry, apiRequests, apiDuration, apiSends, webhookDeliveries, smtpSessions, smtpMessages, smtpAuth };
   byApp.set(app, m);
   return m;
 }
@@ -149,5 +165,16 @@ export function apiMetricsMiddleware(app: AppContext) {
       m.apiRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
       m.apiDuration.observe({ method: ctx.method }, (performance.now() - started) / 1000);
     }
+  };
+}
+
+/** For the SMTP listeners: counts sessions, messages and AUTH results (label values are bounded). */
+export function smtpMetrics(app: AppContext, service: 'mx' | 'submission') {
+  const m = metricsFor(app);
+  const port = (session: { localPort?: number } | undefined) => String(session?.localPort ?? '');
+  return {
+    session: (session: any, outcome: 'accepted' | 'refused') => m.smtpSessions.inc({ service, port: port(session), outcome }),
+    message: (session: any, outcome: 'accepted' | 'rejected') => m.smtpMessages.inc({ service, port: port(session), outcome }),
+    auth: (result: 'success' | 'failure') => m.smtpAuth.inc({ service, result }),
   };
 }

@@ -7,6 +7,7 @@ import { SmtpReply, internalFailure, newRef, reply } from './replies.ts';
 import { resolveRecipient } from './recipients.ts';
 import { probeRecipient, quotaVerdict } from './quota.ts';
 import { receiveMessage, type InboundDeps, type SessionInfo, type Transaction } from './deliver.ts';
+import { smtpMetrics } from '../../metrics/index.ts';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 
@@ -104,6 +105,7 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
   const counted = new Set<string>();
   const txs = new Map<string, Transaction>();
   const log = app.log.child({ component: 'mx' });
+  const metrics = smtpMetrics(app, 'mx');
 
   const fail = (err: unknown, what: string, session: SMTPServerSession): SmtpReply => {
     if (err instanceof SmtpReply) return err;
@@ -141,16 +143,19 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
       // smtp-server's maxClients counts per listener; this cap is over all of them.
       if (counted.size >= cfg.max_connections) {
         log.warn({ limit: cfg.max_connections }, 'too many connections; refused');
+        metrics.session(session, 'refused');
         return cb(reply(421, '4.7.0', `${app.config.hostname} Too many connections, try again later`));
       }
       const ip = clientKey(session.remoteAddress);
       const n = (perIp.get(ip) ?? 0) + 1;
       if (n > cfg.max_connections_per_ip) {
         log.warn({ ip, limit: cfg.max_connections_per_ip }, 'too many connections from one address; refused');
+        metrics.session(session, 'refused');
         return cb(reply(421, '4.7.0', `${app.config.hostname} Too many connections from your address, try again later`));
       }
       perIp.set(ip, n);
       counted.add(session.id);
+      metrics.session(session, 'accepted');
       cb();
     },
 
@@ -214,9 +219,13 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
         tls,
       };
       receiveMessage(deps, stream, info, tx).then(
-        (text) => cb(null, text),
+        (text) => {
+          metrics.message(session, 'accepted');
+          cb(null, text);
+        },
         (err) => {
           stream.resume();
+          metrics.message(session, 'rejected');
           cb(fail(err, 'DATA', session));
         },
       );

@@ -12,6 +12,7 @@ import { hashPassword, verifyPassword } from '../../auth/passwords.ts';
 import { findMailbox } from '../../services/mailboxes.ts';
 import { BruteForceGuard } from './bruteforce.ts';
 import { acceptOutbound, checkRecipient, checkSender, type Sender } from './accept.ts';
+import { smtpMetrics } from '../../metrics/index.ts';
 
 
 function smtpError(message: string, code: number): Error & { responseCode: number } {
@@ -64,6 +65,7 @@ export class SubmissionListeners implements Component {
   private create(secure: boolean): SMTPServer {
     const { config, log } = this.app;
     const max = config.submission.max_message_size;
+    const metrics = smtpMetrics(this.app, 'submission');
     const server = new SMTPServer({
       secure,
       name: config.hostname,
@@ -78,7 +80,12 @@ export class SubmissionListeners implements Component {
       maxClients: 500,
       socketTimeout: 300_000,
       closeTimeout: 4000, // graceful stop: sessions get 4 s to finish (the whole stop must fit in 10 s)
-      onAuth: (auth, session, cb) => this.onAuth(auth, session).then((u) => cb(null, u), (e) => cb(e)),
+      onAuth: (auth, session, cb) =>
+        this.onAuth(auth, session).then(
+          (u) => (metrics.auth('success'), cb(null, u)),
+          (e) => (metrics.auth('failure'), cb(e)),
+        ),
+      onConnect: (session, cb) => (metrics.session(session, 'accepted'), cb()),
       onMailFrom: (address, session, cb) => {
         try {
           (session as any).caps = checkSender(this.app, this.sender(session), address.address);
@@ -111,9 +118,11 @@ export class SubmissionListeners implements Component {
               const first = r.rejected[0];
               throw smtpError(first ? first.reason : '5.5.1 no valid recipients', first?.code ?? 554);
             }
+            metrics.message(session, 'accepted');
             cb(null, `2.0.0 accepted ${r.messageId}`);
           })
           .catch((err) => {
+            metrics.message(session, 'rejected');
             if ((err as any).responseCode) return cb(err);
             log.error({ err: err.message, stack: err.stack }, 'submission failed');
             cb(toSmtp(err));

@@ -1,0 +1,95 @@
+// Benchmarks of the Management API part 2 (not part of the test run):
+//   1. POST /mailboxes/{id}/send with a live key, remote recipient → queued, 20 concurrent clients:
+//      requests per second (target ≥ 150/s on 2 cores).
+//   2. GET /mailboxes/{id}/messages on a 10,000-message folder: p50/p99 latency (target p99 ≤ 50 ms).
+// Usage: node bench/api.ts [--sends 2000] [--concurrency 20] [--messages 10000] [--lists 500]
+// Runs a real appliance (test harness) with a receiving SMTP server on loopback as the remote MX.
+import { parseArgs } from 'node:util';
+import { ImapFlow } from 'imapflow';
+import { startAppliance, applianceCert } from '../test/helpers/appliance.ts';
+import { TestDns } from '../test/helpers/dns.ts';
+import { Sink, testCert } from '../test/helpers/sink.ts';
+import { call, createKey, waitFor } from '../test/helpers/mailapi.ts';
+
+const { values: o } = parseArgs({
+  options: {
+    sends: { type: 'string', default: '2000' },
+    concurrency: { type: 'string', default: '20' },
+    messages: { type: 'string', default: '10000' },
+    lists: { type: 'string', default: '500' },
+  },
+});
+const SENDS = Number(o.sends);
+const CONC = Number(o.concurrency);
+const MESSAGES = Number(o.messages);
+const LISTS = Number(o.lists);
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+const dns = await new TestDns().start();
+const cert = testCert(['mx.remote.test']);
+const sink = await new Sink(cert).start();
+dns.mx('remote.test', 'mx.remote.test').a('mx.remote.test', '127.0.0.1');
+const app = await startAppliance({
+  env: { LETTERBOX_LOG_LEVEL: 'warn' },
+  extraToml: `[dns]\nservers = ["${dns.server}"]\n[outbound]\nport = ${sink.port}\nipv4_only = true\n[submission]\nmax_messages_per_hour = 0\nmax_recipients_per_day = 0\n[api]\nrate_burst = 1000000\nrate_per_minute = 1000000\nsend_rate_burst = 1000000\nsend_rate_per_minute = 1000000\n`,
+});
+try {
+  await app.cliJson(['domain', 'add', 'ours.test']);
+  await app.cliJson(['mailbox', 'add', 'alice@ours.test', '--password', 'alice password 12345']);
+  await app.cliJson(['mailbox', 'add', 'bulk@ours.test', '--password', 'bulk password 123456']);
+  const key = await createKey(app, '*');
+  await waitFor(async () => (await call(app, key, 'GET', '/mailboxes/bulk@ours.test/folders')).status === 200, 'Dovecot');
+
+  // 1. Sends.
+  const body = { to: 'someone@remote.test', subject: 'Benchmark', text: 'Hello from the benchmark.\n'.repeat(40), html: '<p>Hello from the benchmark.</p>'.repeat(40) };
+  for (let i = 0; i < 20; i++) await call(app, key, 'POST', '/mailboxes/alice@ours.test/send', body); // warm-up
+  let next = 0;
+  let failed = 0;
+  const lat: number[] = [];
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONC }, async () => {
+      while (next < SENDS) {
+        next++;
+        const s = performance.now();
+        const r = await call(app, key, 'POST', '/mailboxes/alice@ours.test/send', body);
+        lat.push(performance.now() - s);
+        if (r.status !== 200) failed++;
+      }
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  console.log(`send: ${SENDS} requests, ${CONC} concurrent: ${(SENDS / secs).toFixed(1)} req/s, p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms, failed ${failed}`);
+
+  // 2. Lists of a big folder: fill it over IMAP (the user's own login), then page through it.
+  const c = new ImapFlow({ host: '127.0.0.1', port: app.ports.imap, secure: true, auth: { user: 'bulk@ours.test', pass: 'bulk password 123456' }, logger: false, tls: { ca: [applianceCert(app)], servername: 'mail.letterbox.test' } } as any);
+  await c.connect();
+  const f0 = performance.now();
+  for (let i = 0; i < MESSAGES; i++) {
+    const msg = `From: someone@remote.test\r\nTo: bulk@ours.test\r\nSubject: bulk ${i}\r\nMessage-ID: <bulk${i}@remote.test>\r\nDate: ${new Date(Date.now() - (MESSAGES - i) * 1000).toUTCString()}\r\n\r\nbody ${i}\r\n`;
+    await c.append('INBOX', msg, i % 3 ? ['\\Seen'] : []);
+  }
+  await c.logout();
+  console.log(`filled INBOX with ${MESSAGES} messages in ${((performance.now() - f0) / 1000).toFixed(1)} s`);
+  const queries = ['?limit=25', '?limit=25&unseen=1', `?limit=25&before=${Math.floor(MESSAGES / 2)}`];
+  for (const q of queries) {
+    const ls: number[] = [];
+    for (let i = 0; i < LISTS; i++) {
+      const s = performance.now();
+      const r = await call(app, key, 'GET', `/mailboxes/bulk@ours.test/messages${q}`);
+      ls.push(performance.now() - s);
+      if (r.status !== 200 || r.json.data.messages.length !== 25) throw new Error(`list failed: ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
+    }
+    console.log(`list ${q} on ${MESSAGES} messages: p50 ${pct(ls, 50).toFixed(1)} ms, p99 ${pct(ls, 99).toFixed(1)} ms (${LISTS} requests)`);
+  }
+} finally {
+  await app.stop();
+  app.cleanup();
+  await sink.stop();
+  await dns.stop();
+  Sink.cleanupCert(cert.dir);
+}
