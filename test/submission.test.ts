@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import nodemailer from 'nodemailer';
 import { ImapFlow } from 'imapflow';
@@ -16,6 +17,7 @@ import { simpleParser } from 'mailparser';
 import { startAppliance, applianceCert, freePort, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { Sink, testCert } from './helpers/sink.ts';
+import { RawSmtp } from './helpers/smtp-raw.ts';
 
 const run = promisify(execFile);
 const PW = 'alice password 1234';
@@ -282,6 +284,36 @@ test('AUTH before STARTTLS on 587 → 530 5.7.0; MAIL without AUTH → 530', asy
   const replies = await rawSmtp(app.ports.submission, ['EHLO client.test', 'AUTH PLAIN ' + Buffer.from(`\0alice@example.test\0${PW}`).toString('base64'), 'MAIL FROM:<alice@example.test>', 'QUIT']);
   assert.match(replies[2], /^530 5\.7\.0 /);
   assert.match(replies[3], /^530 5\.7\.0 Authentication required/);
+});
+
+test('587: EHLO hides AUTH until STARTTLS (an early AUTH still gets 530 5.7.0); after STARTTLS it lists AUTH PLAIN LOGIN; 465 lists it at once', async () => {
+  const { client } = await RawSmtp.open(app.ports.submission);
+  try {
+    const plain = await client.cmd('EHLO client.test');
+    assert.equal(plain?.code, 250);
+    assert.ok(plain!.lines.some((l) => /^250[ -]STARTTLS$/.test(l)), plain!.text);
+    assert.ok(!plain!.lines.some((l) => /^250[ -]AUTH\b/.test(l)), plain!.text);
+    assert.match((await client.cmd('AUTH LOGIN'))!.text, /^530 5\.7\.0 /);
+    await client.starttls(applianceCert(app), 'localhost');
+    const secure = await client.cmd('EHLO client.test');
+    assert.ok(secure!.lines.some((l) => /^250[ -]AUTH PLAIN LOGIN$/.test(l)), secure!.text);
+    assert.ok(!secure!.lines.some((l) => /^250[ -]STARTTLS$/.test(l)), secure!.text);
+    const auth = await client.cmd('AUTH PLAIN ' + Buffer.from(`\0alice@example.test\0${PW}`).toString('base64'));
+    assert.equal(auth?.code, 235, auth?.text);
+  } finally {
+    await client.close();
+  }
+  const tls = await new Promise<string>((resolve, reject) => {
+    const s = tlsConnect({ port: app.ports.submissions, host: '127.0.0.1', ca: applianceCert(app), servername: 'localhost' });
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d.toString();
+      if (/^220 /m.test(buf) && !buf.includes('EHLO-SENT')) (s.write('EHLO client.test\r\n'), (buf += 'EHLO-SENT\n'));
+      else if (/^250 /m.test(buf)) (s.end(), resolve(buf));
+    });
+    s.on('error', reject);
+  });
+  assert.match(tls, /^250-AUTH PLAIN LOGIN\r?$/m);
 });
 
 test('forged sender: MAIL FROM or header From not owned → 553 5.7.1; an alias pointing only to the mailbox is allowed', async () => {

@@ -141,6 +141,23 @@ export class SubmissionListeners implements Component {
         }
         return orig.call(this, command, callback);
       };
+      // Nor is AUTH advertised before STARTTLS (RFC 4954 section 4: no AUTH over a channel that would
+      // expose the password); smtp-server lists it whenever the command exists, so the plaintext
+      // EHLO reply is filtered here. After STARTTLS (this.secure) the reply is left as it is.
+      const ehlo = conn.handler_EHLO;
+      conn.handler_EHLO = function (this: any, command: Buffer, callback: () => void) {
+        if (this.secure) return ehlo.call(this, command, callback);
+        const send = this.send;
+        this.send = function (this: any, code: number, data: unknown, ...rest: unknown[]) {
+          if (code === 250 && Array.isArray(data)) data = data.filter((l) => !/^AUTH\b/i.test(String(l)));
+          return send.call(this, code, data, ...rest);
+        };
+        try {
+          return ehlo.call(this, command, callback);
+        } finally {
+          delete this.send; // back to the prototype's send
+        }
+      };
       return add(conn);
     };
     server.on('error', (err) => log.warn({ err: err.message, component: 'submission' }, 'submission connection error'));
