@@ -12,7 +12,7 @@ import { ImapPool } from '../src/imap/pool.ts';
 import { silentLogger } from '../src/log.ts';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
-import { call, createKey, waitFor } from './helpers/mailapi.ts';
+import { call, checkRepliesAgainstDoc, createKey, waitFor } from './helpers/mailapi.ts';
 
 let app: Appliance;
 let dns: TestDns;
@@ -285,4 +285,10 @@ test('the IMAP pool: reuse, per-mailbox limit with acquire timeout (503), idle t
   } finally {
     await pool.close();
   }
+});
+
+test('every JSON reply of this file matches the schema openapi.json documents for it', async () => {
+  const r = await checkRepliesAgainstDoc(app);
+  assert.ok(r.checked > 20, `checked ${r.checked}`);
+  assert.deepEqual(r.problems, []);
 });

@@ -13,7 +13,7 @@ import nodemailer from 'nodemailer';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { Sink, testCert } from './helpers/sink.ts';
-import { call, createKey, waitFor } from './helpers/mailapi.ts';
+import { call, checkRepliesAgainstDoc, createKey, waitFor } from './helpers/mailapi.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 let app: Appliance;
@@ -454,4 +454,10 @@ test('scopes: every new route answers 403 without its scope', async () => {
   for (const p of ['/api/v1/mailboxes/{id}/send', '/api/v1/mailboxes/{id}/messages/{uid}/attachments/{index}', '/api/v1/webhooks/{id}/deliveries/{deliveryId}/replay', '/api/v1/events', '/metrics']) {
     assert.ok(doc.json.paths[p], `${p} in openapi.json`);
   }
+});
+
+test('every JSON reply of this file matches the schema openapi.json documents for it', async () => {
+  const r = await checkRepliesAgainstDoc(app);
+  assert.ok(r.checked > 20, `checked ${r.checked}`);
+  assert.deepEqual(r.problems, []);
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type IncomingMessage } from 'node:http';
 import { startAppliance, type Appliance } from './helpers/appliance.ts';
-import { call, createKey, waitFor } from './helpers/mailapi.ts';
+import { call, checkRepliesAgainstDoc, createKey, waitFor } from './helpers/mailapi.ts';
 
 interface Hit {
   path: string;
@@ -275,6 +275,12 @@ test('metrics count webhook deliveries by outcome', async () => {
   const text = (await call(app, key, 'GET', '/metrics')).body.toString();
   assert.ok(Number(/^letterbox_webhook_deliveries_total\{outcome="success"\} (\d+)/m.exec(text)?.[1]) > 0, text);
   assert.ok(Number(/^letterbox_webhook_deliveries_total\{outcome="http_error"\} (\d+)/m.exec(text)?.[1]) > 0);
+});
+
+test('every JSON reply of this file matches the schema openapi.json documents for it', async () => {
+  const r = await checkRepliesAgainstDoc(app);
+  assert.ok(r.checked > 20, `checked ${r.checked}`);
+  assert.deepEqual(r.problems, []);
 });
 
 test('SIGKILL while a delivery is in flight: delivered after restart (durable outbox)', async () => {

@@ -58,7 +58,7 @@ export const queueRoutes: RouteSpec[] = [
     method: 'delete', path: '/queue/:id', operationId: 'deleteQueueEntry', tag, scope: 'queue:write', errors: [409],
     summary: 'Cancel a waiting entry (no bounce is sent)',
     description: '409 if it is being delivered right now or already final.',
-    params: QueueIdParams, response: QueueEntrySchema,
+    params: QueueIdParams, response: QueueDetailSchema,
     handler: async (req) => {
       visibleQueueEntry(req, req.params.id);
       const r = removeQueueEntry(req.app.db, req.app.clock.now(), req.params.id);

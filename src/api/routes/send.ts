@@ -123,7 +123,6 @@ async function send(req: ApiRequest<{ id: string }, any, Body>) {
   if (r.accepted.length === 0) {
     throw new LetterboxError('validation_error', `every recipient was refused: ${r.rejected.map((x) => `${x.recipient}: ${x.code} ${x.reason}`).join('; ')}`, {
       issues: r.rejected.map((x) => ({ path: 'body.to', message: `${x.recipient}: ${x.code} ${x.reason}` })),
-      rejected: r.rejected,
     });
   }
   let sentCopy: { folder: string; uid: number | null } | null = null;
