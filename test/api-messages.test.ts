@@ -221,6 +221,9 @@ test('metrics: the IMAP pool holds reused connections', async () => {
   assert.ok(Number(new RegExp(`^letterbox_smtp_sessions_total\\{service="mx",port="${port}",outcome="accepted"\\} (\\d+)`, 'm').exec(text)?.[1]) >= 1, text);
   assert.ok(Number(new RegExp(`^letterbox_smtp_messages_total\\{service="mx",port="${port}",outcome="accepted"\\} (\\d+)`, 'm').exec(text)?.[1]) >= 1);
   assert.match(text, /^letterbox_dovecot_restarts_total 0$/m);
+  // The MX's verdicts on that message (no SPF record for sender.test, no DKIM signature).
+  assert.ok(Number(/^letterbox_inbound_auth_results_total\{method="spf",result="[a-z]+"\} (\d+)/m.exec(text)?.[1]) >= 1, text);
+  assert.ok(Number(/^letterbox_inbound_auth_results_total\{method="dkim",result="none"\} (\d+)/m.exec(text)?.[1]) >= 1, text);
   assert.match(text, /^letterbox_dovecot_up 1$/m);
 });
 

@@ -83,6 +83,8 @@ export function metricsFor(app: AppContext): Metrics {
   });
   let lastEvent = 0;
   const counts = new Map<string, number>();
+  const verdicts = new Map<string, number>(); // "method result" → count, from message.received
+  const VERDICT = /^[a-z_]{1,20}$/;
   const scanEvents = () => {
     for (;;) {
       const rows = db.prepare('SELECT id, type, data, created_at FROM events WHERE id > ? ORDER BY id LIMIT 5000').all(lastEvent) as { id: number; type: string; data: string; created_at: string }[];
@@ -92,6 +94,16 @@ export function metricsFor(app: AppContext): Metrics {
         const name = EVENT_NAMES[r.type];
         if (!name) continue;
         counts.set(name, (counts.get(name) ?? 0) + 1);
+        if (r.type === 'message.received') {
+          try {
+            const a = JSON.parse(r.data).authentication ?? {};
+            for (const method of ['spf', 'dkim', 'dmarc']) {
+              const v = String(a[method] ?? 'none').toLowerCase();
+              const k = `${method} ${VERDICT.test(v) ? v : 'other'}`;
+              verdicts.set(k, (verdicts.get(k) ?? 0) + 1);
+            }
+          } catch {}
+        }
         if (r.type === 'message.delivered') {
           try {
             const d = JSON.parse(r.data);
@@ -113,6 +125,21 @@ export function metricsFor(app: AppContext): Metrics {
       scanEvents();
       this.reset();
       for (const name of Object.values(EVENT_NAMES)) this.inc({ event: name }, counts.get(name) ?? 0);
+    },
+  });
+
+  new Counter({
+    name: 'letterbox_inbound_auth_results_total',
+    help: 'Verdicts of the SPF, DKIM and DMARC checks on messages received over the MX (per delivered mailbox).',
+    labelNames: ['method', 'result'] as const,
+    registers: [registry],
+    collect() {
+      scanEvents();
+      this.reset();
+      for (const [k, n] of verdicts) {
+        const [method, result] = k.split(' ');
+        this.inc({ method, result }, n);
+      }
     },
   });
 
