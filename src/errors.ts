@@ -4,6 +4,7 @@ export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'not_found'
+  | 'method_not_allowed'
   | 'conflict'
   | 'payload_too_large'
   | 'rate_limited'
@@ -11,6 +12,7 @@ export type ErrorCode =
   | 'imap_error'
   | 'unavailable'
   | 'internal_error'
+  | 'not_implemented'
   | 'config_error';
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
@@ -18,6 +20,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  method_not_allowed: 405,
   conflict: 409,
   payload_too_large: 413,
   rate_limited: 429,
@@ -25,6 +28,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   imap_error: 502,
   unavailable: 503,
   internal_error: 500,
+  not_implemented: 501,
   config_error: 500,
 };
 

@@ -52,6 +52,22 @@ test('per-key token bucket: X-RateLimit-* on every response, then 429 with Retry
   assert.equal(again.headers.get('x-ratelimit-remaining'), '0');
 });
 
+test('unknown paths (404) and wrong methods (405) with a key are authenticated and counted like any request', async () => {
+  const k = await app.cliJson(['key', 'create', '--name', 'unrouted']);
+  const call = (method: string, path: string) => fetch(base + path, { method, headers: { authorization: `Bearer ${k.secret}` } });
+  const r404 = await call('GET', '/api/v1/no-such-thing');
+  assert.equal(r404.status, 404);
+  assert.deepEqual(rl(r404).slice(0, 2), ['3', '2']);
+  const r405 = await call('PUT', '/api/v1/domains');
+  assert.equal(r405.status, 405);
+  assert.equal(((await r405.json()) as any).error.code, 'method_not_allowed');
+  assert.deepEqual(rl(r405).slice(0, 2), ['3', '1']);
+  assert.equal((await call('GET', '/api/v1/me')).status, 200);
+  const limited = await call('GET', '/api/v1/no-such-thing');
+  assert.equal(limited.status, 429, 'the bucket is shared with routed requests');
+  assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+});
+
 test('requests without a valid key are limited per client IP (key guessing); public routes are not limited', async () => {
   const codes: number[] = [];
   for (let i = 0; i < 5; i++) {

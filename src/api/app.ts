@@ -87,5 +87,13 @@ export function buildApi(app: AppContext, routes: RouteSpec[]): { koa: Koa<ApiSt
   koa.use(errorHandler(log));
   koa.use(router.routes() as any);
   koa.use(router.allowedMethods() as any);
+  // Reached only when no route matched (the 404/405/501 answers are set on the way back): a request
+  // that carries a key is still authenticated and counted, so it gets X-RateLimit-* like any other
+  // authenticated response (and an invalid key is a 401, as everywhere).
+  koa.use(async (ctx: ApiContext) => {
+    if (!ctx.get('Authorization')) return;
+    const key = authenticate(ctx, verifier, buckets.ip);
+    applyRateLimit(ctx, buckets.default, key.id);
+  });
   return { koa, runtime };
 }

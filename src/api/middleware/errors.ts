@@ -1,10 +1,10 @@
-import { isLetterboxError } from '../../errors.ts';
+import { HTTP_STATUS, isLetterboxError, type ErrorCode } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { ApiContext } from '../types.ts';
 
 export const WWW_AUTHENTICATE = 'Bearer realm="letterbox"';
 
-export function errorBody(ctx: ApiContext, code: string, message: string, details?: Record<string, unknown>) {
+export function errorBody(ctx: ApiContext, code: ErrorCode, message: string, details?: Record<string, unknown>) {
   return { error: { code, message, requestId: ctx.state.requestId, ...(details ? { details } : {}) } };
 }
 
@@ -19,15 +19,15 @@ export function errorHandler(log: Logger) {
     try {
       await next();
       if (ctx.body === undefined || ctx.body === null) {
-        if (ctx.status === 404) {
-          ctx.status = 404;
-          ctx.body = errorBody(ctx, 'not_found', `no route ${ctx.method} ${ctx.path}; see /api/v1/openapi.json`);
-        } else if (ctx.status === 405) {
-          ctx.status = 405;
-          ctx.body = errorBody(ctx, 'method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}; allowed: ${ctx.response.get('Allow') || 'none'}`);
-        } else if (ctx.status === 501) {
-          ctx.status = 501;
-          ctx.body = errorBody(ctx, 'not_implemented', `method ${ctx.method} is not implemented`);
+        const unrouted: Partial<Record<number, [ErrorCode, string]>> = {
+          404: ['not_found', `no route ${ctx.method} ${ctx.path}; see /api/v1/openapi.json`],
+          405: ['method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}; allowed: ${ctx.response.get('Allow') || 'none'}`],
+          501: ['not_implemented', `method ${ctx.method} is not implemented`],
+        };
+        const u = unrouted[ctx.status];
+        if (u) {
+          ctx.status = HTTP_STATUS[u[0]];
+          ctx.body = errorBody(ctx, u[0], u[1]);
         }
       }
     } catch (err: any) {
