@@ -456,6 +456,15 @@ test('scopes: every new route answers 403 without its scope', async () => {
   }
 });
 
+test('a disabled mailbox cannot send (403, not a 401 that would blame the key); unknown mailbox 404', async () => {
+  await app.cliJson(['mailbox', 'add', 'zed@ours.test', '--password', 'zed password 123456']);
+  await app.cliJson(['mailbox', 'disable', 'zed@ours.test']);
+  const r = await call(app, live, 'POST', '/mailboxes/zed@ours.test/send', { to: 'bob@ours.test', subject: 'x', text: 'x' });
+  assert.equal(r.status, 403, JSON.stringify(r.json));
+  assert.equal(r.headers.get('www-authenticate'), null);
+  assert.equal((await call(app, live, 'POST', '/mailboxes/nobody@ours.test/send', { to: 'bob@ours.test', subject: 'x', text: 'x' })).status, 404);
+});
+
 test('every JSON reply of this file matches the schema openapi.json documents for it', async () => {
   const r = await checkRepliesAgainstDoc(app);
   assert.ok(r.checked > 20, `checked ${r.checked}`);

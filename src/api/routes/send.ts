@@ -119,6 +119,11 @@ async function send(req: ApiRequest<{ id: string }, any, Body>) {
     sandbox: req.sandbox,
     origin: 'api',
     client: { ip: req.ctx.request.ip, helo: 'api', protocol: 'HTTP' },
+  }).catch((err) => {
+    // The submission path says "unauthorized" for a disabled mailbox (SMTP 535); over the API the
+    // key is fine and the mailbox may not send: 403, not a 401 that would blame the key.
+    if (err?.code === 'unauthorized') throw new LetterboxError('forbidden', `${m.address} cannot send: ${err.message}`);
+    throw err;
   });
   if (r.accepted.length === 0) {
     throw new LetterboxError('validation_error', `every recipient was refused: ${r.rejected.map((x) => `${x.recipient}: ${x.code} ${x.reason}`).join('; ')}`, {
