@@ -1,7 +1,7 @@
 // Zero-loss chaos test. Sustained MX load and authenticated submission load (local and remote
 // recipients) from several concurrent clients that behave like real MTAs (retry on 4xx and on a
 // lost connection), while faults are injected:
-//   1. `letterbox serve` SIGKILLed at random moments and restarted (3 times here; LETTERBOX_CHAOS_LONG=1
+//   1. `letterbox serve` SIGKILLed at random moments and restarted (3 times here; PROOF_CHAOS_LONG=1
 //      → 12 kills and longer load, see bench/README.md);
 //   2. Dovecot's master SIGKILLed (Letterbox's supervisor restarts it);
 //   3. the DNS server silent (queries time out);
@@ -23,8 +23,8 @@ import { TestDns } from './helpers/dns.ts';
 import { ProofSink } from './helpers/proof-sink.ts';
 import { Ledger, sendReliably, sendOnce, mailboxTokens, tally, token, type Target } from './helpers/proof-load.ts';
 
-const LONG = process.env.LETTERBOX_CHAOS_LONG === '1';
-const KILLS = Number(process.env.LETTERBOX_CHAOS_KILLS ?? (LONG ? 12 : 3));
+const LONG = process.env.PROOF_CHAOS_LONG === '1';
+const KILLS = Number(process.env.PROOF_CHAOS_KILLS ?? (LONG ? 12 : 3));
 const MX_CLIENTS = LONG ? 6 : 3;
 const SUB_CLIENTS = LONG ? 3 : 2;
 const OUTBOUND_CONCURRENCY = 4;

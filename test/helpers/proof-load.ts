@@ -64,7 +64,7 @@ async function attempt(t: Target, from: string, to: string, body: string, ledger
       ? await RawSmtp.connect(t.port, { tls: true, ca: t.submission.ca, timeoutMs: 10000 })
       : await RawSmtp.connect(t.port, { timeoutMs: 10000 });
     let bad = check(await c.read(20000), 220);
-    if (bad) return { ...bad, permanent: false }; // a 554 greeting is a busy server, not a verdict
+    if (bad) return { ok: false, permanent: false, code: (bad as any).code, text: (bad as any).text }; // a 554 greeting is a busy server, not a verdict
     if ((bad = check(await c.cmd('EHLO load.proof.example', 20000), 250))) return bad;
     if (t.submission && (bad = check(await c.cmd(authPlain(t.submission.user, t.submission.pass), 20000), 235))) return bad;
     if ((bad = check(await c.cmd(`MAIL FROM:<${from}>`, 20000), 250))) return bad;
