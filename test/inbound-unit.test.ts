@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
-import { parseRecipient, resolveRecipient } from '../src/smtp/inbound/recipients.ts';
+import { parseRecipient, resolveRecipient } from '../src/routing/resolve.ts';
 import { srsForward, srsReverse } from '../src/smtp/inbound/srs.ts';
 import { HeaderFilter, LineEndingGuard, authservIdOf, decodeWords } from '../src/smtp/inbound/stream.ts';
 import { buildDsn } from '../src/smtp/inbound/dsn.ts';

@@ -371,7 +371,7 @@ test('relay attempts are refused (never an open relay): other domain, quoted, pe
     ['@ours.test:alice@other.test', /^554 5\.7\.1 /],
     ['@ours.test,@catch.test:alice@other.test', /^554 5\.7\.1 /],
     ['other.test!alice@ours.test', /^554 5\.7\.1 /],
-    // smtp-server already refuses these as bad syntax (501); recipients.ts refuses them too (unit test).
+    // smtp-server already refuses these as bad syntax (501); src/routing/resolve.ts refuses them too (unit test).
     ['alice@other.test.', /^5\d\d /],
     ['alice@ours.test.', /^5\d\d /],
     ['alice@[127.0.0.1]', /^554 5\.7\.1 /],

@@ -396,6 +396,50 @@ test('local recipients are delivered over LMTP at once (alias expanded), DKIM-si
   await waitForMail('alice@example.test', PW, (s) => s === 'local team mail');
 });
 
+test('local routing is the MX\'s: bob+Lists@ lands in bob\'s existing "Lists" folder (case kept); an alias loop is refused 550 5.4.6 at RCPT', async () => {
+  await app.cliJson(['alias', 'add', 'loopa@example.test', 'loopb@example.test']);
+  await app.cliJson(['alias', 'add', 'loopb@example.test', 'loopa@example.test']);
+  const bob = imap('bob@example.test', BOB_PW);
+  await bob.connect();
+  try {
+    await bob.mailboxCreate('Lists');
+    await bob.mailboxCreate('lists'); // a differently-cased folder that must stay empty
+  } finally {
+    await bob.logout();
+  }
+  const info = await transport(app.ports.submissions, true).sendMail({ from: 'alice@example.test', to: 'bob+Lists@example.test', subject: 'to the Lists folder', text: 'filed' });
+  assert.match(info.response, /^250/);
+  const c = imap('bob@example.test', BOB_PW);
+  await c.connect();
+  try {
+    const st = await c.status('Lists', { messages: true });
+    assert.equal(st && st.messages, 1, 'delivered into "Lists"');
+    const lower = await c.status('lists', { messages: true });
+    assert.equal(lower && lower.messages, 0, 'not into "lists"');
+    const lock = await c.getMailboxLock('Lists');
+    try {
+      const m = await c.fetchOne('1', { envelope: true });
+      assert.equal(m && m.envelope?.subject, 'to the Lists folder');
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await c.logout();
+  }
+
+  await assert.rejects(transport(app.ports.submissions, true).sendMail({ from: 'alice@example.test', to: 'loopa@example.test', subject: 'loop', text: 'x' }), (err: any) => {
+    const e = err.rejectedErrors?.[0] ?? err;
+    assert.equal(e.responseCode, 550, err.message);
+    assert.match(e.response, /^550 5\.4\.6 .*[Ll]oop/, e.response);
+    return true;
+  });
+  // The same answer for an alias loop next to a good recipient: the good one is delivered.
+  const mixed = await transport(app.ports.submissions, true).sendMail({ from: 'alice@example.test', to: ['loopb@example.test', 'carol@example.test'], subject: 'loop and carol', text: 'x' });
+  assert.deepEqual(mixed.rejected, ['loopb@example.test']);
+  assert.deepEqual(mixed.accepted, ['carol@example.test']);
+  await waitForMail('carol@example.test', CAROL_PW, (s) => s === 'loop and carol');
+});
+
 test('4xx then 2xx → delivered exactly once after the scheduled retry', async () => {
   sink.rcpt.set('flaky@remote.test', 'temp-once');
   await transport(app.ports.submission, false).sendMail({ from: 'alice@example.test', to: 'flaky@remote.test', subject: 'flaky', text: 'x' });

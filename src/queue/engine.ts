@@ -12,7 +12,8 @@ import { parseAddress } from '../util/address.ts';
 import { recordEvent } from '../events/record.ts';
 import { deliverLmtp } from '../delivery/lmtp.ts';
 import { parseDuration, parseHostPort } from '../config/schema.ts';
-import { isLocalDomain, expandLocal } from './local.ts';
+import { isLocalDomain, replyLine, resolveRecipient, splitTargets } from '../routing/resolve.ts';
+import { ensureSecret } from '../secrets.ts';
 import { SmtpClient, type AttemptInfo, type RcptResult } from './smtp-client.ts';
 import { MtaSts } from './mta-sts.ts';
 import { onTempFail, type RetryPolicy } from './schedule.ts';
@@ -61,6 +62,10 @@ export class Queue implements OutboundQueue, Component {
   private again = false;
 
   private app: AppContext;
+  private srs: string | null = null;
+  private srsSecret(): string {
+    return (this.srs ??= ensureSecret(this.app.config.data_dir, 'srs'));
+  }
   constructor(app: AppContext) {
     this.app = app;
     const o = app.config.outbound;
@@ -103,7 +108,12 @@ export class Queue implements OutboundQueue, Component {
     if (req.recipients.length === 0) return { queueIds: [] };
     const rcpts = req.recipients.map((r) => {
       const a = parseAddress(r);
-      return { address: a.address, domain: a.domain };
+      // A plus-address detail keeps its case: it names a folder (bob+Lists@ files into Lists).
+      const raw = r.trim();
+      const at = raw.lastIndexOf('@');
+      const plus = raw.indexOf('+');
+      const address = plus > 0 && plus < at ? `${a.local.slice(0, plus)}${raw.slice(plus, at)}@${a.domain}` : a.address;
+      return { address, domain: a.domain };
     });
     const msgId = newId('msg');
     const ids = rcpts.map(() => newId('q'));
@@ -298,12 +308,13 @@ export class Queue implements OutboundQueue, Component {
     const extraExternal: string[] = [];
     const fixed = new Map<string, RcptResult>();
     for (const r of recipients) {
-      const x = expandLocal(db, r);
-      if (!x) fixed.set(r, { recipient: r, code: 550, reply: '550 5.1.1 no such mailbox here', outcome: 'bounced' });
-      else if (x.mailboxes.length === 0 && x.external.length === 0) fixed.set(r, { recipient: r, code: 550, reply: '550 5.2.1 mailbox disabled', outcome: 'bounced' });
+      // The one routing code path (the MX's and submission's): loops, catch-all, plus folders, disabled.
+      const res = resolveRecipient(db, r, { srsSecret: this.srsSecret(), now: this.app.clock.now(), hostname: config.hostname });
+      if (!res.ok) fixed.set(r, { recipient: r, code: res.reply.responseCode, reply: replyLine(res.reply), outcome: outcomeOf(res.reply.responseCode) });
       else {
-        targets.set(r, x.mailboxes);
-        extraExternal.push(...x.external);
+        const x = splitTargets(res.targets);
+        targets.set(r, x.lmtp);
+        extraExternal.push(...x.forwards);
       }
     }
     const lmtpTo = [...new Set([...targets.values()].flat())];

@@ -1,10 +1,12 @@
-import type { DB } from '../../db/index.ts';
-import { normalizeDomain } from '../../util/address.ts';
-import { SmtpReply, reply } from './replies.ts';
-import { srsReverse } from './srs.ts';
+import type { DB } from '../db/index.ts';
+import { normalizeDomain } from '../util/address.ts';
+import { SmtpReply, reply } from '../smtp/inbound/replies.ts';
+import { srsReverse } from '../smtp/inbound/srs.ts';
 
 /**
- * Recipient resolution at RCPT time: one RCPT address → the places the message goes.
+ * Recipient resolution: one address in one of our domains → the places the message goes. The one
+ * routing code path: the MX (at RCPT and for DSNs), submission and the API's send (at RCPT and when
+ * delivering), the outbound queue (local delivery and its retries) and `/mailboxes/resolve` all use it.
  *
  * Pure apart from reading the database (domains, mailboxes, aliases) through a few prepared,
  * read-only statements; no other I/O. The service layer's find* functions load much more (DKIM keys,
@@ -179,4 +181,27 @@ function expand(
       out.set(`F:${t}`, { kind: 'forward', address: t, via: domain });
     }
   }
+}
+
+/** Whether `domain` (A-label, lower-case) is one of ours. */
+export function isLocalDomain(db: DB, domain: string): boolean {
+  return statements(db).domain.get(domain) !== undefined;
+}
+
+/** The LMTP recipient for a local target: `user+Detail@domain` makes Dovecot file it into Detail. */
+export function lmtpAddress(t: Extract<Target, { kind: 'local' }>): string {
+  return t.detail ? `${t.local}+${t.detail}@${t.domain}` : t.address;
+}
+
+/** A successful resolution split by how it is delivered: LMTP recipients and external forward targets. */
+export function splitTargets(targets: Target[]): { lmtp: string[]; forwards: string[] } {
+  const lmtp: string[] = [];
+  const forwards: string[] = [];
+  for (const t of targets) (t.kind === 'local' ? lmtp.push(lmtpAddress(t)) : forwards.push(t.address));
+  return { lmtp: [...new Set(lmtp)], forwards: [...new Set(forwards)] };
+}
+
+/** The reply of a failed resolution as one line: "550 5.4.6 Alias loop detected". */
+export function replyLine(r: SmtpReply): string {
+  return `${r.responseCode} ${r.enhanced} ${r.text}`;
 }

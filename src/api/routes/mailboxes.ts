@@ -3,7 +3,7 @@ import { LetterboxError } from '../../errors.ts';
 import { parseHostPort, type Config } from '../../config/schema.ts';
 import { addMailbox, findMailbox, listMailboxes, removeMailbox, updateMailbox, type Mailbox } from '../../services/mailboxes.ts';
 import { findAlias } from '../../services/aliases.ts';
-import { resolveRecipient, parseRecipient } from '../../smtp/inbound/recipients.ts';
+import { resolveRecipient, parseRecipient } from '../../routing/resolve.ts';
 import { ensureSecret } from '../../secrets.ts';
 import { quotaUsage } from '../../services/quota.ts';
 import { parseAddress } from '../../util/address.ts';

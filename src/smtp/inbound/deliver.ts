@@ -13,7 +13,7 @@ import { receivedHeader } from './headers.ts';
 import { SmtpReply, internalFailure, newRef, reply } from './replies.ts';
 import { srsForward } from './srs.ts';
 import { buildDsn, type FailedRecipient } from './dsn.ts';
-import { resolveRecipient, type Target } from './recipients.ts';
+import { lmtpAddress, resolveRecipient, type Target } from '../../routing/resolve.ts';
 
 /** What the listener collected for one mail transaction (MAIL FROM … RCPT TO …). */
 export interface Transaction {
@@ -65,7 +65,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
         const key = `${t.mailboxId}\u0000${t.detail ?? ''}`;
         const e = locals.get(key);
         if (e) e.originals.push(r.address);
-        else locals.set(key, { lmtpRcpt: t.detail ? `${t.local}+${t.detail}@${t.domain}` : t.address, target: t, originals: [r.address] });
+        else locals.set(key, { lmtpRcpt: lmtpAddress(t), target: t, originals: [r.address] });
       } else {
         const e = forwards.get(t.address);
         if (e) e.originals.push(r.address);

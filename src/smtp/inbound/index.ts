@@ -10,7 +10,7 @@ import type { InboundDeps } from './deliver.ts';
 
 export { receiveMessage } from './deliver.ts';
 export { decide } from './policy.ts';
-export { resolveRecipient, parseRecipient } from './recipients.ts';
+export { resolveRecipient, parseRecipient } from '../../routing/resolve.ts';
 export { srsForward, srsReverse } from './srs.ts';
 
 /**

@@ -4,7 +4,7 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { AppContext } from '../../server.ts';
 import { SmtpReply, internalFailure, newRef, reply } from './replies.ts';
-import { resolveRecipient } from './recipients.ts';
+import { resolveRecipient } from '../../routing/resolve.ts';
 import { probeRecipient, quotaVerdict } from './quota.ts';
 import { receiveMessage, type InboundDeps, type SessionInfo, type Transaction } from './deliver.ts';
 import { smtpMetrics } from '../../metrics/index.ts';

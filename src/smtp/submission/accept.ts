@@ -9,7 +9,8 @@ import { LetterboxError } from '../../errors.ts';
 import { parseAddress } from '../../util/address.ts';
 import { deliverLmtp } from '../../delivery/lmtp.ts';
 import { DkimSigner } from '../../dkim/sign.ts';
-import { isLocalDomain, expandLocal } from '../../queue/local.ts';
+import { isLocalDomain, resolveRecipient, splitTargets, type Resolution } from '../../routing/resolve.ts';
+import { ensureSecret } from '../../secrets.ts';
 import { isSuppressed } from '../../queue/store.ts';
 import { recordEvent } from '../../events/record.ts';
 import { isAuthorizedSender, ownedAddresses } from './authorize.ts';
@@ -101,8 +102,30 @@ export function checkRecipient(app: AppContext, mailbox: Sender, rcpt: string, c
     recordEvent(app.db, app.clock, { type: 'message.suppressed', mailboxId: mailbox.id, domain: mailbox.domain, data: { recipient: a.address, from: mailbox.address, refused: true, reason: 'on the suppression list' } });
     return { recipient: rcpt, code: 550, reason: `5.7.1 <${a.address}> is on the suppression list of ${mailbox.domain} after a hard bounce; remove it with 'letterbox suppression rm ${mailbox.domain} ${a.address}'` };
   }
-  if (isLocalDomain(app.db, a.domain) && !expandLocal(app.db, a.address)) return { recipient: rcpt, code: 550, reason: `5.1.1 <${a.address}>: no such mailbox here` };
+  if (isLocalDomain(app.db, a.domain)) {
+    const res = resolveLocal(app, rcpt);
+    if (!res.ok) return { recipient: rcpt, code: res.reply.responseCode, reason: `${res.reply.enhanced} <${a.address}>: ${res.reply.text}` };
+  }
   return null;
+}
+
+/**
+ * An address in one of our domains, resolved by the one routing code path (src/routing/resolve.ts,
+ * the same as the MX's): mailbox, plus-address folder (case kept), alias (loops refused), catch-all.
+ */
+function resolveLocal(app: AppContext, rcpt: string): Resolution {
+  let secret = srsSecrets.get(app);
+  if (secret === undefined) srsSecrets.set(app, (secret = ensureSecret(app.config.data_dir, 'srs')));
+  return resolveRecipient(app.db, rcpt.trim(), { srsSecret: secret, now: app.clock.now(), hostname: app.config.hostname });
+}
+const srsSecrets = new WeakMap<AppContext, string>();
+
+/** The recipient as routed: domain normalized; the local part as written for our domains (the plus folder keeps its case). */
+function routedAddress(app: AppContext, rcpt: string): string {
+  const a = parseAddress(rcpt);
+  if (!isLocalDomain(app.db, a.domain)) return a.address;
+  const raw = rcpt.trim();
+  return `${raw.slice(0, raw.lastIndexOf('@'))}@${a.domain}`;
 }
 
 /**
@@ -121,7 +144,7 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
   for (const r of input.envelope.to) {
     const bad = checkRecipient(app, mailbox, r, rcpts.length + 1, st);
     if (bad) rejected.push(bad);
-    else rcpts.push(parseAddress(r).address);
+    else rcpts.push(routedAddress(app, r));
   }
   if (rcpts.length === 0 && input.envelope.to.length === 0) throw new LetterboxError('validation_error', 'no recipients', { smtp: '554 5.5.1' });
 
@@ -166,9 +189,14 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
   for (const r of rcpts) {
     const d = parseAddress(r).domain;
     if (isLocalDomain(db, d)) {
-      const x = expandLocal(db, r)!;
-      local.set(r, x.mailboxes);
-      remote.push(...x.external);
+      const res = resolveLocal(app, r);
+      // Changed since RCPT (alias removed, mailbox disabled): refused like it would be now.
+      if (!res.ok) rejected.push({ recipient: r, code: res.reply.responseCode, reason: `${res.reply.enhanced} <${r}>: ${res.reply.text}` });
+      else {
+        const x = splitTargets(res.targets);
+        local.set(r, x.lmtp);
+        remote.push(...x.forwards);
+      }
     } else remote.push(r);
   }
   const accepted: AcceptedRecipient[] = [];
