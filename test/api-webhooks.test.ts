@@ -298,3 +298,30 @@ test('SIGKILL while a delivery is in flight: delivered after restart (durable ou
   assert.equal(d.json.data.length, 1);
   assert.equal(d.json.data[0].status, 'succeeded');
 });
+
+test('SIGKILL after an event is committed but before the dispatcher saw it: delivered after restart', async () => {
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const original = readFileSync(app.configPath, 'utf8');
+  // Restart with a dispatcher that looks for new events only at start, then every 10 minutes.
+  await app.kill('SIGKILL');
+  writeFileSync(app.configPath, original.replace('poll_interval_ms = 100', 'poll_interval_ms = 600000'));
+  try {
+    await app.restart();
+    const hook = await createHook('/late', ['message.queued']);
+    await new Promise((r) => setTimeout(r, 500)); // the start-up pass is long done
+    const mid = await makeEvents('webhook late');
+    const ev = await call(app, key, 'GET', '/events?type=message.queued&limit=5');
+    const event = ev.json.data.find((e: any) => e.messageId === mid);
+    assert.ok(event, 'the event is committed');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(rx.on('/late').length, 0, 'not dispatched yet');
+    await app.kill('SIGKILL');
+    writeFileSync(app.configPath, original);
+    await app.restart();
+    const h = await waitFor(() => rx.on('/late').find((x) => x.headers['letterbox-event-id'] === event.id), 'the delivery after restart');
+    assert.equal(JSON.parse(h.body).data.messageId, mid);
+    assert.deepEqual(verify(h, [hook.secret]), [0]);
+  } finally {
+    writeFileSync(app.configPath, original);
+  }
+});
