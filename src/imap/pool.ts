@@ -25,6 +25,8 @@ export interface ImapPoolOptions {
   idleTimeoutMs?: number;
   acquireTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** False while Dovecot is known to be down (then 503 at once instead of a failed connection). */
+  isUp?: () => boolean;
   log: Logger;
 }
 
@@ -43,7 +45,7 @@ interface Waiter {
 }
 
 export class ImapPool {
-  private readonly o: Required<Omit<ImapPoolOptions, 'log'>> & { log: Logger };
+  private readonly o: Required<Omit<ImapPoolOptions, 'log' | 'isUp'>> & { log: Logger; isUp?: () => boolean };
   private readonly conns = new Set<Conn>();
   /** Connections being opened, per mailbox (they count against the limits). */
   private readonly opening = new Map<string, number>();
@@ -124,6 +126,7 @@ export class ImapPool {
 
   async acquire(address: string): Promise<Conn> {
     if (this.closed) throw new LetterboxError('unavailable', 'the IMAP connection pool is closed (shutting down)');
+    if (this.o.isUp && !this.o.isUp()) throw new LetterboxError('unavailable', 'Dovecot is not running (it is being restarted; see the log); retry shortly');
     const now = this.tryAcquire(address);
     if (now) return now;
     return new Promise<Conn>((resolve, reject) => {
@@ -280,6 +283,7 @@ export function imapPoolFor(app: AppContext): ImapPool {
     ca: [...rootCertificates, ...own],
     masterUser: app.dovecot.masterUser,
     masterPassword: app.dovecot.masterPassword,
+    isUp: () => !app.supervisor || app.supervisor.running,
     log: app.log,
   });
   pools.set(app, p);
