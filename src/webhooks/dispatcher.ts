@@ -91,8 +91,9 @@ export class WebhookDispatcher {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    // Attempts in flight finish (bounded by the request timeout); unfinished ones stay pending.
-    await Promise.race([Promise.allSettled([...this.inflight.values()]), new Promise((r) => setTimeout(r, 5000).unref())]);
+    // Attempts in flight get 2 s to finish (the whole shutdown must fit in 10 s); unfinished ones
+    // stay pending and are sent again after the restart (delivery is at least once).
+    await Promise.race([Promise.allSettled([...this.inflight.values()]), new Promise((r) => setTimeout(r, 2000).unref())]);
   }
 
   /** One pass: fan out new events, start due deliveries, prune. Returns once the started deliveries are launched. */
