@@ -1,0 +1,108 @@
+// API list/get latency and memory benchmark: 10,000 mailboxes, 50 concurrent HTTP clients
+// (autocannon, bench/node_modules) on
+//   GET /api/v1/mailboxes?limit=50            (first page)
+//   GET /api/v1/mailboxes?limit=50&cursor=…   (a page from the middle)
+//   GET /api/v1/mailboxes/{address}           (random mailbox each request)
+// plus Letterbox's and Dovecot's memory idle (after start) and under this load.
+// (Send throughput and message-list latency: bench/api.ts.)
+//   node bench/api-load.ts [--mailboxes 10000] [--seconds 10] [--connections 50]
+// Seeding: mailbox rows are inserted straight into the SQLite database while the appliance is
+// stopped, all with one precomputed Argon2id hash (creating 10,000 through the API would hash 10,000
+// passwords, ~35 ms each, which is not what this measures); the appliance then starts on them.
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { TestDns } from '../test/helpers/dns.ts';
+import { newId } from '../src/util/ids.ts';
+import { cpuMs, rssKb, pssKb, treePssKb, tree, machine, table, arg, BENCH_NODE_MODULES } from './lib.ts';
+import { letterboxStack } from './stacks.ts';
+
+const require = createRequire(BENCH_NODE_MODULES + '/');
+const autocannon = require('autocannon');
+
+const MAILBOXES = Number(arg('mailboxes', '10000'));
+const SECONDS = Number(arg('seconds', '10'));
+const CONNECTIONS = Number(arg('connections', '50'));
+const DOMAIN = 'bench.test';
+
+const dns = await new TestDns().start();
+console.log(`# API benchmark — ${machine()}`);
+const stack = await letterboxStack({
+  dnsServer: dns.server,
+  domain: DOMAIN,
+  user: 'user',
+  extraToml: `[api]\nrate_per_minute = 1000000\nrate_burst = 1000000\nsend_rate_per_minute = 1000000\nsend_rate_burst = 1000000\n[submission]\nmax_messages_per_hour = 0\nmax_recipients_per_day = 0\n`,
+});
+const app = stack.app;
+const rows: Record<string, string | number>[] = [];
+try {
+  const key = (await app.cliJson(['key', 'create', '--name', 'bench', '--scopes', '*'])).secret as string;
+  await app.stop();
+  const db = new Database(join(app.dataDir, 'letterbox.db'));
+  const { domain_id, password_hash } = db.prepare("SELECT domain_id, password_hash FROM mailboxes WHERE address = 'user@bench.test'").get() as any;
+  const ins = db.prepare('INSERT INTO mailboxes (id, domain_id, local_part, address, password_hash, quota_bytes, disabled, tags, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?, ?)');
+  const now = new Date().toISOString();
+  const t0 = performance.now();
+  db.transaction(() => {
+    for (let i = 1; i < MAILBOXES; i++) ins.run(newId('mbx'), domain_id, `u${i}`, `u${i}@${DOMAIN}`, password_hash, JSON.stringify(i % 10 ? [] : ['team']), now, now);
+  })();
+  db.close();
+  console.log(`# seeded ${MAILBOXES} mailboxes in ${(performance.now() - t0).toFixed(0)} ms`);
+  await app.restart();
+  await sleep(5000);
+  const node = app.process.pid!;
+  const idle = { nodeRss: Math.round(rssKb(node) / 1024), stackPss: Math.round(treePssKb([node]) / 1024) };
+  const dovecotIdle = Math.round(tree([node]).filter((p) => p !== node).reduce((a, p) => a + pssKb(p), 0) / 1024);
+  console.log(`# idle with ${MAILBOXES} mailboxes: Node RSS ${idle.nodeRss} MB; whole stack PSS ${idle.stackPss} MB (Dovecot processes ${dovecotIdle} MB)`);
+  rows.push({ what: `memory idle, ${MAILBOXES} mailboxes`, 'req/s': '', p50: '', p90: '', p99: '', 'CPU ms/req': '', 'Node RSS MB': idle.nodeRss, 'stack PSS MB': idle.stackPss, note: `Dovecot ${dovecotIdle} MB PSS` });
+
+  const base = `http://127.0.0.1:${app.ports.api}`;
+  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+  const first = (await (await fetch(`${base}/api/v1/mailboxes?limit=50`, { headers })).json()) as any;
+  if (!Array.isArray(first.data) || first.data.length !== 50) throw new Error(`list answered ${JSON.stringify(first).slice(0, 300)}`);
+  let cursor = first.nextCursor;
+  for (let i = 0; i < MAILBOXES / 100 && cursor; i++) cursor = ((await (await fetch(`${base}/api/v1/mailboxes?limit=50&cursor=${encodeURIComponent(cursor)}`, { headers })).json()) as any).nextCursor;
+
+  async function bench(what: string, opts: any, expectStatus = 200) {
+    const roots = [app.process.pid!];
+    const cpu0 = cpuMs(roots);
+    let wrong = 0;
+    const r: any = await new Promise((res, rej) => {
+      const { path, ...rest } = opts;
+      const inst = autocannon({ url: base + (path ?? ''), connections: CONNECTIONS, duration: SECONDS, headers, ...rest }, (err: Error, out: any) => (err ? rej(err) : res(out)));
+      inst.on('response', (_c: unknown, status: number) => {
+        if (status !== expectStatus) wrong++;
+      });
+    });
+    const cpu = cpuMs(roots) - cpu0;
+    const row = {
+      what,
+      'req/s': r.requests.average.toFixed(0),
+      p50: `${r.latency.p50} ms`,
+      p90: `${r.latency.p90} ms`,
+      p99: `${r.latency.p99} ms`,
+      'CPU ms/req': (cpu / Math.max(1, r.requests.total)).toFixed(2),
+      'Node RSS MB': Math.round(rssKb(app.process.pid!) / 1024),
+      'stack PSS MB': Math.round(treePssKb(roots) / 1024),
+      note: `${r.requests.total} requests${wrong ? `, ${wrong} not ${expectStatus}` : ''}${r.errors ? `, ${r.errors} errors` : ''}`,
+    };
+    console.log(JSON.stringify(row));
+    rows.push(row);
+  }
+
+  await bench('warm-up (not a result)', { path: '/api/v1/mailboxes?limit=50', duration: 3 });
+  rows.pop();
+  await bench('GET /mailboxes?limit=50 (first page)', { path: '/api/v1/mailboxes?limit=50' });
+  await bench('GET /mailboxes?limit=50&cursor= (middle page)', { path: `/api/v1/mailboxes?limit=50&cursor=${encodeURIComponent(cursor)}` });
+  await bench('GET /mailboxes/{address} (random of all)', {
+    requests: [{ setupRequest: (req: any) => ({ ...req, path: `/api/v1/mailboxes/u${1 + Math.floor(Math.random() * (MAILBOXES - 1))}@${DOMAIN}` }) }],
+  });
+  const after = Math.round(tree([app.process.pid!]).filter((p) => p !== app.process.pid).reduce((a, p) => a + pssKb(p), 0) / 1024);
+  rows.push({ what: 'memory after the load', 'req/s': '', p50: '', p90: '', p99: '', 'CPU ms/req': '', 'Node RSS MB': Math.round(rssKb(app.process.pid!) / 1024), 'stack PSS MB': Math.round(treePssKb([app.process.pid!]) / 1024), note: `Dovecot ${after} MB PSS` });
+} finally {
+  await stack.stop();
+  await dns.stop();
+}
+console.log('\n' + table(rows));
+

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the benchmarks need (not needed by the tests): Postfix (smtp-source, smtp-sink and
+# the classic-stack peer) without starting its service, and the npm tools in bench/node_modules.
+# Usage: bash bench/setup.sh      (root; Debian 12 / Ubuntu 24.04)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+app="$(cd "$here/.." && pwd)"
+if ! command -v smtp-source >/dev/null || ! command -v postfix >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  # Keep the package's own service from starting: we run private instances only.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  echo "postfix postfix/mailname string bench.invalid" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq postfix >/dev/null
+  # Even without a service manager, make sure the system instance is not running.
+  postfix stop >/dev/null 2>&1 || true
+fi
+nodebin="$(cat "$app/.runtime/nodebin" 2>/dev/null || dirname "$(command -v node)")"
+export PATH="$nodebin:$PATH"
+if [ ! -x "$here/node_modules/.bin/autocannon" ] || [ ! -d "$here/node_modules/Haraka" ]; then
+  (cd "$here" && flock /tmp/npm.lock npm install --no-audit --no-fund --save-exact autocannon@9.0.0 Haraka@3.3.4 >/dev/null)
+fi
+echo "bench setup done: $(command -v smtp-source), autocannon, Haraka"
