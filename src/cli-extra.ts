@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { CliIO } from './cli.ts';
 import { doctorCommands } from './doctor/cli.ts';
 import { backupCommands } from './backup/cli.ts';
+import { tlsCommands } from './tls/cli.ts';
 import { queueCommands } from './queue/cli.ts';
 import { apiCommands } from './api/cli.ts';
 
@@ -20,3 +21,4 @@ extraCommands.push(queueCommands);
 extraCommands.push(apiCommands);
 extraCommands.push(doctorCommands);
 extraCommands.push(backupCommands);
+extraCommands.push(tlsCommands);

@@ -201,6 +201,12 @@ test('the appliance obtains a certificate at start, hot-reloads Dovecot, adds mt
     await app.restart();
     await until('the start-up check', () => app!.logs.filter((l) => l.includes('certificate is current')).length > 0);
     assert.equal(ca.issued.length, before);
+    const st = await app.cliJson(['tls', 'status']);
+    assert.deepEqual(st.names.sort(), ['mail.letterbox.test', 'mta-sts.example.test']);
+    assert.match(st.issuer, /Letterbox Test ACME CA/);
+    assert.equal(st.selfSigned, false);
+    assert.ok(st.daysLeft >= 88, String(st.daysLeft));
+    assert.match(st.renewal, /^not due/);
   } finally {
     app?.cleanup();
     await dns.stop();
