@@ -3,9 +3,9 @@
 // entries. The remote MX is a real smtp-server on loopback found through a real DNS server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { startServer, type Server } from '../src/server.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/log.ts';
@@ -325,5 +325,89 @@ test('caps hold under concurrent sends: 5 parallel sends with a cap of 2 per hou
   for (const r of results.filter((x) => x.status === 'rejected') as PromiseRejectedResult[]) {
     assert.equal(r.reason.code, 'rate_limited');
     assert.match(r.reason.message, /max_messages_per_hour/);
+  }
+});
+
+/** A stand-in for Dovecot's LMTP socket: records what it stores; `busy` recipients get 452 at RCPT. */
+async function fakeLmtp(busy: Set<string>): Promise<{ stored: { to: string[]; subject: string }[]; close: () => Promise<void> }> {
+  const path = server.app.dovecot.paths.lmtpSocket;
+  mkdirSync(dirname(path), { recursive: true });
+  rmSync(path, { force: true });
+  const stored: { to: string[]; subject: string }[] = [];
+  const lmtp = new SMTPServer({
+    lmtp: true,
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
+    onRcptTo: (a, _s, cb) => cb(busy.has(a.address) ? Object.assign(new Error('4.2.2 mailbox busy'), { responseCode: 452 }) : undefined),
+    onData: (stream, session, cb) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        stored.push({ to: session.envelope.rcptTo.map((r) => r.address), subject: /^Subject: (.*)$/m.exec(Buffer.concat(chunks).toString())?.[1]?.trim() ?? '' });
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((r) => lmtp.listen(path, () => r()));
+  return { stored, close: () => new Promise<void>((r) => lmtp.close(() => r())) };
+}
+
+/** Makes every spool write fail (the spool's tmp folder becomes a file: even root gets ENOTDIR). */
+function breakSpool(): () => void {
+  const tmp = join(server.app.config.data_dir, 'spool', 'tmp');
+  rmSync(tmp, { recursive: true, force: true });
+  writeFileSync(tmp, '');
+  return () => {
+    rmSync(tmp, { force: true });
+    mkdirSync(tmp);
+  };
+}
+
+test('mixed local/remote submission: the durable enqueue comes first, so a failed enqueue (451) has delivered nothing; then local stored, remote queued, busy local retried by the queue', async () => {
+  const lmtp = await fakeLmtp(new Set(['busy@mixed.test']));
+  try {
+    await addDomain(server.app, 'mixed.test');
+    const pw = 'mixed password 1234';
+    const { mailbox } = await addMailbox(server.app, { address: 'sender@mixed.test', password: pw });
+    await addMailbox(server.app, { address: 'local@mixed.test', password: pw });
+    await addMailbox(server.app, { address: 'busy@mixed.test', password: pw });
+    const send = (subject: string, to: string[]) =>
+      acceptOutbound(server.app, {
+        mailbox: { id: mailbox.id, address: mailbox.address, domain: mailbox.domain },
+        message: Buffer.from(`From: sender@mixed.test\r\nTo: ${to.join(', ')}\r\nSubject: ${subject}\r\n\r\nhi\r\n`),
+        envelope: { from: 'sender@mixed.test', to },
+        origin: 'submission',
+      });
+    const sinkBefore = sink.received.length;
+    const restore = breakSpool();
+    try {
+      await assert.rejects(send('mixed one', ['local@mixed.test', 'far@remote.test']), (err: any) => {
+        assert.equal(err.code, 'unavailable');
+        assert.match(String(err.details?.smtp), /^451 4\.3\.0/);
+        return true;
+      });
+    } finally {
+      restore();
+    }
+    assert.equal(lmtp.stored.length, 0, 'nothing delivered locally before the queue had the message');
+    assert.equal(server.app.db.prepare("SELECT count(*) FROM outbound_queue WHERE recipient IN ('far@remote.test', 'local@mixed.test')").pluck().get(), 0);
+
+    // The client's retry: everything exactly once.
+    const r = await send('mixed one', ['local@mixed.test', 'far@remote.test', 'busy@mixed.test']);
+    assert.deepEqual(r.rejected, []);
+    assert.deepEqual(r.accepted.map((a) => [a.recipient, a.status]), [['local@mixed.test', 'delivered'], ['far@remote.test', 'queued'], ['busy@mixed.test', 'queued']]);
+    assert.deepEqual(lmtp.stored.map((m) => [m.subject, m.to.filter((x) => x === 'local@mixed.test').length]), [['mixed one', 1]]);
+    await until(() => row('far@remote.test')?.status === 'delivered', 'remote delivered');
+    assert.equal(sink.received.length - sinkBefore, 1);
+    const loc = row('local@mixed.test');
+    assert.equal(loc.status, 'delivered');
+    assert.deepEqual(server.app.db.prepare('SELECT mx, outcome FROM outbound_attempts WHERE queue_id = ?').all(loc.id), [{ mx: 'lmtp', outcome: 'delivered' }]);
+    const busy = row('busy@mixed.test');
+    assert.equal(busy.status, 'queued', 'Dovecot could not take it now: the queue retries');
+    assert.equal(busy.attempts, 1);
+    assert.equal(busy.last_code, 452);
+  } finally {
+    await lmtp.close();
   }
 });

@@ -46,6 +46,15 @@ interface QueueRow {
   created_at: number;
 }
 
+interface Prepared {
+  req: EnqueueRequest;
+  rcpts: { address: string; domain: string }[];
+  held: boolean[];
+  msgId: string;
+  ids: string[];
+  spoolId: string | null;
+}
+
 const MAX_RCPTS_PER_JOB = 100;
 
 export class Queue implements OutboundQueue, Component {
@@ -104,8 +113,20 @@ export class Queue implements OutboundQueue, Component {
   // --- enqueue ------------------------------------------------------------------------------
 
   async enqueue(req: EnqueueRequest): Promise<EnqueueResult> {
-    const { db, clock } = this.app;
-    if (req.recipients.length === 0) return { queueIds: [] };
+    if (req.recipients.length === 0) return { queueIds: [], id: null };
+    const p = await this.prepare(req);
+    try {
+      this.app.db.transaction(() => this.insert(p)).immediate();
+    } catch (err) {
+      if (p.spoolId) await this.spool.remove(p.spoolId).catch(() => {});
+      throw err;
+    }
+    if (!req.sandbox) this.wake();
+    return { queueIds: p.ids, id: p.msgId };
+  }
+
+  /** Step 1 of an enqueue: recipients normalised, the message written to the spool and fsynced. */
+  private async prepare(req: EnqueueRequest): Promise<Prepared> {
     const rcpts = req.recipients.map((r) => {
       const a = parseAddress(r);
       // A plus-address detail keeps its case: it names a folder (bob+Lists@ files into Lists).
@@ -115,38 +136,78 @@ export class Queue implements OutboundQueue, Component {
       const address = plus > 0 && plus < at ? `${a.local.slice(0, plus)}${raw.slice(plus, at)}@${a.domain}` : a.address;
       return { address, domain: a.domain };
     });
+    const held = new Set(req.held ?? []);
     const msgId = newId('msg');
     const ids = rcpts.map(() => newId('q'));
     const spoolFile = req.sandbox ? null : await this.spool.write(req.message, { id: msgId.slice(4) });
+    return { req, rcpts, held: req.recipients.map((r) => held.has(r)), msgId, ids, spoolId: spoolFile?.id ?? null };
+  }
+
+  /** Step 2 of an enqueue: the rows. Synchronous; runs inside the caller's transaction. */
+  private insert(p: Prepared): void {
+    const { db, clock } = this.app;
+    const { req, rcpts, msgId, ids } = p;
     const now = clock.now();
-    db.transaction(() => {
-      db.prepare(
-        'INSERT INTO outbound_messages (id, spool_id, size, mail_from, mailbox_id, sending_domain, message_id, origin, sandbox, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      ).run(msgId, spoolFile?.id ?? null, req.message.length, req.from, req.mailboxId, req.sendingDomain, req.messageId ?? null, req.origin, req.sandbox ? 1 : 0, req.sandbox ? 0 : rcpts.length, now);
-      const ins = db.prepare(
-        'INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at, last_code, last_reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      );
+    db.prepare(
+      'INSERT INTO outbound_messages (id, spool_id, size, mail_from, mailbox_id, sending_domain, message_id, origin, sandbox, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ).run(msgId, p.spoolId, req.message.length, req.from, req.mailboxId, req.sendingDomain, req.messageId ?? null, req.origin, req.sandbox ? 1 : 0, req.sandbox ? 0 : rcpts.length, now);
+    const ins = db.prepare(
+      'INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at, last_code, last_reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    );
+    rcpts.forEach((r, i) => {
+      if (req.sandbox) ins.run(ids[i], msgId, r.address, r.domain, 'delivered', 1, null, now, now, 250, '250 sandbox: recorded, not delivered');
+      // Held: the caller is delivering it right now and reports with settle(); a crash before that
+      // leaves it in flight, and in-flight rows are queued again at the next start.
+      else if (p.held[i]) ins.run(ids[i], msgId, r.address, r.domain, 'inflight', 0, null, now, now, null, null);
+      else ins.run(ids[i], msgId, r.address, r.domain, 'queued', 0, now, now, now, null, null);
+    });
+    recordEvent(db, clock, {
+      type: 'message.queued',
+      mailboxId: req.mailboxId,
+      domain: req.sendingDomain,
+      messageId: req.messageId ?? null,
+      data: { id: msgId, from: req.from, recipients: rcpts.map((r, i) => ({ recipient: r.address, queueId: ids[i] })), origin: req.origin, sandbox: !!req.sandbox, size: req.message.length },
+    });
+    if (req.sandbox) {
+      const att = db.prepare("INSERT INTO outbound_attempts (queue_id, at, mx, outcome, code, reply) VALUES (?, ?, 'sandbox', 'delivered', 250, '250 sandbox: recorded, not delivered')");
       rcpts.forEach((r, i) => {
-        if (req.sandbox) ins.run(ids[i], msgId, r.address, r.domain, 'delivered', 1, null, now, now, 250, '250 sandbox: recorded, not delivered');
-        else ins.run(ids[i], msgId, r.address, r.domain, 'queued', 0, now, now, now, null, null);
+        att.run(ids[i], now);
+        recordEvent(db, clock, { type: 'message.delivered', mailboxId: req.mailboxId, domain: req.sendingDomain, messageId: req.messageId ?? null, data: { id: msgId, queueId: ids[i], recipient: r.address, sandbox: true } });
       });
-      recordEvent(db, clock, {
-        type: 'message.queued',
-        mailboxId: req.mailboxId,
-        domain: req.sendingDomain,
-        messageId: req.messageId ?? null,
-        data: { id: msgId, from: req.from, recipients: rcpts.map((r, i) => ({ recipient: r.address, queueId: ids[i] })), origin: req.origin, sandbox: !!req.sandbox, size: req.message.length },
-      });
-      if (req.sandbox) {
-        const att = db.prepare("INSERT INTO outbound_attempts (queue_id, at, mx, outcome, code, reply) VALUES (?, ?, 'sandbox', 'delivered', 250, '250 sandbox: recorded, not delivered')");
-        rcpts.forEach((r, i) => {
-          att.run(ids[i], now);
-          recordEvent(db, clock, { type: 'message.delivered', mailboxId: req.mailboxId, domain: req.sendingDomain, messageId: req.messageId ?? null, data: { id: msgId, queueId: ids[i], recipient: r.address, sandbox: true } });
-        });
-      }
-    }).immediate();
-    if (!req.sandbox) this.wake();
-    return { queueIds: ids };
+    }
+  }
+
+  /**
+   * The outcome of the caller's own delivery attempt of held recipients (enqueue's `held`), recorded
+   * like one of the queue's attempts: delivered → done; 4xx → retried on the schedule; 5xx → bounced
+   * with a DSN to the sender, or, with `cancelPermanent` (the client is told instead), cancelled.
+   */
+  async settle(id: string, results: { queueId: string; code: number; reply: string }[], opts: { mx: string; cancelPermanent?: boolean }): Promise<void> {
+    const { db, clock } = this.app;
+    const msg = db.prepare('SELECT * FROM outbound_messages WHERE id = ?').get(id) as MessageRow;
+    const byId = new Map(results.map((r) => [r.queueId, r]));
+    const rows = (db.prepare(`SELECT id, message_id, recipient, domain, attempts, delay_notified, created_at FROM outbound_queue WHERE message_id = ? AND status = 'inflight'`).all(id) as QueueRow[]).filter((r) => byId.has(r.id));
+    const perm = (r: QueueRow) => byId.get(r.id)!.code >= 500;
+    const cancel = opts.cancelPermanent ? rows.filter(perm) : [];
+    const rest = opts.cancelPermanent ? rows.filter((r) => !perm(r)) : rows;
+    if (cancel.length) {
+      const now = clock.now();
+      db.transaction(() => {
+        const up = db.prepare("UPDATE outbound_queue SET status = 'cancelled', next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?");
+        for (const r of cancel) up.run(byId.get(r.id)!.code, byId.get(r.id)!.reply, now, r.id);
+        db.prepare('UPDATE outbound_messages SET pending = pending - ? WHERE id = ?').run(cancel.length, id);
+      }).immediate();
+    }
+    const attempt: AttemptInfo = { mx: opts.mx, ip: null, sourceIp: null, tlsVersion: null, tlsCipher: null, transcript: '' };
+    if (rest.length) {
+      await this.finish(msg, rest, rest.map((r) => {
+        const x = byId.get(r.id)!;
+        return { recipient: r.recipient, code: x.code, reply: x.reply, outcome: outcomeOf(x.code) };
+      }), attempt, []);
+    } else if (msg.spool_id && (db.prepare('SELECT pending FROM outbound_messages WHERE id = ?').pluck().get(id) as number) <= 0) {
+      await this.spool.remove(msg.spool_id);
+    }
+    this.wake();
   }
 
   // --- lifecycle ----------------------------------------------------------------------------

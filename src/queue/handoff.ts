@@ -18,16 +18,29 @@ export interface EnqueueRequest {
   /** Message-ID header value, for events and lookups. */
   messageId?: string | null;
   origin: 'submission' | 'api' | 'forward' | 'dsn';
+  /**
+   * Recipients (entries of `recipients`) the caller is delivering itself right now (local mailboxes
+   * over LMTP): their entries start in flight and the caller reports the outcome with settle(). Until
+   * then they are durable like the others; after a crash they are delivered by the queue.
+   */
+  held?: string[];
 }
 
 export interface EnqueueResult {
   /** One queue id per recipient, in order. */
   queueIds: string[];
+  /** The queued message (for settle()); null when there were no recipients. */
+  id: string | null;
 }
 
 export interface OutboundQueue {
   /** Durable before it resolves: spool file fsynced and rows committed. */
   enqueue(req: EnqueueRequest): Promise<EnqueueResult>;
+  /**
+   * The outcome of the caller's own attempt for held recipients: delivered → done, 4xx → retried by
+   * the queue, 5xx → bounced with a DSN, or cancelled with `cancelPermanent` (the client is told).
+   */
+  settle(id: string, results: { queueId: string; code: number; reply: string }[], opts: { mx: string; cancelPermanent?: boolean }): Promise<void>;
 }
 
 /** Filled in by the queue component when it is created; read at use time by the others. */

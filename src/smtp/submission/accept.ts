@@ -1,8 +1,9 @@
 // "Accept an outbound message": the one path shared by SMTP submission (587/465) and the API's
 // send endpoint. Authenticated mailbox + raw message + envelope → checks (outbound suspended,
 // sender authorization, caps, suppressions, unknown local recipients) → fix-ups (Received,
-// Message-ID, Date, Bcc removed) → DKIM (every active key of the signing domain) → local
-// recipients over LMTP now, remote ones (and local ones Dovecot could not take now) via the queue.
+// Message-ID, Date, Bcc removed) → DKIM (every active key of the signing domain) → every recipient
+// durably in the queue first, then local ones over LMTP now (the queue keeps those Dovecot could
+// not take now), remote ones delivered by the queue.
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../../server.ts';
 import { LetterboxError } from '../../errors.ts';
@@ -211,26 +212,42 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
   } else {
     const toQueue = [...new Set(remote)];
     const lmtpTo = [...new Set([...local.values()].flat())];
+    // Durable first: every recipient goes into the queue (spool fsynced, rows committed), the local
+    // ones held in flight for the LMTP attempt below. If this fails, the client's 451 means that
+    // nothing was delivered anywhere, so its retry duplicates nothing.
+    let q;
+    try {
+      q = await queue.enqueue({ ...enqueueBase, recipients: [...toQueue, ...lmtpTo], held: lmtpTo });
+    } catch (err: any) {
+      app.log.error({ err: err.message, messageId: fixed.messageId }, 'could not queue an outbound message; nothing was delivered');
+      throw new LetterboxError('unavailable', 'the message could not be stored durably; nothing was sent; try again later', { smtp: '451 4.3.0' }, { cause: err });
+    }
+    const queued: AcceptedRecipient[] = toQueue.map((r, i) => ({ recipient: r, status: 'queued', queueId: q.queueIds[i] }));
     if (lmtpTo.length) {
+      const ids = new Map(lmtpTo.map((r, i) => [r, q.queueIds[toQueue.length + i]]));
       let results: { recipient: string; status: string; code: number; response: string }[];
       try {
         results = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: input.envelope.from, to: lmtpTo }, signed, { lhlo: config.hostname });
       } catch {
-        results = lmtpTo.map((recipient) => ({ recipient, status: 'tempfail', code: 451, response: 'LMTP unavailable' }));
+        results = lmtpTo.map((recipient) => ({ recipient, status: 'tempfail', code: 451, response: '451 4.3.0 LMTP unavailable' }));
       }
-      const permfails = results.filter((r) => r.status === 'permfail');
+      // Every recipient refused for good by Dovecot (and none remote): the client is told, no DSN.
+      const refuseAll = toQueue.length === 0 && results.every((r) => r.status === 'permfail');
+      try {
+        // Delivered → done; tempfail → the queue retries over LMTP; permfail among others → bounced
+        // with a DSN to the sender.
+        await queue.settle(q.id!, results.map((r) => ({ queueId: ids.get(r.recipient)!, code: r.code, reply: r.response })), { mx: 'lmtp', cancelPermanent: refuseAll });
+      } catch (err: any) {
+        // Still durable: the entries stay in flight and are queued again at the next start.
+        app.log.error({ err: err.message, messageId: fixed.messageId }, 'could not record the local delivery outcome; the queue takes it over at the next start');
+      }
       for (const r of results) {
         if (r.status === 'delivered') accepted.push({ recipient: r.recipient, status: 'delivered' });
-        // Dovecot could not take it now (or refused one of several recipients): the queue retries
-        // over LMTP and bounces to the sender with a DSN if it keeps failing.
-        else if (r.status === 'tempfail' || toQueue.length || results.length > permfails.length) toQueue.push(r.recipient);
-        else rejected.push({ recipient: r.recipient, code: r.code, reason: r.response.replace(/^\d{3}[ -]/, '') });
+        else if (refuseAll) rejected.push({ recipient: r.recipient, code: r.code, reason: r.response.replace(/^\d{3}[ -]/, '') });
+        else queued.push({ recipient: r.recipient, status: 'queued', queueId: ids.get(r.recipient) });
       }
     }
-    if (toQueue.length) {
-      const q = await queue.enqueue({ ...enqueueBase, recipients: toQueue });
-      toQueue.forEach((r, i) => accepted.push({ recipient: r, status: 'queued', queueId: q.queueIds[i] }));
-    }
+    accepted.push(...queued);
   }
   app.log.info({ mailbox: mailbox.address, messageId: fixed.messageId, accepted: accepted.length, rejected: rejected.length, origin: input.origin, sandbox: !!input.sandbox }, 'outbound message accepted');
   return { messageId: fixed.messageId, accepted, rejected };
