@@ -411,3 +411,43 @@ test('mixed local/remote submission: the durable enqueue comes first, so a faile
     await lmtp.close();
   }
 });
+
+test('DSN durability: a bounce is recorded only together with its DSN (same transaction, spool fsynced first); if the DSN cannot be written the recipient stays queued and is tried again', async () => {
+  sink.rcpt.set('gone@remote.test', 'perm');
+  await queue.enqueue({ message: msg('owner@remote.test', 'durable dsn'), from: 'owner@remote.test', recipients: ['gone@remote.test'], mailboxId: null, sendingDomain: null, origin: 'forward' });
+  // Before the queue's first tick (a timer; this runs first): the DSN will not be writable.
+  const restore = breakSpool();
+  let first: any;
+  try {
+    first = await until(() => (row('gone@remote.test')?.attempts === 1 && row('gone@remote.test').status !== 'inflight' ? row('gone@remote.test') : null), 'first attempt');
+  } finally {
+    restore();
+  }
+  assert.equal(first.status, 'queued', 'not bounced without its DSN');
+  assert.equal(first.last_code, 550);
+  assert.equal(first.next_attempt_at, t + 60_000);
+  assert.equal(server.app.db.prepare("SELECT count(*) FROM outbound_queue WHERE recipient = 'owner@remote.test'").pluck().get(), 0);
+
+  t += 2 * M;
+  queue.wake();
+  const bounced = await until(() => (row('gone@remote.test')?.status === 'bounced' ? row('gone@remote.test') : null), 'bounced');
+  const dsn = server.app.db
+    .prepare("SELECT m.created_at, m.origin, m.mail_from, q.status FROM outbound_queue q JOIN outbound_messages m ON m.id = q.message_id WHERE q.recipient = 'owner@remote.test'")
+    .get() as any;
+  assert.ok(dsn, 'the DSN exists');
+  assert.equal(dsn.origin, 'dsn');
+  assert.equal(dsn.mail_from, '');
+  assert.equal(dsn.created_at, bounced.updated_at, 'written by the same transaction as the bounce');
+  await sink.waitFor(() => sink.for('owner@remote.test').length === 1);
+  assert.match(sink.for('owner@remote.test')[0].data.toString(), /Status: 5\.1\.1/);
+  // The invariant over the whole store: no bounce of a message with a sender lacks a DSN to that sender.
+  const orphans = server.app.db
+    .prepare(
+      `SELECT count(*) FROM outbound_queue q JOIN outbound_messages m ON m.id = q.message_id
+       WHERE q.status = 'bounced' AND m.mail_from <> '' AND m.origin <> 'dsn' AND m.sandbox = 0
+         AND NOT EXISTS (SELECT 1 FROM outbound_messages d JOIN outbound_queue dq ON dq.message_id = d.id WHERE d.origin = 'dsn' AND dq.recipient = m.mail_from AND d.created_at = q.updated_at)`,
+    )
+    .pluck()
+    .get();
+  assert.equal(orphans, 0);
+});

@@ -55,7 +55,22 @@ interface Prepared {
   spoolId: string | null;
 }
 
+/** What one attempt means for one queue row, decided before anything is written. */
+interface Decision {
+  row: QueueRow;
+  r: RcptResult;
+  outcome: 'delivered' | 'deferred' | 'bounced';
+  expired: boolean;
+  nextAttemptAt: number | null;
+  delayNotified: boolean;
+  dsn: DsnRecipient | null;
+  /** A bounce held back because its DSN could not be written. */
+  dsnFailed?: boolean;
+}
+
 const MAX_RCPTS_PER_JOB = 100;
+/** When a bounce's DSN cannot be written, the recipient stays queued and is tried again this much later. */
+const DSN_RETRY_MS = 60_000;
 
 export class Queue implements OutboundQueue, Component {
   name = 'queue';
@@ -322,7 +337,10 @@ export class Queue implements OutboundQueue, Component {
       const domain = g[0].domain;
       this.activeByDomain.set(domain, (this.activeByDomain.get(domain) ?? 0) + 1);
       const p: Promise<void> = this.runJob(g)
-        .catch((err) => this.app.log.error({ err: err.message, stack: err.stack, queueIds: g.map((r) => r.id) }, 'queue job failed'))
+        .catch((err) => {
+          this.app.log.error({ err: err.message, stack: err.stack, queueIds: g.map((r) => r.id) }, 'queue job failed; its entries are tried again later');
+          this.release(g);
+        })
         .finally(() => {
           this.active.delete(p);
           const n = (this.activeByDomain.get(domain) ?? 1) - 1;
@@ -335,6 +353,18 @@ export class Queue implements OutboundQueue, Component {
   }
 
   // --- delivery -----------------------------------------------------------------------------
+
+  /** Entries of a job that failed before recording anything: queued again for a later attempt. */
+  private release(rows: QueueRow[]): void {
+    try {
+      const { db, clock } = this.app;
+      const up = db.prepare("UPDATE outbound_queue SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE id = ? AND status = 'inflight'");
+      const now = clock.now();
+      db.transaction(() => rows.forEach((r) => up.run(now + DSN_RETRY_MS, now, r.id))).immediate();
+    } catch (err: any) {
+      this.app.log.error({ err: err.message }, 'could not release queue entries; they are queued again at the next start');
+    }
+  }
 
   private async runJob(rows: QueueRow[]): Promise<void> {
     const { db } = this.app;
@@ -399,73 +429,96 @@ export class Queue implements OutboundQueue, Component {
     return { results, attempt, extraExternal };
   }
 
-  /** Records the outcome of one attempt for each recipient, then sends DSNs and cleans the spool. */
+  /**
+   * Records the outcome of one attempt for each recipient. A DSN (failure or delay notice) is written
+   * to the spool (fsynced) first and its queue rows are inserted in the same transaction as the state
+   * change that causes it: a crash at any point leaves either both or neither (at worst an orphan
+   * spool file). If the DSN cannot be written, the bounce is not recorded either: the recipient stays
+   * queued and the attempt is made again later (a delay notice is simply left for a later attempt).
+   */
   private async finish(msg: MessageRow, rows: QueueRow[], results: RcptResult[], attempt: AttemptInfo, extraExternal: string[]): Promise<void> {
-    const { db, clock } = this.app;
+    const { db, clock, log } = this.app;
     const now = clock.now();
-    const failed: DsnRecipient[] = [];
-    const delayed: DsnRecipient[] = [];
     const canDsn = msg.mail_from !== '' && msg.origin !== 'dsn';
-    const ev = (type: any, data: Record<string, unknown>) =>
-      recordEvent(db, clock, { type, mailboxId: msg.mailbox_id, domain: msg.sending_domain, messageId: msg.message_id, data: { id: msg.id, from: msg.mail_from, ...data } });
-    const pendingLeft = db.transaction(() => {
-      const att = db.prepare(
-        'INSERT INTO outbound_attempts (queue_id, at, mx, ip, source_ip, tls_version, tls_cipher, code, reply, outcome, transcript) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      );
-      const final = db.prepare('UPDATE outbound_queue SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?');
-      const retry = db.prepare("UPDATE outbound_queue SET status = 'queued', attempts = attempts + 1, next_attempt_at = ?, last_code = ?, last_reply = ?, delay_notified = ?, updated_at = ? WHERE id = ?");
-      let done = 0;
-      rows.forEach((row, i) => {
-        const r = results[i];
-        const base = { queueId: row.id, recipient: row.recipient, code: r.code, reply: r.reply, mx: attempt.mx, attempts: row.attempts + 1 };
-        let outcome = r.outcome;
-        if (outcome === 'deferred') {
-          const d = onTempFail({ now, createdAt: row.created_at, attempts: row.attempts + 1, delayNotified: row.delay_notified === 1, policy: this.policy, rand: Math.random() });
-          if (d.action === 'expire') {
-            outcome = 'bounced';
-            final.run('bounced', r.code, r.reply, now, row.id);
-            done++;
-            ev('message.bounced', { ...base, reason: 'expired' });
-            if (canDsn) failed.push({ address: row.recipient, action: 'failed', status: '4.4.7', remoteMta: attempt.mx, diagnostic: r.reply, lastAttemptAt: new Date(now) });
-          } else {
-            retry.run(d.nextAttemptAt, r.code, r.reply, d.delayNotice || row.delay_notified === 1 ? 1 : 0, now, row.id);
-            ev('message.deferred', { ...base, nextAttemptAt: new Date(d.nextAttemptAt).toISOString() });
-            if (d.delayNotice && canDsn) {
-              delayed.push({ address: row.recipient, action: 'delayed', status: dsnStatusFor(r.code, r.reply, '4.0.0'), remoteMta: attempt.mx, diagnostic: r.reply, lastAttemptAt: new Date(now), willRetryUntil: new Date(row.created_at + this.policy.maxAge) });
-            }
-          }
-        } else if (outcome === 'delivered') {
-          final.run('delivered', r.code, r.reply, now, row.id);
-          done++;
-          ev('message.delivered', base);
-        } else {
-          final.run('bounced', r.code, r.reply, now, row.id);
-          done++;
-          ev('message.bounced', base);
-          if (canDsn) failed.push({ address: row.recipient, action: 'failed', status: dsnStatusFor(r.code, r.reply, '5.0.0'), remoteMta: attempt.mx, diagnostic: r.reply, lastAttemptAt: new Date(now) });
-          if (msg.sending_domain && msg.origin !== 'dsn' && isHardBounce(r.code, r.reply)) {
-            if (addSuppression(db, { domain: msg.sending_domain, address: row.recipient, reason: 'hard bounce', code: r.code, createdAt: new Date(now).toISOString() })) {
-              ev('message.suppressed', { recipient: row.recipient, reason: 'hard bounce', code: r.code, reply: r.reply });
-            }
-          }
+    const decisions: Decision[] = rows.map((row, i) => {
+      const r = results[i];
+      if (r.outcome === 'deferred') {
+        const d = onTempFail({ now, createdAt: row.created_at, attempts: row.attempts + 1, delayNotified: row.delay_notified === 1, policy: this.policy, rand: Math.random() });
+        if (d.action === 'expire') {
+          const dsn: DsnRecipient = { address: row.recipient, action: 'failed', status: '4.4.7', remoteMta: attempt.mx, diagnostic: r.reply, lastAttemptAt: new Date(now) };
+          return { row, r, outcome: 'bounced', expired: true, nextAttemptAt: null, delayNotified: row.delay_notified === 1, dsn: canDsn ? dsn : null };
         }
-        att.run(row.id, now, attempt.mx, attempt.ip, attempt.sourceIp, attempt.tlsVersion, attempt.tlsCipher, r.code, r.reply, outcome, outcome === 'delivered' ? null : attempt.transcript || null);
-      });
-      // Alias targets outside our domains found while delivering locally join the same message.
-      const ins = db.prepare("INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
-      for (const x of [...new Set(extraExternal)]) ins.run(newId('q'), msg.id, x, parseAddress(x).domain, now, now, now);
-      return (db.prepare('UPDATE outbound_messages SET pending = pending - ? + ? WHERE id = ? RETURNING pending').pluck().get(done, new Set(extraExternal).size, msg.id) as number);
-    }).immediate();
-    if (extraExternal.length) this.wake();
+        const dsn: DsnRecipient | null =
+          d.delayNotice && canDsn
+            ? { address: row.recipient, action: 'delayed', status: dsnStatusFor(r.code, r.reply, '4.0.0'), remoteMta: attempt.mx, diagnostic: r.reply, lastAttemptAt: new Date(now), willRetryUntil: new Date(row.created_at + this.policy.maxAge) }
+            : null;
+        return { row, r, outcome: 'deferred', expired: false, nextAttemptAt: d.nextAttemptAt, delayNotified: d.delayNotice || row.delay_notified === 1, dsn };
+      }
+      if (r.outcome === 'delivered') return { row, r, outcome: 'delivered', expired: false, nextAttemptAt: null, delayNotified: row.delay_notified === 1, dsn: null };
+      const dsn: DsnRecipient = { address: row.recipient, action: 'failed', status: dsnStatusFor(r.code, r.reply, '5.0.0'), remoteMta: attempt.mx, diagnostic: r.reply, lastAttemptAt: new Date(now) };
+      return { row, r, outcome: 'bounced', expired: false, nextAttemptAt: null, delayNotified: row.delay_notified === 1, dsn: canDsn ? dsn : null };
+    });
+
+    // DSNs on disk (fsynced) before the commit that records what they report.
+    const dsns: Prepared[] = [];
+    const failed = decisions.filter((d) => d.dsn?.action === 'failed');
+    const delayed = decisions.filter((d) => d.dsn?.action === 'delayed');
     if (failed.length || delayed.length) {
       try {
         const headers = await this.originalHeaders(msg);
-        if (failed.length) await this.sendDsn(msg, headers, failed);
-        if (delayed.length) await this.sendDsn(msg, headers, delayed);
+        for (const group of [failed, delayed]) if (group.length) dsns.push(await this.prepare(this.dsnRequest(msg, headers, group.map((d) => d.dsn!))));
       } catch (err: any) {
-        this.app.log.error({ err: err.message, id: msg.id }, 'could not queue a delivery status notification');
+        for (const p of dsns.splice(0)) if (p.spoolId) await this.spool.remove(p.spoolId).catch(() => {});
+        log.error({ err: err.message, id: msg.id }, 'could not write a delivery status notification; the bounce is not recorded and the recipients are tried again later');
+        for (const d of failed) Object.assign(d, { outcome: 'deferred', expired: false, nextAttemptAt: now + DSN_RETRY_MS, dsn: null, dsnFailed: true });
+        for (const d of delayed) Object.assign(d, { delayNotified: d.row.delay_notified === 1, dsn: null });
       }
     }
+
+    const ev = (type: any, data: Record<string, unknown>) =>
+      recordEvent(db, clock, { type, mailboxId: msg.mailbox_id, domain: msg.sending_domain, messageId: msg.message_id, data: { id: msg.id, from: msg.mail_from, ...data } });
+    let pendingLeft: number;
+    try {
+      pendingLeft = db.transaction(() => {
+        const att = db.prepare(
+          'INSERT INTO outbound_attempts (queue_id, at, mx, ip, source_ip, tls_version, tls_cipher, code, reply, outcome, transcript) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        );
+        const final = db.prepare('UPDATE outbound_queue SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?');
+        const retry = db.prepare("UPDATE outbound_queue SET status = 'queued', attempts = attempts + 1, next_attempt_at = ?, last_code = ?, last_reply = ?, delay_notified = ?, updated_at = ? WHERE id = ?");
+        let done = 0;
+        for (const d of decisions) {
+          const { row, r } = d;
+          const base = { queueId: row.id, recipient: row.recipient, code: r.code, reply: r.reply, mx: attempt.mx, attempts: row.attempts + 1 };
+          if (d.outcome === 'deferred') {
+            retry.run(d.nextAttemptAt, r.code, r.reply, d.delayNotified ? 1 : 0, now, row.id);
+            ev('message.deferred', { ...base, nextAttemptAt: new Date(d.nextAttemptAt!).toISOString(), ...(d.dsnFailed ? { reason: 'the bounce notice could not be written; tried again later' } : {}) });
+          } else if (d.outcome === 'delivered') {
+            final.run('delivered', r.code, r.reply, now, row.id);
+            done++;
+            ev('message.delivered', base);
+          } else {
+            final.run('bounced', r.code, r.reply, now, row.id);
+            done++;
+            ev('message.bounced', d.expired ? { ...base, reason: 'expired' } : base);
+            if (!d.expired && msg.sending_domain && msg.origin !== 'dsn' && isHardBounce(r.code, r.reply)) {
+              if (addSuppression(db, { domain: msg.sending_domain, address: row.recipient, reason: 'hard bounce', code: r.code, createdAt: new Date(now).toISOString() })) {
+                ev('message.suppressed', { recipient: row.recipient, reason: 'hard bounce', code: r.code, reply: r.reply });
+              }
+            }
+          }
+          att.run(row.id, now, attempt.mx, attempt.ip, attempt.sourceIp, attempt.tlsVersion, attempt.tlsCipher, r.code, r.reply, d.outcome, d.outcome === 'delivered' ? null : attempt.transcript || null);
+        }
+        // Alias targets outside our domains found while delivering locally join the same message.
+        const ins = db.prepare("INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
+        for (const x of [...new Set(extraExternal)]) ins.run(newId('q'), msg.id, x, parseAddress(x).domain, now, now, now);
+        for (const p of dsns) this.insert(p);
+        return db.prepare('UPDATE outbound_messages SET pending = pending - ? + ? WHERE id = ? RETURNING pending').pluck().get(done, new Set(extraExternal).size, msg.id) as number;
+      }).immediate();
+    } catch (err) {
+      for (const p of dsns) if (p.spoolId) await this.spool.remove(p.spoolId).catch(() => {});
+      throw err;
+    }
+    if (extraExternal.length || dsns.length) this.wake();
     if (pendingLeft <= 0 && msg.spool_id) await this.spool.remove(msg.spool_id);
   }
 
@@ -482,7 +535,7 @@ export class Queue implements OutboundQueue, Component {
     }
   }
 
-  private async sendDsn(msg: MessageRow, headers: string, recipients: DsnRecipient[]): Promise<void> {
+  private dsnRequest(msg: MessageRow, headers: string, recipients: DsnRecipient[]): EnqueueRequest {
     const { config, clock } = this.app;
     const subject = /^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)/im.exec(headers)?.[1] ?? null;
     const dsn = buildDsn({
@@ -497,7 +550,7 @@ export class Queue implements OutboundQueue, Component {
       messageId: `<${randomBytes(12).toString('hex')}@${config.hostname}>`,
       boundary: `lb-dsn-${randomBytes(8).toString('hex')}`,
     });
-    await this.enqueue({ message: dsn, from: '', recipients: [msg.mail_from], mailboxId: msg.mailbox_id, sendingDomain: null, origin: 'dsn', messageId: null });
+    return { message: dsn, from: '', recipients: [msg.mail_from], mailboxId: msg.mailbox_id, sendingDomain: null, origin: 'dsn', messageId: null };
   }
 }
 
