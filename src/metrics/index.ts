@@ -107,7 +107,8 @@ export function metricsFor(app: AppContext): Metrics {
         if (r.type === 'message.delivered') {
           try {
             const d = JSON.parse(r.data);
-            if (d.sandbox || !d.queueId) continue;
+            // Remote deliveries only: local ones over LMTP (submitted mail, DSNs) take no network time.
+            if (d.sandbox || !d.queueId || d.mx === 'lmtp') continue;
             const created = db.prepare('SELECT created_at FROM outbound_queue WHERE id = ?').pluck().get(d.queueId) as number | undefined;
             if (created) latency.observe(Math.max(0, (Date.parse(r.created_at) - created) / 1000));
           } catch {}
