@@ -25,7 +25,7 @@ RUNTIME_DIR="$APP_DIR/.runtime"
 MIN_NODE_MAJOR=22
 MIN_NODE_MINOR=19
 DOVECOT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve)
-TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl)
+TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl systemd)
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
