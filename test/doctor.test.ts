@@ -75,6 +75,7 @@ test('doctor passes on a healthy installation with correct DNS (exit 0, --json)'
   for (const c of dkim) assert.equal(c.status, 'ok', c.name);
   assert.equal(by('rdns', `PTR ${V4}`)?.status, 'ok');
   assert.equal(by('rdns', `PTR ${V6}`)?.status, 'ok');
+  for (const list of ['zen.spamhaus.org', 'bl.spamcop.net']) for (const ip of [V4, V6]) assert.equal(by('dnsbl', `${ip} on ${list}`)?.status, 'ok', `${ip} on ${list}`);
   for (const n of ['key pair', 'expiry', 'name']) assert.equal(by('tls', n)?.status, 'ok', n);
   assert.equal(by('tls', 'issuer')?.status, 'warn', 'a self-signed certificate is a warning');
   assert.match(by('tls', 'issuer').fix, /acme/i);
@@ -99,6 +100,7 @@ test('broken DNS and reverse DNS: each problem is reported with its fix, exit 1'
   dns.remove('example.test', 'MX').mx('example.test', 'mx.elsewhere.test');
   dns.remove(ptrName(V4)).add({ type: 'PTR', name: ptrName(V4), data: 'host-10.provider.test' });
   dns.remove(ptrName(V6));
+  dns.a('10.2.0.192.zen.spamhaus.org', '127.0.0.2').a('10.2.0.192.bl.spamcop.net', '127.255.255.254');
   const { code, report, by, stderr } = await doctor();
   assert.equal(code, 1);
   assert.match(stderr, /doctor found \d+ problem/);
@@ -121,6 +123,14 @@ test('broken DNS and reverse DNS: each problem is reported with its fix, exit 1'
   assert.match(p4.message, /does not resolve back/);
   assert.match(p4.fix, new RegExp(`set the reverse DNS \\(PTR\\) of ${V4.replace(/\./g, '\\.')} to ${HOST.replace(/\./g, '\\.')}`));
   assert.equal(by('rdns', `PTR ${V6}`).status, 'fail');
+  const listed = by('dnsbl', `${V4} on zen.spamhaus.org`);
+  assert.equal(listed.status, 'fail');
+  assert.match(listed.message, /listed \(127\.0\.0\.2\)/);
+  assert.match(listed.fix, /delisting/);
+  const refused = by('dnsbl', `${V4} on bl.spamcop.net`);
+  assert.equal(refused.status, 'warn', 'a refused query is not a listing');
+  assert.match(refused.message, /public resolvers/);
+  assert.equal(by('dnsbl', `${V6} on zen.spamhaus.org`).status, 'ok');
   // The text output carries the same fixes.
   const text = await app.cli(['doctor', '--timeout-ms', '2000'], { env });
   assert.equal(text.code, 1);

@@ -19,7 +19,7 @@ import { dovecotPaths } from '../dovecot/config.ts';
 const run = promisify(execFile);
 
 export type Status = 'ok' | 'warn' | 'fail' | 'skip';
-export type Area = 'ports' | 'tls' | 'dns' | 'rdns' | 'dovecot' | 'disk' | 'database' | 'queue';
+export type Area = 'ports' | 'tls' | 'dns' | 'rdns' | 'dnsbl' | 'dovecot' | 'disk' | 'database' | 'queue';
 
 export interface Check {
   area: Area;
@@ -44,7 +44,12 @@ export interface DoctorInput {
   now?: () => number;
   /** Per-probe timeout for listeners. */
   timeoutMs?: number;
+  /** DNS blocklists to look the IPs up in (default DEFAULT_DNSBLS; [] skips the check). */
+  dnsbls?: string[];
 }
+
+/** Widely used IP blocklists. Some refuse queries that come through large public resolvers. */
+export const DEFAULT_DNSBLS = ['zen.spamhaus.org', 'bl.spamcop.net', 'b.barracudacentral.org', 'psbl.surriel.com'];
 
 export interface DoctorReport {
   ok: boolean;
@@ -61,6 +66,7 @@ export async function runDoctor(i: DoctorInput): Promise<DoctorReport> {
     checkTls(i.config, now()),
     checkDomains(i.config, i.resolver, i.domains),
     checkReverseDns(i.config, i.resolver),
+    checkBlocklists(i.config, i.resolver, i.dnsbls ?? DEFAULT_DNSBLS),
     checkDovecot(i.config),
   ]);
   for (const g of groups) checks.push(...g);
@@ -371,6 +377,51 @@ export async function checkReverseDns(config: Config, r: Resolver): Promise<Chec
       return { area: 'rdns', name, status: 'ok', message: `${config.hostname}, forward-confirmed` };
     }),
   );
+}
+
+// ---- DNS blocklists ------------------------------------------------------------------------------
+
+function reverseName(ip: string): string | null {
+  if (!isIPv6(ip)) return ip.split('.').reverse().join('.');
+  const [head, tail] = ip.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  if (h.some((g) => g.includes('.')) || t.some((g) => g.includes('.'))) return null;
+  const groups = [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t].map((g) => g.padStart(4, '0'));
+  return groups.join('').split('').reverse().join('.');
+}
+
+export async function checkBlocklists(config: Config, r: Resolver, lists: string[]): Promise<Check[]> {
+  if (lists.length === 0) return [];
+  const ips = config.ips.filter((ip) => !ip.startsWith('127.') && ip !== '::1');
+  if (ips.length === 0) return [{ area: 'dnsbl', name: 'ips', status: 'skip', message: 'no public ips configured' }];
+  const jobs: Promise<Check>[] = [];
+  for (const ip of ips) {
+    const rev = reverseName(ip);
+    if (!rev) continue;
+    for (const list of lists) {
+      jobs.push(
+        (async (): Promise<Check> => {
+          const name = `${ip} on ${list}`;
+          let answers: string[];
+          try {
+            answers = ((await r.resolve(`${rev}.${list}`, 'A')) ?? []).map(String);
+          } catch (err: any) {
+            if (isNoData(err)) return { area: 'dnsbl', name, status: 'ok', message: 'not listed' };
+            return { area: 'dnsbl', name, status: 'skip', message: `lookup failed (${err?.code ?? err?.message})` };
+          }
+          // 127.255.255.x (Spamhaus) and similar answers mean "query refused", typically because it came
+          // through a large public resolver: not a listing.
+          if (answers.length === 0) return { area: 'dnsbl', name, status: 'ok', message: 'not listed' };
+          if (answers.every((a) => a.startsWith('127.255.255.') || !a.startsWith('127.'))) {
+            return { area: 'dnsbl', name, status: 'warn', message: `the list refused the query (answer ${answers.join(', ')}); public resolvers are refused by some lists`, fix: 'set dns.servers to a local or non-public resolver (e.g. a local unbound) to query blocklists' };
+          }
+          return { area: 'dnsbl', name, status: 'fail', message: `listed (${answers.join(', ')}): many receivers will refuse mail from ${ip}`, fix: `find why on ${list}'s lookup page, fix the cause (open relay, compromised account, missing rDNS), then request delisting` };
+        })(),
+      );
+    }
+  }
+  return Promise.all(jobs);
 }
 
 // ---- Dovecot ------------------------------------------------------------------------------------
