@@ -129,6 +129,8 @@ CHANGES=()
 WARNINGS=()
 NODE_BIN=""
 FRESH_CONFIG=0
+APP_CHANGED=0
+SKIP_INIT=0
 
 prod_paths() {
   OPT_DIR="$ROOT/opt/letterbox"
@@ -464,6 +466,7 @@ prod_deploy() {
       done
       chmod -R u+rwX,go+rX,go-w "$OPT_DIR"
       echo "$want" > "$PROD_RUNTIME/app.sha256"
+      APP_CHANGED=1
       changed "deployed Letterbox $(sed -n 's/^  "version": "\(.*\)",/\1/p' "$APP_DIR/package.json") to $OPT_DIR"
     fi
   fi
@@ -482,6 +485,7 @@ prod_npm_ci() {
   note "installing npm dependencies (npm ci --omit=dev)"
   (cd "$OPT_DIR" && PATH="$NODE_BIN:$PATH" npm ci --omit=dev --no-audit --no-fund >&2) || die "npm ci failed in $OPT_DIR"
   echo "$want" > "$stamp"
+  APP_CHANGED=1
   changed "installed npm dependencies in $OPT_DIR/node_modules"
 }
 
@@ -504,6 +508,33 @@ EOF
 # ---- configuration, secrets, data ---------------------------------------------------------------
 letterbox_cli() { LETTERBOX_CONFIG="$CONFIG" "$OPT_DIR/src/bin/letterbox" --config "$CONFIG" "$@"; }
 
+# The same as the service user (so SQLite's -wal/-shm files and anything else it creates stay the
+# service's); as the caller in --root mode.
+letterbox_cli_svc() {
+  if ! root_mode && [ "$(id -u)" -eq 0 ] && id "$SVC_USER" >/dev/null 2>&1; then
+    (cd / && runuser -u "$SVC_USER" -- env LETTERBOX_CONFIG="$CONFIG" "$OPT_DIR/src/bin/letterbox" --config "$CONFIG" "$@")
+  else
+    letterbox_cli "$@"
+  fi
+}
+
+# Upgrading a running service: stop it before 'letterbox init' opens the database (schema
+# migrations, each after a backup copy, must not run under the old program), start it again after.
+prod_quiesce() {
+  [ -f "$CONFIG" ] || return 0
+  systemd_running || return 0
+  systemctl is-active --quiet letterbox.service || return 0
+  if [ "$NO_START" = 1 ]; then
+    SKIP_INIT=1
+    warn "letterbox.service is running and --no-start was given: not running 'letterbox init' now; the new program (and any schema migration, after a backup copy) takes over at the next 'systemctl restart letterbox'"
+    return 0
+  fi
+  if [ "$APP_CHANGED" = 1 ]; then
+    run systemctl stop letterbox.service
+    changed "stopped letterbox.service for the upgrade (it is started again below)"
+  fi
+}
+
 prod_dirs() {
   if [ ! -d "$ETC_DIR" ]; then run mkdir -p "$ETC_DIR"; changed "created $ETC_DIR"; fi
   if [ ! -d "$CERT_DIR" ]; then run mkdir -p "$CERT_DIR"; fi
@@ -514,6 +545,7 @@ prod_dirs() {
 }
 
 prod_init() {
+  if [ "$SKIP_INIT" = 1 ]; then [ "$DRY_RUN" = 1 ] || prod_modes; return 0; fi
   local args=(init --hostname "$HOSTNAME_ARG" --data-dir "$DATA_DIR") ip
   for ip in "${IPS[@]+"${IPS[@]}"}"; do args+=(--ip "$ip"); done
   [ -f "$CONFIG" ] || FRESH_CONFIG=1
@@ -625,7 +657,13 @@ prod_start() {
     note "not starting: systemd is not PID 1 here. To run Letterbox anyway: $WRAPPER serve (as root, it runs as the $SVC_USER user only through systemd)"
     return 0
   fi
-  run systemctl restart letterbox.service
+  if systemctl is-active --quiet letterbox.service && [ "$APP_CHANGED" = 0 ] && [ "${UNITS_CHANGED:-0}" = 0 ] && [ "$FRESH_CONFIG" = 0 ]; then
+    note "letterbox.service is running the current version: not restarting it"
+  else
+    [ "${UNITS_CHANGED:-0}" = 1 ] && run systemctl daemon-reload
+    run systemctl restart letterbox.service
+    changed "started letterbox.service"
+  fi
   [ "$DRY_RUN" = 1 ] && return 0
   wait_healthz
 }
@@ -672,9 +710,9 @@ prod_summary() {
     if [[ "$ip" == *:* ]]; then say "   $HOSTNAME_ARG.  AAAA  $ip"; else say "   $HOSTNAME_ARG.  A     $ip"; fi
     say "   PTR of $ip → $HOSTNAME_ARG   (set it at your VPS provider: reverse DNS)"
   done
-  domains="$(letterbox_cli --json domain list 2>/dev/null | "$NODE_BIN/node" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{for(const d of JSON.parse(s))console.log(d.name)}catch{}})' || true)"
+  domains="$(letterbox_cli_svc --json domain list 2>/dev/null | "$NODE_BIN/node" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{for(const d of JSON.parse(s))console.log(d.name)}catch{}})' || true)"
   if [ -n "$domains" ]; then
-    while read -r d; do say ""; say "   -- $d"; letterbox_cli dns "$d" | sed 's/^/   /'; done <<<"$domains"
+    while read -r d; do say ""; say "   -- $d"; letterbox_cli_svc dns "$d" | sed 's/^/   /'; done <<<"$domains"
   else
     say "   (no mail domains yet: 'letterbox domain add example.com' prints each domain's MX, SPF, DKIM and DMARC records)"
   fi
@@ -735,6 +773,7 @@ prod_main() {
   prod_deploy
   prod_wrapper
   prod_dirs
+  prod_quiesce
   prod_init
   prod_units
   prod_start
