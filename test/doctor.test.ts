@@ -39,7 +39,8 @@ function publishGood() {
 }
 
 async function doctor() {
-  const r = await app.cli(['--json', 'doctor', '--timeout-ms', '2000'], { env });
+  // Outbound port 25 is probed against the appliance's own MX: tests never leave loopback.
+  const r = await app.cli(['--json', 'doctor', '--timeout-ms', '2000', '--outbound-probe', `127.0.0.1:${app.ports.mx}`], { env });
   const report = JSON.parse(r.stdout);
   const by = (area: string, name: string) => report.checks.find((c: any) => c.area === area && c.name === name);
   return { code: r.code, stderr: r.stderr, report, by };
@@ -82,6 +83,7 @@ test('doctor passes on a healthy installation with correct DNS (exit 0, --json)'
   for (const n of ['version', 'config', 'lmtp']) assert.equal(by('dovecot', n)?.status, 'ok', n);
   assert.equal(by('disk', 'space')?.status, 'ok');
   assert.equal(by('database', 'quick_check')?.status, 'ok');
+  assert.equal(by('outbound', `port ${app.ports.mx} to 127.0.0.1`)?.status, 'ok');
 });
 
 test('SPF through include: and CIDR ranges counts as authorising our IPs', async () => {
@@ -132,7 +134,7 @@ test('broken DNS and reverse DNS: each problem is reported with its fix, exit 1'
   assert.match(refused.message, /public resolvers/);
   assert.equal(by('dnsbl', `${V6} on zen.spamhaus.org`).status, 'ok');
   // The text output carries the same fixes.
-  const text = await app.cli(['doctor', '--timeout-ms', '2000'], { env });
+  const text = await app.cli(['doctor', '--timeout-ms', '2000', '--outbound-probe', `127.0.0.1:${app.ports.mx}`], { env });
   assert.equal(text.code, 1);
   assert.match(text.stdout, /FAIL\s+dns\s+example\.test SPF: .*\n\s+fix: publish: example\.test\. TXT "v=spf1 mx ip4:192\.0\.2\.10/);
 });
@@ -166,4 +168,7 @@ test('doctor reports a stopped appliance: listeners not answering and no Dovecot
   assert.match(mxc.message, /not listening/);
   assert.match(mxc.fix, /systemctl start letterbox/);
   assert.equal(by('dovecot', 'lmtp').status, 'fail');
+  const out = by('outbound', `port ${app.ports.mx} to 127.0.0.1`);
+  assert.equal(out.status, 'fail');
+  assert.match(out.fix, /smarthost/);
 });

@@ -19,7 +19,7 @@ import { dovecotPaths } from '../dovecot/config.ts';
 const run = promisify(execFile);
 
 export type Status = 'ok' | 'warn' | 'fail' | 'skip';
-export type Area = 'ports' | 'tls' | 'dns' | 'rdns' | 'dnsbl' | 'dovecot' | 'disk' | 'database' | 'queue';
+export type Area = 'ports' | 'outbound' | 'tls' | 'dns' | 'rdns' | 'dnsbl' | 'dovecot' | 'disk' | 'database' | 'queue';
 
 export interface Check {
   area: Area;
@@ -46,7 +46,14 @@ export interface DoctorInput {
   timeoutMs?: number;
   /** DNS blocklists to look the IPs up in (default DEFAULT_DNSBLS; [] skips the check). */
   dnsbls?: string[];
+  /**
+   * "host:port" to open an SMTP connection to, proving outbound port 25 works (default: the
+   * smarthost when one is configured, else DEFAULT_OUTBOUND_PROBE); '' skips the check.
+   */
+  outboundProbe?: string;
 }
+
+export const DEFAULT_OUTBOUND_PROBE = 'gmail-smtp-in.l.google.com:25';
 
 /** Widely used IP blocklists. Some refuse queries that come through large public resolvers. */
 export const DEFAULT_DNSBLS = ['zen.spamhaus.org', 'bl.spamcop.net', 'b.barracudacentral.org', 'psbl.surriel.com'];
@@ -68,6 +75,7 @@ export async function runDoctor(i: DoctorInput): Promise<DoctorReport> {
     checkReverseDns(i.config, i.resolver),
     checkBlocklists(i.config, i.resolver, i.dnsbls ?? DEFAULT_DNSBLS),
     checkDovecot(i.config),
+    checkOutbound(i.config, i.outboundProbe, i.timeoutMs ?? 3000),
   ]);
   for (const g of groups) checks.push(...g);
   checks.push(...checkDisk(i.config));
@@ -184,6 +192,24 @@ export async function checkListeners(config: Config, timeoutMs: number): Promise
   if (config.dovecot.managed) for (const a of config.listen.imap) jobs.push(checkListener('imap', a, 'imap-tls', timeoutMs));
   jobs.push(checkListener('api', config.listen.api, 'http', timeoutMs));
   return Promise.all(jobs);
+}
+
+// ---- outbound port 25 ---------------------------------------------------------------------------
+
+export async function checkOutbound(config: Config, probe: string | undefined, timeoutMs: number): Promise<Check[]> {
+  const smarthost = config.outbound.smarthost;
+  const target = probe ?? (smarthost || DEFAULT_OUTBOUND_PROBE);
+  if (!target) return [];
+  const hp = parseHostPort(target);
+  if (!hp) return [{ area: 'outbound', name: target, status: 'fail', message: 'not a host:port', fix: 'pass --outbound-probe host:port' }];
+  const viaRelay = !!smarthost && target === smarthost;
+  const name = viaRelay ? `smarthost ${target}` : `port ${hp.port} to ${hp.host}`;
+  const r = await greeting(hp.host, hp.port, viaRelay && config.outbound.smarthost_tls === 'tls', Math.max(timeoutMs, 5000));
+  if (r.line && /^220[ -]/.test(r.line)) return [{ area: 'outbound', name, status: 'ok', message: `reachable: ${r.line.slice(0, 80)}` }];
+  const fix = viaRelay
+    ? `check outbound.smarthost (${smarthost}), the relay's firewall and credentials`
+    : 'many VPS providers block outbound port 25: ask yours to lift the block, or relay through a smarthost (set [outbound] smarthost = "relay.example.net:587", smarthost_user and smarthost_password_file)';
+  return [{ area: 'outbound', name, status: 'fail', message: r.line ? `unexpected greeting: ${r.line.slice(0, 80)}` : `no SMTP greeting (${r.tlsError ?? r.error})`, fix }];
 }
 
 // ---- TLS ----------------------------------------------------------------------------------------
