@@ -620,6 +620,8 @@ test('Dovecot stopped → 451 4.3.0 with a reference; delivered exactly once aft
   assert.equal(first.code, 451, `while Dovecot is down: ${first.response}`);
   const ref = /\(ref ([0-9A-F]+)\)/.exec(first.response)?.[1];
   assert.ok(ref && /^451 4\.3\.0 /.test(first.response), first.response);
+  // The child's log is read asynchronously: the line written before the reply may arrive just after it.
+  for (let i = 0; i < 100 && !app.logs.some((l) => l.includes(`"ref":"${ref}"`)); i++) await sleep(50);
   assert.ok(app.logs.some((l) => l.includes(`"ref":"${ref}"`)));
   let attempts = 1;
   while (first.code !== 250 && attempts < 120) {
