@@ -69,6 +69,7 @@ test('doctor passes on a healthy installation with correct DNS (exit 0, --json)'
   for (const kind of ['mx', 'submission', 'submissions', 'imap', 'api']) {
     const c = report.checks.find((x: any) => x.area === 'ports' && x.name.startsWith(kind + ' '));
     assert.equal(c?.status, 'ok', `${kind}: ${JSON.stringify(c)}`);
+    if (kind === 'mx' || kind === 'submission') assert.match(c.message, /STARTTLS TLSv1\.[23]/, 'STARTTLS and a handshake were checked');
   }
   for (const n of ['example.test MX', 'example.test SPF', 'example.test DMARC']) assert.equal(by('dns', n)?.status, 'ok', n);
   const dkim = report.checks.filter((c: any) => c.area === 'dns' && c.name.startsWith('example.test DKIM'));

@@ -159,6 +159,54 @@ function portFree(host: string, port: number): Promise<boolean | null> {
   });
 }
 
+/** EHLO, then STARTTLS and a TLS handshake on a plain SMTP port. */
+function smtpStarttls(host: string, port: number, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
+  return new Promise((resolve) => {
+    const sock = tcpConnect({ host, port });
+    let buf = '';
+    let stage: 'greeting' | 'ehlo' | 'starttls' | 'tls' = 'greeting';
+    const done = (ok: boolean, detail: string) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ ok, detail });
+    };
+    const timer = setTimeout(() => done(false, `no answer during ${stage}`), timeoutMs);
+    sock.on('error', (err: any) => done(false, err.code ?? err.message));
+    sock.on('data', (d) => {
+      if (stage === 'tls') return;
+      buf += d.toString('latin1');
+      // A complete reply ends with a line "NNN text" (no dash after the code).
+      const lines = buf.split('\r\n');
+      const last = lines.findIndex((l) => /^\d{3} /.test(l) || /^\d{3}$/.test(l));
+      if (last < 0) return;
+      const reply = lines.slice(0, last + 1);
+      buf = lines.slice(last + 1).join('\r\n');
+      const code = reply[last].slice(0, 3);
+      if (stage === 'greeting') {
+        if (code !== '220') return done(false, `greeting ${reply[last]}`);
+        stage = 'ehlo';
+        sock.write('EHLO doctor.letterbox.invalid\r\n');
+      } else if (stage === 'ehlo') {
+        if (code !== '250') return done(false, `EHLO refused: ${reply[last]}`);
+        if (!reply.some((l) => /^250[ -]STARTTLS\b/i.test(l))) return done(false, 'STARTTLS is not offered');
+        stage = 'starttls';
+        sock.write('STARTTLS\r\n');
+      } else if (stage === 'starttls') {
+        if (code !== '220') return done(false, `STARTTLS refused: ${reply[last]}`);
+        stage = 'tls';
+        sock.removeAllListeners('data');
+        const t = tlsConnect({ socket: sock, rejectUnauthorized: false, servername: isIP(host) ? undefined : host });
+        t.once('secureConnect', () => {
+          const proto = t.getProtocol();
+          t.end('QUIT\r\n');
+          done(true, `STARTTLS ${proto ?? ''}`.trim());
+        });
+        t.once('error', (err) => done(false, `TLS handshake after STARTTLS failed: ${err.message}`));
+      }
+    });
+  });
+}
+
 async function checkListener(kind: string, addr: string, proto: Proto, timeoutMs: number): Promise<Check> {
   const hp = parseHostPort(addr)!;
   const host = probeHost(hp.host);
@@ -174,7 +222,12 @@ async function checkListener(kind: string, addr: string, proto: Proto, timeoutMs
   const r = await greeting(host, hp.port, proto !== 'smtp', timeoutMs);
   if (r.line !== undefined) {
     const want = proto === 'imap-tls' ? /^\* OK/ : /^220[ -]/;
-    if (want.test(r.line)) return { area: 'ports', name, status: 'ok', message: `listening${proto === 'smtp' ? '' : ' (TLS)'}: ${r.line.slice(0, 80)}` };
+    if (want.test(r.line) && proto === 'smtp') {
+      const st = await smtpStarttls(host, hp.port, timeoutMs);
+      if (st.ok) return { area: 'ports', name, status: 'ok', message: `listening, ${st.detail}: ${r.line.slice(0, 70)}` };
+      return { area: 'ports', name, status: kind === 'submission' ? 'fail' : 'warn', message: `listening, but ${st.detail}`, fix: 'check tls.cert and tls.key (see the TLS checks) and the log: clients need STARTTLS before AUTH, and senders prefer it' };
+    }
+    if (want.test(r.line)) return { area: 'ports', name, status: 'ok', message: `listening (TLS): ${r.line.slice(0, 80)}` };
     return { area: 'ports', name, status: 'fail', message: `something else answers: ${r.line.slice(0, 80)}`, fix: `another program holds port ${hp.port}: find it with 'ss -ltnp sport = :${hp.port}', stop it, restart Letterbox` };
   }
   if (r.tlsError) return { area: 'ports', name, status: 'fail', message: `TLS handshake failed: ${r.tlsError}`, fix: 'check tls.cert and tls.key (see the TLS checks) and the log' };
