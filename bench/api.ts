@@ -5,6 +5,8 @@
 // Usage: node bench/api.ts [--sends 2000] [--concurrency 20] [--messages 10000] [--lists 500]
 // Runs a real appliance (test harness) with a receiving SMTP server on loopback as the remote MX.
 import { parseArgs } from 'node:util';
+import { readFileSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { ImapFlow } from 'imapflow';
 import { startAppliance, applianceCert } from '../test/helpers/appliance.ts';
 import { TestDns } from '../test/helpers/dns.ts';
@@ -23,6 +25,33 @@ const SENDS = Number(o.sends);
 const CONC = Number(o.concurrency);
 const MESSAGES = Number(o.messages);
 const LISTS = Number(o.lists);
+
+const HZ = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** CPU ms used so far by a process and all its descendants (own + reaped children), from /proc. */
+function treeCpuMs(root: number, onlyRoot = false): number {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const s = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      stats.set(Number(d), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
+    } catch {}
+  }
+  let ticks = 0;
+  const todo = [root];
+  const seen = new Set<number>();
+  while (todo.length) {
+    const p = todo.pop()!;
+    if (seen.has(p)) continue;
+    seen.add(p);
+    ticks += stats.get(p)?.ticks ?? 0;
+    if (onlyRoot) break;
+    for (const [pid, s] of stats) if (s.ppid === p) todo.push(pid);
+  }
+  return (ticks * 1000) / HZ;
+}
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -50,6 +79,8 @@ try {
   let next = 0;
   let failed = 0;
   const lat: number[] = [];
+  const cpu0 = treeCpuMs(app.process.pid!);
+  const node0 = treeCpuMs(app.process.pid!, true);
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: CONC }, async () => {
@@ -63,7 +94,9 @@ try {
     }),
   );
   const secs = (performance.now() - t0) / 1000;
-  console.log(`send: ${SENDS} requests, ${CONC} concurrent: ${(SENDS / secs).toFixed(1)} req/s, p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms, failed ${failed}`);
+  const cpuPerSend = (treeCpuMs(app.process.pid!) - cpu0) / SENDS;
+  const nodePerSend = (treeCpuMs(app.process.pid!, true) - node0) / SENDS;
+  console.log(`send: ${SENDS} requests, ${CONC} concurrent: ${(SENDS / secs).toFixed(1)} req/s, p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms, failed ${failed}; server CPU per send: ${cpuPerSend.toFixed(1)} ms in all (Letterbox + Dovecot), ${nodePerSend.toFixed(1)} ms in Letterbox's Node process (one thread: at most ${(1000 / nodePerSend).toFixed(0)} req/s; all processes on 2 idle cores: at most ${(2000 / cpuPerSend).toFixed(0)} req/s)`);
 
   // 2. Lists of a big folder: fill it over IMAP (the user's own login), then page through it.
   const c = new ImapFlow({ host: '127.0.0.1', port: app.ports.imap, secure: true, auth: { user: 'bulk@ours.test', pass: 'bulk password 123456' }, logger: false, tls: { ca: [applianceCert(app)], servername: 'mail.letterbox.test' } } as any);
