@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
 import { startAppliance, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { checkTls } from '../src/doctor/index.ts';
@@ -17,6 +18,15 @@ const env = { LETTERBOX_IPS: `${V4},${V6}` };
 
 let dns: TestDns;
 let app: Appliance;
+// A fake SNTP server on loopback whose clock is `skewMs` ahead of ours.
+let ntp: Socket;
+let ntpPort = 0;
+let skewMs = 0;
+function ntpTime(buf: Buffer, off: number, ms: number) {
+  const secs = Math.floor(ms / 1000) + 2208988800;
+  buf.writeUInt32BE(secs >>> 0, off);
+  buf.writeUInt32BE(Math.floor(((ms % 1000) / 1000) * 2 ** 32) >>> 0, off + 4);
+}
 let records: { purpose: string; type: string; name: string; value: string; priority?: number }[];
 
 function ptrName(ip: string): string {
@@ -40,13 +50,25 @@ function publishGood() {
 
 async function doctor() {
   // Outbound port 25 is probed against the appliance's own MX: tests never leave loopback.
-  const r = await app.cli(['--json', 'doctor', '--timeout-ms', '2000', '--outbound-probe', `127.0.0.1:${app.ports.mx}`], { env });
+  const r = await app.cli(['--json', 'doctor', '--timeout-ms', '2000', '--outbound-probe', `127.0.0.1:${app.ports.mx}`, '--ntp', `127.0.0.1:${ntpPort}`], { env });
   const report = JSON.parse(r.stdout);
   const by = (area: string, name: string) => report.checks.find((c: any) => c.area === area && c.name === name);
   return { code: r.code, stderr: r.stderr, report, by };
 }
 
 before(async () => {
+  ntp = createSocket('udp4');
+  ntp.on('message', (_m, rinfo) => {
+    const r = Buffer.alloc(48);
+    r[0] = 0x24; // version 4, mode 4 (server)
+    r[1] = 2;
+    const t = Date.now() + skewMs;
+    ntpTime(r, 32, t);
+    ntpTime(r, 40, t);
+    ntp.send(r, rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((r) => ntp.bind(0, '127.0.0.1', () => r()));
+  ntpPort = ntp.address().port;
   dns = await new TestDns().start();
   app = await startAppliance({ hostname: HOST, extraToml: `[dns]\nservers = ["${dns.server}"]\ntimeout_ms = 1000\n` });
   assert.equal((await app.cli(['domain', 'add', 'example.test'])).code, 0);
@@ -56,6 +78,7 @@ before(async () => {
   spf.value = `v=spf1 mx ip4:${V4} ip6:${V6} -all`;
 });
 after(async () => {
+  ntp?.close();
   app?.cleanup();
   await dns?.stop();
 });
@@ -85,6 +108,7 @@ test('doctor passes on a healthy installation with correct DNS (exit 0, --json)'
   assert.equal(by('disk', 'space')?.status, 'ok');
   assert.equal(by('database', 'quick_check')?.status, 'ok');
   assert.equal(by('outbound', `port ${app.ports.mx} to 127.0.0.1`)?.status, 'ok');
+  assert.equal(by('clock', 'skew vs 127.0.0.1')?.status, 'ok');
 });
 
 test('SPF through include: and CIDR ranges counts as authorising our IPs', async () => {
@@ -103,6 +127,7 @@ test('broken DNS and reverse DNS: each problem is reported with its fix, exit 1'
   dns.remove('example.test', 'MX').mx('example.test', 'mx.elsewhere.test');
   dns.remove(ptrName(V4)).add({ type: 'PTR', name: ptrName(V4), data: 'host-10.provider.test' });
   dns.remove(ptrName(V6));
+  skewMs = 120000;
   dns.a('10.2.0.192.zen.spamhaus.org', '127.0.0.2').a('10.2.0.192.bl.spamcop.net', '127.255.255.254');
   const { code, report, by, stderr } = await doctor();
   assert.equal(code, 1);
@@ -134,8 +159,13 @@ test('broken DNS and reverse DNS: each problem is reported with its fix, exit 1'
   assert.equal(refused.status, 'warn', 'a refused query is not a listing');
   assert.match(refused.message, /public resolvers/);
   assert.equal(by('dnsbl', `${V6} on zen.spamhaus.org`).status, 'ok');
+  const clock = by('clock', 'skew vs 127.0.0.1');
+  assert.equal(clock.status, 'fail');
+  assert.match(clock.message, /1[12]\d\.\d s behind/);
+  assert.match(clock.fix, /timedatectl set-ntp true/);
+  skewMs = 0;
   // The text output carries the same fixes.
-  const text = await app.cli(['doctor', '--timeout-ms', '2000', '--outbound-probe', `127.0.0.1:${app.ports.mx}`], { env });
+  const text = await app.cli(['doctor', '--timeout-ms', '2000', '--outbound-probe', `127.0.0.1:${app.ports.mx}`, '--ntp', `127.0.0.1:${ntpPort}`], { env });
   assert.equal(text.code, 1);
   assert.match(text.stdout, /FAIL\s+dns\s+example\.test SPF: .*\n\s+fix: publish: example\.test\. TXT "v=spf1 mx ip4:192\.0\.2\.10/);
 });

@@ -5,7 +5,7 @@ import { withContext } from '../cli.ts';
 import { LetterboxError } from '../errors.ts';
 import { createResolver } from '../dns/resolver.ts';
 import { listDomains, domainRecords } from '../services/domains.ts';
-import { runDoctor, formatReport, DEFAULT_DNSBLS, DEFAULT_OUTBOUND_PROBE } from './index.ts';
+import { runDoctor, formatReport, DEFAULT_DNSBLS, DEFAULT_OUTBOUND_PROBE, DEFAULT_NTP } from './index.ts';
 
 export function doctorCommands(program: Command, { print }: CliHelpers): void {
   program
@@ -13,12 +13,13 @@ export function doctorCommands(program: Command, { print }: CliHelpers): void {
     .description('check ports, TLS, DNS, reverse DNS, Dovecot, disk, database and queue; print each problem with its fix')
     .option('--timeout-ms <n>', 'per-listener probe timeout', '3000')
     .option('--outbound-probe <host:port>', `SMTP server to reach to prove outbound mail works ('' to skip; default: the smarthost, else ${DEFAULT_OUTBOUND_PROBE})`)
+    .option('--ntp <host:port>', `SNTP server for the clock-skew check ('' to skip; default ${DEFAULT_NTP})`)
     .option('--dnsbl <lists>', `comma-separated DNS blocklists to check the IPs against ('' to skip; default ${DEFAULT_DNSBLS.join(',')})`)
     .action((o, cmd: Command) =>
       withContext(cmd, async (ctx) => {
         const resolver = createResolver({ servers: ctx.config.dns.servers, timeoutMs: ctx.config.dns.timeout_ms, clock: ctx.clock });
         const domains = listDomains(ctx).map((d) => ({ name: d.name, records: domainRecords(ctx, d) }));
-        const report = await runDoctor({ config: ctx.config, db: ctx.db, resolver, domains, now: () => ctx.clock.now(), timeoutMs: Number(o.timeoutMs) || 3000, outboundProbe: o.outboundProbe, dnsbls: o.dnsbl === undefined ? DEFAULT_DNSBLS : String(o.dnsbl).split(',').map((x: string) => x.trim()).filter(Boolean) });
+        const report = await runDoctor({ config: ctx.config, db: ctx.db, resolver, domains, now: () => ctx.clock.now(), timeoutMs: Number(o.timeoutMs) || 3000, outboundProbe: o.outboundProbe, ntp: o.ntp, dnsbls: o.dnsbl === undefined ? DEFAULT_DNSBLS : String(o.dnsbl).split(',').map((x: string) => x.trim()).filter(Boolean) });
         print(cmd, report, formatReport(report));
         if (!report.ok) throw new LetterboxError('unavailable', `doctor found ${report.failures} problem(s); see the fixes above`);
       }),

@@ -5,6 +5,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync, statfsSync, accessSync, constants as fsc } from 'node:fs';
 import { connect as tcpConnect, createServer, BlockList, isIP, isIPv6 } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { createSocket } from 'node:dgram';
 import { execFile } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { promisify } from 'node:util';
@@ -19,7 +20,7 @@ import { dovecotPaths } from '../dovecot/config.ts';
 const run = promisify(execFile);
 
 export type Status = 'ok' | 'warn' | 'fail' | 'skip';
-export type Area = 'ports' | 'outbound' | 'tls' | 'dns' | 'rdns' | 'dnsbl' | 'dovecot' | 'disk' | 'database' | 'queue';
+export type Area = 'ports' | 'clock' | 'outbound' | 'tls' | 'dns' | 'rdns' | 'dnsbl' | 'dovecot' | 'disk' | 'database' | 'queue';
 
 export interface Check {
   area: Area;
@@ -51,9 +52,12 @@ export interface DoctorInput {
    * smarthost when one is configured, else DEFAULT_OUTBOUND_PROBE); '' skips the check.
    */
   outboundProbe?: string;
+  /** SNTP server "host:port" to measure clock skew against (default DEFAULT_NTP; '' skips). */
+  ntp?: string;
 }
 
 export const DEFAULT_OUTBOUND_PROBE = 'gmail-smtp-in.l.google.com:25';
+export const DEFAULT_NTP = 'pool.ntp.org:123';
 
 /** Widely used IP blocklists. Some refuse queries that come through large public resolvers. */
 export const DEFAULT_DNSBLS = ['zen.spamhaus.org', 'bl.spamcop.net', 'b.barracudacentral.org', 'psbl.surriel.com'];
@@ -76,6 +80,7 @@ export async function runDoctor(i: DoctorInput): Promise<DoctorReport> {
     checkBlocklists(i.config, i.resolver, i.dnsbls ?? DEFAULT_DNSBLS),
     checkDovecot(i.config),
     checkOutbound(i.config, i.outboundProbe, i.timeoutMs ?? 3000),
+    checkClock(i.ntp ?? DEFAULT_NTP, now, i.timeoutMs ?? 3000),
   ]);
   for (const g of groups) checks.push(...g);
   checks.push(...checkDisk(i.config));
@@ -245,6 +250,59 @@ export async function checkListeners(config: Config, timeoutMs: number): Promise
   if (config.dovecot.managed) for (const a of config.listen.imap) jobs.push(checkListener('imap', a, 'imap-tls', timeoutMs));
   jobs.push(checkListener('api', config.listen.api, 'http', timeoutMs));
   return Promise.all(jobs);
+}
+
+// ---- clock --------------------------------------------------------------------------------------
+
+const NTP_EPOCH_OFFSET = 2208988800; // seconds from 1900-01-01 to 1970-01-01
+
+/** One SNTP (RFC 4330) query: the server's clock minus ours, in ms (half the round trip corrected). */
+export function sntpOffset(host: string, port: number, now: () => number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const sock = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
+    const req = Buffer.alloc(48);
+    req[0] = 0x23; // LI 0, version 4, mode 3 (client)
+    const t0 = now();
+    const timer = setTimeout(() => {
+      sock.close();
+      reject(new Error('no answer'));
+    }, timeoutMs);
+    sock.once('error', (err) => {
+      clearTimeout(timer);
+      sock.close();
+      reject(err);
+    });
+    sock.once('message', (msg) => {
+      clearTimeout(timer);
+      const t3 = now();
+      sock.close();
+      if (msg.length < 48 || (msg[0] & 0x07) !== 4) return reject(new Error('not an SNTP server reply'));
+      const ts = (o: number) => (msg.readUInt32BE(o) - NTP_EPOCH_OFFSET) * 1000 + (msg.readUInt32BE(o + 4) / 2 ** 32) * 1000;
+      const t1 = ts(32); // receive
+      const t2 = ts(40); // transmit
+      resolve(((t1 - t0) + (t2 - t3)) / 2);
+    });
+    sock.send(req, port, host);
+  });
+}
+
+export async function checkClock(ntp: string, now: () => number, timeoutMs: number): Promise<Check[]> {
+  if (!ntp) return [];
+  const m = /^(.+?)(?::(\d+))?$/.exec(ntp.replace(/^\[(.*)\](:\d+)?$/, '$1$2'))!;
+  const host = m[1];
+  const port = m[2] ? Number(m[2]) : 123;
+  const name = `skew vs ${host}`;
+  let offset: number;
+  try {
+    offset = await sntpOffset(host, port, now, timeoutMs);
+  } catch (err: any) {
+    return [{ area: 'clock', name, status: 'skip', message: `could not ask ${ntp} (${err.code ?? err.message})` }];
+  }
+  const s = Math.abs(offset) / 1000;
+  const fix = 'enable time synchronisation: timedatectl set-ntp true (systemd-timesyncd) or apt-get install chrony';
+  if (s > 30) return [{ area: 'clock', name, status: 'fail', message: `this clock is ${s.toFixed(1)} s ${offset > 0 ? 'behind' : 'ahead'}: TLS, DKIM signatures and tokens go wrong`, fix }];
+  if (s > 2) return [{ area: 'clock', name, status: 'warn', message: `this clock is ${s.toFixed(1)} s ${offset > 0 ? 'behind' : 'ahead'}`, fix }];
+  return [{ area: 'clock', name, status: 'ok', message: `within ${s < 0.001 ? '1 ms' : `${(s * 1000).toFixed(0)} ms`}` }];
 }
 
 // ---- outbound port 25 ---------------------------------------------------------------------------
