@@ -195,6 +195,24 @@ test('the appliance obtains a certificate at start, hot-reloads Dovecot, adds mt
     });
     assert.equal(unknown, 404);
     assert.ok(ca.issued.some((n) => n.includes('mta-sts.example.test') && n.includes('mail.letterbox.test')));
+    // doctor checks the MTA-STS set-up (network checks off: loopback only).
+    const doctor = async () => {
+      const r = await app!.cli(['--json', 'doctor', '--outbound-probe', '', '--ntp', '', '--dnsbl', '', '--timeout-ms', '2000']);
+      if (!r.stdout) throw new Error(`doctor printed nothing (exit ${r.code}): ${r.stderr}`);
+      const rep = JSON.parse(r.stdout);
+      return (n: string) => rep.checks.find((c: any) => c.area === 'mta-sts' && c.name === `example.test ${n}`);
+    };
+    let by = await doctor();
+    assert.equal(by('host').status, 'ok');
+    assert.equal(by('policy').status, 'ok', JSON.stringify(by('policy')));
+    assert.equal(by('TXT').status, 'warn');
+    const txtFix = /TXT "(v=STSv1; id=[a-z0-9]+)"/.exec(by('TXT').fix)!;
+    assert.ok(txtFix, by('TXT').fix);
+    assert.equal(by('TLS-RPT').status, 'warn');
+    dns.txt('_mta-sts.example.test', txtFix[1]).txt('_smtp._tls.example.test', 'v=TLSRPTv1; rua=mailto:postmaster@example.test');
+    by = await doctor();
+    assert.equal(by('TXT').status, 'ok');
+    assert.equal(by('TLS-RPT').status, 'ok');
     // Already current: a third start requests nothing.
     const before = ca.issued.length;
     await app.stop();

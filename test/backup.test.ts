@@ -83,6 +83,9 @@ test('backup of a running instance: one private .tar.gz with a manifest of check
   assert.equal(m.hostname, 'mail.letterbox.test');
   assert.ok(m.migrations.length > 0);
   assert.ok(m.files.every((f: any) => /^[0-9a-f]{64}$/.test(f.sha256)));
+  // DEST may also be given as an argument.
+  const r2 = await app.cliJson(['backup', join(out, 'b2')]);
+  assert.ok(r2.file.startsWith(join(out, 'b2') + '/'));
 });
 
 test('restore refuses to overwrite a running instance without --force', async () => {

@@ -12,12 +12,12 @@ function configFile(source: string): string | null {
 
 export function backupCommands(program: Command, { print }: CliHelpers): void {
   program
-    .command('backup')
+    .command('backup [dest]')
     .description('write one .tar.gz with a consistent copy of the database, secrets, DKIM keys, config, certificates and all mail')
-    .option('--to <dir>', 'where to write it (default: <data_dir>/backups; copy it off this machine)')
-    .action((o, cmd: Command) =>
+    .option('--to <dir>', 'where to write it (default: <data_dir>/backups; copy it off this machine); same as DEST')
+    .action((dest: string | undefined, o, cmd: Command) =>
       withContext(cmd, async (ctx) => {
-        const r = await createBackup({ config: ctx.config, configPath: configFile(ctx.config.source), db: ctx.db, destDir: o.to ?? defaultBackupDir(ctx.config) });
+        const r = await createBackup({ config: ctx.config, configPath: configFile(ctx.config.source), db: ctx.db, destDir: dest ?? o.to ?? defaultBackupDir(ctx.config) });
         print(cmd, { file: r.file, size: r.size, files: r.files, createdAt: r.manifest.createdAt }, `wrote ${r.file} (${(r.size / 1024 / 1024).toFixed(1)} MB, ${r.files} files)\nIt holds secrets and private keys: keep it somewhere safe, off this machine.\n`);
       }),
     );

@@ -8,6 +8,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { createSocket } from 'node:dgram';
 import { execFile } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { mtaStsPolicy, mtaStsRecordId } from '../mtasts/index.ts';
 import { promisify } from 'node:util';
 import type { Config } from '../config/schema.ts';
 import { parseHostPort } from '../config/schema.ts';
@@ -20,7 +22,7 @@ import { dovecotPaths } from '../dovecot/config.ts';
 const run = promisify(execFile);
 
 export type Status = 'ok' | 'warn' | 'fail' | 'skip';
-export type Area = 'ports' | 'clock' | 'outbound' | 'tls' | 'dns' | 'rdns' | 'dnsbl' | 'dovecot' | 'disk' | 'database' | 'queue';
+export type Area = 'ports' | 'mta-sts' | 'clock' | 'outbound' | 'tls' | 'dns' | 'rdns' | 'dnsbl' | 'dovecot' | 'disk' | 'database' | 'queue';
 
 export interface Check {
   area: Area;
@@ -76,6 +78,7 @@ export async function runDoctor(i: DoctorInput): Promise<DoctorReport> {
     checkListeners(i.config, i.timeoutMs ?? 3000),
     checkTls(i.config, now()),
     checkDomains(i.config, i.resolver, i.domains),
+    checkMtaSts(i.config, i.resolver, i.domains, i.timeoutMs ?? 3000),
     checkReverseDns(i.config, i.resolver),
     checkBlocklists(i.config, i.resolver, i.dnsbls ?? DEFAULT_DNSBLS),
     checkDovecot(i.config),
@@ -374,7 +377,7 @@ async function lookup(r: Resolver, name: string, type: string): Promise<{ values
   }
 }
 
-const txt = (values: any[]): string[] => values.map((v) => (Array.isArray(v) ? v.join('') : String(v)));
+const txtOf = (values: any[]): string[] => values.map((v) => (Array.isArray(v) ? v.join('') : String(v)));
 
 function tags(record: string): Map<string, string> {
   const m = new Map<string, string>();
@@ -393,7 +396,7 @@ async function addressesOf(r: Resolver, name: string): Promise<string[]> {
 /** Does the SPF policy at `domain` authorise `ip`? Follows include:, a, mx and redirect= (≤ 10 lookups). */
 async function spfCovers(r: Resolver, domain: string, ip: string, budget = { n: 10 }): Promise<boolean> {
   if (budget.n-- <= 0) return false;
-  const recs = txt((await lookup(r, domain, 'TXT')).values).filter((t) => /^v=spf1(\s|$)/i.test(t));
+  const recs = txtOf((await lookup(r, domain, 'TXT')).values).filter((t) => /^v=spf1(\s|$)/i.test(t));
   if (recs.length !== 1) return false;
   const fam = isIPv6(ip) ? 'ipv6' : 'ipv4';
   const inNet = (spec: string, v6: boolean): boolean => {
@@ -446,7 +449,7 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
 
   // SPF
   const spfLookup = await lookup(r, d.name, 'TXT');
-  const spf = txt(spfLookup.values).filter((t) => /^v=spf1(\s|$)/i.test(t));
+  const spf = txtOf(spfLookup.values).filter((t) => /^v=spf1(\s|$)/i.test(t));
   const spfWant = want('spf').map(show).join('; ');
   if (spfLookup.error) c('SPF', 'fail', spfLookup.error, 'check dns.servers and the network');
   else if (spf.length === 0) c('SPF', 'fail', 'no SPF record (receivers will treat our mail as unauthenticated)', `publish: ${spfWant}`);
@@ -463,7 +466,7 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
   for (const k of want('dkim')) {
     const sel = k.name.split('._domainkey.')[0];
     const l = await lookup(r, k.name, 'TXT');
-    const found = txt(l.values);
+    const found = txtOf(l.values);
     const wantP = tags(k.value).get('p');
     if (l.error) c(`DKIM ${sel}`, 'fail', l.error, 'check dns.servers and the network');
     else if (found.length === 0) c(`DKIM ${sel}`, 'fail', `no TXT record at ${k.name}`, `publish: ${show(k)}`);
@@ -475,7 +478,7 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
   const dm = want('dmarc')[0];
   if (dm) {
     const l = await lookup(r, dm.name, 'TXT');
-    const found = txt(l.values).filter((t) => /^v=DMARC1/i.test(t));
+    const found = txtOf(l.values).filter((t) => /^v=DMARC1/i.test(t));
     if (l.error) c('DMARC', 'fail', l.error, 'check dns.servers and the network');
     else if (found.length === 0) c('DMARC', 'fail', `no DMARC record at ${dm.name}`, `publish: ${show(dm)}`);
     else if (found.length > 1) c('DMARC', 'fail', `${found.length} DMARC records (receivers ignore them all)`, `keep exactly one: ${show(dm)}`);
@@ -488,6 +491,53 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
 export async function checkDomains(config: Config, r: Resolver, domains: DoctorDomain[]): Promise<Check[]> {
   if (domains.length === 0) return [{ area: 'dns', name: 'domains', status: 'skip', message: 'no domains yet', fix: "add one: letterbox domain add example.com" }];
   return (await Promise.all(domains.map((d) => checkDomain(config, r, d)))).flat();
+}
+
+// ---- MTA-STS and TLS-RPT (when Letterbox hosts the policies: [acme] enabled) ------------------------
+
+function fetchPolicy(host: string, port: number, servername: string, timeoutMs: number): Promise<{ status?: number; body?: string; covers?: boolean; error?: string }> {
+  return new Promise((resolve) => {
+    const req = httpsRequest({ host, port, path: '/.well-known/mta-sts.txt', servername, headers: { host: servername }, rejectUnauthorized: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      const cert = (res.socket as any)?.getPeerX509Certificate?.() as X509Certificate | undefined;
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        resolve({ status: res.statusCode, body, covers: cert ? !!cert.checkHost(servername) : undefined });
+      });
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    req.on('error', (err: any) => resolve({ error: err.code ?? err.message }));
+    req.end();
+  });
+}
+
+export async function checkMtaSts(config: Config, r: Resolver, domains: DoctorDomain[], timeoutMs: number): Promise<Check[]> {
+  if (!config.acme.enabled || config.acme.mta_sts_mode === 'none' || domains.length === 0) return [];
+  const policy = mtaStsPolicy({ mode: config.acme.mta_sts_mode, mx: [config.hostname], maxAge: config.acme.mta_sts_max_age });
+  const listen = parseHostPort(config.acme.https_listen[0] ?? '');
+  const ours = new Set([...config.ips, ...(await addressesOf(r, config.hostname))]);
+  const out: Check[] = [];
+  for (const d of domains) {
+    const c = (name: string, status: Status, message: string, fix?: string) => out.push({ area: 'mta-sts', name: `${d.name} ${name}`, status, message, ...(fix ? { fix } : {}) });
+    const host = `mta-sts.${d.name}`;
+    const addrs = await addressesOf(r, host);
+    if (addrs.some((a) => ours.has(a))) c('host', 'ok', `${host} points here`);
+    else c('host', 'warn', addrs.length ? `${host} points to ${addrs.join(', ')}, not here` : `${host} does not resolve`, `publish: ${host}. CNAME ${config.hostname}. (then the ACME certificate gains the name)`);
+    const txt = txtOf((await lookup(r, `_mta-sts.${d.name}`, 'TXT')).values).filter((t) => /^v=STSv1/i.test(t));
+    const wantTxt = `_mta-sts.${d.name}. TXT "v=STSv1; id=${mtaStsRecordId(policy)}"`;
+    if (txt.length === 1) c('TXT', 'ok', txt[0]);
+    else c('TXT', 'warn', txt.length ? `${txt.length} MTA-STS records` : 'no _mta-sts TXT record: senders do not look for the policy', `publish: ${wantTxt}`);
+    const rpt = txtOf((await lookup(r, `_smtp._tls.${d.name}`, 'TXT')).values).filter((t) => /^v=TLSRPTv1/i.test(t));
+    if (rpt.length === 1) c('TLS-RPT', 'ok', rpt[0]);
+    else c('TLS-RPT', 'warn', 'no TLS-RPT record: no reports about failed TLS deliveries to us', `publish: _smtp._tls.${d.name}. TXT "v=TLSRPTv1; rua=mailto:postmaster@${d.name}"`);
+    if (listen) {
+      const got = await fetchPolicy(probeHost(listen.host), listen.port, host, timeoutMs);
+      if (got.status === 200 && got.body === policy && got.covers) c('policy', 'ok', `served on ${config.acme.https_listen[0]} (mode ${config.acme.mta_sts_mode})`);
+      else if (got.status === 200 && got.body === policy) c('policy', 'warn', `served, but the certificate does not cover ${host}: senders will ignore the policy`, `make ${host} point here; ACME then adds it to the certificate`);
+      else c('policy', 'fail', got.error ? `not served (${got.error})` : `answered ${got.status}`, `start Letterbox with [acme] enabled; it serves https://${host}/.well-known/mta-sts.txt on acme.https_listen`);
+    }
+  }
+  return out;
 }
 
 // ---- reverse DNS --------------------------------------------------------------------------------
