@@ -338,6 +338,7 @@ check_ports() {
   if root_mode; then note "preflight: port checks skipped (--root: nothing listens from this tree)"; return 0; fi
   if ! command -v ss >/dev/null; then warn "cannot check ports (no 'ss'; apt-get install iproute2)"; return 0; fi
   local port line
+  note "preflight: checking that ports 25, 587, 465, 993, 80 and 443 are free"
   for port in 25 587 465 993 80 443; do
     line="$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n1 || true)"
     [ -z "$line" ] && continue
@@ -646,7 +647,7 @@ prod_units() {
     run_quiet systemctl enable letterbox.service
   else
     run_quiet systemctl enable letterbox.service || warn "could not enable letterbox.service offline"
-    note "systemd is not running as PID 1 on this machine: letterbox.service is installed and enabled (it starts at the next boot under systemd) but cannot be started now"
+    note "systemd is not running as PID 1 on this machine: letterbox.service $([ "$DRY_RUN" = 1 ] && echo 'would be' || echo 'is') installed and enabled (it starts at the next boot under systemd) but cannot be started now"
   fi
 }
 
@@ -654,7 +655,7 @@ prod_start() {
   if [ "$NO_START" = 1 ]; then note "--no-start: not starting letterbox.service"; return 0; fi
   if root_mode; then note "--root: not starting anything (start the tree's program by hand to try it)"; return 0; fi
   if ! systemd_running; then
-    note "not starting: systemd is not PID 1 here. To run Letterbox anyway: $WRAPPER serve (as root, it runs as the $SVC_USER user only through systemd)"
+    note "not starting: systemd is not PID 1 here. To run Letterbox in the foreground with the unit's privileges (e.g. in a container): setpriv --reuid=$SVC_USER --regid=$SVC_USER --init-groups --inh-caps=+net_bind_service --ambient-caps=+net_bind_service $OPT_DIR/src/bin/letterbox --config $CONFIG serve"
     return 0
   fi
   if systemctl is-active --quiet letterbox.service && [ "$APP_CHANGED" = 0 ] && [ "${UNITS_CHANGED:-0}" = 0 ] && [ "$FRESH_CONFIG" = 0 ]; then
