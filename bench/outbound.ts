@@ -9,8 +9,11 @@ import { TestDns } from '../test/helpers/dns.ts';
 import { freePort, applianceCert } from '../test/helpers/appliance.ts';
 import { RawSmtp, authPlain } from '../test/helpers/proof-smtp.ts';
 import { message } from '../test/helpers/proof-load.ts';
-import { cpuMs, ownCpuMs, rssSampler, machine, table, arg, waitFor } from './lib.ts';
-import { letterboxStack } from './stacks.ts';
+import { cpuMs, ownCpuMs, rssSampler, machine, table, arg, waitFor, run } from './lib.ts';
+import { letterboxStack, postfixRelayStack } from './stacks.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const N = Number(arg('messages', '2000'));
 const CLIENTS = Number(arg('clients', '10'));
@@ -84,13 +87,59 @@ async function round(n: number) {
   };
 }
 
+const rows: Record<string, string | number>[] = [];
 try {
   await round(Math.min(100, N)); // warm-up, not reported
   const row = await round(N);
   console.log(JSON.stringify(row));
-  console.log('\n' + table([{ path: `465 AUTH → DKIM → queue → smtp-sink, ${CLIENTS} clients, reused connections`, ...row } as any]));
+  rows.push({ path: `Letterbox: 465 TLS + AUTH → DKIM → queue → smtp-sink, ${CLIENTS} clients, reused connections`, ...row });
 } finally {
   await stack.stop();
-  sink.kill('SIGTERM');
-  await dns.stop();
 }
+// The peer: Postfix relaying the same message from smtp-source (plain SMTP from mynetworks: no TLS,
+// no AUTH, no DKIM — less work than Letterbox does) to the same smtp-sink.
+try {
+  const relay = await postfixRelayStack({ sinkPort });
+  try {
+    const dir = mkdtempSync(join(tmpdir(), 'lbb-out-'));
+    const file = join(dir, 'message.eml');
+    writeFileSync(file, body.replace(/\r\n/g, '\n'));
+    const src = (m: number) => run('smtp-source', ['-s', String(CLIENTS), '-d', '-m', String(m), '-f', from, '-t', 'rcpt@remote.bench.test', '-M', 'client.bench.test', '-F', file, `127.0.0.1:${relay.port}`]);
+    const warm = sunk;
+    await src(Math.min(100, N));
+    await waitFor(() => sunk >= warm + Math.min(100, N), 60000, 50);
+    const base = sunk;
+    const roots = relay.roots();
+    const cpu0 = cpuMs(roots);
+    const mem = rssSampler(() => relay.roots());
+    const t0 = performance.now();
+    const r = await src(N);
+    const accepted = performance.now() - t0;
+    const ok = await waitFor(() => sunk >= base + N, 600000, 50);
+    const ms = performance.now() - t0;
+    const cpu = cpuMs(roots) - cpu0;
+    const m = mem.stop();
+    rows.push({
+      path: `Postfix relay: smtp-source ${CLIENTS} sessions (-d) → queue → smtp-sink`,
+      messages: N,
+      'accepted in s': (accepted / 1000).toFixed(1),
+      'accept msg/s': (N / (accepted / 1000)).toFixed(0),
+      'delivered in s': (ms / 1000).toFixed(1),
+      'end-to-end msg/s': ((sunk - base) / (ms / 1000)).toFixed(0),
+      'CPU ms/msg': (cpu / N).toFixed(2),
+      'of which Node': '-',
+      'peak PSS MB': m.peakMb,
+      'Node peak RSS MB': '-',
+      note: [r.code ? `smtp-source exit ${r.code}` : '', ok ? '' : `only ${sunk - base} at the sink`, 'no TLS, AUTH or DKIM'].filter(Boolean).join('; '),
+    });
+    console.log(JSON.stringify(rows.at(-1)));
+  } finally {
+    await relay.stop();
+  }
+} catch (err: any) {
+  console.log(`# Postfix relay peer not measured: ${err.message}`);
+}
+sink.kill('SIGTERM');
+await dns.stop();
+console.log('\n' + table(rows));
+if (rows.length === 2) console.log(`# CPU per message: Letterbox ÷ Postfix relay = ${(Number(rows[0]['CPU ms/msg']) / Number(rows[1]['CPU ms/msg'])).toFixed(2)}`);

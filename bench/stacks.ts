@@ -23,9 +23,10 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function letterboxStack(opts: { dnsServer: string; domain: string; user: string; extraToml?: string }): Promise<Stack & { app: Appliance }> {
+/** `smtpToml` replaces the [smtp] section (default: limits raised for load from one address). */
+export async function letterboxStack(opts: { dnsServer: string; domain: string; user: string; extraToml?: string; smtpToml?: string }): Promise<Stack & { app: Appliance }> {
   const app = await startAppliance({
-    extraToml: `[dns]\nservers = ["${opts.dnsServer}"]\n[smtp]\nmax_connections = 1000\nmax_connections_per_ip = 500\n${opts.extraToml ?? ''}`,
+    extraToml: `[dns]\nservers = ["${opts.dnsServer}"]\n${opts.smtpToml ?? '[smtp]\nmax_connections = 1000\nmax_connections_per_ip = 500\n'}${opts.extraToml ?? ''}`,
     env: { LETTERBOX_LOG_LEVEL: 'warn' },
   });
   await app.cliJson(['domain', 'add', opts.domain]);
@@ -147,28 +148,7 @@ biff = no
   );
   writeFileSync(
     join(cfg, 'master.cf'),
-    `127.0.0.1:${port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`,
+    readFileSync(join(BENCH_DIR, 'postfix-master.cf'), 'utf8').replace('SMTPD_LISTEN', `127.0.0.1:${port}`),
   );
   execFileSync('postfix', ['-c', cfg, 'check'], { stdio: 'inherit' });
   execFileSync('postfix', ['-c', cfg, 'start'], { stdio: 'inherit' });
@@ -253,6 +233,66 @@ exports.hook_queue = function (next, connection) {
       child.kill('SIGTERM');
       await waitFor(() => child.exitCode !== null || child.signalCode !== null, 5000);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Postfix as an outbound relay (private instance): smtpd accepts from loopback (mynetworks, no AUTH,
+ *  no TLS, no DKIM signing) and relays everything to relayhost 127.0.0.1:sinkPort. */
+export async function postfixRelayStack(opts: { sinkPort: number }): Promise<Stack> {
+  const dir = mkdtempSync(join(tmpdir(), 'lbb-relay-'));
+  chmodSync(dir, 0o755);
+  const port = await freePort();
+  const cfg = join(dir, 'postfix');
+  mkdirSync(cfg);
+  const spool = join(dir, 'spool');
+  mkdirSync(spool);
+  writeFileSync(
+    join(cfg, 'main.cf'),
+    `compatibility_level = 3.6
+queue_directory = ${spool}
+data_directory = ${join(dir, 'pfdata')}
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = relay.bench.invalid
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+mynetworks = 127.0.0.0/8
+local_recipient_maps =
+alias_maps =
+alias_database =
+relayhost = [127.0.0.1]:${opts.sinkPort}
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_peername_lookup = no
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+default_process_limit = 150
+smtp_tls_security_level = none
+smtp_host_lookup = native
+disable_dns_lookups = yes
+default_destination_concurrency_limit = 20
+maillog_file_prefixes = ${dir}
+maillog_file = ${join(dir, 'maillog')}
+biff = no
+`,
+  );
+  writeFileSync(join(cfg, 'master.cf'), readFileSync(join(BENCH_DIR, 'postfix-master.cf'), 'utf8').replace('SMTPD_LISTEN', `127.0.0.1:${port}`));
+  execFileSync('postfix', ['-c', cfg, 'check'], { stdio: 'inherit' });
+  execFileSync('postfix', ['-c', cfg, 'start'], { stdio: 'inherit' });
+  const pidFile = join(spool, 'pid', 'master.pid');
+  if (!(await waitFor(() => existsSync(pidFile), 10000))) throw new Error('Postfix master did not start');
+  const master = Number(readFileSync(pidFile, 'utf8').trim());
+  return {
+    name: 'Postfix relay (no AUTH/TLS/DKIM)',
+    port,
+    roots: () => [master],
+    delivered: () => 0,
+    async stop() {
+      try {
+        execFileSync('postfix', ['-c', cfg, 'stop'], { stdio: 'ignore' });
+      } catch {}
       rmSync(dir, { recursive: true, force: true });
     },
   };
