@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { createHash, createPrivateKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { DB } from '../db/index.ts';
+import { stmt } from '../db/stmt.ts';
 import type { Logger } from '../log.ts';
 
 const require = createRequire(import.meta.url);
@@ -149,8 +150,7 @@ export class DkimSigner {
 
   /** The DKIM-Signature lines for `message`; '' when `domain` has no active keys (not ours). */
   async signatures(domain: string, message: Buffer, now: Date): Promise<string> {
-    const rows = this.db
-      .prepare('SELECT k.selector, k.algorithm, k.private_key_path FROM dkim_keys k JOIN domains d ON d.id = k.domain_id WHERE d.name = ? AND k.active = 1 ORDER BY k.algorithm DESC')
+    const rows = stmt(this.db, 'SELECT k.selector, k.algorithm, k.private_key_path FROM dkim_keys k JOIN domains d ON d.id = k.domain_id WHERE d.name = ? AND k.active = 1 ORDER BY k.algorithm DESC')
       .all(domain) as KeyRow[];
     const keys: SigningKey[] = [];
     for (const r of rows) {

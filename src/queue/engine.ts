@@ -8,6 +8,7 @@ import type { AppContext, Component } from '../server.ts';
 import type { EnqueueRequest, EnqueueResult, OutboundQueue } from './handoff.ts';
 import { Spool } from '../spool/index.ts';
 import { newId } from '../util/ids.ts';
+import { stmt } from '../db/stmt.ts';
 import { parseAddress } from '../util/address.ts';
 import { recordEvent } from '../events/record.ts';
 import { deliverLmtp } from '../delivery/lmtp.ts';
@@ -163,10 +164,10 @@ export class Queue implements OutboundQueue, Component {
     const { db, clock } = this.app;
     const { req, rcpts, msgId, ids } = p;
     const now = clock.now();
-    db.prepare(
+    stmt(db,
       'INSERT INTO outbound_messages (id, spool_id, size, mail_from, mailbox_id, sending_domain, message_id, origin, sandbox, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     ).run(msgId, p.spoolId, req.message.length, req.from, req.mailboxId, req.sendingDomain, req.messageId ?? null, req.origin, req.sandbox ? 1 : 0, req.sandbox ? 0 : rcpts.length, now);
-    const ins = db.prepare(
+    const ins = stmt(db,
       'INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at, last_code, last_reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
     rcpts.forEach((r, i) => {
@@ -184,7 +185,7 @@ export class Queue implements OutboundQueue, Component {
       data: { id: msgId, from: req.from, recipients: rcpts.map((r, i) => ({ recipient: r.address, queueId: ids[i] })), origin: req.origin, sandbox: !!req.sandbox, size: req.message.length },
     });
     if (req.sandbox) {
-      const att = db.prepare("INSERT INTO outbound_attempts (queue_id, at, mx, outcome, code, reply) VALUES (?, ?, 'sandbox', 'delivered', 250, '250 sandbox: recorded, not delivered')");
+      const att = stmt(db, "INSERT INTO outbound_attempts (queue_id, at, mx, outcome, code, reply) VALUES (?, ?, 'sandbox', 'delivered', 250, '250 sandbox: recorded, not delivered')");
       rcpts.forEach((r, i) => {
         att.run(ids[i], now);
         recordEvent(db, clock, { type: 'message.delivered', mailboxId: req.mailboxId, domain: req.sendingDomain, messageId: req.messageId ?? null, data: { id: msgId, queueId: ids[i], recipient: r.address, sandbox: true } });
@@ -199,18 +200,18 @@ export class Queue implements OutboundQueue, Component {
    */
   async settle(id: string, results: { queueId: string; code: number; reply: string }[], opts: { mx: string; cancelPermanent?: boolean }): Promise<void> {
     const { db, clock } = this.app;
-    const msg = db.prepare('SELECT * FROM outbound_messages WHERE id = ?').get(id) as MessageRow;
+    const msg = stmt(db, 'SELECT * FROM outbound_messages WHERE id = ?').get(id) as MessageRow;
     const byId = new Map(results.map((r) => [r.queueId, r]));
-    const rows = (db.prepare(`SELECT id, message_id, recipient, domain, attempts, delay_notified, created_at FROM outbound_queue WHERE message_id = ? AND status = 'inflight'`).all(id) as QueueRow[]).filter((r) => byId.has(r.id));
+    const rows = (stmt(db, `SELECT id, message_id, recipient, domain, attempts, delay_notified, created_at FROM outbound_queue WHERE message_id = ? AND status = 'inflight'`).all(id) as QueueRow[]).filter((r) => byId.has(r.id));
     const perm = (r: QueueRow) => byId.get(r.id)!.code >= 500;
     const cancel = opts.cancelPermanent ? rows.filter(perm) : [];
     const rest = opts.cancelPermanent ? rows.filter((r) => !perm(r)) : rows;
     if (cancel.length) {
       const now = clock.now();
       db.transaction(() => {
-        const up = db.prepare("UPDATE outbound_queue SET status = 'cancelled', next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?");
+        const up = stmt(db, "UPDATE outbound_queue SET status = 'cancelled', next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?");
         for (const r of cancel) up.run(byId.get(r.id)!.code, byId.get(r.id)!.reply, now, r.id);
-        db.prepare('UPDATE outbound_messages SET pending = pending - ? WHERE id = ?').run(cancel.length, id);
+        stmt(db, 'UPDATE outbound_messages SET pending = pending - ? WHERE id = ?').run(cancel.length, id);
       }).immediate();
     }
     const attempt: AttemptInfo = { mx: opts.mx, ip: null, sourceIp: null, tlsVersion: null, tlsCipher: null, transcript: '' };
@@ -219,7 +220,7 @@ export class Queue implements OutboundQueue, Component {
         const x = byId.get(r.id)!;
         return { recipient: r.recipient, code: x.code, reply: x.reply, outcome: outcomeOf(x.code) };
       }), attempt, []);
-    } else if (msg.spool_id && (db.prepare('SELECT pending FROM outbound_messages WHERE id = ?').pluck().get(id) as number) <= 0) {
+    } else if (msg.spool_id && (stmt(db, 'SELECT pending FROM outbound_messages WHERE id = ?', { pluck: true }).get(id) as number) <= 0) {
       await this.spool.remove(msg.spool_id);
     }
     this.wake();
@@ -295,7 +296,7 @@ export class Queue implements OutboundQueue, Component {
   private armTimer(): void {
     if (this.stopping) return;
     const { db, clock, config } = this.app;
-    const next = db.prepare("SELECT min(next_attempt_at) FROM outbound_queue WHERE status = 'queued'").pluck().get() as number | null;
+    const next = stmt(db, "SELECT min(next_attempt_at) FROM outbound_queue WHERE status = 'queued'", { pluck: true }).get() as number | null;
     const poll = config.outbound.poll_interval_ms;
     const now = clock.now();
     const delay = next === null ? poll : next <= now ? poll : Math.min(next - now, poll);
@@ -308,8 +309,7 @@ export class Queue implements OutboundQueue, Component {
     const free = config.outbound.concurrency - this.active.size;
     if (free <= 0) return;
     const now = clock.now();
-    const rows = db
-      .prepare("SELECT id, message_id, recipient, domain, attempts, delay_notified, created_at FROM outbound_queue WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
+    const rows = stmt(db, "SELECT id, message_id, recipient, domain, attempts, delay_notified, created_at FROM outbound_queue WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
       .all(now, free * 20) as QueueRow[];
     if (rows.length === 0) return;
     const groups = new Map<string, QueueRow[]>();
@@ -330,7 +330,7 @@ export class Queue implements OutboundQueue, Component {
       groups.set(key, ng);
       jobs.push(ng);
     }
-    const claim = db.prepare("UPDATE outbound_queue SET status = 'inflight', updated_at = ? WHERE id = ? AND status = 'queued'");
+    const claim = stmt(db, "UPDATE outbound_queue SET status = 'inflight', updated_at = ? WHERE id = ? AND status = 'queued'");
     const claimed = db.transaction(() => jobs.map((g) => g.filter((r) => claim.run(now, r.id).changes === 1))).immediate();
     for (const g of claimed) {
       if (g.length === 0) continue;
@@ -358,7 +358,7 @@ export class Queue implements OutboundQueue, Component {
   private release(rows: QueueRow[]): void {
     try {
       const { db, clock } = this.app;
-      const up = db.prepare("UPDATE outbound_queue SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE id = ? AND status = 'inflight'");
+      const up = stmt(db, "UPDATE outbound_queue SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE id = ? AND status = 'inflight'");
       const now = clock.now();
       db.transaction(() => rows.forEach((r) => up.run(now + DSN_RETRY_MS, now, r.id))).immediate();
     } catch (err: any) {
@@ -368,7 +368,7 @@ export class Queue implements OutboundQueue, Component {
 
   private async runJob(rows: QueueRow[]): Promise<void> {
     const { db } = this.app;
-    const msg = db.prepare('SELECT * FROM outbound_messages WHERE id = ?').get(rows[0].message_id) as MessageRow;
+    const msg = stmt(db, 'SELECT * FROM outbound_messages WHERE id = ?').get(rows[0].message_id) as MessageRow;
     const domain = rows[0].domain;
     const recipients = rows.map((r) => r.recipient);
     let results: RcptResult[];
@@ -480,11 +480,11 @@ export class Queue implements OutboundQueue, Component {
     let pendingLeft: number;
     try {
       pendingLeft = db.transaction(() => {
-        const att = db.prepare(
+        const att = stmt(db,
           'INSERT INTO outbound_attempts (queue_id, at, mx, ip, source_ip, tls_version, tls_cipher, code, reply, outcome, transcript) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         );
-        const final = db.prepare('UPDATE outbound_queue SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?');
-        const retry = db.prepare("UPDATE outbound_queue SET status = 'queued', attempts = attempts + 1, next_attempt_at = ?, last_code = ?, last_reply = ?, delay_notified = ?, updated_at = ? WHERE id = ?");
+        const final = stmt(db, 'UPDATE outbound_queue SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?');
+        const retry = stmt(db, "UPDATE outbound_queue SET status = 'queued', attempts = attempts + 1, next_attempt_at = ?, last_code = ?, last_reply = ?, delay_notified = ?, updated_at = ? WHERE id = ?");
         let done = 0;
         for (const d of decisions) {
           const { row, r } = d;
@@ -509,10 +509,10 @@ export class Queue implements OutboundQueue, Component {
           att.run(row.id, now, attempt.mx, attempt.ip, attempt.sourceIp, attempt.tlsVersion, attempt.tlsCipher, r.code, r.reply, d.outcome, d.outcome === 'delivered' ? null : attempt.transcript || null);
         }
         // Alias targets outside our domains found while delivering locally join the same message.
-        const ins = db.prepare("INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
+        const ins = stmt(db, "INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
         for (const x of [...new Set(extraExternal)]) ins.run(newId('q'), msg.id, x, parseAddress(x).domain, now, now, now);
         for (const p of dsns) this.insert(p);
-        return db.prepare('UPDATE outbound_messages SET pending = pending - ? + ? WHERE id = ? RETURNING pending').pluck().get(done, new Set(extraExternal).size, msg.id) as number;
+        return stmt(db, 'UPDATE outbound_messages SET pending = pending - ? + ? WHERE id = ? RETURNING pending', { pluck: true }).get(done, new Set(extraExternal).size, msg.id) as number;
       }).immediate();
     } catch (err) {
       for (const p of dsns) if (p.spoolId) await this.spool.remove(p.spoolId).catch(() => {});

@@ -1,6 +1,7 @@
 // The queue's tables: listing, inspection and operator actions (shared by the CLI, the API and
 // the queue engine). Times are ms since the epoch.
 import type { DB } from '../db/index.ts';
+import { stmt } from '../db/stmt.ts';
 import { LetterboxError } from '../errors.ts';
 import { normalizeDomain } from '../util/address.ts';
 
@@ -153,7 +154,7 @@ export interface Suppression {
 
 export function isSuppressed(db: DB, domain: string | null, address: string): boolean {
   if (!domain) return false;
-  return !!db.prepare('SELECT 1 FROM suppressions WHERE domain = ? AND address = ?').get(domain, address.toLowerCase());
+  return !!stmt(db, 'SELECT 1 FROM suppressions WHERE domain = ? AND address = ?').get(domain, address.toLowerCase());
 }
 
 export function listSuppressions(db: DB, domain?: string): Suppression[] {
@@ -162,7 +163,7 @@ export function listSuppressions(db: DB, domain?: string): Suppression[] {
 }
 
 export function addSuppression(db: DB, s: { domain: string; address: string; reason: string; code?: number | null; createdAt: string }): boolean {
-  return db.prepare('INSERT OR IGNORE INTO suppressions (domain, address, reason, code, created_at) VALUES (?, ?, ?, ?, ?)').run(s.domain, s.address.toLowerCase(), s.reason, s.code ?? null, s.createdAt).changes > 0;
+  return stmt(db, 'INSERT OR IGNORE INTO suppressions (domain, address, reason, code, created_at) VALUES (?, ?, ?, ?, ?)').run(s.domain, s.address.toLowerCase(), s.reason, s.code ?? null, s.createdAt).changes > 0;
 }
 
 export function removeSuppression(db: DB, domain: string, address: string): void {

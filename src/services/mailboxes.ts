@@ -1,6 +1,7 @@
 import { LetterboxError } from '../errors.ts';
 import { isoNow } from '../clock.ts';
 import { newId } from '../util/ids.ts';
+import { stmt } from '../db/stmt.ts';
 import { parseAddress } from '../util/address.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
 import { syncUsersFile } from '../dovecot/sync.ts';
@@ -63,10 +64,10 @@ function checkTags(tags: string[]): string[] {
 }
 
 export function findMailbox(ctx: ServiceContext, idOrAddress: string): Mailbox | null {
-  let row = ctx.db.prepare(`${SELECT} WHERE m.id = ?`).get(idOrAddress) as Row | undefined;
+  let row = stmt(ctx.db, `${SELECT} WHERE m.id = ?`).get(idOrAddress) as Row | undefined;
   if (!row && idOrAddress.includes('@')) {
     try {
-      row = ctx.db.prepare(`${SELECT} WHERE m.address = ?`).get(parseAddress(idOrAddress).address) as Row | undefined;
+      row = stmt(ctx.db, `${SELECT} WHERE m.address = ?`).get(parseAddress(idOrAddress).address) as Row | undefined;
     } catch {
       return null;
     }

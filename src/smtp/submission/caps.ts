@@ -1,5 +1,6 @@
 // Abuse caps on sending: decisions are pure; counts come from send_log by index range.
 import type { DB } from '../../db/index.ts';
+import { stmt } from '../../db/stmt.ts';
 import type { Config } from '../../config/schema.ts';
 
 export interface Caps {
@@ -49,7 +50,7 @@ interface LimitRow {
 
 /** The caps of a mailbox: its own override, else its domain's, else the config. */
 export function effectiveCaps(db: DB, config: Config, mailbox: { id: string; domain: string }): Caps {
-  const rows = db.prepare('SELECT target, max_messages_per_hour, max_recipients_per_day, max_recipients_per_message FROM sending_limits WHERE target IN (?, ?)').all(`mailbox:${mailbox.id}`, `domain:${mailbox.domain}`) as (LimitRow & { target: string })[];
+  const rows = stmt(db, 'SELECT target, max_messages_per_hour, max_recipients_per_day, max_recipients_per_message FROM sending_limits WHERE target IN (?, ?)').all(`mailbox:${mailbox.id}`, `domain:${mailbox.domain}`) as (LimitRow & { target: string })[];
   const m = rows.find((r) => r.target.startsWith('mailbox:'));
   const d = rows.find((r) => r.target.startsWith('domain:'));
   const pick = (k: keyof LimitRow, dflt: number) => m?.[k] ?? d?.[k] ?? dflt;
@@ -61,18 +62,18 @@ export function effectiveCaps(db: DB, config: Config, mailbox: { id: string; dom
 }
 
 export function usageOf(db: DB, mailboxId: string, now: number): Usage {
-  const h = db.prepare('SELECT count(*) AS n FROM send_log WHERE mailbox_id = ? AND at > ?').get(mailboxId, now - HOUR) as { n: number };
-  const d = db.prepare('SELECT coalesce(sum(recipients), 0) AS r FROM send_log WHERE mailbox_id = ? AND at > ?').get(mailboxId, now - DAY) as { r: number };
+  const h = stmt(db, 'SELECT count(*) AS n FROM send_log WHERE mailbox_id = ? AND at > ?').get(mailboxId, now - HOUR) as { n: number };
+  const d = stmt(db, 'SELECT coalesce(sum(recipients), 0) AS r FROM send_log WHERE mailbox_id = ? AND at > ?').get(mailboxId, now - DAY) as { r: number };
   return { messagesLastHour: h.n, recipientsLastDay: d.r };
 }
 
 /** Counts a message against the caps; returns the row id (to take it back if the send fails). */
 export function recordSend(db: DB, mailboxId: string, now: number, recipients: number): number {
-  return Number(db.prepare('INSERT INTO send_log (mailbox_id, at, recipients) VALUES (?, ?, ?)').run(mailboxId, now, recipients).lastInsertRowid);
+  return Number(stmt(db, 'INSERT INTO send_log (mailbox_id, at, recipients) VALUES (?, ?, ?)').run(mailboxId, now, recipients).lastInsertRowid);
 }
 
 export function unrecordSend(db: DB, id: number): void {
-  db.prepare('DELETE FROM send_log WHERE id = ?').run(id);
+  stmt(db, 'DELETE FROM send_log WHERE id = ?').run(id);
 }
 
 /** Drops counter rows older than a day (called by the queue's housekeeping). */
