@@ -165,3 +165,43 @@ test('durations', () => {
   assert.equal(parseDuration('10'), 10_000);
   assert.ok(Number.isNaN(parseDuration('soon')));
 });
+
+test('group commit: writes handed in during one turn share one COMMIT; a throwing writer is rolled back alone; a failed COMMIT fails the whole batch', async () => {
+  const Database = (await import('better-sqlite3')).default;
+  const { GroupCommit } = await import('../src/db/group-commit.ts');
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE t (v INTEGER NOT NULL UNIQUE)');
+  const g = new GroupCommit(db);
+  const ins = (v: number) => () => db.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes;
+  const r = await Promise.allSettled([g.run(ins(1)), g.run(ins(2)), g.run(ins(1)), g.run(() => (ins(3)(), ins(2)())), g.run(ins(4))]);
+  assert.deepEqual(r.map((x) => x.status), ['fulfilled', 'fulfilled', 'rejected', 'rejected', 'fulfilled']);
+  // The fourth writer's own first insert (3) went with its savepoint.
+  assert.deepEqual(db.prepare('SELECT v FROM t ORDER BY v').pluck().all(), [1, 2, 4]);
+  assert.equal(g.stats.commits, 1);
+  assert.equal(g.stats.writes, 5);
+  // Nothing resolves before the COMMIT: a COMMIT that fails rejects every writer of the batch.
+  db.exec('CREATE TABLE p (id INTEGER PRIMARY KEY); CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)');
+  db.pragma('foreign_keys = ON');
+  const r2 = await Promise.allSettled([g.run(ins(5)), g.run(() => db.prepare('INSERT INTO c (p) VALUES (42)').run())]);
+  assert.deepEqual(r2.map((x) => x.status), ['rejected', 'rejected']);
+  assert.deepEqual(db.prepare('SELECT v FROM t ORDER BY v').pluck().all(), [1, 2, 4]);
+  db.close();
+});
+
+test('caps: a reserved send counts until released, so concurrent sessions cannot pass the same cap before its row is committed', async () => {
+  const Database = (await import('better-sqlite3')).default;
+  const { reserveSend, usageOf, recordSend } = await import('../src/smtp/submission/caps.ts');
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE send_log (id INTEGER PRIMARY KEY, mailbox_id TEXT NOT NULL, at INTEGER NOT NULL, recipients INTEGER NOT NULL)');
+  const now = 10 * H;
+  const release = reserveSend(db as any, 'mb1', 3);
+  assert.deepEqual(usageOf(db as any, 'mb1', now), { messagesLastHour: 1, recipientsLastDay: 3 });
+  assert.deepEqual(usageOf(db as any, 'mb2', now), { messagesLastHour: 0, recipientsLastDay: 0 });
+  // Unlimited caps skip the counting.
+  assert.deepEqual(usageOf(db as any, 'mb1', now, { messages: false, recipients: false }), { messagesLastHour: 0, recipientsLastDay: 0 });
+  recordSend(db as any, 'mb1', now, 3);
+  release();
+  release(); // twice is harmless
+  assert.deepEqual(usageOf(db as any, 'mb1', now), { messagesLastHour: 1, recipientsLastDay: 3 });
+  db.close();
+});

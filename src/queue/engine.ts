@@ -9,6 +9,7 @@ import type { EnqueueRequest, EnqueueResult, OutboundQueue } from './handoff.ts'
 import { Spool } from '../spool/index.ts';
 import { newId } from '../util/ids.ts';
 import { stmt } from '../db/stmt.ts';
+import { groupCommit } from '../db/group-commit.ts';
 import { parseAddress } from '../util/address.ts';
 import { recordEvent } from '../events/record.ts';
 import { deliverLmtp } from '../delivery/lmtp.ts';
@@ -132,7 +133,12 @@ export class Queue implements OutboundQueue, Component {
     if (req.recipients.length === 0) return { queueIds: [], id: null };
     const p = await this.prepare(req);
     try {
-      this.app.db.transaction(() => this.insert(p)).immediate();
+      // One commit for the rows, the event and the caller's own writes (inTransaction), shared
+      // with the other enqueues and deliveries finishing in the same turn of the event loop.
+      await groupCommit(this.app.db).run(() => {
+        this.insert(p);
+        req.inTransaction?.();
+      });
     } catch (err) {
       if (p.spoolId) await this.spool.remove(p.spoolId).catch(() => {});
       throw err;
@@ -479,7 +485,7 @@ export class Queue implements OutboundQueue, Component {
       recordEvent(db, clock, { type, mailboxId: msg.mailbox_id, domain: msg.sending_domain, messageId: msg.message_id, data: { id: msg.id, from: msg.mail_from, ...data } });
     let pendingLeft: number;
     try {
-      pendingLeft = db.transaction(() => {
+      pendingLeft = await groupCommit(db).run(() => {
         const att = stmt(db,
           'INSERT INTO outbound_attempts (queue_id, at, mx, ip, source_ip, tls_version, tls_cipher, code, reply, outcome, transcript) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         );
@@ -513,7 +519,7 @@ export class Queue implements OutboundQueue, Component {
         for (const x of [...new Set(extraExternal)]) ins.run(newId('q'), msg.id, x, parseAddress(x).domain, now, now, now);
         for (const p of dsns) this.insert(p);
         return stmt(db, 'UPDATE outbound_messages SET pending = pending - ? + ? WHERE id = ? RETURNING pending', { pluck: true }).get(done, new Set(extraExternal).size, msg.id) as number;
-      }).immediate();
+      });
     } catch (err) {
       for (const p of dsns) if (p.spoolId) await this.spool.remove(p.spoolId).catch(() => {});
       throw err;

@@ -24,6 +24,11 @@ export interface EnqueueRequest {
    * then they are durable like the others; after a crash they are delivered by the queue.
    */
   held?: string[];
+  /**
+   * Synchronous writes of the caller's own (e.g. the sender's cap accounting) made inside the
+   * transaction that commits the queue rows: committed with them, or not at all.
+   */
+  inTransaction?: () => void;
 }
 
 export interface EnqueueResult {

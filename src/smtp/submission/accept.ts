@@ -16,7 +16,7 @@ import { ensureSecret } from '../../secrets.ts';
 import { isSuppressed } from '../../queue/store.ts';
 import { recordEvent } from '../../events/record.ts';
 import { isAuthorizedSender, ownedAddresses } from './authorize.ts';
-import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, unrecordSend, usageOf, type Caps, type Usage } from './caps.ts';
+import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, reserveSend, unrecordSend, usageOf, type Caps, type Usage } from './caps.ts';
 import { applyFixups } from './fixups.ts';
 
 export interface Sender {
@@ -87,7 +87,8 @@ export function checkSender(app: AppContext, mailbox: Sender, from: string): { c
 
 /** Caps and current usage of a mailbox, read once per message (at MAIL FROM). */
 export function capsState(app: AppContext, mailbox: Sender): { caps: Caps; usage: Usage } {
-  return { caps: effectiveCaps(app.db, app.config, mailbox), usage: usageOf(app.db, mailbox.id, app.clock.now()) };
+  const caps = effectiveCaps(app.db, app.config, mailbox);
+  return { caps, usage: usageOf(app.db, mailbox.id, app.clock.now(), { messages: caps.messagesPerHour > 0, recipients: caps.recipientsPerDay > 0 }) };
 }
 
 /** Checks made at each RCPT TO: null when acceptable, else the per-recipient refusal. `count` includes it. */
@@ -164,20 +165,25 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
     }
   }
   if (rcpts.length === 0) return { messageId: fixed.messageId, accepted: [], rejected };
-  // Counted now, in the same synchronous stretch as the cap checks above, so concurrent sessions
-  // cannot all pass the same cap; taken back below if nothing is accepted.
-  const logId = recordSend(db, mailbox.id, clock.now(), rcpts.length);
+  // Reserved now, in the same synchronous stretch as the cap checks above, so concurrent sessions
+  // cannot all pass the same cap; the send_log row is written in the transaction that queues the
+  // message (one commit), and taken back below if nothing is accepted.
+  const release = reserveSend(db, mailbox.id, rcpts.length);
+  const log: { id: number | null } = { id: null };
+  const count = () => void (log.id = recordSend(db, mailbox.id, clock.now(), rcpts.length));
   try {
-    const r = await deliverAccepted(app, input, fixed.message, fixed.from, fixed.messageId, rcpts, rejected, now);
-    if (r.accepted.length === 0) unrecordSend(db, logId);
+    const r = await deliverAccepted(app, input, fixed.message, fixed.from, fixed.messageId, rcpts, rejected, now, count);
+    if (r.accepted.length === 0 && log.id !== null) unrecordSend(db, log.id);
     return r;
   } catch (err) {
-    unrecordSend(db, logId);
+    if (log.id !== null) unrecordSend(db, log.id);
     throw err;
+  } finally {
+    release();
   }
 }
 
-async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buffer, fromHeader: string[], messageId: string, rcpts: string[], rejected: RejectedRecipient[], now: Date): Promise<AcceptResult> {
+async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buffer, fromHeader: string[], messageId: string, rcpts: string[], rejected: RejectedRecipient[], now: Date, inTransaction: () => void): Promise<AcceptResult> {
   const { db, config } = app;
   const { mailbox } = input;
   const fixed = { message, messageId, from: fromHeader };
@@ -204,7 +210,7 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
   const accepted: AcceptedRecipient[] = [];
   const queue = app.handoff.queue;
   if (!queue) throw new LetterboxError('unavailable', 'the outbound queue is not running', { smtp: '451 4.3.0' });
-  const enqueueBase = { message: signed, from: input.envelope.from, mailboxId: mailbox.id, sendingDomain: mailbox.domain, messageId: fixed.messageId, origin: input.origin };
+  const enqueueBase = { message: signed, from: input.envelope.from, mailboxId: mailbox.id, sendingDomain: mailbox.domain, messageId: fixed.messageId, origin: input.origin, inTransaction };
 
   if (input.sandbox) {
     const all = [...new Set([...[...local.values()].flat(), ...remote])];

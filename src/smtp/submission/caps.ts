@@ -61,10 +61,38 @@ export function effectiveCaps(db: DB, config: Config, mailbox: { id: string; dom
   };
 }
 
-export function usageOf(db: DB, mailboxId: string, now: number): Usage {
-  const h = stmt(db, 'SELECT count(*) AS n FROM send_log WHERE mailbox_id = ? AND at > ?').get(mailboxId, now - HOUR) as { n: number };
-  const d = stmt(db, 'SELECT coalesce(sum(recipients), 0) AS r FROM send_log WHERE mailbox_id = ? AND at > ?').get(mailboxId, now - DAY) as { r: number };
-  return { messagesLastHour: h.n, recipientsLastDay: d.r };
+/**
+ * Sends counted from send_log plus those reserved and not committed yet. `need` limits the work to
+ * the counts a cap uses (an unlimited cap needs no count; it reads as 0).
+ */
+export function usageOf(db: DB, mailboxId: string, now: number, need: { messages: boolean; recipients: boolean } = { messages: true, recipients: true }): Usage {
+  const h = need.messages ? (stmt(db, 'SELECT count(*) AS n FROM send_log WHERE mailbox_id = ? AND at > ?').get(mailboxId, now - HOUR) as { n: number }).n : 0;
+  const d = need.recipients ? (stmt(db, 'SELECT coalesce(sum(recipients), 0) AS r FROM send_log WHERE mailbox_id = ? AND at > ?').get(mailboxId, now - DAY) as { r: number }).r : 0;
+  const r = reservations.get(db)?.get(mailboxId);
+  return { messagesLastHour: h + (need.messages ? (r?.messages ?? 0) : 0), recipientsLastDay: d + (need.recipients ? (r?.recipients ?? 0) : 0) };
+}
+
+// Sends that passed the caps and whose send_log row is not committed yet (it is written in the
+// same transaction as the message's queue rows, later, after DKIM and the spool). Counted by
+// usageOf, so concurrent sessions of one mailbox cannot all pass the same cap meanwhile.
+const reservations = new WeakMap<DB, Map<string, { messages: number; recipients: number }>>();
+
+/** Reserves one message with `recipients` recipients; call the returned function once to release it. */
+export function reserveSend(db: DB, mailboxId: string, recipients: number): () => void {
+  let m = reservations.get(db);
+  if (!m) reservations.set(db, (m = new Map()));
+  const r = m.get(mailboxId) ?? { messages: 0, recipients: 0 };
+  r.messages++;
+  r.recipients += recipients;
+  m.set(mailboxId, r);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    r.messages--;
+    r.recipients -= recipients;
+    if (r.messages <= 0) m.delete(mailboxId);
+  };
 }
 
 /** Counts a message against the caps; returns the row id (to take it back if the send fails). */

@@ -1,0 +1,75 @@
+// Group commit: the write transactions that callers hand in during one turn of the event loop are
+// run together in one IMMEDIATE transaction, each in its own savepoint, and committed once. With
+// WAL and `synchronous = FULL` every COMMIT is an fsync made on the main thread; 20 sessions
+// finishing at about the same time then pay one fsync instead of 20.
+//
+// Durability is unchanged: a caller's promise resolves only after the COMMIT that contains its
+// writes has returned (fsynced). A caller whose function throws gets its error and only its
+// savepoint is rolled back; the others are committed. If the COMMIT itself fails (disk full, I/O
+// error), every caller of that batch gets the error and nothing of the batch is kept.
+import type { DB } from './index.ts';
+
+interface Pending {
+  fn: () => unknown;
+  resolve: (v: any) => void;
+  reject: (e: unknown) => void;
+}
+
+export class GroupCommit {
+  private db: DB;
+  private batch: Pending[] = [];
+  /** Batches committed and functions run so far (for tests and metrics). */
+  readonly stats = { commits: 0, writes: 0 };
+  constructor(db: DB) {
+    this.db = db;
+  }
+
+  /** Runs `fn` (synchronous, database writes only) in the next group transaction; resolves with its result once committed. */
+  run<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.batch.push({ fn, resolve, reject });
+      if (this.batch.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.batch;
+    this.batch = [];
+    if (batch.length === 0) return;
+    const { db } = this;
+    const out: ({ ok: true; v: unknown } | { ok: false; e: unknown })[] = [];
+    try {
+      db.transaction(() => {
+        for (const p of batch) {
+          try {
+            // A nested better-sqlite3 transaction is a savepoint: a throw undoes this caller's writes only.
+            out.push({ ok: true, v: db.transaction(p.fn)() });
+          } catch (e) {
+            // SQLite rolled the whole transaction back (e.g. SQLITE_FULL): the batch fails as one,
+            // never running the rest outside the transaction.
+            if (!db.inTransaction) throw e;
+            out.push({ ok: false, e });
+          }
+        }
+      }).immediate();
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    this.stats.commits++;
+    this.stats.writes += batch.length;
+    batch.forEach((p, i) => {
+      const r = out[i];
+      if (r.ok) p.resolve(r.v);
+      else p.reject(r.e);
+    });
+  }
+}
+
+const shared = new WeakMap<DB, GroupCommit>();
+/** The one group committer of a database handle (all writers of one handle share its batches). */
+export function groupCommit(db: DB): GroupCommit {
+  let g = shared.get(db);
+  if (!g) shared.set(db, (g = new GroupCommit(db)));
+  return g;
+}
