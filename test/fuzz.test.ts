@@ -338,12 +338,26 @@ test(`fuzz: ${400 * SCALE} requests with random JSON to every API route`, async 
     }
   }
   assert.ok(routes.length >= 5, `routes from the OpenAPI document: ${routes.length}`);
+  // Real ids (and message UIDs) from the list routes, so that path parameters reach the handlers.
+  const realIds = new Set<string>(['1', '2']);
+  for (const r of routes.filter((x) => x.method === 'GET' && !x.path.includes('{') && x.path.startsWith('/api/v1/'))) {
+    const res = await httpRequest(app.ports.api, 'GET', r.path, { authorization: `Bearer ${apiKey}` });
+    try {
+      const j = JSON.parse(res.text);
+      for (const item of Array.isArray(j.data) ? j.data : []) for (const k of ['id', 'address', 'name', 'uid']) if (item && item[k] !== undefined) realIds.add(encodeURIComponent(String(item[k])));
+    } catch {}
+  }
   const hit = new Set<string>();
   const statuses: Record<number, number> = {};
+  const reasons = new Map<string, number>();
   const jsonish = fc.jsonValue({ maxDepth: 3 });
   const reqArb = fc.record({
     route: fc.constantFrom(...routes),
-    param: fc.oneof(fc.constantFrom(DOMAIN, `alice@${DOMAIN}`, 'dom_x', 'mbx_x', '..', '%2e%2e%2f', '%00', '%FF', 'a'.repeat(3000)), fc.string({ maxLength: 30 }).map(encodeURIComponent)),
+    param: fc.oneof(
+      { weight: 2, arbitrary: fc.constantFrom(...realIds) },
+      { weight: 1, arbitrary: fc.constantFrom(DOMAIN, `alice@${DOMAIN}`, 'dom_x', 'mbx_x', '1', '..', '%2e%2e%2f', '%00', '%FF', 'a'.repeat(3000)) },
+      { weight: 1, arbitrary: fc.string({ maxLength: 30 }).map(encodeURIComponent) },
+    ),
     query: fc.dictionary(fc.oneof(fc.constantFrom('limit', 'cursor', 'domain', 'tag', 'status', 'address', 'q'), fc.string({ maxLength: 8 })), fc.oneof(fc.string({ maxLength: 20 }), fc.integer().map(String), fc.constant('-1'), fc.constant('1e309')), { maxKeys: 3 }),
     body: fc.oneof(
       { weight: 3, arbitrary: fc.constant(undefined as unknown) },
@@ -352,7 +366,7 @@ test(`fuzz: ${400 * SCALE} requests with random JSON to every API route`, async 
       { weight: 10, arbitrary: fc.constant(1) }, // replaced by a schema-conforming value below
     ),
     schemaSeed: fc.nat(),
-    schemaQuery: fc.boolean(),
+    schemaQuery: fc.oneof({ weight: 3, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
     shaped: fc.array(fc.tuple(fc.nat(), fc.oneof(jsonish, fc.string({ maxLength: 50 }), fc.emailAddress(), fc.constantFrom(`alice@${DOMAIN}`, DOMAIN, 'x'.repeat(100000), '1G', '-1', '', `*@${DOMAIN}`))), { maxLength: 6 }),
     raw: fc.oneof({ weight: 9, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constantFrom('{', '{"a":', '[1,2', 'null', '"x"', '\u0000', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{"y":1}}}', 'x'.repeat(1000)) }),
     auth: fc.constantFrom('key', 'key', 'key', 'key', 'none', 'bad'),
@@ -380,12 +394,17 @@ test(`fuzz: ${400 * SCALE} requests with random JSON to every API route`, async 
       assert.ok(res.headers.get('x-request-id'), 'X-Request-Id on every response');
       if (res.headers.get('content-type')?.includes('json') && res.status >= 400) {
         const j = JSON.parse(text);
+        if (res.status === 400) {
+          const why = String(j.error?.message ?? '').replace(/"[^"]*"/g, '"…"').slice(0, 60);
+          reasons.set(why, (reasons.get(why) ?? 0) + 1);
+        }
         assert.ok(j.error && typeof j.error.code === 'string' && typeof j.error.message === 'string', `error shape: ${text.slice(0, 200)}`);
       }
     }),
     { numRuns: 400 * SCALE, seed: SEED, endOnFailure: true },
   );
   console.log(`# fuzz API: ${hit.size}/${routes.length} routes hit, statuses ${JSON.stringify(statuses)}`);
+  console.log(`# fuzz API: most frequent 400s: ${JSON.stringify([...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5))}`);
   assert.ok(hit.size >= routes.length * 0.8, `most routes were exercised (${hit.size}/${routes.length})`);
 });
 
