@@ -131,6 +131,9 @@ for (const t of TRICKS) {
 test('MX: AUTH is not offered and not accepted, and a relay attempt after it is still refused', async () => {
   const c = await mx();
   try {
+    const ehlo = await c.cmd('EHLO client.example.net');
+    assert.equal(ehlo.code, 250);
+    assert.ok(!ehlo.lines.some((l) => /^250[ -]AUTH\b/i.test(l)), `AUTH not advertised on the MX: ${ehlo.text}`);
     const a = await c.cmd(authPlain(`alice@${OURS}`, PW));
     assert.ok(a.code >= 500 && a.code < 600, `AUTH on the MX: ${a.code} ${a.text}`);
     assert.equal((await c.cmd('MAIL FROM:<x@sender.example>')).code, 250);
