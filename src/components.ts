@@ -4,6 +4,7 @@ import { createQueueComponent } from './queue/engine.ts';
 import { createSubmissionComponent } from './smtp/submission/server.ts';
 import { apiComponent } from './api/index.ts';
 import { acmeComponent } from './tls/acme-component.ts';
+import { dailyVerifyComponent } from './doctor/daily.ts';
 import { createImapPoolComponent } from './imap/pool.ts';
 import { createWebhookComponent } from './webhooks/dispatcher.ts';
 
@@ -12,4 +13,4 @@ import { createWebhookComponent } from './webhooks/dispatcher.ts';
  * adds its factory here: the MX listener, submission listeners, the outbound queue, the API, jobs.
  */
 // The IMAP pool comes first so that it closes last (after the API that uses it).
-export const components: ComponentFactory[] = [createImapPoolComponent, createQueueComponent, mxComponent, createSubmissionComponent, apiComponent, createWebhookComponent, acmeComponent];
+export const components: ComponentFactory[] = [createImapPoolComponent, createQueueComponent, mxComponent, createSubmissionComponent, apiComponent, createWebhookComponent, acmeComponent, dailyVerifyComponent];

@@ -9,6 +9,11 @@ import { startAppliance, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { checkTls } from '../src/doctor/index.ts';
 import { loadConfig } from '../src/config/load.ts';
+import { openDatabase, dbPath } from '../src/db/index.ts';
+import { createLogger } from '../src/log.ts';
+import { systemClock } from '../src/clock.ts';
+import { createResolver } from '../src/dns/resolver.ts';
+import { verifyAllDomains } from '../src/doctor/daily.ts';
 
 const HOST = 'mail.letterbox.test';
 const V4 = '192.0.2.10';
@@ -116,6 +121,27 @@ test('SPF through include: and CIDR ranges counts as authorising our IPs', async
   dns.remove('example.test', 'TXT').txt('example.test', 'v=spf1 include:_spf.example.test ~all').txt('_spf.example.test', 'v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 -all');
   const { by } = await doctor();
   assert.equal(by('dns', 'example.test SPF')?.status, 'ok', JSON.stringify(by('dns', 'example.test SPF')));
+});
+
+test('the daily re-verification job: domain.verified when right, the failing records when not', async () => {
+  const config = loadConfig({ path: app.configPath, env });
+  const log = createLogger({ level: 'silent' });
+  const db = openDatabase(dbPath(config.data_dir), { log, clock: systemClock });
+  const resolve = createResolver({ servers: [dns.server], timeoutMs: 1000, clock: systemClock, cacheMs: 0, negativeCacheMs: 0 }).resolve;
+  try {
+    publishGood();
+    const before = db.prepare("SELECT count(*) FROM events WHERE type = 'domain.verified'").pluck().get() as number;
+    const good = await verifyAllDomains({ db, config, log, clock: systemClock }, resolve);
+    assert.deepEqual(good, [{ domain: 'example.test', ok: true, failing: [] }]);
+    assert.equal(db.prepare("SELECT count(*) FROM events WHERE type = 'domain.verified'").pluck().get(), before + 1);
+    dns.remove('example.test', 'TXT');
+    const bad = await verifyAllDomains({ db, config, log, clock: systemClock }, resolve);
+    assert.equal(bad[0].ok, false);
+    assert.ok(bad[0].failing.some((f) => f.startsWith('spf example.test')), JSON.stringify(bad));
+  } finally {
+    db.close();
+    publishGood();
+  }
 });
 
 test('broken DNS and reverse DNS: each problem is reported with its fix, exit 1', async () => {
