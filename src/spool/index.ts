@@ -33,6 +33,7 @@ export class Spool {
    * `prefix` (e.g. Received / Authentication-Results headers) is written first.
    */
   async write(input: Readable | Buffer, opts: { maxBytes?: number; prefix?: Buffer; id?: string } = {}): Promise<SpoolFile> {
+    if (Buffer.isBuffer(input)) return this.writeBuffer(input, opts);
     const id = opts.id ?? this.newId();
     const tmp = join(this.dir, 'tmp', `${id}.tmp`);
     const final = this.pathFor(id);
@@ -53,8 +54,7 @@ export class Spool {
     const out = createWriteStream(tmp, { mode: 0o640 });
     try {
       if (opts.prefix) out.write(opts.prefix);
-      const src = Buffer.isBuffer(input) ? (await import('node:stream')).Readable.from([input]) : input;
-      await pipeline(src, counter, out);
+      await pipeline(input, counter, out);
       if (tooBig) throw new LetterboxError('payload_too_large', `message exceeds the size limit of ${max} bytes`);
       const fh = await fsp.open(tmp, 'r+');
       try {
@@ -62,19 +62,61 @@ export class Spool {
       } finally {
         await fh.close();
       }
-      await fsp.mkdir(join(this.dir, id.slice(-2)), { recursive: true, mode: 0o750 });
-      await fsp.rename(tmp, final);
-      const dh = await fsp.open(join(this.dir, id.slice(-2)), 'r');
-      try {
-        await dh.sync();
-      } finally {
-        await dh.close();
-      }
+      await this.commit(id, tmp, final);
     } catch (err) {
       await fsp.rm(tmp, { force: true });
       throw err;
     }
     return { id, path: final, size: size + (opts.prefix?.length ?? 0) };
+  }
+
+  /** A message already in memory: written with one file handle (no stream pipeline), same guarantees. */
+  private async writeBuffer(input: Buffer, opts: { maxBytes?: number; prefix?: Buffer; id?: string }): Promise<SpoolFile> {
+    const size = input.length + (opts.prefix?.length ?? 0);
+    if (size - (opts.prefix?.length ?? 0) > (opts.maxBytes ?? Infinity)) throw new LetterboxError('payload_too_large', `message exceeds the size limit of ${opts.maxBytes} bytes`);
+    const id = opts.id ?? this.newId();
+    const tmp = join(this.dir, 'tmp', `${id}.tmp`);
+    const final = this.pathFor(id);
+    try {
+      const fh = await fsp.open(tmp, 'w', 0o640);
+      try {
+        await fh.writeFile(opts.prefix ? Buffer.concat([opts.prefix, input]) : input);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this.commit(id, tmp, final);
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      throw err;
+    }
+    return { id, path: final, size };
+  }
+
+  private made = new Set<string>();
+  /** Renames the fsynced temp file into place and fsyncs the directory (the rename is then durable). */
+  private async commit(id: string, tmp: string, final: string): Promise<void> {
+    const sub = join(this.dir, id.slice(-2));
+    if (!this.made.has(sub)) {
+      await fsp.mkdir(sub, { recursive: true, mode: 0o750 });
+      this.made.add(sub);
+    }
+    try {
+      await fsp.rename(tmp, final);
+    } catch (err: any) {
+      // The folder was removed under us (e.g. by an operator): make it again, once.
+      if (err?.code !== 'ENOENT') throw err;
+      this.made.delete(sub);
+      await fsp.mkdir(sub, { recursive: true, mode: 0o750 });
+      this.made.add(sub);
+      await fsp.rename(tmp, final);
+    }
+    const dh = await fsp.open(sub, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
   }
 
   async remove(id: string): Promise<void> {
