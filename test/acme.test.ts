@@ -230,3 +230,26 @@ test('the appliance obtains a certificate at start, hot-reloads Dovecot, adds mt
     await dns.stop();
   }
 });
+
+test('a busy port 80 does not stop the appliance; the failed request is retried with backoff', { timeout: 60000 }, async () => {
+  const busy = createServer((_req, res) => res.writeHead(404).end());
+  const busyPort = await freePort();
+  await new Promise<void>((r) => busy.listen(busyPort, '127.0.0.1', () => r()));
+  ca.challengePort = busyPort; // the CA validates against whatever holds the port: it fails
+  let app: Appliance | null = null;
+  try {
+    app = await startAppliance({
+      extraToml: `[dns]\nservers = ["127.0.0.1:9"]\ntimeout_ms = 300\n[acme]\nenabled = true\ndirectory_url = "${ca.directoryUrl}"\nhttp_listen = ["127.0.0.1:${busyPort}"]\nhttps_listen = ["127.0.0.1:${await freePort()}"]\n`,
+    });
+    assert.ok(app.logs.some((l) => l.includes(`cannot listen on 127.0.0.1:${busyPort} for ACME HTTP-01 challenges`)));
+    const failed = (await until('the failed request', () => app!.logs.find((l) => l.includes('certificate request failed; will retry'))))!;
+    assert.equal(JSON.parse(failed).retryInMs, 300000);
+    assert.equal(JSON.parse(failed).failures, 1);
+    assert.ok(readCertificate(join(app.dir, 'certs', 'fullchain.pem'))!.selfSigned, 'the self-signed certificate stays in place');
+    // Mail keeps working meanwhile: IMAP answers.
+    assert.equal(await peerIssuer(app.ports.imap, 'mail.letterbox.test'), 'mail.letterbox.test');
+  } finally {
+    app?.cleanup();
+    busy.close();
+  }
+});

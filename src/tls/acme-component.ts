@@ -163,8 +163,13 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
           const s = createHttpServer((req, res) => {
             if (!handleChallenge(store, req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
           });
-          await listen(s, addr);
-          servers.push(s);
+          // A busy port 80 must not take mail down: log it; certificate requests then fail and retry.
+          try {
+            await listen(s, addr);
+            servers.push(s);
+          } catch (err: any) {
+            alog.error({ listen: addr, err: err.code ?? err.message }, `cannot listen on ${addr} for ACME HTTP-01 challenges: free the port or change acme.http_listen`);
+          }
         }
         for (const addr of acme.https_listen) {
           const s = createHttpsServer({ key: readFileSync(config.tls.key), cert: readFileSync(config.tls.cert) }, (req, res) => {
@@ -172,9 +177,13 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
               res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
             }
           });
-          await listen(s, addr);
-          servers.push(s);
-          httpsServers.push(s);
+          try {
+            await listen(s, addr);
+            servers.push(s);
+            httpsServers.push(s);
+          } catch (err: any) {
+            alog.error({ listen: addr, err: err.code ?? err.message }, `cannot listen on ${addr} for MTA-STS policies: free the port or change acme.https_listen`);
+          }
         }
         alog.info({ http: acme.http_listen, https: acme.https_listen, directory: acme.directory_url }, 'ACME challenge responder and MTA-STS policy host listening');
         task = schedule(opts.cron ?? '17 3 * * *', () => void check());
