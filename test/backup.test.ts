@@ -128,6 +128,13 @@ test('restore over existing data moves it aside; into a fresh data dir the mailb
   assert.equal(readFileSync(join(app.dataDir, 'secrets', 'dovecot-master'), 'utf8'), masterSecret);
   assert.equal(statSync(join(app.dataDir, 'secrets', 'dovecot-master')).mode & 0o777, 0o600);
   assert.ok(existsSync(join(app.dataDir, 'restored-config.toml')));
+  // --with-config also puts the backed-up config in place, keeping the current one aside.
+  const original = readFileSync(app.configPath, 'utf8');
+  writeFileSync(app.configPath, original + '\n# edited after the backup\n');
+  const r3 = await app.cliJson(['restore', archive, '--with-config']);
+  assert.ok(r3.actions.some((a: string) => /restored the config to/.test(a)), JSON.stringify(r3.actions));
+  assert.equal(readFileSync(app.configPath, 'utf8'), original);
+  assert.ok(readdirSync(app.dir).some((n) => n.startsWith('letterbox.toml.before-restore-')));
   await app.restart();
   const domains = await app.cliJson(['domain', 'list']);
   assert.deepEqual(domains.map((d: any) => d.name), ['example.test']);

@@ -263,6 +263,16 @@ test('the installed program runs from the tree: /healthz, send on 587, receive o
   }
 });
 
+test('the summary prints the DNS records of every domain (the same records as letterbox dns)', async () => {
+  const r = await install(common());
+  assert.equal(r.code, 0, r.stderr);
+  const dnsOut = await sh(join(root, 'usr/local/bin/letterbox'), ['--json', 'dns', 'example.test']);
+  const records = JSON.parse(dnsOut.stdout).records as { type: string; name: string; value: string }[];
+  assert.match(r.stdout, /-- example\.test/);
+  for (const rec of records) assert.ok(r.stdout.includes(rec.name) && r.stdout.includes(rec.value.slice(0, 40)), `summary lacks ${rec.type} ${rec.name}`);
+  assert.match(r.stdout, /nothing changed/);
+});
+
 test('--uninstall removes the program and unit but keeps config and data; --purge removes them', async () => {
   const u = await install(['--root', root, '--uninstall']);
   assert.equal(u.code, 0, u.stderr);
