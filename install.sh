@@ -200,7 +200,7 @@ set_owner() {
   run chown "$owner" "$@"
 }
 
-usage_prod() { sed -n '2,21p' "${BASH_SOURCE[0]}"; }
+usage_prod() { awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; }
 
 parse_prod_args() {
   while [ $# -gt 0 ]; do
@@ -795,7 +795,7 @@ dev_main() {
     case "$1" in
       --dev) mode=dev ;;
       --test-tools) test_tools=1 ;;
-      -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
+      -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
       *) die "unknown option $1 (see --help)" ;;
     esac
     shift
