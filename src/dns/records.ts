@@ -15,6 +15,8 @@ export interface RecordInput {
   hostname: string; // the server's name (MX target, EHLO)
   ips: string[];
   dkim: { selector: string; algorithm: DkimAlgorithm; publicKey: string }[];
+  /** When Letterbox hosts the domain's MTA-STS policy ([acme] enabled): the policy's id. */
+  mtaStsId?: string | null;
 }
 
 /** The records a domain needs published. One function for the CLI, the API and install.sh. */
@@ -27,6 +29,15 @@ export function recordsForDomain(i: RecordInput): DnsRecord[] {
     ...i.dkim.map((k): DnsRecord => ({ purpose: 'dkim', type: 'TXT', name: `${k.selector}._domainkey.${i.domain}`, value: dkimTxt(k.algorithm, k.publicKey), ttl })),
     { purpose: 'dmarc', type: 'TXT', name: `_dmarc.${i.domain}`, value: `v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@${i.domain}`, ttl },
   ];
+  if (i.mtaStsId) {
+    // RFC 8461: the policy host must reach this server (its certificate then covers the name), the
+    // TXT id announces the policy; RFC 8460: where TLS failure reports go.
+    out.push(
+      { purpose: 'mta-sts', type: 'CNAME', name: `mta-sts.${i.domain}`, value: i.hostname, ttl },
+      { purpose: 'mta-sts', type: 'TXT', name: `_mta-sts.${i.domain}`, value: `v=STSv1; id=${i.mtaStsId}`, ttl },
+      { purpose: 'tlsrpt', type: 'TXT', name: `_smtp._tls.${i.domain}`, value: `v=TLSRPTv1; rua=mailto:postmaster@${i.domain}`, ttl },
+    );
+  }
   // The host's own address records, when the domain is the one the server is named under.
   if (i.hostname === i.domain || i.hostname.endsWith('.' + i.domain)) {
     for (const ip of i.ips) {

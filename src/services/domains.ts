@@ -5,6 +5,7 @@ import { newId } from '../util/ids.ts';
 import { displayDomain, normalizeDomain } from '../util/address.ts';
 import { dkimKeyPath, generateDkimKey, writeDkimKey, type DkimAlgorithm } from '../dkim/keys.ts';
 import { recordsForDomain, type DnsRecord } from '../dns/records.ts';
+import { mtaStsPolicy, mtaStsRecordId } from '../mtasts/index.ts';
 import { syncUsersFile } from '../dovecot/sync.ts';
 import type { ServiceContext } from './context.ts';
 
@@ -147,6 +148,10 @@ export function domainRecords(ctx: ServiceContext, d: Domain): DnsRecord[] {
     hostname: ctx.config.hostname,
     ips: ctx.config.ips,
     dkim: d.dkim.filter((k) => k.active),
+    mtaStsId:
+      ctx.config.acme.enabled && ctx.config.acme.mta_sts_mode !== 'none'
+        ? mtaStsRecordId(mtaStsPolicy({ mode: ctx.config.acme.mta_sts_mode, mx: [ctx.config.hostname], maxAge: ctx.config.acme.mta_sts_max_age }))
+        : null,
   });
 }
 

@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { recordsForDomain, toZone } from '../src/dns/records.ts';
+
+const base = { domain: 'example.com', hostname: 'mail.example.com', ips: ['203.0.113.10', '2001:db8::10', '127.0.0.1'], dkim: [{ selector: 'lb202611r', algorithm: 'rsa' as const, publicKey: 'A'.repeat(400) }] };
+
+test('records: MX, SPF with our IPs, DKIM, DMARC, host A/AAAA (never loopback)', () => {
+  const r = recordsForDomain(base);
+  const by = (p: string) => r.filter((x) => x.purpose === p);
+  assert.deepEqual(by('mx').map((x) => [x.name, x.value, x.priority]), [['example.com', 'mail.example.com', 10]]);
+  assert.equal(by('spf')[0].value, 'v=spf1 mx ip4:203.0.113.10 ip6:2001:db8::10 ip4:127.0.0.1 -all');
+  assert.equal(by('dkim')[0].name, 'lb202611r._domainkey.example.com');
+  assert.match(by('dmarc')[0].value, /^v=DMARC1; p=quarantine;/);
+  assert.deepEqual(by('host').map((x) => `${x.type} ${x.value}`), ['A 203.0.113.10', 'AAAA 2001:db8::10']);
+  assert.equal(by('mta-sts').length, 0, 'no MTA-STS records unless Letterbox hosts the policy');
+});
+
+test('records: MTA-STS and TLS-RPT when the policy is hosted', () => {
+  const r = recordsForDomain({ ...base, mtaStsId: 'lbabc' });
+  assert.deepEqual(
+    r.filter((x) => x.purpose === 'mta-sts' || x.purpose === 'tlsrpt').map((x) => `${x.type} ${x.name} ${x.value}`),
+    ['CNAME mta-sts.example.com mail.example.com', 'TXT _mta-sts.example.com v=STSv1; id=lbabc', 'TXT _smtp._tls.example.com v=TLSRPTv1; rua=mailto:postmaster@example.com'],
+  );
+});
+
+test('zone snippet: absolute names, long TXT split into 255-octet strings', () => {
+  const z = toZone(recordsForDomain({ ...base, mtaStsId: 'lbabc' }));
+  assert.match(z, /^example\.com\.\t3600\tIN\tMX\t10 mail\.example\.com\.$/m);
+  assert.match(z, /^mta-sts\.example\.com\.\t3600\tIN\tCNAME\tmail\.example\.com\.$/m);
+  const dkim = z.split('\n').find((l) => l.startsWith('lb202611r'))!;
+  const strings = [...dkim.matchAll(/"([^"]*)"/g)].map((m) => m[1]);
+  assert.ok(strings.length >= 2 && strings.every((s) => s.length <= 255));
+  assert.equal(strings.join(''), `v=DKIM1; k=rsa; p=${'A'.repeat(400)}`);
+});
