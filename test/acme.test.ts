@@ -174,6 +174,8 @@ test('the appliance obtains a certificate at start, hot-reloads Dovecot, adds mt
     await until('Dovecot serving the new certificate', async () => (await peerIssuer(app!.ports.imap, 'mail.letterbox.test')) === 'Letterbox Test ACME CA');
     assert.ok(!app.logs.some((l) => l.includes('Dovecot exited unexpectedly')));
     assert.ok(app.logs.some((l) => l.includes('Dovecot reloaded with the new certificate')));
+    // The SMTP listeners take it too, without a restart (implicit TLS on 465 shows it directly).
+    await until('submissions (465) serving the new certificate', async () => (await peerIssuer(app!.ports.submissions, 'mail.letterbox.test')) === 'Letterbox Test ACME CA');
     // A domain whose mta-sts name points at us joins the certificate (checked at start and daily).
     await app.stop();
     assert.equal((await app.cli(['domain', 'add', 'example.test'])).code, 0);

@@ -1,4 +1,5 @@
-import { promises as fsp, watchFile, unwatchFile } from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import { watchCertificate } from '../../tls/watch.ts';
 import { join } from 'node:path';
 import type { AppContext, Component, ComponentFactory } from '../../server.ts';
 import { parseHostPort } from '../../config/schema.ts';
@@ -22,6 +23,7 @@ export const mxComponent: ComponentFactory = (app: AppContext): Component => {
   // any 250, so they are removed at start.
   const spoolRoot = join(app.config.data_dir, 'inbound');
   let listener: MxListener | null = null;
+  let unwatchTls: (() => void) | null = null;
   const keys = new Map<string, { until: number; key: { signingDomain: string; selector: string; privateKey: Buffer } | null }>();
   return {
     name: 'mx',
@@ -48,15 +50,12 @@ export const mxComponent: ComponentFactory = (app: AppContext): Component => {
       );
       await listener.listen();
       // A renewed certificate (ACME, or replaced by hand) is picked up without a restart.
-      watchFile(app.config.tls.cert, { interval: 30_000, persistent: false }, (cur, prev) => {
-        if (cur.mtimeMs !== prev.mtimeMs && cur.size > 0) {
-          listener?.reloadTls().catch((err) => app.log.error({ err: err.message, component: 'mx' }, 'could not reload the TLS certificate; keeping the old one'));
-        }
-      });
+      unwatchTls = watchCertificate(app, 'mx', (m) => listener?.updateTls(m));
       app.log.info({ listen: app.config.listen.mx, component: 'mx' }, 'MX listening');
     },
     async stop() {
-      unwatchFile(app.config.tls.cert);
+      unwatchTls?.();
+      unwatchTls = null;
       if (listener) await listener.close();
       listener = null;
     },

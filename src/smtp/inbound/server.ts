@@ -93,7 +93,7 @@ export interface MxListener {
   servers: SMTPServer[];
   listen(): Promise<void>;
   /** Re-reads the TLS key and certificate (after a renewal); new STARTTLS sessions use them. */
-  reloadTls(): Promise<void>;
+  updateTls(m: { key: Buffer; cert: Buffer }): void;
   close(): Promise<void>;
 }
 
@@ -258,10 +258,8 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
         ),
       );
     },
-    async reloadTls() {
-      const [key, cert] = await Promise.all([fsp.readFile(app.config.tls.key), fsp.readFile(app.config.tls.cert)]);
-      for (const s of servers) s.updateSecureContext({ key, cert });
-      log.info({ cert: app.config.tls.cert }, 'TLS certificate reloaded');
+    updateTls(m) {
+      for (const s of servers) (s as any).updateSecureContext(m);
     },
     async close() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));

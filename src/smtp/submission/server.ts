@@ -13,6 +13,7 @@ import { findMailbox } from '../../services/mailboxes.ts';
 import { BruteForceGuard } from './bruteforce.ts';
 import { acceptOutbound, checkRecipient, checkSender, type Sender } from './accept.ts';
 import { smtpMetrics } from '../../metrics/index.ts';
+import { watchCertificate } from '../../tls/watch.ts';
 
 
 function smtpError(message: string, code: number): Error & { responseCode: number } {
@@ -45,6 +46,7 @@ async function readAll(stream: Readable & { sizeExceeded?: boolean }, max: numbe
 export class SubmissionListeners implements Component {
   name = 'submission';
   private servers: SMTPServer[] = [];
+  private unwatchTls: (() => void) | null = null;
   private guard: BruteForceGuard;
   // A real hash of a random password: unknown users cost the same time as wrong passwords.
   private dummyHash: Promise<string> = hashPassword(randomBytes(18).toString('base64'));
@@ -206,10 +208,16 @@ export class SubmissionListeners implements Component {
     };
     for (const a of config.listen.submission) await listen(a, false);
     for (const a of config.listen.submissions) await listen(a, true);
+    // A renewed certificate applies to new connections without a restart.
+    this.unwatchTls = watchCertificate(this.app, 'submission', (m) => {
+      for (const s of this.servers) (s as any).updateSecureContext(m);
+    });
     this.app.log.info({ submission: config.listen.submission, submissions: config.listen.submissions }, 'submission listening');
   }
 
   async stop(): Promise<void> {
+    this.unwatchTls?.();
+    this.unwatchTls = null;
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.servers = [];
   }
