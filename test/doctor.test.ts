@@ -135,8 +135,12 @@ test('the daily re-verification job: domain.verified when right, the failing rec
     assert.deepEqual(good, [{ domain: 'example.test', ok: true, failing: [] }]);
     assert.equal(db.prepare("SELECT count(*) FROM events WHERE type = 'domain.verified'").pluck().get(), before + 1);
     dns.remove('example.test', 'TXT');
+    const failedBefore = db.prepare("SELECT count(*) FROM events WHERE type = 'domain.verification_failed'").pluck().get() as number;
     const bad = await verifyAllDomains({ db, config, log, clock: systemClock }, resolve);
     assert.equal(bad[0].ok, false);
+    const failed = db.prepare("SELECT data FROM events WHERE type = 'domain.verification_failed' ORDER BY id DESC").pluck().all() as string[];
+    assert.equal(failed.length, failedBefore + 1, 'a domain.verification_failed event');
+    assert.ok(JSON.parse(failed[0]).failing.some((f: any) => f.purpose === 'spf'), failed[0]);
     assert.ok(bad[0].failing.some((f) => f.startsWith('spf example.test')), JSON.stringify(bad));
   } finally {
     db.close();

@@ -1,6 +1,6 @@
 // The daily DNS re-verification job of `letterbox serve` (node-cron): every domain's records are
 // checked through the configured resolvers (no cache) with the same verifyDomain the API and CLI
-// use, which records `domain.verified` when all is right; failures are logged with what is wrong.
+// use, which records `domain.verified` when all is right and `domain.verification_failed` (with the failing records) when not.
 import { schedule, type ScheduledTask } from 'node-cron';
 import type { AppContext, Component, ComponentFactory } from '../server.ts';
 import type { ServiceContext } from '../services/context.ts';

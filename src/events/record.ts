@@ -9,7 +9,8 @@ export type EventType =
   | 'message.deferred'
   | 'message.bounced'
   | 'message.suppressed'
-  | 'domain.verified';
+  | 'domain.verified'
+  | 'domain.verification_failed';
 
 export interface EventInput {
   type: EventType;

@@ -134,6 +134,10 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
   ctx.db.transaction(() => {
     saveVerification(ctx, d.id, result, ok ? checkedAt : null);
     if (ok) recordEvent(ctx.db, ctx.clock, { type: 'domain.verified', domain: d.name, data: { domainId: d.id, checkedAt } });
+    else {
+      const failing = records.filter((r) => !r.ok).map((r) => ({ purpose: r.purpose, name: r.name, problem: r.problem }));
+      recordEvent(ctx.db, ctx.clock, { type: 'domain.verification_failed', domain: d.name, data: { domainId: d.id, checkedAt, failing } });
+    }
   }).immediate();
   ctx.log.info({ domain: d.name, ok, failing: records.filter((r) => !r.ok).map((r) => r.name + ' ' + r.purpose) }, 'domain DNS verified');
   return result;

@@ -14,6 +14,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'message.bounced',
   'message.suppressed',
   'domain.verified',
+  'domain.verification_failed',
 ] as const;
 
 export interface Webhook {
