@@ -9,9 +9,25 @@ export interface SpoolFile {
   id: string;
   path: string;
   size: number;
+  /** The content (without `prefix`) when it was at most `keep` bytes: read it from here, not the file. */
+  data?: Buffer;
 }
 
-/** data_dir/spool/<2 hex>/<id>.eml, written to a temp name, fsynced, renamed, directory fsynced. */
+export interface SpoolWriteOptions {
+  maxBytes?: number;
+  prefix?: Buffer;
+  id?: string;
+  /**
+   * false: no fsync of the file nor its folder. For a file that is only a working copy, removed
+   * before the reply and never relied on after a crash (the MX's: 250 comes only once Dovecot or the
+   * outbound queue, which keeps its own fsynced copy, has the message). Default true.
+   */
+  durable?: boolean;
+  /** Also keep the content in memory (SpoolFile.data) when it is at most this many bytes. */
+  keep?: number;
+}
+
+/** data_dir/spool/<2 hex>/<id>.eml, written to a temp name, fsynced, renamed, directory fsynced (unless `durable: false`). */
 export class Spool {
   readonly dir: string;
   constructor(dataDir: string) {
@@ -32,7 +48,7 @@ export class Spool {
    * while streaming: the stream is drained and a payload_too_large error thrown, nothing kept.
    * `prefix` (e.g. Received / Authentication-Results headers) is written first.
    */
-  async write(input: Readable | Buffer, opts: { maxBytes?: number; prefix?: Buffer; id?: string } = {}): Promise<SpoolFile> {
+  async write(input: Readable | Buffer, opts: SpoolWriteOptions = {}): Promise<SpoolFile> {
     if (Buffer.isBuffer(input)) return this.writeBuffer(input, opts);
     const id = opts.id ?? this.newId();
     const tmp = join(this.dir, 'tmp', `${id}.tmp`);
@@ -40,9 +56,15 @@ export class Spool {
     let size = 0;
     let tooBig = false;
     const max = opts.maxBytes ?? Infinity;
+    const keep = opts.keep ?? 0;
+    let kept: Buffer[] | null = keep > 0 ? [] : null;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         size += chunk.length;
+        if (kept) {
+          if (size <= keep) kept.push(chunk);
+          else kept = null;
+        }
         if (size > max) {
           tooBig = true;
           cb(); // keep draining so the client gets a clean reply, but store nothing more
@@ -56,22 +78,24 @@ export class Spool {
       if (opts.prefix) out.write(opts.prefix);
       await pipeline(input, counter, out);
       if (tooBig) throw new LetterboxError('payload_too_large', `message exceeds the size limit of ${max} bytes`);
-      const fh = await fsp.open(tmp, 'r+');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
+      if (opts.durable !== false) {
+        const fh = await fsp.open(tmp, 'r+');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
       }
-      await this.commit(id, tmp, final);
+      await this.commit(id, tmp, final, opts.durable !== false);
     } catch (err) {
       await fsp.rm(tmp, { force: true });
       throw err;
     }
-    return { id, path: final, size: size + (opts.prefix?.length ?? 0) };
+    return { id, path: final, size: size + (opts.prefix?.length ?? 0), ...(kept ? { data: Buffer.concat(kept) } : {}) };
   }
 
   /** A message already in memory: written with one file handle (no stream pipeline), same guarantees. */
-  private async writeBuffer(input: Buffer, opts: { maxBytes?: number; prefix?: Buffer; id?: string }): Promise<SpoolFile> {
+  private async writeBuffer(input: Buffer, opts: SpoolWriteOptions): Promise<SpoolFile> {
     const size = input.length + (opts.prefix?.length ?? 0);
     if (size - (opts.prefix?.length ?? 0) > (opts.maxBytes ?? Infinity)) throw new LetterboxError('payload_too_large', `message exceeds the size limit of ${opts.maxBytes} bytes`);
     const id = opts.id ?? this.newId();
@@ -81,21 +105,21 @@ export class Spool {
       const fh = await fsp.open(tmp, 'w', 0o640);
       try {
         await fh.writeFile(opts.prefix ? Buffer.concat([opts.prefix, input]) : input);
-        await fh.sync();
+        if (opts.durable !== false) await fh.sync();
       } finally {
         await fh.close();
       }
-      await this.commit(id, tmp, final);
+      await this.commit(id, tmp, final, opts.durable !== false);
     } catch (err) {
       await fsp.rm(tmp, { force: true });
       throw err;
     }
-    return { id, path: final, size };
+    return { id, path: final, size, ...(opts.keep && input.length <= opts.keep ? { data: input } : {}) };
   }
 
   private made = new Set<string>();
   /** Renames the fsynced temp file into place and fsyncs the directory (the rename is then durable). */
-  private async commit(id: string, tmp: string, final: string): Promise<void> {
+  private async commit(id: string, tmp: string, final: string, durable: boolean): Promise<void> {
     const sub = join(this.dir, id.slice(-2));
     if (!this.made.has(sub)) {
       await fsp.mkdir(sub, { recursive: true, mode: 0o750 });
@@ -111,6 +135,7 @@ export class Spool {
       this.made.add(sub);
       await fsp.rename(tmp, final);
     }
+    if (!durable) return;
     const dh = await fsp.open(sub, 'r');
     try {
       await dh.sync();
@@ -120,6 +145,10 @@ export class Spool {
   }
 
   async remove(id: string): Promise<void> {
-    await fsp.rm(this.pathFor(id), { force: true });
+    try {
+      await fsp.unlink(this.pathFor(id));
+    } catch (err: any) {
+      if (err?.code !== 'ENOENT') throw err;
+    }
   }
 }

@@ -6,6 +6,7 @@ import type { AppContext } from '../../server.ts';
 import type { Spool, SpoolFile } from '../../spool/index.ts';
 import { deliverLmtp, type LmtpRecipientResult } from '../../delivery/lmtp.ts';
 import { recordEvent } from '../../events/record.ts';
+import { groupCommit } from '../../db/group-commit.ts';
 import { isLetterboxError } from '../../errors.ts';
 import { decide, type AuthResult, type Decision, type Evidence } from './policy.ts';
 import { HeaderFilter, LineEndingGuard, type HeaderInfo } from './stream.ts';
@@ -14,6 +15,9 @@ import { SmtpReply, internalFailure, newRef, reply } from './replies.ts';
 import { srsForward } from './srs.ts';
 import { buildDsn, type FailedRecipient } from './dsn.ts';
 import { lmtpAddress, resolveRecipient, type Target } from '../../routing/resolve.ts';
+
+/** Messages up to this size are also kept in memory while spooled (read back from the file above it). */
+const KEEP_IN_MEMORY = 256 * 1024;
 
 /** What the listener collected for one mail transaction (MAIL FROM … RCPT TO …). */
 export interface Transaction {
@@ -86,7 +90,10 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
   const guard = new LineEndingGuard(cfg.bare_newline);
   const filter = new HeaderFilter(app.config.hostname);
   const upstream = pipeline(stream, guard, filter);
-  const writing = deps.spool.write(filter, { maxBytes: cfg.max_message_size });
+  // A working copy, removed before the reply: no fsync (250 comes only once Dovecot stored the
+  // message or the queue has its own fsynced copy). Small messages are also kept in memory, so the
+  // checks and LMTP do not read the file back.
+  const writing = deps.spool.write(filter, { maxBytes: cfg.max_message_size, durable: false, keep: KEEP_IN_MEMORY });
   const [up, wr] = await Promise.allSettled([upstream, writing]);
   let file: SpoolFile | null = wr.status === 'fulfilled' ? wr.value : null;
   try {
@@ -105,7 +112,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     // 2. Authentication (SPF, DKIM, DMARC, ARC); ARC-sealed only when something is forwarded.
     const firstForward = forwards.values().next().value;
     const seal = firstForward ? await deps.sealKey(firstForward.target.via) : null;
-    const auth = await authenticate(createReadStream(path), {
+    const auth = await authenticate(file!.data ?? createReadStream(path), {
       ip: session.remoteAddress,
       helo: session.helo,
       sender: tx.mailFrom,
@@ -153,7 +160,8 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       const rcpts = list.map((d) => (decision.action === 'quarantine' ? `${d.target.local}+Junk@${d.target.domain}` : d.lmtpRcpt));
       let results: LmtpRecipientResult[];
       try {
-        results = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: tx.mailFrom, to: rcpts }, () => concat(prefix, path), { lhlo: app.config.hostname });
+        const data = file!.data;
+        results = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: tx.mailFrom, to: rcpts }, data ? Buffer.concat([prefix, data]) : () => concat(prefix, path), { lhlo: app.config.hostname });
       } catch (err: any) {
         const ref = newRef();
         app.log.error({ ref, session: session.id, err: err.message, component: 'mx' }, 'local delivery failed (Dovecot unavailable); answered 451');
@@ -172,7 +180,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     // 4. Forwards: SRS envelope sender, ARC-sealed copy, durably queued.
     let forwarded = 0;
     if (forwards.size > 0) {
-      const body = await fsp.readFile(path);
+      const body = file!.data ?? (await fsp.readFile(path));
       const message = Buffer.concat([prefix, body]);
       const groups = new Map<string, { from: string; via: string; recipients: string[]; originals: string[] }>();
       for (const { target, originals } of forwards.values()) {
@@ -206,7 +214,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     if (failed.length > 0 && tx.mailFrom !== '') {
       await sendDsn(deps, tx.mailFrom, failed, arrival, await readHeaderSection(path), session);
     }
-    recordReceived(deps, delivered, tx, filter.info, evidence, decision, file!);
+    await recordReceived(deps, delivered, tx, filter.info, evidence, decision, file!);
     app.log.info(
       {
         component: 'mx',
@@ -309,12 +317,13 @@ async function sendDsn(deps: InboundDeps, to: string, failed: FailedRecipient[],
   }
 }
 
-function recordReceived(deps: InboundDeps, delivered: { d: LocalDelivery; folder: string | null }[], tx: Transaction, info: HeaderInfo, e: Evidence, decision: Decision, file: SpoolFile): void {
+async function recordReceived(deps: InboundDeps, delivered: { d: LocalDelivery; folder: string | null }[], tx: Transaction, info: HeaderInfo, e: Evidence, decision: Decision, file: SpoolFile): Promise<void> {
   if (delivered.length === 0) return;
   const { app } = deps;
   const authentication = { spf: e.spf, dkim: e.dkim, dmarc: e.dmarc?.result ?? 'none', dmarcPolicy: e.dmarc?.policy ?? null };
   try {
-    app.db.transaction(() => {
+    // Committed together with the other sessions' writes of this turn (one fsync for all).
+    await groupCommit(app.db).run(() => {
       for (const { d, folder } of delivered) {
         recordEvent(app.db, app.clock, {
           type: 'message.received',
@@ -334,7 +343,7 @@ function recordReceived(deps: InboundDeps, delivered: { d: LocalDelivery; folder
           },
         });
       }
-    })();
+    });
   } catch (err: any) {
     // The mail is stored; a missing event must not turn into a retry and a duplicate.
     app.log.error({ err: err.message, id: file.id, component: 'mx' }, 'could not record message.received events');
