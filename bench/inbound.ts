@@ -3,7 +3,7 @@
 // (all its processes, from /proc) and its peak RSS.
 //   node bench/inbound.ts [--messages 2000] [--stacks letterbox,classic,haraka]
 import { generateKeyPairSync, createPrivateKey } from 'node:crypto';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestDns } from '../test/helpers/dns.ts';
@@ -112,6 +112,7 @@ for (const name of STACKS) {
   }
 }
 await dns.stop();
+rmSync(dir, { recursive: true, force: true });
 console.log('\n' + table(rows as any));
 const lb = rows.filter((r) => r.stack === 'Letterbox');
 const cl = rows.filter((r) => r.stack.startsWith('Postfix'));

@@ -11,7 +11,7 @@ import { RawSmtp, authPlain } from '../test/helpers/proof-smtp.ts';
 import { message } from '../test/helpers/proof-load.ts';
 import { cpuMs, ownCpuMs, rssSampler, machine, table, arg, waitFor, run } from './lib.ts';
 import { letterboxStack, postfixRelayStack } from './stacks.ts';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -96,13 +96,13 @@ try {
 } finally {
   await stack.stop();
 }
+const tmp = mkdtempSync(join(tmpdir(), 'lbb-out-'));
 // The peer: Postfix relaying the same message from smtp-source (plain SMTP from mynetworks: no TLS,
 // no AUTH, no DKIM — less work than Letterbox does) to the same smtp-sink.
 try {
   const relay = await postfixRelayStack({ sinkPort });
   try {
-    const dir = mkdtempSync(join(tmpdir(), 'lbb-out-'));
-    const file = join(dir, 'message.eml');
+    const file = join(tmp, 'message.eml');
     writeFileSync(file, body.replace(/\r\n/g, '\n'));
     const src = (m: number) => run('smtp-source', ['-s', String(CLIENTS), '-d', '-m', String(m), '-f', from, '-t', 'rcpt@remote.bench.test', '-M', 'client.bench.test', '-F', file, `127.0.0.1:${relay.port}`]);
     const warm = sunk;
@@ -141,5 +141,6 @@ try {
 }
 sink.kill('SIGTERM');
 await dns.stop();
+rmSync(tmp, { recursive: true, force: true });
 console.log('\n' + table(rows));
 if (rows.length === 2) console.log(`# CPU per message: Letterbox ÷ Postfix relay = ${(Number(rows[0]['CPU ms/msg']) / Number(rows[1]['CPU ms/msg'])).toFixed(2)}`);

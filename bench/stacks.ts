@@ -102,6 +102,8 @@ export async function classicStack(opts: { domain: string; user: string }): Prom
     return await startPostfix(dir, dov, opts);
   } catch (err) {
     dov.child.kill('SIGTERM');
+    await waitFor(() => dov.child.exitCode !== null || dov.child.signalCode !== null, 5000);
+    rmSync(dir, { recursive: true, force: true });
     throw err;
   }
 }
@@ -279,8 +281,13 @@ biff = no
 `,
   );
   writeFileSync(join(cfg, 'master.cf'), readFileSync(join(BENCH_DIR, 'postfix-master.cf'), 'utf8').replace('SMTPD_LISTEN', `127.0.0.1:${port}`));
-  execFileSync('postfix', ['-c', cfg, 'check'], { stdio: 'inherit' });
-  execFileSync('postfix', ['-c', cfg, 'start'], { stdio: 'inherit' });
+  try {
+    execFileSync('postfix', ['-c', cfg, 'check'], { stdio: 'inherit' });
+    execFileSync('postfix', ['-c', cfg, 'start'], { stdio: 'inherit' });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const pidFile = join(spool, 'pid', 'master.pid');
   if (!(await waitFor(() => existsSync(pidFile), 10000))) throw new Error('Postfix master did not start');
   const master = Number(readFileSync(pidFile, 'utf8').trim());
