@@ -86,7 +86,40 @@ function fold(tags: string[]): string {
 
 /** Returns the DKIM-Signature header lines (each ending in CRLF) for `message` (CRLF line ends). */
 export function dkimSignatures(message: Buffer, keys: SigningKey[], now: Date): string {
-  if (keys.length === 0) return '';
+  return signingJobs(message, keys, now)
+    .map((j) => j.finish(j.key.algorithm === 'rsa' ? cryptoSign('sha256', j.data, j.key.key) : cryptoSign(null, createHash('sha256').update(j.data).digest(), j.key.key)))
+    .join('');
+}
+
+/**
+ * The same, with the private-key operations (RSA-2048: ~1 ms each) run on libuv's thread pool
+ * instead of the main thread, which then keeps serving other sessions meanwhile.
+ */
+export async function dkimSignaturesAsync(message: Buffer, keys: SigningKey[], now: Date): Promise<string> {
+  const jobs = signingJobs(message, keys, now);
+  const sigs = await Promise.all(
+    jobs.map(
+      (j) =>
+        new Promise<Buffer>((resolve, reject) => {
+          const cb = (err: Error | null, sig: Buffer) => (err ? reject(err) : resolve(sig));
+          if (j.key.algorithm === 'rsa') cryptoSign('sha256', j.data, j.key.key, cb);
+          else cryptoSign(null, createHash('sha256').update(j.data).digest(), j.key.key, cb);
+        }),
+    ),
+  );
+  return jobs.map((j, i) => j.finish(sigs[i])).join('');
+}
+
+interface SigningJob {
+  key: SigningKey;
+  /** What the key signs: the signed header lines and the DKIM-Signature header with an empty b=. */
+  data: Buffer;
+  /** The complete header (CRLF-terminated) once the signature is known. */
+  finish(sig: Buffer): string;
+}
+
+function signingJobs(message: Buffer, keys: SigningKey[], now: Date): SigningJob[] {
+  if (keys.length === 0) return [];
   let sep = message.indexOf('\r\n\r\n');
   const header = sep >= 0 ? message.subarray(0, sep + 2) : message;
   const body = sep >= 0 ? message.subarray(sep + 4) : Buffer.alloc(0);
@@ -107,19 +140,22 @@ export function dkimSignatures(message: Buffer, keys: SigningKey[], now: Date): 
   }
   const signed = Buffer.concat(lines);
   const t = Math.floor(now.getTime() / 1000);
-  let out = '';
-  for (const k of keys) {
+  return keys.map((k) => {
     const a = k.algorithm === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256';
     const tags = ['v=1', `a=${a}`, 'c=relaxed/relaxed', `d=${k.domain}`, `s=${k.selector}`, `t=${t}`, `h=${h.join(':')}`, `bh=${bh}`, 'b='];
     const unsigned = fold(tags);
     const data = Buffer.concat([signed, formatRelaxedLine(Buffer.from(unsigned, 'binary'))]);
-    const sig = k.algorithm === 'rsa' ? cryptoSign('sha256', data, k.key) : cryptoSign(null, createHash('sha256').update(data).digest(), k.key);
-    const b64 = sig.toString('base64');
-    let folded = unsigned;
-    for (let i = 0; i < b64.length; i += 72) folded += (i ? '\r\n\t' : '') + b64.slice(i, i + 72);
-    out += folded + '\r\n';
-  }
-  return out;
+    return {
+      key: k,
+      data,
+      finish(sig: Buffer) {
+        const b64 = sig.toString('base64');
+        let folded = unsigned;
+        for (let i = 0; i < b64.length; i += 72) folded += (i ? '\r\n\t' : '') + b64.slice(i, i + 72);
+        return folded + '\r\n';
+      },
+    };
+  });
 }
 
 interface KeyRow {
@@ -160,7 +196,7 @@ export class DkimSigner {
         this.log.error({ domain, selector: r.selector, err: err.message }, 'DKIM key unreadable; message sent without this signature');
       }
     }
-    return dkimSignatures(message, keys, now);
+    return dkimSignaturesAsync(message, keys, now);
   }
 
   async sign(domain: string, message: Buffer, now: Date): Promise<Buffer> {
