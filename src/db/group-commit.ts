@@ -8,6 +8,7 @@
 // savepoint is rolled back; the others are committed. If the COMMIT itself fails (disk full, I/O
 // error), every caller of that batch gets the error and nothing of the batch is kept.
 import type { DB } from './index.ts';
+import { stmt } from './stmt.ts';
 
 interface Pending {
   fn: () => unknown;
@@ -72,4 +73,20 @@ export function groupCommit(db: DB): GroupCommit {
   let g = shared.get(db);
   if (!g) shared.set(db, (g = new GroupCommit(db)));
   return g;
+}
+
+/**
+ * Runs `fn` in an IMMEDIATE transaction committed without an fsync of its own (`synchronous =
+ * NORMAL` for this commit only; FULL again right after). Only for writes whose loss in a power
+ * failure changes nothing: the WAL is written in order and the next FULL commit's fsync makes this
+ * one durable too, so it can be lost only together with everything committed after it. Example:
+ * the queue's claim of due rows (in-flight rows are queued again at start anyway).
+ */
+export function commitWithoutFsync<T>(db: DB, fn: () => T): T {
+  stmt(db, 'PRAGMA synchronous = NORMAL').run();
+  try {
+    return db.transaction(fn).immediate();
+  } finally {
+    stmt(db, 'PRAGMA synchronous = FULL').run();
+  }
 }

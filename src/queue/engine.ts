@@ -9,7 +9,7 @@ import type { EnqueueRequest, EnqueueResult, OutboundQueue } from './handoff.ts'
 import { Spool } from '../spool/index.ts';
 import { newId } from '../util/ids.ts';
 import { stmt } from '../db/stmt.ts';
-import { groupCommit } from '../db/group-commit.ts';
+import { commitWithoutFsync, groupCommit } from '../db/group-commit.ts';
 import { parseAddress } from '../util/address.ts';
 import { recordEvent } from '../events/record.ts';
 import { deliverLmtp } from '../delivery/lmtp.ts';
@@ -337,7 +337,9 @@ export class Queue implements OutboundQueue, Component {
       jobs.push(ng);
     }
     const claim = stmt(db, "UPDATE outbound_queue SET status = 'inflight', updated_at = ? WHERE id = ? AND status = 'queued'");
-    const claimed = db.transaction(() => jobs.map((g) => g.filter((r) => claim.run(now, r.id).changes === 1))).immediate();
+    // A claim only marks rows as being delivered; rows in flight are queued again at start, so a
+    // claim lost in a power failure changes nothing: no fsync of its own (the next commit's covers it).
+    const claimed = commitWithoutFsync(db, () => jobs.map((g) => g.filter((r) => claim.run(now, r.id).changes === 1)));
     for (const g of claimed) {
       if (g.length === 0) continue;
       const domain = g[0].domain;
