@@ -14,7 +14,7 @@ import { HeaderFilter, LineEndingGuard, authservIdOf, decodeWords } from '../src
 import { buildDsn } from '../src/smtp/inbound/dsn.ts';
 import { receivedHeader } from '../src/smtp/inbound/headers.ts';
 import { SmtpReply } from '../src/smtp/inbound/replies.ts';
-import { clientKey } from '../src/smtp/inbound/server.ts';
+import { clientKey, closeIdleUnderStress, underStress } from '../src/smtp/inbound/server.ts';
 import { quotaVerdict } from '../src/smtp/inbound/quota.ts';
 import { configSchema, type Config } from '../src/config/schema.ts';
 import { openDatabase } from '../src/db/index.ts';
@@ -267,4 +267,31 @@ test('RCPT-time quota verdict: a full mailbox is 452 4.2.2, or 552 5.2.2 when co
   }
   const unknown = quotaVerdict({ code: 550, enhanced: '5.1.1', text: 'User does not exist' }, '452');
   assert.ok(unknown instanceof Error && !(unknown instanceof SmtpReply));
+});
+
+test('stress mode: idle sessions without a transaction are closed early only above the threshold', () => {
+  const base = { open: 800, maxConnections: 1000, stressThreshold: 0.75, inTransaction: false, waitingForUs: false, idleMs: 10_000, stressIdleMs: 10_000 };
+  assert.equal(underStress(750, 1000, 0.75), false, 'at the threshold: normal timeouts');
+  assert.equal(underStress(751, 1000, 0.75), true);
+  assert.equal(underStress(7, 8, 0.75), true);
+  assert.equal(underStress(6, 8, 0.75), false);
+  assert.equal(closeIdleUnderStress(base), true, 'above the threshold, idle, no MAIL FROM');
+  assert.equal(closeIdleUnderStress({ ...base, idleMs: 9_999 }), false, 'not idle long enough');
+  assert.equal(closeIdleUnderStress({ ...base, open: 750 }), false, 'not under stress');
+  assert.equal(closeIdleUnderStress({ ...base, inTransaction: true, idleMs: 60_000 }), false, 'a transaction is never cut short');
+  assert.equal(closeIdleUnderStress({ ...base, waitingForUs: true, idleMs: 60_000 }), false, 'the client waits for our reply');
+  assert.equal(closeIdleUnderStress({ ...base, stressThreshold: 0, open: 1 }), true, 'threshold 0: always in stress mode');
+  assert.equal(closeIdleUnderStress({ ...base, stressThreshold: 1, open: 1000 }), false, 'threshold 1: never');
+});
+
+test('config: smtp defaults for connections and stress mode', () => {
+  const c = configSchema.parse({
+    hostname: 'mx.example.test',
+    data_dir: '/tmp/x',
+    listen: { mx: [], submission: [], submissions: [], imap: [], api: '127.0.0.1:1' },
+    tls: { cert: 'c', key: 'k' },
+  });
+  assert.equal(c.smtp.max_connections, 1000);
+  assert.equal(c.smtp.stress_threshold, 0.75);
+  assert.equal(c.smtp.stress_idle_timeout_ms, 10000);
 });

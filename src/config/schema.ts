@@ -67,8 +67,12 @@ export const configSchema = z
       .object({
         max_message_size: size.default(50 * 1024 * 1024),
         max_recipients: int(1, 100000).default(100),
-        max_connections: int(1, 100000).default(200),
+        max_connections: int(1, 100000).default(1000),
         max_connections_per_ip: int(1, 100000).default(20),
+        // Stress mode (like Postfix's): above stress_threshold × max_connections open MX sessions, a
+        // session idle for stress_idle_timeout_ms before MAIL FROM is closed (421 4.4.2).
+        stress_threshold: z.coerce.number().min(0).max(1).default(0.75),
+        stress_idle_timeout_ms: int(1000, 3600000).default(10000),
         socket_timeout_ms: int(1000, 3600000).default(300000),
         // Deadlines trickled bytes cannot extend: a whole command line, a whole message after DATA.
         command_timeout_ms: int(1000, 3600000).default(300000),

@@ -16,7 +16,9 @@ const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
  *  - replies whose text starts with an enhanced status code (our SmtpReply) are sent with that code
  *    instead of smtp-server's fixed default for the numeric code (550 → 5.1.1 otherwise);
  *  - every 4xx/5xx reply counts as an error; at smtp.max_errors the session gets 421 and is closed;
- *  - command and data deadlines (below).
+ *  - command and data deadlines (below);
+ *  - lastCommandAt, read by the stress-mode sweep in createMxListener (which also reads
+ *    SMTPServer.connections and SMTPConnection's _upgrading, _closing, session.envelope).
  * This wraps a few of SMTPConnection's internal members (_onCommand, _onClose, _handlerPending,
  * _parser._dataMode) and re-implements SMTPServer.connect (4 lines): smtp-server is pinned to an
  * exact version in package.json; test/inbound.test.ts exercises every one of these paths.
@@ -47,8 +49,11 @@ class MxSmtpServer extends SMTPServer {
       deadline.unref();
     };
     arm(this.commandTimeoutMs, 'command');
+    // When the client last completed a command (the stress-mode idle sweep reads it).
+    connection.lastCommandAt = Date.now();
     const onCommand = connection._onCommand;
     connection._onCommand = function (command: Buffer, callback: unknown) {
+      connection.lastCommandAt = Date.now();
       const isData = /^data\s*$/i.test(command.toString('latin1', 0, 6).trim());
       arm(isData ? self.dataTimeoutMs : self.commandTimeoutMs, isData ? 'data' : 'command');
       return onCommand.call(this, command, callback);
@@ -87,6 +92,38 @@ export function clientKey(address: string): string {
   const t = tail ? tail.split(':') : [];
   const full = a.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
   return full.slice(0, 4).map((x) => x.replace(/^0+(?=.)/, '')).join(':') + '::/64';
+}
+
+export interface IdleState {
+  /** Open (accepted) MX sessions over all listeners. */
+  open: number;
+  maxConnections: number;
+  /** smtp.stress_threshold: a fraction of maxConnections. */
+  stressThreshold: number;
+  /** The session has a transaction (MAIL FROM given) — never cut short. */
+  inTransaction: boolean;
+  /** We owe the client a reply (a handler is running, or the message is being decided). */
+  waitingForUs: boolean;
+  /** Milliseconds since the client last completed a command. */
+  idleMs: number;
+  /** smtp.stress_idle_timeout_ms */
+  stressIdleMs: number;
+}
+
+/**
+ * Stress mode (Postfix's "stress" idea): while more than stressThreshold × maxConnections sessions
+ * are open, a session that has not started a transaction and has been idle for stressIdleMs is
+ * closed, so idle connections cannot hold every slot for the whole RFC 5321 timeout. Otherwise the
+ * normal timeouts (socket_timeout_ms, command_timeout_ms, data_timeout_ms) apply.
+ */
+export function underStress(open: number, maxConnections: number, stressThreshold: number): boolean {
+  return open > stressThreshold * maxConnections;
+}
+
+export function closeIdleUnderStress(s: IdleState): boolean {
+  if (!underStress(s.open, s.maxConnections, s.stressThreshold)) return false;
+  if (s.inTransaction || s.waitingForUs) return false;
+  return s.idleMs >= s.stressIdleMs;
 }
 
 export interface MxListener {
@@ -241,6 +278,38 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
     return s;
   });
 
+  // Stress mode: while more than stress_threshold × max_connections sessions are open, every session
+  // without a transaction that has not completed a command for stress_idle_timeout_ms gets 421 and
+  // is closed (closeIdleUnderStress). A sweep runs a few times per stress_idle_timeout_ms.
+  const sweepEveryMs = Math.max(250, Math.min(1000, Math.floor(cfg.stress_idle_timeout_ms / 4)));
+  let sweeper: NodeJS.Timeout | null = null;
+  const sweep = () => {
+    const open = counted.size;
+    if (!underStress(open, cfg.max_connections, cfg.stress_threshold)) return;
+    const now = Date.now();
+    let closed = 0;
+    for (const s of servers) {
+      for (const c of (s as any).connections as Set<any>) {
+        // Not yet greeted/accepted (or refused), closing, or inside a STARTTLS handshake (no reply possible).
+        if (c._closing || c._closed || c._upgrading || !counted.has(c.id)) continue;
+        const close = closeIdleUnderStress({
+          open,
+          maxConnections: cfg.max_connections,
+          stressThreshold: cfg.stress_threshold,
+          inTransaction: Boolean(c.session?.envelope?.mailFrom),
+          waitingForUs: Boolean(c._handlerPending || (c._dataStream && c._parser && !c._parser._dataMode)),
+          idleMs: now - (c.lastCommandAt ?? now),
+          stressIdleMs: cfg.stress_idle_timeout_ms,
+        });
+        if (!close) continue;
+        c.send(421, `4.4.2 ${app.config.hostname} idle timeout under load`);
+        c.close();
+        closed++;
+      }
+    }
+    if (closed) log.warn({ open, closed, limit: cfg.max_connections }, 'under load: closed idle sessions without a transaction');
+  };
+
   return {
     servers,
     async listen() {
@@ -257,11 +326,15 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
             }),
         ),
       );
+      sweeper = setInterval(sweep, sweepEveryMs);
+      sweeper.unref();
     },
     updateTls(m) {
       for (const s of servers) (s as any).updateSecureContext(m);
     },
     async close() {
+      if (sweeper) clearInterval(sweeper);
+      sweeper = null;
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     },
   };
