@@ -597,6 +597,28 @@ test('50 parallel senders: every message delivered exactly once', async () => {
   assert.deepEqual(seen, Array.from({ length: 50 }, (_, i) => String(i)));
 });
 
+test('bare RCPT TO:<postmaster> (RFC 5321 4.5.1): the unknown-user reply until the host\'s domain is ours, then delivered to its postmaster', async () => {
+  // mail.letterbox.test: neither it nor letterbox.test is one of our domains yet.
+  const c1 = await raw();
+  assert.equal((await c1.cmd('MAIL FROM:<someone@remote.test>'))?.code, 250);
+  const unknown = await c1.cmd('RCPT TO:<nobody-here@ours.test>');
+  const bare = await c1.cmd('RCPT TO:<postmaster>');
+  assert.match(bare!.text, /^550 5\.1\.1 /);
+  assert.equal(bare!.text, unknown!.text, 'same reply as any unknown recipient');
+  await c1.close();
+
+  await app.cliJson(['domain', 'add', 'letterbox.test']);
+  await app.cliJson(['alias', 'add', 'postmaster@letterbox.test', 'alice@ours.test']);
+  const subject = tok('bare-postmaster');
+  const c2 = await raw();
+  const r = await c2.sendRaw('someone@remote.test', ['Postmaster'], `From: someone@remote.test\r\nTo: postmaster\r\nSubject: ${subject}\r\n\r\nfor the postmaster\r\n.\r\n`);
+  assert.equal(r.rcpt[0]?.code, 250, r.rcpt[0]?.text);
+  assert.equal(r.data?.code, 250, r.data?.text);
+  await c2.close();
+  const got = await find('alice@ours.test', 'INBOX', subject);
+  assert.equal(got.length, 1);
+});
+
 test('Dovecot stopped → 451 4.3.0 with a reference; delivered exactly once after it is back and the client retries', async () => {
   for (const c of imaps.values()) await c.logout().catch(() => {});
   imaps.clear();

@@ -215,6 +215,8 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
       if (!tx) return cb(reply(503, '5.5.1', 'Error: need MAIL command'));
       let res;
       try {
+        // A bare `postmaster` (RFC 5321 4.5.1) reaches here as is: smtp-server 3.21.6 exempts it from
+        // its address syntax check, and resolveRecipient maps it to our host's domain (tested).
         res = resolveRecipient(app.db, address.address, { srsSecret: deps.srsSecret, now: app.clock.now(), hostname: app.config.hostname });
       } catch (err) {
         return cb(fail(err, 'RCPT', session));
