@@ -1,7 +1,8 @@
 import { createWriteStream, mkdirSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, Writable, type Readable } from 'node:stream';
+import type { WriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { LetterboxError } from '../errors.ts';
 
@@ -25,6 +26,49 @@ export interface SpoolWriteOptions {
   durable?: boolean;
   /** Also keep the content in memory (SpoolFile.data) when it is at most this many bytes. */
   keep?: number;
+  /**
+   * With `keep` and `durable: false`: a message of at most `keep` bytes is not written to disk at all
+   * (SpoolFile.path is '' and `data` holds it); a larger one goes to a file as usual.
+   */
+  memoryOnly?: boolean;
+}
+
+/**
+ * Buffers up to `threshold` bytes in memory and opens the file only when the content grows past it,
+ * so a small working copy never touches the disk. Written here because no stream library does
+ * "file only above a size" with back-pressure.
+ */
+class LazyFileSink extends Writable {
+  private held: Buffer[] = [];
+  private size = 0;
+  private file: WriteStream | null = null;
+  private readonly threshold: number;
+  private readonly open: () => WriteStream;
+  constructor(threshold: number, open: () => WriteStream) {
+    super();
+    this.threshold = threshold;
+    this.open = open;
+  }
+  get wroteFile(): boolean {
+    return this.file !== null;
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (!this.file) {
+      this.size += chunk.length;
+      this.held.push(chunk);
+      if (this.size <= this.threshold) return cb();
+      this.file = this.open();
+      this.file.on('error', (err) => this.destroy(err));
+      chunk = Buffer.concat(this.held);
+      this.held = [];
+    }
+    if (this.file.write(chunk)) cb();
+    else this.file.once('drain', () => cb());
+  }
+  override _final(cb: (err?: Error | null) => void): void {
+    if (!this.file) return cb();
+    this.file.end(() => cb());
+  }
 }
 
 /** data_dir/spool/<2 hex>/<id>.eml, written to a temp name, fsynced, renamed, directory fsynced (unless `durable: false`). */
@@ -73,11 +117,19 @@ export class Spool {
         cb(null, chunk);
       },
     });
-    const out = createWriteStream(tmp, { mode: 0o640 });
+    const lazy = opts.memoryOnly && keep > 0 && opts.durable === false;
+    const openFile = () => {
+      const f = createWriteStream(tmp, { mode: 0o640 });
+      if (opts.prefix) f.write(opts.prefix);
+      return f;
+    };
+    const out = lazy ? new LazyFileSink(keep, openFile) : openFile();
     try {
-      if (opts.prefix) out.write(opts.prefix);
       await pipeline(input, counter, out);
       if (tooBig) throw new LetterboxError('payload_too_large', `message exceeds the size limit of ${max} bytes`);
+      if (out instanceof LazyFileSink && !out.wroteFile) {
+        return { id, path: '', size: size + (opts.prefix?.length ?? 0), data: Buffer.concat(kept ?? []) };
+      }
       if (opts.durable !== false) {
         const fh = await fsp.open(tmp, 'r+');
         try {

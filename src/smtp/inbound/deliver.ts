@@ -6,7 +6,7 @@ import type { AppContext } from '../../server.ts';
 import type { Spool, SpoolFile } from '../../spool/index.ts';
 import { deliverLmtp, type LmtpRecipientResult } from '../../delivery/lmtp.ts';
 import { recordEvent } from '../../events/record.ts';
-import { groupCommit } from '../../db/group-commit.ts';
+import { commitWithoutFsync } from '../../db/group-commit.ts';
 import { isLetterboxError } from '../../errors.ts';
 import { decide, type AuthResult, type Decision, type Evidence } from './policy.ts';
 import { HeaderFilter, LineEndingGuard, type HeaderInfo } from './stream.ts';
@@ -93,7 +93,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
   // A working copy, removed before the reply: no fsync (250 comes only once Dovecot stored the
   // message or the queue has its own fsynced copy). Small messages are also kept in memory, so the
   // checks and LMTP do not read the file back.
-  const writing = deps.spool.write(filter, { maxBytes: cfg.max_message_size, durable: false, keep: KEEP_IN_MEMORY });
+  const writing = deps.spool.write(filter, { maxBytes: cfg.max_message_size, durable: false, keep: KEEP_IN_MEMORY, memoryOnly: true });
   const [up, wr] = await Promise.allSettled([upstream, writing]);
   let file: SpoolFile | null = wr.status === 'fulfilled' ? wr.value : null;
   try {
@@ -212,7 +212,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       throw f ?? internalFailure();
     }
     if (failed.length > 0 && tx.mailFrom !== '') {
-      await sendDsn(deps, tx.mailFrom, failed, arrival, await readHeaderSection(path), session);
+      await sendDsn(deps, tx.mailFrom, failed, arrival, file!.data ? headerSectionOf(file!.data) : await readHeaderSection(path), session);
     }
     await recordReceived(deps, delivered, tx, filter.info, evidence, decision, file!);
     app.log.info(
@@ -235,7 +235,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     );
     return `OK: message accepted as ${file!.id}`;
   } finally {
-    if (file) deps.spool.remove(file.id).catch(() => {});
+    if (file?.path) deps.spool.remove(file.id).catch(() => {});
   }
 }
 
@@ -283,12 +283,16 @@ async function readHeaderSection(path: string): Promise<string> {
   try {
     const buf = Buffer.alloc(64 * 1024);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    const text = buf.subarray(0, bytesRead).toString('utf8');
-    const end = text.indexOf('\r\n\r\n');
-    return end === -1 ? text : text.slice(0, end + 2);
+    return headerSectionOf(buf.subarray(0, bytesRead));
   } finally {
     await fh.close();
   }
+}
+
+function headerSectionOf(buf: Buffer): string {
+  const text = buf.subarray(0, 64 * 1024).toString('utf8');
+  const end = text.indexOf('\r\n\r\n');
+  return end === -1 ? text : text.slice(0, end + 2);
 }
 
 /**
@@ -322,8 +326,9 @@ async function recordReceived(deps: InboundDeps, delivered: { d: LocalDelivery; 
   const { app } = deps;
   const authentication = { spf: e.spf, dkim: e.dkim, dmarc: e.dmarc?.result ?? 'none', dmarcPolicy: e.dmarc?.policy ?? null };
   try {
-    // Committed together with the other sessions' writes of this turn (one fsync for all).
-    await groupCommit(app.db).run(() => {
+    // The mail is already stored by Dovecot: the tracking row needs no fsync of its own (the next
+    // FULL commit makes it durable; a power cut can lose only it and later commits, never mail).
+    commitWithoutFsync(app.db, () => {
       for (const { d, folder } of delivered) {
         recordEvent(app.db, app.clock, {
           type: 'message.received',
