@@ -11,16 +11,28 @@ import { createInterface } from 'node:readline';
 export const APP_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(APP_DIR, 'src', 'cli.ts');
 
+const handedOut = new Set<number>();
+
+/**
+ * A loopback port nothing listens on. The kernel may hand the same ephemeral port out again right
+ * after it is closed, so ports already given to this test process are never given twice.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as any).port;
-      s.close(() => res(port));
+  for (;;) {
+    const port = await new Promise<number>((res, rej) => {
+      const s = createServer();
+      s.unref();
+      s.on('error', rej);
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as any).port;
+        s.close(() => res(p));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export interface Ports {
