@@ -17,53 +17,139 @@ export interface LmtpEnvelope {
   to: string[];
 }
 
+function openConnection(socketPath: string, lhlo: string, timeoutMs?: number): Promise<any> {
+  const conn = new (SMTPConnection as any)({
+    lmtp: true,
+    name: lhlo,
+    connection: connect(socketPath),
+    ignoreTLS: true,
+    connectionTimeout: timeoutMs ?? 30000,
+    greetingTimeout: timeoutMs ?? 30000,
+    socketTimeout: timeoutMs ?? 120000,
+    logger: false,
+  });
+  return new Promise((resolve, reject) => {
+    conn.once('error', reject);
+    conn.connect(() => {
+      conn.removeListener('error', reject);
+      // An idle pooled connection that fails (Dovecot restarted, idle timeout) is simply dropped.
+      conn.on('error', () => {});
+      resolve(conn);
+    });
+  }).catch((err: any) => {
+    conn.close();
+    throw new LetterboxError('unavailable', `Dovecot LMTP is not reachable (${err.code ?? err.message})`, undefined, { cause: err });
+  });
+}
+
+/**
+ * Keeps a few LMTP sessions to Dovecot open between messages, so a message costs MAIL/RCPT/DATA and
+ * not a connect, greeting and LHLO each time (and Dovecot keeps its lmtp process). nodemailer's
+ * smtp-pool does this for SMTP but not for LMTP over a unix socket, hence this small pool.
+ */
+export class LmtpPool {
+  private idle: { conn: any; uses: number; timer: NodeJS.Timeout }[] = [];
+  private closed = false;
+  readonly socketPath: string;
+  readonly lhlo: string;
+  private readonly max: number;
+  private readonly idleMs: number;
+  private readonly maxUses: number;
+  constructor(o: { socketPath: string; lhlo: string; max?: number; idleMs?: number; maxUses?: number }) {
+    this.socketPath = o.socketPath;
+    this.lhlo = o.lhlo;
+    this.max = o.max ?? 8;
+    this.idleMs = o.idleMs ?? 10_000;
+    this.maxUses = o.maxUses ?? 200;
+  }
+
+  /** A session ready for MAIL FROM: an idle one (reused: true) or a new one. */
+  async acquire(timeoutMs?: number): Promise<{ conn: any; uses: number; reused: boolean }> {
+    while (this.idle.length) {
+      const it = this.idle.pop()!;
+      clearTimeout(it.timer);
+      if (!it.conn._destroyed && !it.conn._closing) return { conn: it.conn, uses: it.uses, reused: true };
+    }
+    return { conn: await openConnection(this.socketPath, this.lhlo, timeoutMs), uses: 0, reused: false };
+  }
+
+  /** Returns a session after a completed transaction; closes it when the pool is full or it is worn. */
+  release(conn: any, uses: number): void {
+    if (this.closed || conn._destroyed || this.idle.length >= this.max || uses >= this.maxUses) return quit(conn);
+    const timer = setTimeout(() => {
+      this.idle = this.idle.filter((x) => x.conn !== conn);
+      quit(conn);
+    }, this.idleMs);
+    timer.unref();
+    this.idle.push({ conn, uses, timer });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const it of this.idle) {
+      clearTimeout(it.timer);
+      quit(it.conn);
+    }
+    this.idle = [];
+  }
+}
+
+function quit(conn: any): void {
+  try {
+    conn.quit();
+  } catch {
+    /* already gone */
+  }
+  conn.close();
+}
+
+function sendOnce(conn: any, env: LmtpEnvelope, body: Buffer | Readable): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: any) => reject(err);
+    conn.once('error', onError);
+    conn.send({ from: env.from, to: env.to }, body, (err: any, result: any) => {
+      conn.removeListener('error', onError);
+      if (err && err.code === 'EENVELOPE') resolve({ accepted: [], rejected: err.rejected ?? env.to, rejectedErrors: err.rejectedErrors ?? [err], envelopeRefused: true });
+      else if (err) reject(err);
+      else resolve(result);
+    });
+  });
+}
+
 /**
  * Hands one message to Dovecot over LMTP (its unix socket) and returns one result per recipient.
  * LMTP answers DATA once per recipient; nodemailer does not throw for those, so every recipient's
  * answer is read from the envelope (NOTES). A connection or protocol failure throws `unavailable`:
- * nothing was stored for any recipient that has no 'delivered' result.
+ * nothing was stored for any recipient that has no 'delivered' result. With a `pool`, a session is
+ * reused; if a reused session turns out dead before DATA was sent (nothing can have been stored),
+ * the message goes once more over a new connection.
  */
-export async function deliverLmtp(socketPath: string, env: LmtpEnvelope, message: Buffer | (() => Readable), opts: { lhlo: string; timeoutMs?: number }): Promise<LmtpRecipientResult[]> {
+export async function deliverLmtp(
+  socketPath: string,
+  env: LmtpEnvelope,
+  message: Buffer | (() => Readable),
+  opts: { lhlo: string; timeoutMs?: number; pool?: LmtpPool },
+): Promise<LmtpRecipientResult[]> {
   if (env.to.length === 0) return [];
-  const conn = new (SMTPConnection as any)({
-    lmtp: true,
-    name: opts.lhlo,
-    connection: connect(socketPath),
-    ignoreTLS: true,
-    connectionTimeout: opts.timeoutMs ?? 30000,
-    greetingTimeout: opts.timeoutMs ?? 30000,
-    socketTimeout: opts.timeoutMs ?? 120000,
-    logger: false,
-  });
-  const connected = new Promise<void>((resolve, reject) => {
-    conn.once('error', reject);
-    conn.connect(() => {
-      conn.removeListener('error', reject);
-      resolve();
-    });
-  });
-  try {
-    await connected;
-  } catch (err: any) {
-    conn.close();
-    throw new LetterboxError('unavailable', `Dovecot LMTP is not reachable (${err.code ?? err.message})`, undefined, { cause: err });
-  }
+  const pool = opts.pool && opts.pool.socketPath === socketPath ? opts.pool : null;
   let info: any;
-  try {
-    info = await new Promise((resolve, reject) => {
-      conn.on('error', reject);
-      const body = typeof message === 'function' ? message() : message;
-      conn.send({ from: env.from, to: env.to }, body, (err: any, result: any) => {
-        if (err && err.code === 'EENVELOPE') resolve({ accepted: [], rejected: err.rejected ?? env.to, rejectedErrors: err.rejectedErrors ?? [err] });
-        else if (err) reject(err);
-        else resolve(result);
-      });
-    });
-  } catch (err: any) {
-    throw new LetterboxError('unavailable', `LMTP delivery to Dovecot failed (${err.response ?? err.code ?? err.message})`, undefined, { cause: err });
-  } finally {
-    conn.quit();
-    conn.close();
+  for (let attempt = 0; ; attempt++) {
+    const got = pool && attempt === 0 ? await pool.acquire(opts.timeoutMs) : { conn: await openConnection(socketPath, opts.lhlo, opts.timeoutMs), uses: 0, reused: false };
+    const { conn } = got;
+    try {
+      info = await sendOnce(conn, env, typeof message === 'function' ? message() : message);
+    } catch (err: any) {
+      quit(conn);
+      const beforeData = err?.command !== 'DATA' && !/^DATA|^\./.test(String(err?.command ?? ''));
+      if (got.reused && beforeData && attempt === 0) continue;
+      throw new LetterboxError('unavailable', `LMTP delivery to Dovecot failed (${err.response ?? err.code ?? err.message})`, undefined, { cause: err });
+    }
+    if (!pool) quit(conn);
+    else if (info.envelopeRefused) {
+      // Every recipient refused at RCPT: RSET before the session serves another message.
+      conn.reset((e: any) => (e ? quit(conn) : pool.release(conn, got.uses + 1)));
+    } else pool.release(conn, got.uses + 1);
+    break;
   }
   const errors = new Map<string, any>();
   for (const e of info.rejectedErrors ?? []) if (e.recipient) errors.set(e.recipient, e);

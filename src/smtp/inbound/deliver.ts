@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { authenticate, type AuthenticateResult } from 'mailauth';
 import type { AppContext } from '../../server.ts';
 import type { Spool, SpoolFile } from '../../spool/index.ts';
-import { deliverLmtp, type LmtpRecipientResult } from '../../delivery/lmtp.ts';
+import { deliverLmtp, type LmtpPool, type LmtpRecipientResult } from '../../delivery/lmtp.ts';
 import { recordEvent } from '../../events/record.ts';
 import { commitWithoutFsync } from '../../db/group-commit.ts';
 import { isLetterboxError } from '../../errors.ts';
@@ -40,6 +40,8 @@ export interface InboundDeps {
   srsSecret: string;
   /** ARC sealing key for a forwarding domain, or null (then forwards go unsealed). */
   sealKey(domain: string): Promise<{ signingDomain: string; selector: string; privateKey: Buffer } | null>;
+  /** LMTP sessions to Dovecot kept open between messages (optional: without it, one per message). */
+  lmtpPool?: LmtpPool;
 }
 
 interface LocalDelivery {
@@ -161,7 +163,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       let results: LmtpRecipientResult[];
       try {
         const data = file!.data;
-        results = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: tx.mailFrom, to: rcpts }, data ? Buffer.concat([prefix, data]) : () => concat(prefix, path), { lhlo: app.config.hostname });
+        results = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: tx.mailFrom, to: rcpts }, data ? Buffer.concat([prefix, data]) : () => concat(prefix, path), { lhlo: app.config.hostname, pool: deps.lmtpPool });
       } catch (err: any) {
         const ref = newRef();
         app.log.error({ ref, session: session.id, err: err.message, component: 'mx' }, 'local delivery failed (Dovecot unavailable); answered 451');
@@ -307,7 +309,7 @@ async function sendDsn(deps: InboundDeps, to: string, failed: FailedRecipient[],
   try {
     const local = resolveRecipient(app.db, to, { srsSecret: deps.srsSecret, now: app.clock.now() });
     if (local.ok && local.targets.every((t) => t.kind === 'local')) {
-      const res = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: '', to: local.targets.map((t) => (t as any).address) }, dsn, { lhlo: app.config.hostname });
+      const res = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: '', to: local.targets.map((t) => (t as any).address) }, dsn, { lhlo: app.config.hostname, pool: deps.lmtpPool });
       if (res.some((r) => r.status === 'delivered')) return;
       throw new Error(`DSN refused by Dovecot: ${res[0]?.response}`);
     }
