@@ -13,6 +13,10 @@ test('records: MX, SPF with our IPs, DKIM, DMARC, host A/AAAA (never loopback)',
   assert.match(by('dmarc')[0].value, /^v=DMARC1; p=quarantine;/);
   assert.deepEqual(by('host').map((x) => `${x.type} ${x.value}`), ['A 203.0.113.10', 'AAAA 2001:db8::10']);
   assert.equal(by('mta-sts').length, 0, 'no MTA-STS records unless Letterbox hosts the policy');
+  assert.deepEqual(by('ptr').map((x) => `${x.name} ${x.value}`), [
+    '10.113.0.203.in-addr.arpa mail.example.com',
+    '0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa mail.example.com',
+  ]);
 });
 
 test('records: MTA-STS and TLS-RPT when the policy is hosted', () => {

@@ -2,8 +2,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { dkimTxt, type DkimAlgorithm } from '../dkim/keys.ts';
 
 export interface DnsRecord {
-  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc' | 'host' | 'tlsrpt' | 'mta-sts';
-  type: 'MX' | 'TXT' | 'A' | 'AAAA' | 'CNAME';
+  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc' | 'host' | 'tlsrpt' | 'mta-sts' | 'ptr';
+  type: 'MX' | 'TXT' | 'A' | 'AAAA' | 'CNAME' | 'PTR';
   name: string; // fully qualified, no trailing dot
   value: string;
   priority?: number;
@@ -45,7 +45,22 @@ export function recordsForDomain(i: RecordInput): DnsRecord[] {
       if (isIPv6(ip) && ip !== '::1') out.push({ purpose: 'host', type: 'AAAA', name: i.hostname, value: ip, ttl });
     }
   }
+  // The reverse record each public IP needs (set at the IP's provider, not in the domain's zone).
+  for (const ip of i.ips) {
+    if (ip.startsWith('127.') || ip === '::1') continue;
+    out.push({ purpose: 'ptr', type: 'PTR', name: reverseName(ip), value: i.hostname, ttl });
+  }
   return out;
+}
+
+/** 203.0.113.10 → 10.113.0.203.in-addr.arpa; IPv6 → nibbles under ip6.arpa. */
+export function reverseName(ip: string): string {
+  if (isIPv4(ip)) return ip.split('.').reverse().join('.') + '.in-addr.arpa';
+  const [head, tail = ''] = ip.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t].map((g) => g.padStart(4, '0'));
+  return groups.join('').split('').reverse().join('.') + '.ip6.arpa';
 }
 
 /** TXT strings longer than 255 octets are split into several quoted strings (RFC 1035). */
@@ -62,7 +77,7 @@ export function toZone(records: DnsRecord[]): string {
       const name = r.name + '.';
       if (r.type === 'MX') return `${name}\t${r.ttl}\tIN\tMX\t${r.priority ?? 10} ${r.value}.`;
       if (r.type === 'TXT') return `${name}\t${r.ttl}\tIN\tTXT\t${quoteTxt(r.value)}`;
-      if (r.type === 'CNAME') return `${name}\t${r.ttl}\tIN\tCNAME\t${r.value}.`;
+      if (r.type === 'CNAME' || r.type === 'PTR') return `${name}\t${r.ttl}\tIN\t${r.type}\t${r.value}.`;
       return `${name}\t${r.ttl}\tIN\t${r.type}\t${r.value}`;
     })
     .join('\n') + '\n';

@@ -10,6 +10,7 @@ export async function readJsonBody(ctx: ApiContext, maxBytes: number): Promise<u
   const tooLarge = () => new LetterboxError('payload_too_large', `the request body is larger than the limit of ${maxBytes} bytes (api.max_body_size)`);
   if (Number.isFinite(declared) && declared > maxBytes) {
     ctx.set('Connection', 'close');
+    await discard(ctx, declared <= 2 * maxBytes ? declared : 0);
     throw tooLarge();
   }
   const chunks: Buffer[] = [];
@@ -18,6 +19,7 @@ export async function readJsonBody(ctx: ApiContext, maxBytes: number): Promise<u
     size += (chunk as Buffer).length;
     if (size > maxBytes) {
       ctx.set('Connection', 'close');
+      await discard(ctx, 2 * maxBytes - size);
       throw tooLarge();
     }
     chunks.push(chunk as Buffer);
@@ -33,5 +35,22 @@ export async function readJsonBody(ctx: ApiContext, maxBytes: number): Promise<u
     return JSON.parse(text);
   } catch (err: any) {
     throw new LetterboxError('validation_error', `malformed JSON in the request body: ${err.message}`);
+  }
+}
+
+/**
+ * Reads and drops up to `limit` more bytes of an oversized body, so a client still writing it gets
+ * the 413 instead of a broken pipe; a body beyond that is cut off (the connection closes).
+ */
+async function discard(ctx: ApiContext, limit: number): Promise<void> {
+  let n = 0;
+  if (limit <= 0) return;
+  try {
+    for await (const chunk of ctx.req) {
+      n += (chunk as Buffer).length;
+      if (n > limit) break;
+    }
+  } catch {
+    /* the client went away: nothing to answer */
   }
 }

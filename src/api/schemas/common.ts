@@ -55,8 +55,8 @@ export const ErrorSchema = z
 
 export const DnsRecordSchema = z
   .object({
-    purpose: z.enum(['mx', 'spf', 'dkim', 'dmarc', 'host', 'tlsrpt', 'mta-sts']),
-    type: z.enum(['MX', 'TXT', 'A', 'AAAA', 'CNAME']),
+    purpose: z.enum(['mx', 'spf', 'dkim', 'dmarc', 'host', 'tlsrpt', 'mta-sts', 'ptr']),
+    type: z.enum(['MX', 'TXT', 'A', 'AAAA', 'CNAME', 'PTR']),
     name: z.string(),
     value: z.string(),
     priority: z.number().int().optional(),
