@@ -2,6 +2,7 @@
 // domain through the configured resolver, reverse DNS of every IP, Dovecot, disk, the database and
 // the queue — and says, for each problem, how to fix it.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { tags } from '../services/verify.ts';
 import { existsSync, readFileSync, statfsSync, accessSync, constants as fsc } from 'node:fs';
 import { connect as tcpConnect, createServer, BlockList, isIP, isIPv6 } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -379,14 +380,6 @@ async function lookup(r: Resolver, name: string, type: string): Promise<{ values
 
 const txtOf = (values: any[]): string[] => values.map((v) => (Array.isArray(v) ? v.join('') : String(v)));
 
-function tags(record: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const part of record.split(';')) {
-    const i = part.indexOf('=');
-    if (i > 0) m.set(part.slice(0, i).trim().toLowerCase(), part.slice(i + 1).replace(/\s+/g, ''));
-  }
-  return m;
-}
 
 async function addressesOf(r: Resolver, name: string): Promise<string[]> {
   const [a, aaaa] = await Promise.all([lookup(r, name, 'A'), lookup(r, name, 'AAAA')]);

@@ -42,7 +42,8 @@ async function lookup(resolve: ResolveFn, name: string, type: string): Promise<L
 const txtValues = (l: Lookup): string[] => l.values.map((chunks: string[] | string) => (Array.isArray(chunks) ? chunks.join('') : String(chunks)));
 const dot = (s: string) => s.toLowerCase().replace(/\.$/, '');
 
-function tags(record: string): Map<string, string> {
+/** The tag=value pairs of a DKIM/DMARC-style record (keys lower-case, whitespace removed from values). */
+export function tags(record: string): Map<string, string> {
   const m = new Map<string, string>();
   for (const part of record.split(';')) {
     const i = part.indexOf('=');

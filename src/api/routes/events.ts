@@ -2,18 +2,11 @@ import { defineRoute, type RouteSpec } from '../route.ts';
 import { keyDomains, visibleDomain, visibleMailbox } from '../access.ts';
 import { decodeCursor, page } from '../schemas/common.ts';
 import { EventListQuery, EventSchema } from '../schemas/ops.ts';
+import type { EventRow } from '../../webhooks/dispatcher.ts';
 
 const tag = 'Events';
 
-interface Row {
-  id: number;
-  type: string;
-  mailbox_id: string | null;
-  domain: string | null;
-  message_id: string | null;
-  data: string;
-  created_at: string;
-}
+type Row = EventRow;
 
 export const eventRoutes: RouteSpec[] = [
   defineRoute({
