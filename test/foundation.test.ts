@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ImapFlow } from 'imapflow';
 import { startAppliance, applianceCert, runCli, type Appliance } from './helpers/appliance.ts';
+import { alive } from '../src/dovecot/supervisor.ts';
 
 const run = promisify(execFile);
 let app: Appliance;
@@ -217,12 +218,3 @@ test('init writes a config once and never overwrites it', async () => {
   assert.equal(readFileSync(join(app.dir, 'init', 'data', 'secrets', 'dovecot-master'), 'utf8'), secret);
   assert.match(JSON.parse(r2.stdout).actions.join('\n'), /kept existing config/);
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

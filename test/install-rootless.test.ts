@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { ImapFlow } from 'imapflow';
-import { APP_DIR, CLI, freePort } from './helpers/appliance.ts';
+import { APP_DIR, CLI, applianceToml, freePort } from './helpers/appliance.ts';
 import { deliverLmtp } from '../src/delivery/lmtp.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -65,22 +65,7 @@ before(async () => {
   chmodSync(dir, 0o755);
   imapPort = await lowFreePort();
   config = join(dir, 'letterbox.toml');
-  writeFileSync(
-    config,
-    `hostname = "mail.letterbox.test"
-data_dir = "${join(dir, 'data')}"
-ips = ["127.0.0.1"]
-[listen]
-mx = ["127.0.0.1:${await freePort()}"]
-submission = ["127.0.0.1:${await freePort()}"]
-submissions = ["127.0.0.1:${await freePort()}"]
-imap = ["127.0.0.1:${imapPort}"]
-api = "127.0.0.1:${await freePort()}"
-[tls]
-cert = "${join(dir, 'certs', 'fullchain.pem')}"
-key = "${join(dir, 'certs', 'privkey.pem')}"
-`,
-  );
+  writeFileSync(config, applianceToml(dir, { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: imapPort, api: await freePort() }));
   execFileSync('chown', ['-R', `${uid}:${gid}`, dir]);
   try {
     if (process.env.LB_TEST_COPY_APP) throw new Error('forced');

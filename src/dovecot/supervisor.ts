@@ -148,7 +148,8 @@ export class DovecotSupervisor {
   }
 }
 
-function alive(pid: number): boolean {
+/** True while a process with this pid exists. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

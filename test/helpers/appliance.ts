@@ -81,17 +81,10 @@ export function runCli(configPath: string, args: string[], opts: { input?: strin
   });
 }
 
-/** Extra TOML appended to the generated config (sections such as [smtp], [dns], [outbound]). */
-export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string> } = {}): Promise<Appliance> {
-  const dir = mkdtempSync(join(tmpdir(), 'lbt-'));
-  chmodSync(dir, 0o755); // Dovecot's mail uid must traverse into data/
-  const ports: Ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort() };
-  const dataDir = join(dir, 'data');
-  const configPath = join(dir, 'letterbox.toml');
-  writeFileSync(
-    configPath,
-    `hostname = "${opts.hostname ?? 'mail.letterbox.test'}"
-data_dir = "${dataDir}"
+/** The config of a test appliance in `dir`: state in dir/data, certificate in dir/certs, loopback ports. */
+export function applianceToml(dir: string, ports: Ports, opts: { extraToml?: string; hostname?: string } = {}): string {
+  return `hostname = "${opts.hostname ?? 'mail.letterbox.test'}"
+data_dir = "${join(dir, 'data')}"
 ips = ["127.0.0.1"]
 [listen]
 mx = ["127.0.0.1:${ports.mx}"]
@@ -103,8 +96,17 @@ api = "127.0.0.1:${ports.api}"
 cert = "${join(dir, 'certs', 'fullchain.pem')}"
 key = "${join(dir, 'certs', 'privkey.pem')}"
 ${opts.extraToml ?? ''}
-`,
-  );
+`;
+}
+
+/** Extra TOML appended to the generated config (sections such as [smtp], [dns], [outbound]). */
+export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string> } = {}): Promise<Appliance> {
+  const dir = mkdtempSync(join(tmpdir(), 'lbt-'));
+  chmodSync(dir, 0o755); // Dovecot's mail uid must traverse into data/
+  const ports: Ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort() };
+  const dataDir = join(dir, 'data');
+  const configPath = join(dir, 'letterbox.toml');
+  writeFileSync(configPath, applianceToml(dir, ports, opts));
   const logs: string[] = [];
   let child!: ChildProcess;
   const launch = () =>
