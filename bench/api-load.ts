@@ -5,7 +5,7 @@
 //   GET /api/v1/mailboxes/{address}           (random mailbox each request)
 // plus Letterbox's and Dovecot's memory idle (after start) and under this load.
 // (Send throughput and message-list latency: bench/api.ts.)
-//   node bench/api-load.ts [--mailboxes 10000] [--seconds 10] [--connections 50]
+//   node bench/api-load.ts [--mailboxes 10000] [--seconds 10] [--connections 50] [--only first,middle,get]
 // Seeding: mailbox rows are inserted straight into the SQLite database while the appliance is
 // stopped, all with one precomputed Argon2id hash (creating 10,000 through the API would hash 10,000
 // passwords, ~35 ms each, which is not what this measures); the appliance then starts on them.
@@ -24,6 +24,7 @@ const autocannon = require('autocannon');
 const MAILBOXES = Number(arg('mailboxes', '10000'));
 const SECONDS = Number(arg('seconds', '10'));
 const CONNECTIONS = Number(arg('connections', '50'));
+const ONLY = new Set(arg('only', 'first,middle,get').split(','));
 const DOMAIN = 'bench.test';
 
 const dns = await new TestDns().start();
@@ -93,9 +94,9 @@ try {
 
   await bench('warm-up (not a result)', { path: '/api/v1/mailboxes?limit=50', duration: 3 });
   rows.pop();
-  await bench('GET /mailboxes?limit=50 (first page)', { path: '/api/v1/mailboxes?limit=50' });
-  await bench('GET /mailboxes?limit=50&cursor= (middle page)', { path: `/api/v1/mailboxes?limit=50&cursor=${encodeURIComponent(cursor)}` });
-  await bench('GET /mailboxes/{address} (random of all)', {
+  if (ONLY.has('first')) await bench('GET /mailboxes?limit=50 (first page)', { path: '/api/v1/mailboxes?limit=50' });
+  if (ONLY.has('middle')) await bench('GET /mailboxes?limit=50&cursor= (middle page)', { path: `/api/v1/mailboxes?limit=50&cursor=${encodeURIComponent(cursor)}` });
+  if (ONLY.has('get')) await bench('GET /mailboxes/{address} (random of all)', {
     requests: [{ setupRequest: (req: any) => ({ ...req, path: `/api/v1/mailboxes/u${1 + Math.floor(Math.random() * (MAILBOXES - 1))}@${DOMAIN}` }) }],
   });
   const after = Math.round(tree([app.process.pid!]).filter((p) => p !== app.process.pid).reduce((a, p) => a + pssKb(p), 0) / 1024);

@@ -30,6 +30,8 @@ export function dovecotPaths(dataDir: string): DovecotPaths {
 }
 
 export const MASTER_USER = 'letterbox';
+/** The \Sent special-use folder every mailbox has (API sends store their copy there). */
+export const SENT_FOLDER = 'Sent';
 
 export interface RenderOptions {
   config: Config;
@@ -133,7 +135,7 @@ namespace inbox {
     special_use = \\Drafts
     auto = subscribe
   }
-  mailbox Sent {
+  mailbox ${SENT_FOLDER} {
     special_use = \\Sent
     auto = subscribe
   }

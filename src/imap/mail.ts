@@ -4,7 +4,8 @@ import type { ImapFlow, FetchMessageObject, MessageStructureObject, MessageEnvel
 import { simpleParser, type ParsedMail, type SimpleParserOptions } from 'mailparser';
 import { LetterboxError } from '../errors.ts';
 import type { AppContext } from '../server.ts';
-import { imapMessage, imapPoolFor } from './pool.ts';
+import { imapAppenderFor, imapMessage, imapPoolFor } from './pool.ts';
+import { SENT_FOLDER } from '../dovecot/config.ts';
 
 export interface FolderInfo {
   path: string;
@@ -300,24 +301,12 @@ export async function deleteMessage(app: AppContext, address: string, folder: st
   });
 }
 
-const sentPaths = new WeakMap<ImapFlow, string>();
 
-/** Stores a sent message in the mailbox's Sent folder (special-use \Sent, else "Sent"), marked \Seen. */
+/**
+ * Stores a sent message in the mailbox's Sent folder, marked \Seen. The folder is the \Sent
+ * special-use mailbox of the Dovecot configuration Letterbox writes (auto-created when missing).
+ */
 export async function appendToSent(app: AppContext, address: string, message: Buffer): Promise<{ folder: string; uid: number | null }> {
-  return imapPoolFor(app).with(address, async (c) => {
-    // The Sent folder's path is remembered on the (per-mailbox) connection: one LIST per session.
-    const cached = sentPaths.get(c);
-    let folder = cached;
-    if (!folder) {
-      const list = await c.list();
-      folder = list.find((f) => f.specialUse === '\\Sent')?.path ?? list.find((f) => f.path.toLowerCase() === 'sent')?.path ?? 'Sent';
-      sentPaths.set(c, folder);
-    }
-    const r = await c.append(folder, message, ['\\Seen']).catch((err) => {
-      sentPaths.delete(c);
-      throw err;
-    });
-    if (!r) throw new LetterboxError('imap_error', `APPEND to ${folder} failed`);
-    return { folder: r.destination, uid: r.uid ?? null };
-  });
+  const r = await imapAppenderFor(app).append(address, SENT_FOLDER, message, ['\\Seen']);
+  return { folder: SENT_FOLDER, uid: r.uid };
 }

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { ImapFlow } from 'imapflow';
+import { ImapAppender } from './append.ts';
 import { LetterboxError, isLetterboxError } from '../errors.ts';
 import { parseHostPort } from '../config/schema.ts';
 import type { AppContext, Component } from '../server.ts';
@@ -263,11 +264,10 @@ export function imapMessage(err: any): string {
 }
 
 const pools = new WeakMap<AppContext, ImapPool>();
+const appenders = new WeakMap<AppContext, ImapAppender>();
 
-/** The appliance's pool (created on first use): connects to the first listen.imap address. */
-export function imapPoolFor(app: AppContext): ImapPool {
-  let p = pools.get(app);
-  if (p) return p;
+/** Where and how the appliance's own IMAP clients log in: the first listen.imap address, as master. */
+function connectionOptions(app: AppContext) {
   const listen = app.config.listen.imap[0];
   if (!listen) throw new LetterboxError('unavailable', 'no IMAP listener is configured (listen.imap); reading mail over the API needs one');
   const hp = parseHostPort(listen)!;
@@ -276,7 +276,7 @@ export function imapPoolFor(app: AppContext): ImapPool {
   try {
     own = [readFileSync(app.config.tls.cert, 'utf8')];
   } catch {}
-  p = new ImapPool({
+  return {
     host,
     port: hp.port,
     servername: app.config.hostname,
@@ -285,9 +285,21 @@ export function imapPoolFor(app: AppContext): ImapPool {
     masterPassword: app.dovecot.masterPassword,
     isUp: () => !app.supervisor || app.supervisor.running,
     log: app.log,
-  });
-  pools.set(app, p);
+  };
+}
+
+/** The appliance's pool (created on first use): connects to the first listen.imap address. */
+export function imapPoolFor(app: AppContext): ImapPool {
+  let p = pools.get(app);
+  if (!p) pools.set(app, (p = new ImapPool(connectionOptions(app))));
   return p;
+}
+
+/** The appliance's APPEND sessions (created on first use), for storing copies such as Sent. */
+export function imapAppenderFor(app: AppContext): ImapAppender {
+  let a = appenders.get(app);
+  if (!a) appenders.set(app, (a = new ImapAppender(connectionOptions(app))));
+  return a;
 }
 
 /** The pool if one was created (for metrics). */
@@ -301,6 +313,8 @@ export function createImapPoolComponent(app: AppContext): Component {
     name: 'imap-pool',
     async start() {},
     async stop() {
+      appenders.get(app)?.close();
+      appenders.delete(app);
       await pools.get(app)?.close();
       pools.delete(app);
     },

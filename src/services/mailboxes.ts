@@ -33,7 +33,8 @@ interface Row {
   updated_at: string;
 }
 
-const SELECT = 'SELECT m.*, d.name AS domain FROM mailboxes m JOIN domains d ON d.id = m.domain_id';
+// The columns a Mailbox is made of (not the password hash: reads never need it).
+const SELECT = 'SELECT m.id, m.address, m.domain_id, m.quota_bytes, m.disabled, m.tags, m.created_at, m.updated_at, d.name AS domain FROM mailboxes m JOIN domains d ON d.id = m.domain_id';
 
 function toMailbox(r: Row): Mailbox {
   return {
@@ -43,7 +44,7 @@ function toMailbox(r: Row): Mailbox {
     domainId: r.domain_id,
     quotaBytes: r.quota_bytes,
     disabled: r.disabled === 1,
-    tags: JSON.parse(r.tags),
+    tags: r.tags === '[]' ? [] : JSON.parse(r.tags),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -64,13 +65,17 @@ function checkTags(tags: string[]): string[] {
 }
 
 export function findMailbox(ctx: ServiceContext, idOrAddress: string): Mailbox | null {
-  let row = stmt(ctx.db, `${SELECT} WHERE m.id = ?`).get(idOrAddress) as Row | undefined;
-  if (!row && idOrAddress.includes('@')) {
+  // Ids never contain "@" and addresses always do: one indexed lookup either way.
+  let row: Row | undefined;
+  if (!idOrAddress.includes('@')) row = stmt(ctx.db, `${SELECT} WHERE m.id = ?`).get(idOrAddress) as Row | undefined;
+  else {
+    let address: string;
     try {
-      row = stmt(ctx.db, `${SELECT} WHERE m.address = ?`).get(parseAddress(idOrAddress).address) as Row | undefined;
+      address = parseAddress(idOrAddress).address;
     } catch {
       return null;
     }
+    row = stmt(ctx.db, `${SELECT} WHERE m.address = ?`).get(address) as Row | undefined;
   }
   return row ? toMailbox(row) : null;
 }
@@ -116,7 +121,7 @@ export function listMailboxes(ctx: ServiceContext, f: ListFilter = {}): Mailbox[
     sql += ' LIMIT ?';
     args.push(f.limit);
   }
-  return (ctx.db.prepare(sql).all(...args) as Row[]).map(toMailbox);
+  return (stmt(ctx.db, sql).all(...args) as Row[]).map(toMailbox);
 }
 
 export interface AddMailboxInput {
