@@ -6,11 +6,14 @@
 // plus Letterbox's and Dovecot's memory idle (after start) and under this load.
 // (Send throughput and message-list latency: bench/api.ts.)
 //   node bench/api-load.ts [--mailboxes 10000] [--seconds 10] [--connections 50] [--only first,middle,get]
+//                          [--tool autocannon|wrk] [--rate R]
 // Seeding: mailbox rows are inserted straight into the SQLite database while the appliance is
 // stopped, all with one precomputed Argon2id hash (creating 10,000 through the API would hash 10,000
 // passwords, ~35 ms each, which is not what this measures); the appliance then starts on them.
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { TestDns } from '../test/helpers/dns.ts';
@@ -25,6 +28,11 @@ const MAILBOXES = Number(arg('mailboxes', '10000'));
 const SECONDS = Number(arg('seconds', '10'));
 const CONNECTIONS = Number(arg('connections', '50'));
 const ONLY = new Set(arg('only', 'first,middle,get').split(','));
+// The load generator: autocannon (Node, in this process) or wrk (C, one thread; `apt-get install wrk`,
+// done by bench/setup.sh). wrk takes far less CPU than autocannon on the core it shares with the rest.
+const TOOL = arg('tool', 'autocannon');
+// --rate R: autocannon only, R requests/s in all (paced instead of each client sending as fast as it can).
+const RATE = Number(arg('rate', '0'));
 const DOMAIN = 'bench.test';
 
 const dns = await new TestDns().start();
@@ -65,28 +73,55 @@ try {
   let cursor = first.nextCursor;
   for (let i = 0; i < MAILBOXES / 100 && cursor; i++) cursor = ((await (await fetch(`${base}/api/v1/mailboxes?limit=50&cursor=${encodeURIComponent(cursor)}`, { headers })).json()) as any).nextCursor;
 
-  async function bench(what: string, opts: any, expectStatus = 200) {
-    const roots = [app.process.pid!];
-    const cpu0 = cpuMs(roots);
+  interface Load { rps: number; p50: number; p90: number; p99: number; total: number; wrong: number; errors: number }
+
+  function autocannonLoad(opts: any, expectStatus: number): Promise<Load> {
     let wrong = 0;
-    const r: any = await new Promise((res, rej) => {
-      const { path, ...rest } = opts;
-      const inst = autocannon({ url: base + (path ?? ''), connections: CONNECTIONS, duration: SECONDS, headers, ...rest }, (err: Error, out: any) => (err ? rej(err) : res(out)));
+    return new Promise((res, rej) => {
+      const { path, randomMailbox, ...rest } = opts;
+      const requests = randomMailbox ? [{ setupRequest: (req: any) => ({ ...req, path: `/api/v1/mailboxes/u${1 + Math.floor(Math.random() * (MAILBOXES - 1))}@${DOMAIN}` }) }] : undefined;
+      const inst = autocannon(
+        { url: base + (path ?? ''), connections: CONNECTIONS, duration: SECONDS, headers, ...(requests ? { requests } : {}), ...(RATE ? { overallRate: RATE } : {}), ...rest },
+        (err: Error, r: any) => (err ? rej(err) : res({ rps: r.requests.average, p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, total: r.requests.total, wrong, errors: r.errors })),
+      );
       inst.on('response', (_c: unknown, status: number) => {
         if (status !== expectStatus) wrong++;
       });
     });
+  }
+
+  function wrkLoad(opts: any): Load {
+    const lua = join(app.dataDir, 'wrk.lua');
+    writeFileSync(lua, `wrk.headers["Authorization"] = "Bearer ${key}"\n` + (opts.randomMailbox ? `request = function() return wrk.format("GET", "/api/v1/mailboxes/u" .. math.random(1, ${MAILBOXES - 1}) .. "@${DOMAIN}") end\n` : ''));
+    const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${opts.duration ?? SECONDS}s`, '--latency', '-s', lua, base + (opts.path ?? '/api/v1/mailboxes')], { encoding: 'utf8' });
+    const ms = (q: string) => {
+      const m = new RegExp(`^\\s*${q}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
+      if (!m) throw new Error(`wrk printed no ${q}% latency:\n${out}`);
+      return Math.round(Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1) * 100) / 100;
+    };
+    const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+    return {
+      rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), p50: ms('50'), p90: ms('90'), p99: ms('99'), total,
+      wrong: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0), errors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+    };
+  }
+
+  async function bench(what: string, opts: any, expectStatus = 200) {
+    const roots = [app.process.pid!];
+    const cpu0 = cpuMs(roots);
+    const r = TOOL === 'wrk' ? wrkLoad(opts) : await autocannonLoad(opts, expectStatus);
     const cpu = cpuMs(roots) - cpu0;
     const row = {
       what,
-      'req/s': r.requests.average.toFixed(0),
-      p50: `${r.latency.p50} ms`,
-      p90: `${r.latency.p90} ms`,
-      p99: `${r.latency.p99} ms`,
-      'CPU ms/req': (cpu / Math.max(1, r.requests.total)).toFixed(2),
+      'req/s': r.rps.toFixed(0),
+      p50: `${r.p50} ms`,
+      p90: `${r.p90} ms`,
+      p99: `${r.p99} ms`,
+      'CPU ms/req': (cpu / Math.max(1, r.total)).toFixed(2),
       'Node RSS MB': Math.round(rssKb(app.process.pid!) / 1024),
       'stack PSS MB': Math.round(treePssKb(roots) / 1024),
-      note: `${r.requests.total} requests${wrong ? `, ${wrong} not ${expectStatus}` : ''}${r.errors ? `, ${r.errors} errors` : ''}`,
+      note: `${TOOL}${RATE && TOOL !== 'wrk' ? ` paced at ${RATE}/s` : ''}, ${r.total} requests${r.wrong ? `, ${r.wrong} not ${expectStatus}` : ''}${r.errors ? `, ${r.errors} errors` : ''}`,
     };
     console.log(JSON.stringify(row));
     rows.push(row);
@@ -96,9 +131,7 @@ try {
   rows.pop();
   if (ONLY.has('first')) await bench('GET /mailboxes?limit=50 (first page)', { path: '/api/v1/mailboxes?limit=50' });
   if (ONLY.has('middle')) await bench('GET /mailboxes?limit=50&cursor= (middle page)', { path: `/api/v1/mailboxes?limit=50&cursor=${encodeURIComponent(cursor)}` });
-  if (ONLY.has('get')) await bench('GET /mailboxes/{address} (random of all)', {
-    requests: [{ setupRequest: (req: any) => ({ ...req, path: `/api/v1/mailboxes/u${1 + Math.floor(Math.random() * (MAILBOXES - 1))}@${DOMAIN}` }) }],
-  });
+  if (ONLY.has('get')) await bench('GET /mailboxes/{address} (random of all)', { randomMailbox: true });
   const after = Math.round(tree([app.process.pid!]).filter((p) => p !== app.process.pid).reduce((a, p) => a + pssKb(p), 0) / 1024);
   rows.push({ what: 'memory after the load', 'req/s': '', p50: '', p90: '', p99: '', 'CPU ms/req': '', 'Node RSS MB': Math.round(rssKb(app.process.pid!) / 1024), 'stack PSS MB': Math.round(treePssKb([app.process.pid!]) / 1024), note: `Dovecot ${after} MB PSS` });
 } finally {

@@ -5,6 +5,7 @@ import { newId } from '../util/ids.ts';
 import { normalizeDomain } from '../util/address.ts';
 import { parseScopes } from './scopes.ts';
 import type { ServiceContext } from '../services/context.ts';
+import { ReadCache } from '../db/read-cache.ts';
 
 /**
  * API keys: `lb_live_` or `lb_test_` followed by 32 random bytes in base64url (43 characters).
@@ -144,8 +145,12 @@ export class KeyVerifier {
   /** last_used_at is written at most once a minute per key, so reads do not turn into writes. */
   private readonly touched = new Map<string, number>();
 
+  /** Keys by display prefix, as fresh as the database (a revocation shows on the next request). */
+  private readonly rows: ReadCache<Row[]>;
+
   constructor(ctx: ServiceContext) {
     this.ctx = ctx;
+    this.rows = new ReadCache(ctx.db, 1000);
     this.byPrefix = ctx.db.prepare('SELECT * FROM api_keys WHERE prefix = ?');
     this.touch = ctx.db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?');
   }
@@ -155,7 +160,12 @@ export class KeyVerifier {
     if (!m) return { ok: false, reason: 'malformed API key: expected lb_live_… or lb_test_… followed by 43 characters' };
     const presented = Buffer.from(hashSecret(secret), 'hex');
     let found: Row | undefined;
-    for (const r of this.byPrefix.all(m[2].slice(0, 8)) as Row[]) {
+    const prefix = m[2].slice(0, 8);
+    const candidates = this.rows.get(prefix, () => {
+      const rows = this.byPrefix.all(prefix) as Row[];
+      return rows.length ? rows : undefined;
+    }) ?? [];
+    for (const r of candidates) {
       // Constant-time comparison of the hashes (every candidate is compared).
       if (timingSafeEqual(presented, Buffer.from(r.hash, 'hex')) && r.mode === m[1]) found = r;
     }

@@ -43,9 +43,12 @@ interface Pending {
 
 /** A tagged completion: `TAG OK|NO|BAD [CODE] text`. */
 export function parseTagged(line: string): { tag: string; status: string; code: string; text: string } | null {
-  const m = /^(\S+) (OK|NO|BAD)(?: \[([^\]]*)\])? ?(.*)$/i.exec(line);
-  return m ? { tag: m[1], status: m[2].toUpperCase(), code: m[3] ?? '', text: m[4] } : null;
+  const m = /^([^\s*+]\S*) (OK|NO|BAD)(?:$| (?:\[([^\]]*)\] ?)?(.*)$)/i.exec(line);
+  return m ? { tag: m[1], status: m[2].toUpperCase(), code: m[3] ?? '', text: m[4] ?? '' } : null;
 }
+
+/** A flag as IMAP writes it: a system flag (\\Seen) or a keyword atom; anything else is refused. */
+const FLAG = /^\\?[A-Za-z0-9$_.:-]{1,64}$/;
 
 /** An IMAP literal of `s`, non-synchronizing (LITERAL+): safe for any bytes, needs no quoting rules. */
 function literal(s: string | Buffer): Buffer[] {
@@ -63,6 +66,10 @@ class Session {
   private partial = '';
   private skip = 0;
   private readonly pending: Pending[] = [];
+  /** APPENDs accepted and not yet answered, including those waiting for the login. */
+  private inFlight = 0;
+  /** close() was asked while APPENDs were in flight: LOGOUT once they are answered. */
+  private draining: (() => void) | null = null;
   private next = 1;
   private idleTimer: NodeJS.Timeout | null = null;
   private greetedOnce = false;
@@ -70,12 +77,14 @@ class Session {
   private ready: Promise<void>;
   closed = false;
   private onGreeting!: (caps: string) => void;
-  private onClosed: () => void;
+  private readonly onClosed: () => void;
+  private readonly onIdle: () => void;
 
-  constructor(address: string, o: Session['o'], onClosed: () => void) {
+  constructor(address: string, o: Session['o'], on: { closed: () => void; idle: () => void }) {
     this.address = address;
     this.o = o;
-    this.onClosed = onClosed;
+    this.onClosed = on.closed;
+    this.onIdle = on.idle;
     this.socket = connect({ host: o.host, port: o.port, servername: o.servername, ca: o.ca, minVersion: 'TLSv1.2' });
     this.socket.setNoDelay(true);
     const connectTimer = setTimeout(() => this.fail(new Error(`no IMAP greeting within ${o.connectTimeoutMs} ms`)), o.connectTimeoutMs);
@@ -99,16 +108,35 @@ class Session {
     this.ready.catch((err) => this.fail(err));
   }
 
+  /** True while APPENDs are in flight (also while still logging in for them). */
   get busy(): boolean {
-    return this.pending.length > 0;
+    return this.inFlight > 0;
   }
 
+  /** Counts an APPEND about to be made (before any await, so the session is not taken for idle). */
+  reserve(): this {
+    this.inFlight++;
+    return this;
+  }
+
+  /** One APPEND; the caller reserved it first. */
   async append(folder: string, message: Buffer, flags: string[]): Promise<AppendResult> {
-    await this.ready;
-    const r = await this.command([Buffer.from('APPEND '), ...literal(folder), Buffer.from(` (${flags.join(' ')}) `), ...literal(message)]);
-    if (r.status !== 'OK') throw new LetterboxError('imap_error', `APPEND to ${folder} for ${this.address} refused: ${r.code ? `[${r.code}] ` : ''}${r.text}`);
-    const m = /^APPENDUID (\d+) (\d+)$/i.exec(r.code);
-    return { uid: m ? Number(m[2]) : null, uidValidity: m ? Number(m[1]) : null };
+    try {
+      await this.ready;
+      const r = await this.command([Buffer.from('APPEND '), ...literal(folder), Buffer.from(` (${flags.join(' ')}) `), ...literal(message)]);
+      if (r.status !== 'OK') throw new LetterboxError('imap_error', `APPEND to ${folder} for ${this.address} refused: ${r.code ? `[${r.code}] ` : ''}${r.text}`);
+      const m = /^APPENDUID (\d+) (\d+)$/i.exec(r.code);
+      return { uid: m ? Number(m[2]) : null, uidValidity: m ? Number(m[1]) : null };
+    } finally {
+      if (--this.inFlight === 0 && !this.closed) {
+        if (this.draining) this.logout();
+        else {
+          this.idleTimer = setTimeout(() => void this.close(), this.o.idleTimeoutMs);
+          this.idleTimer.unref();
+          this.onIdle();
+        }
+      }
+    }
   }
 
   private command(parts: Buffer[]): Promise<{ status: string; code: string; text: string }> {
@@ -166,15 +194,12 @@ class Session {
     this.pending.shift();
     clearTimeout(p.timer);
     p.resolve(t);
-    if (!this.pending.length && !this.closed) {
-      this.idleTimer = setTimeout(() => this.close(), this.o.idleTimeoutMs);
-      this.idleTimer.unref();
-    }
   }
 
   private fail(err: Error): void {
     if (this.closed) return;
     this.closed = true;
+    this.draining?.();
     if (this.idleTimer) clearTimeout(this.idleTimer);
     for (const p of this.pending.splice(0)) {
       clearTimeout(p.timer);
@@ -184,18 +209,39 @@ class Session {
     this.onClosed();
   }
 
-  /** LOGOUT when idle (or at shutdown); pending commands are answered first. */
-  close(): void {
-    if (this.closed) return;
-    if (this.pending.length) {
-      this.fail(new Error('shutting down'));
-      return;
+  /**
+   * Ends the session: at once when idle, else after the APPENDs in flight are answered (Dovecot may
+   * already have stored them: failing them would make callers retry into duplicates), waiting at
+   * most `graceMs` before cutting the connection.
+   */
+  close(graceMs = 2000): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.inFlight === 0) {
+      this.logout();
+      return Promise.resolve();
     }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.fail(new Error(`shutting down: no answer within ${graceMs} ms`)), graceMs);
+      timer.unref();
+      const prev = this.draining;
+      this.draining = () => {
+        clearTimeout(timer);
+        prev?.();
+        resolve();
+      };
+    });
+  }
+
+  private logout(): void {
+    if (this.closed) return;
     this.closed = true;
     if (this.idleTimer) clearTimeout(this.idleTimer);
+    const drained = this.draining;
+    this.draining = null;
     this.socket.end(`L${this.next++} LOGOUT\r\n`);
     this.socket.setTimeout(1000, () => this.socket.destroy());
     this.onClosed();
+    drained?.();
   }
 }
 
@@ -216,6 +262,8 @@ export class ImapAppender {
 
   /** APPENDs `message` to `folder` of `address` with `flags`; failures are 502 imap_error / 503. */
   async append(address: string, folder: string, message: Buffer, flags: string[] = []): Promise<AppendResult> {
+    const bad = flags.find((f) => !FLAG.test(f));
+    if (bad !== undefined) throw new LetterboxError('validation_error', `invalid IMAP flag ${JSON.stringify(bad)}: a system flag such as \\Seen or a keyword of letters and digits`);
     const s = await this.session(address);
     try {
       return await s.append(folder, message, flags);
@@ -230,21 +278,25 @@ export class ImapAppender {
       if (this.closing) throw new LetterboxError('unavailable', 'the IMAP appender is closed (shutting down)');
       if (this.isUp && !this.isUp()) throw new LetterboxError('unavailable', 'Dovecot is not running (it is being restarted; see the log); retry shortly');
       const have = this.sessions.get(address);
-      if (have && !have.closed) return have;
+      if (have && !have.closed) return have.reserve();
       if (this.sessions.size >= this.o.maxConnections) {
         // Make room by closing a session with nothing in flight; else wait for one to end.
         const idle = [...this.sessions.values()].find((s) => !s.busy);
-        if (idle) idle.close();
+        if (idle) void idle.close();
         else await this.slot();
         continue;
       }
-      const s: Session = new Session(address, this.o, () => {
-        if (this.sessions.get(address) === s) this.sessions.delete(address);
-        this.waiters.shift()?.();
+      const s: Session = new Session(address, this.o, {
+        closed: () => {
+          if (this.sessions.get(address) === s) this.sessions.delete(address);
+          this.waiters.shift()?.();
+        },
+        // A session with nothing in flight can be closed to make room for a waiting caller.
+        idle: () => this.waiters.shift()?.(),
       });
       this.sessions.set(address, s);
       this.logins++;
-      return s;
+      return s.reserve();
     }
   }
 
@@ -262,10 +314,11 @@ export class ImapAppender {
     });
   }
 
-  close(): void {
+  /** At shutdown: new APPENDs are refused; those in flight are answered first (at most `graceMs`). */
+  async close(graceMs = 2000): Promise<void> {
     this.closing = true;
-    for (const s of [...this.sessions.values()]) s.close();
-    this.sessions.clear();
     for (const w of this.waiters.splice(0)) w();
+    await Promise.all([...this.sessions.values()].map((s) => s.close(graceMs)));
+    this.sessions.clear();
   }
 }

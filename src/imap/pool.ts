@@ -313,7 +313,7 @@ export function createImapPoolComponent(app: AppContext): Component {
     name: 'imap-pool',
     async start() {},
     async stop() {
-      appenders.get(app)?.close();
+      await appenders.get(app)?.close();
       appenders.delete(app);
       await pools.get(app)?.close();
       pools.delete(app);

@@ -2,6 +2,7 @@ import { LetterboxError } from '../errors.ts';
 import { isoNow } from '../clock.ts';
 import { newId } from '../util/ids.ts';
 import { stmt } from '../db/stmt.ts';
+import { readCache } from '../db/read-cache.ts';
 import { parseAddress } from '../util/address.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
 import { syncUsersFile } from '../dovecot/sync.ts';
@@ -66,8 +67,9 @@ function checkTags(tags: string[]): string[] {
 
 export function findMailbox(ctx: ServiceContext, idOrAddress: string): Mailbox | null {
   // Ids never contain "@" and addresses always do: one indexed lookup either way.
+  const cache = readCache<Row>(ctx.db, 'mailbox');
   let row: Row | undefined;
-  if (!idOrAddress.includes('@')) row = stmt(ctx.db, `${SELECT} WHERE m.id = ?`).get(idOrAddress) as Row | undefined;
+  if (!idOrAddress.includes('@')) row = cache.get(idOrAddress, () => stmt(ctx.db, `${SELECT} WHERE m.id = ?`).get(idOrAddress) as Row | undefined);
   else {
     let address: string;
     try {
@@ -75,8 +77,9 @@ export function findMailbox(ctx: ServiceContext, idOrAddress: string): Mailbox |
     } catch {
       return null;
     }
-    row = stmt(ctx.db, `${SELECT} WHERE m.address = ?`).get(address) as Row | undefined;
+    row = cache.get(address, () => stmt(ctx.db, `${SELECT} WHERE m.address = ?`).get(address) as Row | undefined);
   }
+  // A new Mailbox each time: callers may change what they get without touching the cache.
   return row ? toMailbox(row) : null;
 }
 
@@ -121,7 +124,8 @@ export function listMailboxes(ctx: ServiceContext, f: ListFilter = {}): Mailbox[
     sql += ' LIMIT ?';
     args.push(f.limit);
   }
-  return (stmt(ctx.db, sql).all(...args) as Row[]).map(toMailbox);
+  const rows = readCache<Row[]>(ctx.db, 'mailbox-lists', 200).get(`${sql}\u0000${JSON.stringify(args)}`, () => stmt(ctx.db, sql).all(...args) as Row[]);
+  return rows!.map(toMailbox);
 }
 
 export interface AddMailboxInput {
