@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the benchmarks need (not needed by the tests): Postfix (smtp-source, smtp-sink and
-# the classic-stack peer) without starting its service, and the npm tools in bench/node_modules.
+# the classic-stack peer) without starting its service, wrk, and the npm tools in bench/node_modules.
 # Usage: bash bench/setup.sh      (root; Debian 12 / Ubuntu 24.04)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,9 +20,12 @@ if ! command -v smtp-source >/dev/null || ! command -v postfix >/dev/null; then
   # Even without a service manager, make sure the system instance is not running.
   postfix stop >/dev/null 2>&1 || true
 fi
+if ! command -v wrk >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+fi
 nodebin="$(cat "$app/.runtime/nodebin" 2>/dev/null || dirname "$(command -v node)")"
 export PATH="$nodebin:$PATH"
 if [ ! -x "$here/node_modules/.bin/autocannon" ] || [ ! -d "$here/node_modules/Haraka" ]; then
   (cd "$here" && flock /tmp/npm.lock npm install --no-audit --no-fund --save-exact autocannon@9.0.0 Haraka@3.3.4 >/dev/null)
 fi
-echo "bench setup done: $(command -v smtp-source), autocannon, Haraka"
+echo "bench setup done: $(command -v smtp-source), $(command -v wrk), autocannon, Haraka"
