@@ -188,6 +188,53 @@ test('group commit: writes handed in during one turn share one COMMIT; a throwin
   db.close();
 });
 
+test('group commit on a file: committed with no fsync on the event loop, answered only after the WAL is fdatasync\'ed; a failed sync fails the batch', async () => {
+  const Database = (await import('better-sqlite3')).default;
+  const { GroupCommit, syncWal } = await import('../src/db/group-commit.ts');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'lb-gc-'));
+  try {
+    const file = join(dir, 'g.db');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec('CREATE TABLE t (v INTEGER NOT NULL UNIQUE)');
+    const other = new Database(file); // another process's view
+    const syncs: { file: string; done: () => void; fail: (e: Error) => void }[] = [];
+    const g = new GroupCommit(db, { sync: (f) => new Promise<void>((done, fail) => syncs.push({ file: f, done, fail })) });
+    let answered = false;
+    const p = g.run(() => db.prepare('INSERT INTO t (v) VALUES (1)').run().changes).then((v) => ((answered = true), v));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    // Committed (another connection sees it), the connection is back to FULL, the sync was asked
+    // for this database, and nobody has been answered yet.
+    assert.deepEqual(other.prepare('SELECT v FROM t').pluck().all(), [1]);
+    assert.equal(db.pragma('synchronous', { simple: true }), 2);
+    assert.equal(syncs.length, 1);
+    assert.equal(syncs[0].file, file);
+    assert.equal(answered, false, 'not answered before the WAL is synced');
+    syncs[0].done();
+    assert.equal(await p, 1);
+    // A failed sync: every caller of the batch hears it.
+    const q = Promise.allSettled([g.run(() => db.prepare('INSERT INTO t (v) VALUES (2)').run()), g.run(() => db.prepare('INSERT INTO t (v) VALUES (3)').run())]);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    syncs[1].fail(new Error('EIO'));
+    assert.deepEqual((await q).map((x) => x.status), ['rejected', 'rejected']);
+    // The real fdatasync of the WAL works on this file.
+    const real = new GroupCommit(db);
+    assert.equal(await real.run(() => db.prepare('INSERT INTO t (v) VALUES (4)').run().changes), 1);
+    await syncWal(file);
+    assert.deepEqual(other.prepare('SELECT v FROM t ORDER BY v').pluck().all(), [1, 2, 3, 4]);
+    other.close();
+    db.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('caps: a reserved send counts until released, so concurrent sessions cannot pass the same cap before its row is committed', async () => {
   const Database = (await import('better-sqlite3')).default;
   const { reserveSend, usageOf, recordSend } = await import('../src/smtp/submission/caps.ts');
