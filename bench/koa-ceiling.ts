@@ -1,0 +1,71 @@
+// The ceiling the API's framework sets on this machine: a bare Koa + @koa/router app (no auth, no
+// database, no logging) answering the same shapes as the API's list (50 mailboxes, ~15 KB of JSON)
+// and get (one mailbox) routes, loaded exactly like bench/api-load.ts loads Letterbox (wrk, one
+// thread, 50 connections, no think time unless --think). Whatever the API does per request comes on
+// top of these figures.
+//   node bench/koa-ceiling.ts [--seconds 10] [--connections 50] [--think MS]
+import { spawn } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execFileSync } from 'node:child_process';
+import { arg, machine, table } from './lib.ts';
+
+const SECONDS = Number(arg('seconds', '10'));
+const CONNECTIONS = Number(arg('connections', '50'));
+const THINK = Number(arg('think', '0'));
+const PORT = 18000 + Math.floor(Math.random() * 1000);
+
+if (process.argv.includes('--serve')) {
+  const { default: Koa } = await import('koa');
+  const { default: Router } = await import('@koa/router');
+  const mailbox = (i: number) => ({
+    id: `mbx_${'abcdefghijklmnop'.slice(0, 12)}${String(i).padStart(4, '0')}`,
+    address: `u${i}@bench.test`,
+    domain: 'bench.test',
+    domainId: 'dom_abcdefghijklmnop',
+    quotaBytes: 0,
+    disabled: false,
+    status: 'active',
+    tags: i % 10 ? [] : ['team'],
+    createdAt: '2026-11-23T04:00:00.000Z',
+    updatedAt: '2026-11-23T04:00:00.000Z',
+  });
+  const koa = new Koa();
+  const router = new Router();
+  router.get('/api/v1/mailboxes', (ctx) => {
+    ctx.body = { data: Array.from({ length: 50 }, (_, i) => mailbox(i)), nextCursor: 'dTUwQGJlbmNoLnRlc3Q' };
+  });
+  router.get('/api/v1/mailboxes/:id', (ctx) => {
+    ctx.body = { data: { ...mailbox(1), address: ctx.params.id, smtpHost: 'mail.bench.test', imapHost: 'mail.bench.test', submissionPort: 587, imapPort: 993 } };
+  });
+  koa.use(router.routes());
+  koa.listen(Number(arg('port', '0')), '127.0.0.1', () => console.log('ready'));
+} else {
+  console.log(`# bare Koa ceiling — ${machine()}`);
+  const child = spawn(process.execPath, [import.meta.filename, '--serve', '--port', String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((res) => child.stdout!.once('data', () => res()));
+  const dir = mkdtempSync(join(tmpdir(), 'lb-ceiling-'));
+  const rows: Record<string, string>[] = [];
+  try {
+    await sleep(200);
+    for (const [what, path] of [
+      ['bare Koa: list of 50 (shape of GET /mailboxes?limit=50)', '/api/v1/mailboxes'],
+      ['bare Koa: one mailbox (shape of GET /mailboxes/{address})', '/api/v1/mailboxes/u1@bench.test'],
+    ]) {
+      const lua = join(dir, 'wrk.lua');
+      writeFileSync(lua, THINK ? `delay = function() return math.floor(-math.log(1 - math.random()) * ${THINK}) end\n` : '');
+      execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, '-d2s', '-s', lua, `http://127.0.0.1:${PORT}${path}`]); // warm-up
+      const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', lua, `http://127.0.0.1:${PORT}${path}`], { encoding: 'utf8' });
+      const q = (p: string) => /^\s*(\d+)%\s+(\S+)\s*$/m.exec(out.split('\n').filter((l) => l.trim().startsWith(`${p}%`)).join('\n'))?.[2] ?? '?';
+      const row = { what, 'req/s': String(Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0))), p50: q('50'), p90: q('90'), p99: q('99'), note: `wrk, ${CONNECTIONS} connections${THINK ? `, think time ${THINK} ms` : ''}` };
+      console.log(JSON.stringify(row));
+      rows.push(row);
+    }
+  } finally {
+    child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  console.log('\n' + table(rows));
+}
