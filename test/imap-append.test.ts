@@ -18,7 +18,7 @@ const HOSTNAME = 'mail.letterbox.test';
 const PW = 'a password 123456';
 // Few mailboxes (each CLI call costs time); tests keep apart by folder. dan has a 1K quota.
 //   alice: Sent (concurrency), INBOX (odd bytes), Drafts (close), Trash (server-side kills)
-//   bob, carol: INBOX (interleaving), Drafts (connection limit), Trash and carol's Junk,
+//   bob, carol: INBOX (interleaving), Drafts (connection limit), Trash and carol's Junk, carol's Sent (sessions per mailbox),
 //   bob's Sent (wrong master password)
 const USERS = ['alice', 'bob', 'carol', 'dan'].map((u) => `${u}@ours.test`);
 let app: Appliance;
@@ -54,8 +54,10 @@ after(async () => {
   app?.cleanup();
 });
 
-function appender(o: Partial<AppenderOptions> = {}): ImapAppender {
+// One session per mailbox unless a test asks for more: login counts below then say exactly what happened.
+function appender(o: Partial<AppenderOptions> & { maxPerMailbox?: number } = {}): ImapAppender {
   const a = new ImapAppender({
+    maxPerMailbox: 1,
     host: '127.0.0.1',
     port: app.ports.imap,
     servername: HOSTNAME,
@@ -151,6 +153,21 @@ test('30 concurrent APPENDs to one Sent folder: one login, pipelined, distinct U
     assert.deepEqual(m.flags, ['\\Seen'], `flags of message ${i}`);
     assert.ok(m.source.equals(msgs[i]), `bytes of message ${i} (UID ${r.uid})`);
   });
+});
+
+test('several sessions per mailbox: 30 concurrent APPENDs spread over maxPerMailbox logins, all stored once', async () => {
+  const a = appender({ maxPerMailbox: 3 });
+  const address = 'carol@ours.test';
+  const msgs = Array.from({ length: 30 }, (_, i) => message(address, `spread ${i}`));
+  const results = await Promise.all(msgs.map((m) => a.append(address, 'Sent', m, ['\\Seen'])));
+  assert.equal(a.logins, 3, 'a second and third session were opened while the first was busy, no more');
+  assert.equal(a.size, 3);
+  assert.equal(new Set(results.map((r) => r.uid)).size, 30, 'distinct UIDs across sessions');
+  const stored = await folder(address, 'Sent');
+  for (let i = 0; i < 30; i++) assert.equal(stored.messages.filter((m) => m.source.includes(`Body of spread ${i}.`)).length, 1, `spread ${i} stored once`);
+  // Idle again: one more APPEND reuses a session instead of opening a fourth.
+  await a.append(address, 'Sent', message(address, 'after'));
+  assert.equal(a.logins, 3);
 });
 
 test('APPENDs for two mailboxes interleaved: each lands in its own mailbox', async () => {

@@ -113,6 +113,11 @@ class Session {
     return this.inFlight > 0;
   }
 
+  /** APPENDs in flight on this session. */
+  get load(): number {
+    return this.inFlight;
+  }
+
   /** Counts an APPEND about to be made (before any await, so the session is not taken for idle). */
   reserve(): this {
     this.inFlight++;
@@ -245,19 +250,24 @@ class Session {
   }
 }
 
-/** Stores messages over pipelined IMAP sessions, one per mailbox. */
+/**
+ * Stores messages over pipelined IMAP sessions: up to `maxPerMailbox` per mailbox (Dovecot handles
+ * one session's commands one after another, each save with its own fsync, so one session caps a
+ * busy mailbox at a few hundred APPENDs a second), `maxConnections` in all.
+ */
 export class ImapAppender {
-  private readonly o: Session['o'];
+  private readonly o: Session['o'] & { maxPerMailbox: number };
   private readonly isUp?: () => boolean;
-  private readonly sessions = new Map<string, Session>();
+  private readonly sessions = new Map<string, Session[]>();
+  private open = 0;
   private waiters: (() => void)[] = [];
   private closing = false;
   logins = 0;
 
-  constructor(o: AppenderOptions) {
+  constructor(o: AppenderOptions & { maxPerMailbox?: number }) {
     const { isUp, ...rest } = o;
     this.isUp = isUp;
-    this.o = { maxConnections: 20, idleTimeoutMs: 60_000, connectTimeoutMs: 10_000, commandTimeoutMs: 30_000, acquireTimeoutMs: 10_000, ...rest };
+    this.o = { maxConnections: 20, maxPerMailbox: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 10_000, commandTimeoutMs: 30_000, acquireTimeoutMs: 10_000, ...rest };
   }
 
   /** APPENDs `message` to `folder` of `address` with `flags`; failures are 502 imap_error / 503. */
@@ -273,31 +283,51 @@ export class ImapAppender {
     }
   }
 
+  /** Sessions open now (all mailboxes). */
+  get size(): number {
+    return this.open;
+  }
+
   private async session(address: string): Promise<Session> {
     for (;;) {
       if (this.closing) throw new LetterboxError('unavailable', 'the IMAP appender is closed (shutting down)');
       if (this.isUp && !this.isUp()) throw new LetterboxError('unavailable', 'Dovecot is not running (it is being restarted; see the log); retry shortly');
-      const have = this.sessions.get(address);
-      if (have && !have.closed) return have.reserve();
-      if (this.sessions.size >= this.o.maxConnections) {
-        // Make room by closing a session with nothing in flight; else wait for one to end.
-        const idle = [...this.sessions.values()].find((s) => !s.busy);
-        if (idle) void idle.close();
-        else await this.slot();
-        continue;
-      }
-      const s: Session = new Session(address, this.o, {
-        closed: () => {
-          if (this.sessions.get(address) === s) this.sessions.delete(address);
-          this.waiters.shift()?.();
-        },
-        // A session with nothing in flight can be closed to make room for a waiting caller.
-        idle: () => this.waiters.shift()?.(),
-      });
-      this.sessions.set(address, s);
-      this.logins++;
-      return s.reserve();
+      const mine = this.sessions.get(address) ?? [];
+      // The least loaded session of this mailbox; a free one is used as it is.
+      let best: Session | undefined;
+      for (const s of mine) if (!s.closed && (!best || s.load < best.load)) best = s;
+      if (best && (best.load === 0 || mine.length >= this.o.maxPerMailbox)) return best.reserve();
+      if (this.open < this.o.maxConnections) return this.start(address).reserve();
+      if (best) return best.reserve(); // no room for another: queue behind the others
+      // Make room by closing a session with nothing in flight; else wait for one to end or go idle.
+      let idle: Session | undefined;
+      for (const list of this.sessions.values()) idle ??= list.find((s) => !s.busy);
+      if (idle) void idle.close();
+      else await this.slot();
     }
+  }
+
+  private start(address: string): Session {
+    const s: Session = new Session(address, this.o, {
+      closed: () => {
+        const list = this.sessions.get(address);
+        const i = list ? list.indexOf(s) : -1;
+        if (i >= 0) {
+          list!.splice(i, 1);
+          this.open--;
+          if (!list!.length) this.sessions.delete(address);
+        }
+        this.waiters.shift()?.();
+      },
+      // A session with nothing in flight can be closed to make room for a waiting caller.
+      idle: () => this.waiters.shift()?.(),
+    });
+    const list = this.sessions.get(address);
+    if (list) list.push(s);
+    else this.sessions.set(address, [s]);
+    this.open++;
+    this.logins++;
+    return s;
   }
 
   private slot(): Promise<void> {
@@ -318,7 +348,7 @@ export class ImapAppender {
   async close(graceMs = 2000): Promise<void> {
     this.closing = true;
     for (const w of this.waiters.splice(0)) w();
-    await Promise.all([...this.sessions.values()].map((s) => s.close(graceMs)));
+    await Promise.all([...this.sessions.values()].flat().map((s) => s.close(graceMs)));
     this.sessions.clear();
   }
 }
