@@ -55,7 +55,7 @@ after(async () => {
 });
 
 // One session per mailbox unless a test asks for more: login counts below then say exactly what happened.
-function appender(o: Partial<AppenderOptions> & { maxPerMailbox?: number } = {}): ImapAppender {
+function appender(o: Partial<AppenderOptions> = {}): ImapAppender {
   const a = new ImapAppender({
     maxPerMailbox: 1,
     host: '127.0.0.1',

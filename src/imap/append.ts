@@ -10,23 +10,32 @@ import { connect, type TLSSocket } from 'node:tls';
 import { LetterboxError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
-export interface AppenderOptions {
+/** Where the appliance's own IMAP clients connect and how they log in (as Dovecot's master user). */
+export interface ImapLogin {
   host: string;
   port: number;
+  /** TLS server name (the certificate's name: config.hostname). */
   servername: string;
+  /** Trusted CAs: the system's plus the appliance's own (possibly self-signed) certificate. */
   ca: string[];
   masterUser: string;
   masterPassword: string;
-  /** Connections open at once (one per mailbox); more mailboxes wait for one to close. */
+  /** False while Dovecot is known to be down (then 503 at once instead of a failed connection). */
+  isUp?: () => boolean;
+  log: Logger;
+}
+
+export interface AppenderOptions extends ImapLogin {
+  /** Sessions open at once, all mailboxes together; at the limit an idle one is closed, or the caller waits. */
   maxConnections?: number;
+  /** Sessions of one mailbox (a busy mailbox's APPENDs spread over them). */
+  maxPerMailbox?: number;
   idleTimeoutMs?: number;
   connectTimeoutMs?: number;
   /** Longest wait for Dovecot's answer to one command; then the connection is dropped. */
   commandTimeoutMs?: number;
   /** Longest wait for a free connection slot. */
   acquireTimeoutMs?: number;
-  isUp?: () => boolean;
-  log: Logger;
 }
 
 export interface AppendResult {
@@ -256,7 +265,7 @@ class Session {
  * busy mailbox at a few hundred APPENDs a second), `maxConnections` in all.
  */
 export class ImapAppender {
-  private readonly o: Session['o'] & { maxPerMailbox: number };
+  private readonly o: Session['o'];
   private readonly isUp?: () => boolean;
   private readonly sessions = new Map<string, Session[]>();
   private open = 0;
@@ -264,7 +273,7 @@ export class ImapAppender {
   private closing = false;
   logins = 0;
 
-  constructor(o: AppenderOptions & { maxPerMailbox?: number }) {
+  constructor(o: AppenderOptions) {
     const { isUp, ...rest } = o;
     this.isUp = isUp;
     this.o = { maxConnections: 20, maxPerMailbox: 4, idleTimeoutMs: 60_000, connectTimeoutMs: 10_000, commandTimeoutMs: 30_000, acquireTimeoutMs: 10_000, ...rest };

@@ -6,29 +6,18 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { ImapFlow } from 'imapflow';
-import { ImapAppender } from './append.ts';
+import { ImapAppender, type ImapLogin } from './append.ts';
 import { LetterboxError, isLetterboxError } from '../errors.ts';
 import { parseHostPort } from '../config/schema.ts';
 import type { AppContext, Component } from '../server.ts';
 import type { Logger } from '../log.ts';
 
-export interface ImapPoolOptions {
-  host: string;
-  port: number;
-  /** TLS server name (the certificate's name: config.hostname). */
-  servername: string;
-  /** Trusted CAs: the system's plus the appliance's own (possibly self-signed) certificate. */
-  ca: string[];
-  masterUser: string;
-  masterPassword: string;
+export interface ImapPoolOptions extends ImapLogin {
   maxPerMailbox?: number;
   maxTotal?: number;
   idleTimeoutMs?: number;
   acquireTimeoutMs?: number;
   connectTimeoutMs?: number;
-  /** False while Dovecot is known to be down (then 503 at once instead of a failed connection). */
-  isUp?: () => boolean;
-  log: Logger;
 }
 
 interface Conn {
@@ -267,7 +256,7 @@ const pools = new WeakMap<AppContext, ImapPool>();
 const appenders = new WeakMap<AppContext, ImapAppender>();
 
 /** Where and how the appliance's own IMAP clients log in: the first listen.imap address, as master. */
-function connectionOptions(app: AppContext) {
+function connectionOptions(app: AppContext): ImapLogin {
   const listen = app.config.listen.imap[0];
   if (!listen) throw new LetterboxError('unavailable', 'no IMAP listener is configured (listen.imap); reading mail over the API needs one');
   const hp = parseHostPort(listen)!;
