@@ -14,6 +14,7 @@ import { startAppliance, applianceCert, freePort } from '../test/helpers/applian
 import { TestDns } from '../test/helpers/dns.ts';
 import { Sink, testCert } from '../test/helpers/sink.ts';
 import { call, createKey, waitFor } from '../test/helpers/mailapi.ts';
+import { machine } from './lib.ts';
 
 const { values: o } = parseArgs({
   options: {
@@ -61,6 +62,7 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
+console.log(`# API send/list benchmark — ${machine()}`);
 const dns = await new TestDns().start();
 const cert = testCert(['mx.remote.test']);
 const sink = await new Sink(cert).start();

@@ -1,6 +1,7 @@
+import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 // Shared measuring tools for the benchmarks: CPU time and memory of whole process trees from /proc,
 // machine description, running external load tools, and a results table.
-import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync, openSync, fstatSync, closeSync } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
 import { cpus, totalmem, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -136,7 +137,33 @@ export function machine(): string {
     postfix = execFileSync('postconf', ['-d', '-h', 'mail_version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {}
   const l = loadavg().map((x) => x.toFixed(2)).join(' ');
-  return `${new Date().toISOString().slice(0, 16)}Z, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${node}, Dovecot ${dovecot || '?'}, Postfix ${postfix || '-'}, load before ${l}`;
+  return `${new Date().toISOString().slice(0, 16)}Z, ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${node}, Dovecot ${dovecot || '?'}, Postfix ${postfix || '-'}, load before ${l}, ${speedProbe()}`;
+}
+
+/**
+ * How fast this machine is right now: one RSA-2048 signature (pure computation) and one system call
+ * (fstat), best of five rounds each. The development machine is a shared VM whose system calls got
+ * 1.5× slower within an hour while computation did not; the mail and API paths are heavy in system
+ * calls (sockets, files, fsync), so figures from different runs compare only alongside these.
+ */
+export function speedProbe(): string {
+  const fd = openSync('/proc/self/stat', 'r');
+  let sys = Infinity;
+  for (let round = 0; round < 5; round++) {
+    const t = performance.now();
+    for (let i = 0; i < 5000; i++) fstatSync(fd);
+    sys = Math.min(sys, ((performance.now() - t) * 1000) / 5000);
+  }
+  closeSync(fd);
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const data = Buffer.alloc(512, 1);
+  let best = Infinity;
+  for (let round = 0; round < 5; round++) {
+    const t = performance.now();
+    for (let i = 0; i < 40; i++) cryptoSign('sha256', data, privateKey);
+    best = Math.min(best, (performance.now() - t) / 40);
+  }
+  return `speed probe: RSA-2048 sign ${best.toFixed(3)} ms, fstat ${sys.toFixed(2)} µs`;
 }
 
 /** Runs a command to completion; resolves with wall ms, stdout, stderr, code. */
