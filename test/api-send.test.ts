@@ -328,12 +328,16 @@ test('suppressions: add, list, sends refused per recipient, remove', async () =>
   assert.equal((await call(app, live, 'POST', '/suppressions', { domain: 'ours.test', address: 'gone@remote.test' })).status, 409);
   const list = await call(app, live, 'GET', '/suppressions?domain=ours.test');
   assert.ok(list.json.data.some((s: any) => s.address === 'gone@remote.test' && s.reason === 'asked us to stop'));
-  const only = await call(app, live, 'POST', '/mailboxes/alice@ours.test/send', { to: 'gone@remote.test', subject: 's', text: 'x' });
+  const only = await call(app, live, 'POST', '/mailboxes/alice@ours.test/send', { to: 'gone@remote.test', subject: 'every recipient refused', text: 'x' });
   assert.equal(only.status, 400);
   assert.match(only.json.error.message, /suppress/);
   const mixed = await call(app, live, 'POST', '/mailboxes/alice@ours.test/send', { to: ['gone@remote.test', 'bob@ours.test'], subject: 'mixed', text: 'x' });
   assert.equal(mixed.status, 200);
   assert.deepEqual(mixed.json.data.rejected.map((x: any) => [x.recipient, x.code]), [['gone@remote.test', 550]]);
+  // The Sent copy is stored while the submission runs: kept when something was sent, removed again
+  // when nothing was.
+  assert.equal((await findBySubject('alice@ours.test', 'mixed', 'Sent')).uid, mixed.json.data.sentCopy.uid);
+  assert.ok(!(await inbox('alice@ours.test', 'Sent')).messages.some((m) => m.subject === 'every recipient refused'), 'no Sent copy of a message that was not sent');
   const del = await call(app, live, 'DELETE', '/suppressions/gone@remote.test?domain=ours.test');
   assert.equal(del.status, 200);
   assert.equal((await call(app, live, 'DELETE', '/suppressions/gone@remote.test')).status, 404);

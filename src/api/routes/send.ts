@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { LetterboxError } from '../../errors.ts';
 import { acceptOutbound } from '../../smtp/submission/accept.ts';
 import { parseAddress } from '../../util/address.ts';
-import { appendToSent } from '../../imap/mail.ts';
+import { appendToSent, deleteMessage } from '../../imap/mail.ts';
 import { metricsFor } from '../../metrics/index.ts';
 import { defineRoute, type RouteSpec } from '../route.ts';
 import { visibleMailbox } from '../access.ts';
@@ -112,32 +112,48 @@ async function send(req: ApiRequest<{ id: string }, any, Body>) {
   const now = new Date(app.clock.now());
   const messageId = `<${randomBytes(12).toString('hex')}@${m.domain}>`;
   const { message, recipients } = await compose(req, from, b, messageId, now);
-  const r = await acceptOutbound(app, {
-    mailbox: { id: m.id, address: m.address, domain: m.domain },
-    message,
-    envelope: { from: from.address, to: recipients },
-    sandbox: req.sandbox,
-    origin: 'api',
-    client: { ip: req.ctx.request.ip, helo: 'api', protocol: 'HTTP' },
-  }).catch((err) => {
+  // The Sent copy is stored while the submission path runs (its wait for Dovecot overlaps the
+  // spool and queue fsyncs instead of adding to them); if the submission then sends nothing, the
+  // copy is removed again. Test keys store none.
+  let copyError: string | null = null;
+  const copying: Promise<{ folder: string; uid: number | null } | null> = req.sandbox
+    ? Promise.resolve(null)
+    : appendToSent(app, m.address, message).catch((err: any) => {
+        copyError = String(err?.message ?? err);
+        return null;
+      });
+  const discardCopy = async () => {
+    const c = await copying;
+    if (!c?.uid) return;
+    await deleteMessage(app, m.address, c.folder, c.uid, true).catch((err: any) =>
+      req.log.warn({ requestId: req.requestId, mailbox: m.address, uid: c.uid, err: err?.message }, 'nothing was sent, but removing the copy stored in Sent failed'),
+    );
+  };
+  let r: Awaited<ReturnType<typeof acceptOutbound>>;
+  try {
+    r = await acceptOutbound(app, {
+      mailbox: { id: m.id, address: m.address, domain: m.domain },
+      message,
+      envelope: { from: from.address, to: recipients },
+      sandbox: req.sandbox,
+      origin: 'api',
+      client: { ip: req.ctx.request.ip, helo: 'api', protocol: 'HTTP' },
+    });
+  } catch (err: any) {
+    await discardCopy();
     // The submission path says "unauthorized" for a disabled mailbox (SMTP 535); over the API the
     // key is fine and the mailbox may not send: 403, not a 401 that would blame the key.
     if (err?.code === 'unauthorized') throw new LetterboxError('forbidden', `${m.address} cannot send: ${err.message}`);
     throw err;
-  });
+  }
   if (r.accepted.length === 0) {
+    await discardCopy();
     throw new LetterboxError('validation_error', `every recipient was refused: ${r.rejected.map((x) => `${x.recipient}: ${x.code} ${x.reason}`).join('; ')}`, {
       issues: r.rejected.map((x) => ({ path: 'body.to', message: `${x.recipient}: ${x.code} ${x.reason}` })),
     });
   }
-  let sentCopy: { folder: string; uid: number | null } | null = null;
-  if (!req.sandbox) {
-    try {
-      sentCopy = await appendToSent(app, m.address, message);
-    } catch (err: any) {
-      req.log.warn({ requestId: req.requestId, mailbox: m.address, err: err?.message }, 'sent, but storing the copy in Sent failed');
-    }
-  }
+  const sentCopy = await copying;
+  if (copyError) req.log.warn({ requestId: req.requestId, mailbox: m.address, err: copyError }, 'sent, but storing the copy in Sent failed');
   return {
     messageId: r.messageId,
     accepted: r.accepted,
