@@ -74,6 +74,7 @@ test('parseRecipient: relay tricks are refused as relaying, never reinterpreted'
   const bad = parseRecipient('a..b@ours.test');
   assert.ok(bad instanceof SmtpReply && bad.responseCode === 553);
   assert.deepEqual(parseRecipient('Bob+Lists@Ours.Test'), { local: 'bob', plus: 'Lists', detail: 'Lists', domain: 'ours.test' });
+  assert.deepEqual(parseRecipient('Bob+Sent@Ours.Test'), { local: 'bob', plus: 'Sent', detail: null, domain: 'ours.test' });
   assert.deepEqual(parseRecipient('bob+a=b@ours.test'), { local: 'bob', plus: 'a=b', detail: null, domain: 'ours.test' });
 });
 
@@ -224,6 +225,9 @@ test('resolveRecipient over a real database: mailboxes, plus, aliases (nested, l
   const a = r('alice@ours.test');
   assert.ok(a.ok && a.targets[0].kind === 'local' && a.targets[0].mailboxId === alice.id);
   assert.deepEqual(targets('alice+Lists@ours.test'), ['L:alice@ours.test+Lists']);
+  // Owner-only folders are never filed into from outside: alice+Sent@ is alice@ (INBOX).
+  for (const f of ['Sent', 'sent', 'DRAFTS', 'Trash']) assert.deepEqual(targets(`alice+${f}@ours.test`), ['L:alice@ours.test'], f);
+  assert.deepEqual(targets('alice+Junk@ours.test'), ['L:alice@ours.test+Junk']);
   const b = r('bob@ours.test');
   assert.ok(b.ok && b.targets[0].kind === 'local' && b.targets[0].mailboxId === bob.id && b.targets[0].quotaBytes === 1024 * 1024);
   assert.deepEqual(targets('info@ours.test'), ['L:alice@ours.test', 'L:bob@ours.test']);

@@ -324,7 +324,7 @@ test('aliases (nested, each mailbox once), catch-all, alias loops', async () => 
   await c.close();
 });
 
-test('plus addressing: user+folder files into that folder when it exists, else INBOX', async () => {
+test('plus addressing: user+folder files into that folder when it exists, else INBOX; never into Sent', async () => {
   const c = await imap('alice@ours.test');
   await c.mailboxCreate('Lists').catch(() => {});
   const s1 = tok('plus');
@@ -334,6 +334,11 @@ test('plus addressing: user+folder files into that folder when it exists, else I
   const s2 = tok('plus-missing');
   assert.equal((await send('x@pass.test', ['alice+nosuchfolder@ours.test'], message({ from: 'x@pass.test', subject: s2 }))).code, 250);
   assert.equal((await find('alice@ours.test', 'INBOX', s2)).length, 1);
+  // Nobody outside can file into Sent (or Drafts, Trash): alice+Sent@ goes to INBOX.
+  const s3 = tok('plus-sent');
+  assert.equal((await send('x@pass.test', ['alice+Sent@ours.test'], message({ from: 'x@pass.test', subject: s3 }))).code, 250);
+  assert.equal((await find('alice@ours.test', 'INBOX', s3)).length, 1);
+  assert.equal((await find('alice@ours.test', 'Sent', s3)).length, 0);
 });
 
 test('unknown user → 550 5.1.1, disabled mailbox → 550 5.2.1, and a valid recipient in the same transaction still gets the message', async () => {

@@ -32,6 +32,12 @@ export function dovecotPaths(dataDir: string): DovecotPaths {
 export const MASTER_USER = 'letterbox';
 /** The \Sent special-use folder every mailbox has (API sends store their copy there). */
 export const SENT_FOLDER = 'Sent';
+/**
+ * Folders only the mailbox's owner files into: a plus-address naming one of them (bob+Sent@) is
+ * delivered to INBOX, so nobody outside can make a message look sent, drafted or deleted by the user.
+ * They are the special-use folders of that name in the namespace written below.
+ */
+export const OWNER_ONLY_FOLDERS: readonly string[] = [SENT_FOLDER, 'Drafts', 'Trash'];
 
 export interface RenderOptions {
   config: Config;

@@ -1,6 +1,7 @@
 import type { DB } from '../db/index.ts';
 import { normalizeDomain } from '../util/address.ts';
 import { SmtpReply, reply } from '../smtp/inbound/replies.ts';
+import { OWNER_ONLY_FOLDERS } from '../dovecot/config.ts';
 import { srsReverse } from '../smtp/inbound/srs.ts';
 
 /**
@@ -71,6 +72,8 @@ const ATOM = /^[a-z0-9!#$&'*+/=?^_`{|}~\-\u0080-\uffff]+$/i;
 // Characters that older MTAs interpret as routing (percent hack, bang paths, source routes, quoting).
 const ROUTING = /[%!@:"\\\[\]<>,;\s()]/;
 const DETAIL = /^[\p{L}\p{N} ._-]{1,64}$/u;
+// bob+Sent@ is bob@ (INBOX): the owner-only folders are never a plus-address's folder (any case).
+const OWNER_ONLY = new Set(OWNER_ONLY_FOLDERS.map((f) => f.toLowerCase()));
 
 const relayDenied = () => reply(554, '5.7.1', 'Relay access denied: this server accepts mail only for its own domains');
 const unknownUser = () => reply(550, '5.1.1', 'No such user here');
@@ -106,7 +109,8 @@ export function parseRecipient(raw: string): ParsedRecipient | SmtpReply {
   const plus = rawLocal.indexOf('+');
   const base = plus > 0 ? rawLocal.slice(0, plus) : rawLocal;
   const detail = plus > 0 ? rawLocal.slice(plus + 1) : null;
-  return { local: base.toLowerCase(), plus: detail, detail: detail && DETAIL.test(detail) ? detail : null, domain };
+  const folder = detail && DETAIL.test(detail) && !OWNER_ONLY.has(detail.toLowerCase()) ? detail : null;
+  return { local: base.toLowerCase(), plus: detail, detail: folder, domain };
 }
 
 /** Resolves one RCPT address. Aliases are expanded (loops detected); catch-alls apply last. */
