@@ -12,13 +12,11 @@
 // passwords, ~35 ms each, which is not what this measures); the appliance then starts on them.
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { TestDns } from '../test/helpers/dns.ts';
 import { newId } from '../src/util/ids.ts';
-import { cpuMs, rssKb, pssKb, treePssKb, tree, machine, table, arg, BENCH_NODE_MODULES } from './lib.ts';
+import { cpuMs, rssKb, pssKb, treePssKb, tree, machine, table, arg, runWrk, BENCH_NODE_MODULES } from './lib.ts';
 import { letterboxStack } from './stacks.ts';
 
 const require = createRequire(BENCH_NODE_MODULES + '/');
@@ -97,25 +95,10 @@ try {
   }
 
   function wrkLoad(opts: any): Load {
-    const lua = join(app.dataDir, 'wrk.lua');
-    writeFileSync(
-      lua,
+    const lua =
       `wrk.headers["Authorization"] = "Bearer ${key}"\n` +
-        (opts.randomMailbox ? `request = function() return wrk.format("GET", "/api/v1/mailboxes/u" .. math.random(1, ${MAILBOXES - 1}) .. "@${DOMAIN}") end\n` : '') +
-        (THINK ? `delay = function() return math.floor(-math.log(1 - math.random()) * ${THINK}) end\n` : ''),
-    );
-    const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${opts.duration ?? SECONDS}s`, '--latency', '-s', lua, base + (opts.path ?? '/api/v1/mailboxes')], { encoding: 'utf8' });
-    const ms = (q: string) => {
-      const m = new RegExp(`^\\s*${q}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
-      if (!m) throw new Error(`wrk printed no ${q}% latency:\n${out}`);
-      return Math.round(Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1) * 100) / 100;
-    };
-    const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-    return {
-      rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0), p50: ms('50'), p90: ms('90'), p99: ms('99'), total,
-      wrong: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0), errors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
-    };
+      (opts.randomMailbox ? `request = function() return wrk.format("GET", "/api/v1/mailboxes/u" .. math.random(1, ${MAILBOXES - 1}) .. "@${DOMAIN}") end\n` : '');
+    return runWrk(base + (opts.path ?? '/api/v1/mailboxes'), { connections: CONNECTIONS, seconds: opts.duration ?? SECONDS, thinkMs: THINK, lua });
   }
 
   async function bench(what: string, opts: any, expectStatus = 200) {

@@ -5,12 +5,8 @@
 // top of these figures.
 //   node bench/koa-ceiling.ts [--seconds 10] [--connections 50] [--think MS]
 import { spawn } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execFileSync } from 'node:child_process';
-import { arg, machine, table } from './lib.ts';
+import { arg, machine, runWrk, table } from './lib.ts';
 
 const SECONDS = Number(arg('seconds', '10'));
 const CONNECTIONS = Number(arg('connections', '50'));
@@ -46,7 +42,6 @@ if (process.argv.includes('--serve')) {
   console.log(`# bare Koa ceiling — ${machine()}`);
   const child = spawn(process.execPath, [import.meta.filename, '--serve', '--port', String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((res) => child.stdout!.once('data', () => res()));
-  const dir = mkdtempSync(join(tmpdir(), 'lb-ceiling-'));
   const rows: Record<string, string>[] = [];
   try {
     await sleep(200);
@@ -54,18 +49,15 @@ if (process.argv.includes('--serve')) {
       ['bare Koa: list of 50 (shape of GET /mailboxes?limit=50)', '/api/v1/mailboxes'],
       ['bare Koa: one mailbox (shape of GET /mailboxes/{address})', '/api/v1/mailboxes/u1@bench.test'],
     ]) {
-      const lua = join(dir, 'wrk.lua');
-      writeFileSync(lua, THINK ? `delay = function() return math.floor(-math.log(1 - math.random()) * ${THINK}) end\n` : '');
-      execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, '-d2s', '-s', lua, `http://127.0.0.1:${PORT}${path}`]); // warm-up
-      const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-s', lua, `http://127.0.0.1:${PORT}${path}`], { encoding: 'utf8' });
-      const q = (p: string) => /^\s*(\d+)%\s+(\S+)\s*$/m.exec(out.split('\n').filter((l) => l.trim().startsWith(`${p}%`)).join('\n'))?.[2] ?? '?';
-      const row = { what, 'req/s': String(Math.round(Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0))), p50: q('50'), p90: q('90'), p99: q('99'), note: `wrk, ${CONNECTIONS} connections${THINK ? `, think time ${THINK} ms` : ''}` };
+      const url = `http://127.0.0.1:${PORT}${path}`;
+      runWrk(url, { connections: CONNECTIONS, seconds: 2, thinkMs: THINK }); // warm-up
+      const r = runWrk(url, { connections: CONNECTIONS, seconds: SECONDS, thinkMs: THINK });
+      const row = { what, 'req/s': String(Math.round(r.rps)), p50: `${r.p50} ms`, p90: `${r.p90} ms`, p99: `${r.p99} ms`, note: `wrk, ${CONNECTIONS} connections${THINK ? `, think time ${THINK} ms` : ''}` };
       console.log(JSON.stringify(row));
       rows.push(row);
     }
   } finally {
     child.kill();
-    rmSync(dir, { recursive: true, force: true });
   }
   console.log('\n' + table(rows));
 }

@@ -1,9 +1,9 @@
 import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 // Shared measuring tools for the benchmarks: CPU time and memory of whole process trees from /proc,
 // machine description, running external load tools, and a results table.
-import { readFileSync, readdirSync, statSync, existsSync, openSync, fstatSync, closeSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync, openSync, fstatSync, closeSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
-import { cpus, totalmem, loadavg } from 'node:os';
+import { cpus, totalmem, loadavg, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -219,6 +219,50 @@ export async function waitFor(fn: () => boolean | Promise<boolean>, ms: number, 
     await new Promise((r) => setTimeout(r, step));
   }
   return fn();
+}
+
+export interface WrkResult {
+  rps: number;
+  /** Latency percentiles in ms. */
+  p50: number;
+  p90: number;
+  p99: number;
+  total: number;
+  /** Answers that were not 2xx/3xx. */
+  wrong: number;
+  /** Socket errors (connect, read, write, timeout). */
+  errors: number;
+}
+
+/**
+ * Runs wrk (one thread) against `url` and parses what it prints. `lua` is extra script (headers,
+ * request()); `thinkMs` > 0 adds wrk's delay(): each connection waits a random time (exponential,
+ * that mean) between an answer and its next request.
+ */
+export function runWrk(url: string, o: { connections: number; seconds: number; thinkMs?: number; lua?: string }): WrkResult {
+  const dir = mkdtempSync(join(tmpdir(), 'lb-wrk-'));
+  try {
+    const script = join(dir, 'wrk.lua');
+    writeFileSync(script, (o.lua ?? '') + (o.thinkMs ? `delay = function() return math.floor(-math.log(1 - math.random()) * ${o.thinkMs}) end\n` : ''));
+    const out = execFileSync('wrk', ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--latency', '-s', script, url], { encoding: 'utf8' });
+    const ms = (q: string) => {
+      const m = new RegExp(`^\\s*${q}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
+      if (!m) throw new Error(`wrk printed no ${q}% latency:\n${out}`);
+      return Math.round(Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1) * 100) / 100;
+    };
+    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+    return {
+      rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+      p50: ms('50'),
+      p90: ms('90'),
+      p99: ms('99'),
+      total: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
+      wrong: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+      errors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function table(rows: Record<string, string | number>[]): string {
