@@ -5,7 +5,7 @@ import { newId } from '../util/ids.ts';
 import { normalizeDomain } from '../util/address.ts';
 import { parseScopes } from './scopes.ts';
 import type { ServiceContext } from '../services/context.ts';
-import { ReadCache } from '../db/read-cache.ts';
+import { readCache, type ReadCache } from '../db/read-cache.ts';
 
 /**
  * API keys: `lb_live_` or `lb_test_` followed by 32 random bytes in base64url (43 characters).
@@ -150,7 +150,7 @@ export class KeyVerifier {
 
   constructor(ctx: ServiceContext) {
     this.ctx = ctx;
-    this.rows = new ReadCache(ctx.db, 1000);
+    this.rows = readCache<Row[]>(ctx.db, 'api-keys', 1000);
     this.byPrefix = ctx.db.prepare('SELECT * FROM api_keys WHERE prefix = ?');
     this.touch = ctx.db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?');
   }

@@ -117,12 +117,7 @@ class Session {
     this.ready.catch((err) => this.fail(err));
   }
 
-  /** True while APPENDs are in flight (also while still logging in for them). */
-  get busy(): boolean {
-    return this.inFlight > 0;
-  }
-
-  /** APPENDs in flight on this session. */
+  /** APPENDs in flight on this session (also those still waiting for the login). */
   get load(): number {
     return this.inFlight;
   }
@@ -312,7 +307,7 @@ export class ImapAppender {
       if (best) return best.reserve(); // no room for another: queue behind the others
       // Make room by closing a session with nothing in flight; else wait for one to end or go idle.
       let idle: Session | undefined;
-      for (const list of this.sessions.values()) idle ??= list.find((s) => !s.busy);
+      for (const list of this.sessions.values()) idle ??= list.find((s) => s.load === 0);
       if (idle) void idle.close();
       else await this.slot();
     }

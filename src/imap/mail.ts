@@ -301,7 +301,6 @@ export async function deleteMessage(app: AppContext, address: string, folder: st
   });
 }
 
-
 /**
  * Stores a sent message in the mailbox's Sent folder, marked \Seen. The folder is the \Sent
  * special-use mailbox of the Dovecot configuration Letterbox writes (auto-created when missing).

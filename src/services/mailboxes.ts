@@ -67,18 +67,16 @@ function checkTags(tags: string[]): string[] {
 
 export function findMailbox(ctx: ServiceContext, idOrAddress: string): Mailbox | null {
   // Ids never contain "@" and addresses always do: one indexed lookup either way.
-  const cache = readCache<Row>(ctx.db, 'mailbox');
-  let row: Row | undefined;
-  if (!idOrAddress.includes('@')) row = cache.get(idOrAddress, () => stmt(ctx.db, `${SELECT} WHERE m.id = ?`).get(idOrAddress) as Row | undefined);
-  else {
-    let address: string;
+  let key = idOrAddress;
+  const column = idOrAddress.includes('@') ? 'address' : 'id';
+  if (column === 'address') {
     try {
-      address = parseAddress(idOrAddress).address;
+      key = parseAddress(idOrAddress).address;
     } catch {
       return null;
     }
-    row = cache.get(address, () => stmt(ctx.db, `${SELECT} WHERE m.address = ?`).get(address) as Row | undefined);
   }
+  const row = readCache<Row>(ctx.db, 'mailbox').get(key, () => stmt(ctx.db, `${SELECT} WHERE m.${column} = ?`).get(key) as Row | undefined);
   // A new Mailbox each time: callers may change what they get without touching the cache.
   return row ? toMailbox(row) : null;
 }
