@@ -381,9 +381,20 @@ test('a session killed from the server side (doveadm kick; imap process SIGKILLe
   const r2 = await a.append(address, 'Trash', message(address, 'after kick'));
   assert.equal(a.logins, 2, 'a new session was opened');
 
-  // 2. The same, but the APPEND is issued before Node has read the BYE (the event loop was blocked
-  // while doveadm ran): it goes out on the dying session and fails, with no retry; the next one works.
-  execFileSync('/usr/bin/doveadm', ['-c', dovecotConf, 'kick', address]);
+  // 2. The same, but the APPEND is issued before Node has read the BYE: the event loop stays blocked
+  // while doveadm kicks the session and until its imap process has exited (so the BYE and the close
+  // are already waiting in the socket), then the APPEND goes out on the dying session and fails,
+  // with no retry; the next one works. (Waiting for the exit matters: doveadm kick returns before
+  // the imap process has acted on it, and an APPEND that got there first would simply succeed.)
+  const imapPid = async (): Promise<number> => {
+    const who = await doveadm(['-f', 'tab', 'who', '-1', address]);
+    const pids = who.stdout.trim().split('\n').slice(1).map((l) => Number(l.split('\t')[2]));
+    assert.equal(pids.length, 1, who.stdout);
+    assert.ok(pids[0] > 0, who.stdout);
+    return pids[0];
+  };
+  const dying = await imapPid();
+  execFileSync('/bin/sh', ['-c', '/usr/bin/doveadm -c "$1" kick "$2" >/dev/null && for i in $(seq 500); do grep -qs "^State:[[:space:]]*[^ZX]" /proc/$3/status || exit 0; sleep 0.01; done; echo "imap process $3 still running" >&2; exit 1', 'sh', dovecotConf, address, String(dying)]);
   const raced = await rejection(a.append(address, 'Trash', message(address, 'raced the BYE')));
   assert.ok(raced instanceof LetterboxError, String(raced));
   assert.equal(raced.code, 'imap_error');
@@ -392,10 +403,7 @@ test('a session killed from the server side (doveadm kick; imap process SIGKILLe
   assert.equal(a.logins, 3);
 
   // 3. The imap process SIGKILLed: the connection just closes, no BYE.
-  const who = await doveadm(['-f', 'tab', 'who', '-1', address]);
-  const pids = who.stdout.trim().split('\n').slice(1).map((l) => Number(l.split('\t')[2]));
-  assert.equal(pids.length, 1, who.stdout);
-  process.kill(pids[0], 'SIGKILL');
+  process.kill(await imapPid(), 'SIGKILL');
   await waitFor(() => sessions() === 0, 'the killed session to be dropped', 5000);
   const r4 = await a.append(address, 'Trash', message(address, 'after SIGKILL'));
   assert.equal(a.logins, 4);
