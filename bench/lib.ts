@@ -2,7 +2,7 @@ import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 // Shared measuring tools for the benchmarks: CPU time and memory of whole process trees from /proc,
 // machine description, running external load tools, and a results table.
 import { readFileSync, readdirSync, statSync, existsSync, openSync, fstatSync, closeSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpus, totalmem, loadavg, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -232,6 +232,8 @@ export interface WrkResult {
   wrong: number;
   /** Socket errors (connect, read, write, timeout). */
   errors: number;
+  /** CPU ms wrk itself used (with `cpu: true`). */
+  cpuMs?: number;
 }
 
 /**
@@ -239,12 +241,22 @@ export interface WrkResult {
  * request()); `thinkMs` > 0 adds wrk's delay(): each connection waits a random time (exponential,
  * that mean) between an answer and its next request.
  */
-export function runWrk(url: string, o: { connections: number; seconds: number; thinkMs?: number; lua?: string }): WrkResult {
+export function runWrk(url: string, o: { connections: number; seconds: number; thinkMs?: number; lua?: string; cpu?: boolean }): WrkResult {
   const dir = mkdtempSync(join(tmpdir(), 'lb-wrk-'));
   try {
     const script = join(dir, 'wrk.lua');
     writeFileSync(script, (o.lua ?? '') + (o.thinkMs ? `delay = function() return math.floor(-math.log(1 - math.random()) * ${o.thinkMs}) end\n` : ''));
-    const out = execFileSync('wrk', ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--latency', '-s', script, url], { encoding: 'utf8' });
+    const args = ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--latency', '-s', script, url];
+    // With `cpu`, wrk runs under GNU time's -f: its user+system seconds follow wrk's own output.
+    let out: string;
+    let cpuMs: number | undefined;
+    if (o.cpu) {
+      const r = spawnSync('/usr/bin/time', ['-f', 'WRKCPU %U %S', 'wrk', ...args], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`wrk failed (${r.status}): ${r.stderr}`);
+      out = r.stdout;
+      const m = /WRKCPU ([\d.]+) ([\d.]+)/.exec(r.stderr);
+      cpuMs = m ? (Number(m[1]) + Number(m[2])) * 1000 : undefined;
+    } else out = execFileSync('wrk', args, { encoding: 'utf8' });
     const ms = (q: string) => {
       const m = new RegExp(`^\\s*${q}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out);
       if (!m) throw new Error(`wrk printed no ${q}% latency:\n${out}`);
@@ -259,6 +271,7 @@ export function runWrk(url: string, o: { connections: number; seconds: number; t
       total: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
       wrong: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
       errors: sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+      cpuMs,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

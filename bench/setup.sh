@@ -20,6 +20,9 @@ if ! command -v smtp-source >/dev/null || ! command -v postfix >/dev/null; then
   # Even without a service manager, make sure the system instance is not running.
   postfix stop >/dev/null 2>&1 || true
 fi
+if [ ! -x /usr/bin/time ]; then # GNU time: the CPU a load generator used (bench/lib.ts runWrk)
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
+fi
 if ! command -v wrk >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 fi

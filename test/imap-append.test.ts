@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
-import { ImapAppender, parseTagged, type AppenderOptions } from '../src/imap/append.ts';
+import { ImapAppender, parseTagged, uidSet, type AppenderOptions } from '../src/imap/append.ts';
 import { LetterboxError } from '../src/errors.ts';
 import { silentLogger } from '../src/log.ts';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
@@ -17,7 +17,7 @@ import { waitFor } from './helpers/mailapi.ts';
 const HOSTNAME = 'mail.letterbox.test';
 const PW = 'a password 123456';
 // Few mailboxes (each CLI call costs time); tests keep apart by folder. dan has a 1K quota.
-//   alice: Sent (concurrency), INBOX (odd bytes), Drafts (close), Trash (server-side kills)
+//   alice: Sent (concurrency), INBOX (odd bytes), Drafts (close), Trash (server-side kills); dan: INBOX, Drafts (quota)
 //   bob, carol: INBOX (interleaving), Drafts (connection limit), Trash and carol's Junk, carol's Sent (sessions per mailbox),
 //   bob's Sent (wrong master password)
 const USERS = ['alice', 'bob', 'carol', 'dan'].map((u) => `${u}@ours.test`);
@@ -135,12 +135,22 @@ test('parseTagged: untagged lines and words merely starting with OK/NO are not t
   assert.equal(parseTagged('L1 NOPE'), null);
 });
 
-test('30 concurrent APPENDs to one Sent folder: one login, pipelined, distinct UIDs, \\Seen, byte-exact', async () => {
+test('uidSet: APPENDUID uid-sets of one UID, a range (either way round) and a list; malformed is null', () => {
+  assert.deepEqual(uidSet('7'), [7]);
+  assert.deepEqual(uidSet('7:9'), [7, 8, 9]);
+  assert.deepEqual(uidSet('9:7'), [7, 8, 9]);
+  assert.deepEqual(uidSet('3,7:8,12'), [3, 7, 8, 12]);
+  for (const bad of ['', 'x', '7:', ':7', '7,,8', '7 8', '1:999999999']) assert.equal(uidSet(bad), null, bad);
+});
+
+test('30 concurrent APPENDs to one Sent folder: one login, batched (MULTIAPPEND), distinct UIDs, \\Seen, byte-exact', async () => {
   const a = appender();
   const address = 'alice@ours.test';
   const msgs = Array.from({ length: 30 }, (_, i) => message(address, `concurrent ${i}`, `Message ${i}.\r\n${randomBytes(200 + i * 37).toString('base64')}\r\n`));
   const results = await Promise.all(msgs.map((m) => a.append(address, 'Sent', m, ['\\Seen'])));
   assert.equal(a.logins, 1, 'one session carried all 30 APPENDs');
+  // The first message goes out as soon as the login is done; the 29 queued behind it go together.
+  assert.equal(a.appendCommands, 2, 'one APPEND for the first message, one MULTIAPPEND for the other 29');
   const uids = results.map((r) => r.uid);
   assert.ok(uids.every((u) => typeof u === 'number' && u > 0), JSON.stringify(results));
   assert.equal(new Set(uids).size, 30, 'distinct UIDs');
@@ -254,6 +264,31 @@ test('over quota: APPEND rejects with imap_error naming the quota; the same sess
   const stored = await folder(address, 'INBOX');
   assert.deepEqual(stored.messages.map((m) => m.uid), [r.uid]);
   assert.ok(stored.messages[0].source.equals(small));
+});
+
+test('a batch with one message over quota: MULTIAPPEND stores none, so each is tried alone; the others are stored once, in order', async () => {
+  const a = appender();
+  const address = 'dan@ours.test'; // quota 1K, of which the previous test used about 350 bytes
+  const tiny = (n: number) => Buffer.from(`From: ${address}\r\nSubject: tiny ${n}\r\n\r\nx${n}\r\n`);
+  const first = await a.append(address, 'Drafts', tiny(0)); // alone: nothing else was waiting
+  assert.equal(a.appendCommands, 1);
+  const big = message(address, 'too big for the batch', `${'y'.repeat(76)}\r\n`.repeat(20));
+  // Asked while the first one's command is still being wound up, the four wait and then go as one
+  // MULTIAPPEND, which Dovecot refuses as a whole; then each of the four alone.
+  const jobs = [tiny(1), tiny(2), big, tiny(3)].map((m) => a.append(address, 'Drafts', m).then((r) => ({ r }), (err) => ({ err })));
+  const out = await Promise.all(jobs);
+  assert.ok('r' in out[0] && 'r' in out[1] && 'r' in out[3], JSON.stringify(out));
+  assert.ok('err' in out[2], 'the big message is refused');
+  const err = (out[2] as { err: LetterboxError }).err;
+  assert.ok(err instanceof LetterboxError, String(err));
+  assert.equal(err.code, 'imap_error');
+  assert.match(err.message, /OVERQUOTA/, err.message);
+  assert.equal(a.appendCommands, 1 + 1 + 4, 'the first, the refused batch of four, then each of the four');
+  assert.equal(a.logins, 1);
+  const stored = await folder(address, 'Drafts');
+  const uids = [first, ...[0, 1, 3].map((i) => (out[i] as { r: { uid: number | null } }).r)].map((r) => r.uid);
+  assert.deepEqual(stored.messages.map((m) => m.uid), uids, 'exactly the four small ones, UIDs in the order they were asked');
+  assert.deepEqual(stored.messages.map((m) => m.source.toString()), [0, 1, 2, 3].map((n) => tiny(n).toString()));
 });
 
 test('maxConnections 1: A, then B, then A all succeed (the idle session is closed to make room)', async () => {
