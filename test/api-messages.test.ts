@@ -150,6 +150,55 @@ test('lists: newest first, paginated with before/nextBefore, unseen filter', asy
   assert.equal((await call(app, key, 'GET', '/mailboxes/dan@ours.test/messages?limit=0')).status, 400);
 });
 
+test('lists on a bigger folder (UID gaps, unseen sparse at the top and dense below): every page, with and without unseen=1, is exactly what a full IMAP search shows', async () => {
+  // Filled and thinned out with carol's own login; the reference comes from the same login.
+  const c = new ImapFlow({ host: '127.0.0.1', port: app.ports.imap, secure: true, auth: { user: 'carol@ours.test', pass: CAROL_PW }, logger: false, tls: { ca: [applianceCert(app)], servername: 'mail.letterbox.test' } } as any);
+  await c.connect();
+  let reference: { uid: number; seen: boolean }[];
+  try {
+    await c.mailboxCreate('Archive');
+    const N = 300;
+    for (let i = 1; i <= N; i++) {
+      // The newest 150: one in 40 unseen (the search windows must widen); the older: every other one.
+      const unseen = i > N - 150 ? i % 40 === 0 : i % 2 === 0;
+      await c.append('Archive', `From: x@remote.test\r\nTo: carol@ours.test\r\nSubject: archive ${i}\r\nMessage-ID: <archive${i}@remote.test>\r\n\r\nbody ${i}\r\n`, unseen ? [] : ['\\Seen']);
+    }
+    await c.mailboxOpen('Archive');
+    const uids = (await c.search({ all: true }, { uid: true })) as number[];
+    await c.messageDelete(uids.filter((u) => u % 7 === 3).join(','), { uid: true }); // UID gaps: sequence numbers no longer match UIDs
+    reference = (await c.fetchAll('1:*', { uid: true, flags: true })).map((m) => ({ uid: m.uid, seen: m.flags?.has('\\Seen') ?? false })).sort((a, b) => b.uid - a.uid);
+  } finally {
+    await c.logout();
+  }
+  const walk = async (query: string) => {
+    const seen: number[] = [];
+    let before: number | null = null;
+    for (let pages = 0; pages < 100; pages++) {
+      const page = await list('carol@ours.test', `?folder=Archive&limit=25${query}${before ? `&before=${before}` : ''}`);
+      assert.equal(page.total, reference.length);
+      assert.ok(page.messages.length <= 25);
+      seen.push(...page.messages.map((m: any) => m.uid));
+      before = page.nextBefore;
+      if (before === null) return seen;
+      assert.equal(before, page.messages.at(-1).uid, 'nextBefore is the last UID of the page');
+    }
+    assert.fail('pagination did not end');
+  };
+  assert.deepEqual(await walk(''), reference.map((m) => m.uid), 'every message, newest first, each once');
+  const unseen = reference.filter((m) => !m.seen).map((m) => m.uid);
+  assert.ok(unseen.length > 60, `${unseen.length} unseen`);
+  assert.deepEqual(await walk('&unseen=1'), unseen, 'every unseen message, newest first, each once');
+  // A deep page straight away, and a bound that is not a UID of the folder.
+  const mid = reference[Math.floor(reference.length / 2)].uid;
+  const deep = await list('carol@ours.test', `?folder=Archive&limit=10&unseen=1&before=${mid}`);
+  assert.deepEqual(deep.messages.map((m: any) => m.uid), unseen.filter((u) => u < mid).slice(0, 10));
+  const gap = reference.find((m, i) => i > 0 && reference[i - 1].uid - m.uid > 1)!;
+  const afterGap = await list('carol@ours.test', `?folder=Archive&limit=5&before=${gap.uid + 1}`);
+  assert.deepEqual(afterGap.messages.map((m: any) => m.uid), reference.filter((m) => m.uid <= gap.uid).slice(0, 5).map((m) => m.uid));
+  const beyond = await list('carol@ours.test', `?folder=Archive&limit=5&before=${reference[0].uid + 1000}`);
+  assert.deepEqual(beyond.messages.map((m: any) => m.uid), reference.slice(0, 5).map((m) => m.uid), 'a bound above every UID lists the newest');
+});
+
 test('flags, move, delete to Trash, permanent delete; 404 for a missing UID', async () => {
   const msgs = (await list('dan@ours.test', '?limit=50')).messages;
   const target = msgs.find((m: any) => m.subject === 'page test 3');

@@ -38,6 +38,15 @@ export interface Addr {
 
 /** Opens `folder` (read-write); a folder that does not exist is a 404. */
 export async function openFolder(c: ImapFlow, folder: string, readOnly = false) {
+  // A pooled connection often has this folder selected already, in the same mode: a NOOP then
+  // brings its message count up to date (EXISTS/EXPUNGE, which imapflow applies to c.mailbox) at
+  // a fraction of what re-selecting costs Dovecot on a big folder (measured: EXAMINE of a
+  // 10,000-message INBOX took ~5.6 ms of a ~12 ms list).
+  const open = c.mailbox;
+  if (open && !!open.readOnly === readOnly && (open.path === folder || (folder.toUpperCase() === 'INBOX' && open.path.toUpperCase() === 'INBOX'))) {
+    await c.noop();
+    if (c.mailbox === open) return open;
+  }
   try {
     return await c.mailboxOpen(folder, { readOnly });
   } catch (err: any) {
@@ -115,14 +124,8 @@ export async function listMessages(app: AppContext, address: string, q: ListInpu
       const r = (await c.search({ seq: `${from}:*` } as any, { uid: true })) || [];
       uids = r;
     } else {
-      const query: Record<string, unknown> = {};
-      if (q.unseen) query.seen = false;
-      if (q.before) {
-        if (q.before <= 1) return { folder: box.path, total, messages: [], nextBefore: null };
-        query.uid = `1:${q.before - 1}`;
-      }
-      if (!Object.keys(query).length) query.all = true;
-      uids = (await c.search(query as any, { uid: true })) || [];
+      if (q.before !== undefined && q.before <= 1) return { folder: box.path, total, messages: [], nextBefore: null };
+      uids = await newestMatching(c, total, q.limit + 1, q.unseen ? { seen: false } : {}, q.before);
     }
     uids.sort((a, b) => b - a);
     const more = uids.length > q.limit;
@@ -132,6 +135,38 @@ export async function listMessages(app: AppContext, address: string, q: ListInpu
     const messages = fetched.map(summary).sort((a, b) => b.uid - a.uid);
     return { folder: box.path, total, messages, nextBefore: more ? pageUids[pageUids.length - 1] : null };
   });
+}
+
+/**
+ * The UIDs of the newest `want` messages (or fewer) that match `criteria` and have a UID below
+ * `before`, newest first, found by searching windows of sequence numbers from the top down.
+ *
+ * Why not one UID SEARCH: on a big folder its answer lists every match (thousands of UIDs for
+ * "unseen" or a deep "before" page), which imapflow parses and compiles token by token: ~8-12 ms
+ * of a list on 10,000 messages. Here the answers stay near `want`: a message's UID < before means
+ * its sequence number is below the first message with UID >= before (ESEARCH MIN); the windows
+ * then double in size until enough matches are found. Every window also carries the criteria and
+ * the UID bound, so the result is exact even if messages are expunged meanwhile (sequence numbers
+ * only move down, so a message not yet searched stays below the windows searched; the first
+ * window is open-ended upwards, and a message seen twice is counted once).
+ */
+async function newestMatching(c: ImapFlow, total: number, want: number, criteria: Record<string, unknown>, before?: number): Promise<number[]> {
+  const query = before !== undefined ? { ...criteria, uid: `1:${before - 1}` } : criteria;
+  let hi = total;
+  if (before !== undefined) {
+    const r = (await c.search({ uid: `${before}:*` } as any, { returnOptions: ['MIN'] } as any)) as unknown as { min?: number } | number[] | false;
+    if (r && !Array.isArray(r) && typeof r.min === 'number') hi = r.min - 1;
+  }
+  const found = new Set<number>();
+  let size = Object.keys(criteria).length ? want * 4 : want;
+  for (let first = true; hi >= 1 && found.size < want; first = false) {
+    const lo = Math.max(1, hi - size + 1);
+    const r = (await c.search({ ...query, seq: first ? `${lo}:*` : `${lo}:${hi}` } as any, { uid: true })) || [];
+    for (const u of r.sort((a, b) => b - a)) if (found.size < want) found.add(u);
+    hi = lo - 1;
+    size *= 2;
+  }
+  return [...found];
 }
 
 /** The raw message (404 when the UID is not in the folder). */
