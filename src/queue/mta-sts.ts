@@ -7,6 +7,7 @@ import { rootCertificates } from 'node:tls';
 import { createRequire } from 'node:module';
 import type { Resolver } from '../dns/resolver.ts';
 import type { DB } from '../db/index.ts';
+import { stmt } from '../db/stmt.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 
@@ -39,7 +40,8 @@ export interface MtaStsOptions {
 }
 
 export class MtaSts {
-  private cache = new Map<string, StsPolicy>();
+  /** Policies by domain; null: the database has none (only this process writes them), so it is not asked again. */
+  private cache = new Map<string, StsPolicy | null>();
   private o: MtaStsOptions;
   private ca: string[] | undefined;
   constructor(o: MtaStsOptions) {
@@ -50,7 +52,7 @@ export class MtaSts {
   /** The policy that applies to `domain` now, or null when none (or mode none). */
   async policyFor(domain: string): Promise<StsPolicy | null> {
     const now = this.o.clock.now();
-    const cached = this.cache.get(domain) ?? this.load(domain);
+    const cached = this.cache.has(domain) ? this.cache.get(domain) : this.load(domain);
     const valid = cached && cached.expiresAt > now ? cached : null;
     let id: string | false;
     try {
@@ -76,17 +78,22 @@ export class MtaSts {
     }
   }
 
-  private load(domain: string): StsPolicy | undefined {
-    const r = this.o.db?.prepare('SELECT id, mode, mx, max_age, expires_at FROM mta_sts_policies WHERE domain = ?').get(domain) as any;
-    if (!r) return undefined;
+  private load(domain: string): StsPolicy | null {
+    // Bounded: every recipient domain gets an entry; a dropped one is read from the database again.
+    if (this.cache.size >= 10_000) this.cache.clear();
+    const r = this.o.db ? (stmt(this.o.db, 'SELECT id, mode, mx, max_age, expires_at FROM mta_sts_policies WHERE domain = ?').get(domain) as any) : undefined;
+    if (!r) {
+      this.cache.set(domain, null);
+      return null;
+    }
     const p: StsPolicy = { id: r.id, mode: r.mode, mx: JSON.parse(r.mx), maxAge: r.max_age, expiresAt: r.expires_at };
     this.cache.set(domain, p);
     return p;
   }
 
   private save(domain: string, p: StsPolicy): void {
-    this.o.db
-      ?.prepare('INSERT INTO mta_sts_policies (domain, id, mode, mx, max_age, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(domain) DO UPDATE SET id = excluded.id, mode = excluded.mode, mx = excluded.mx, max_age = excluded.max_age, expires_at = excluded.expires_at')
+    if (this.o.db)
+      stmt(this.o.db, 'INSERT INTO mta_sts_policies (domain, id, mode, mx, max_age, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(domain) DO UPDATE SET id = excluded.id, mode = excluded.mode, mx = excluded.mx, max_age = excluded.max_age, expires_at = excluded.expires_at')
       .run(domain, p.id, p.mode, JSON.stringify(p.mx), p.maxAge, p.expiresAt);
   }
 
