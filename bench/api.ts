@@ -79,7 +79,7 @@ dns.mx('remote.test', 'mx.remote.test').a('mx.remote.test', '127.0.0.1');
 // Without --deliver the MX's port is one nobody listens on: connections are refused at once.
 const mxPort = o.deliver ? sink.port : await freePort();
 const app = await startAppliance({
-  env: { LETTERBOX_LOG_LEVEL: 'warn', ...(process.env.PROF ? { NODE_OPTIONS: process.env.PROF === 'perf' ? '--perf-basic-prof' : '--cpu-prof --cpu-prof-dir=/tmp/prof' } : {}) },
+  env: { ...(process.env.PROF ? { NODE_OPTIONS: process.env.PROF === 'perf' ? '--perf-basic-prof' : '--cpu-prof --cpu-prof-dir=/tmp/prof' } : {}) },
   extraToml: `[dns]\nservers = ["${dns.server}"]\n[outbound]\nport = ${mxPort}\nipv4_only = true\n[submission]\nmax_messages_per_hour = 0\nmax_recipients_per_day = 0\n[api]\nrate_burst = 1000000\nrate_per_minute = 1000000\nsend_rate_burst = 1000000\nsend_rate_per_minute = 1000000\n`,
 });
 try {

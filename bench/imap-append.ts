@@ -15,7 +15,7 @@ const { values: o } = parseArgs({ options: { messages: { type: 'string', default
 const N = Number(o.messages);
 const C = Number(o.concurrency);
 console.log(`# IMAP appender benchmark — ${machine()}`);
-const app = await startAppliance({ env: { LETTERBOX_LOG_LEVEL: 'warn' } });
+const app = await startAppliance();
 try {
   await app.cliJson(['domain', 'add', 'ours.test']);
   await app.cliJson(['mailbox', 'add', 'alice@ours.test', '--password', 'alice password 12345']);

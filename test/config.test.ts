@@ -57,6 +57,8 @@ test('LETTERBOX_<SECTION>_<KEY> overrides single keys, with lists, numbers and s
   assert.equal(c.hostname, 'mx.example.org');
   assert.equal(c.data_dir, '/var/tmp/lb');
   assert.deepEqual(envOverrides({ LETTERBOX_CONFIG: '/x', LETTERBOX_DNS_SERVERS: '1.1.1.1' }), { dns: { servers: '1.1.1.1' } });
+  // [log] level follows the same rule (LETTERBOX_LOG_LEVEL=debug letterbox serve).
+  assert.deepEqual(envOverrides({ LETTERBOX_LOG_LEVEL: 'debug' }), { log: { level: 'debug' } });
 });
 
 test('every problem is reported at once, each naming its key', () => {

@@ -51,7 +51,7 @@ export function envOverrides(env: Env): Record<string, unknown> {
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('LETTERBOX_') || value === undefined) continue;
     const rest = name.slice('LETTERBOX_'.length).toLowerCase();
-    if (rest === 'config' || rest === 'log_level') continue; // not config keys
+    if (rest === 'config') continue; // the config file's path, not a key in it
     const section = SECTIONS.find((s) => rest.startsWith(s + '_'));
     if (section) {
       out[section] ??= {};

@@ -112,7 +112,8 @@ export async function startAppliance(opts: { extraToml?: string; hostname?: stri
   const launch = () =>
     new Promise<void>((res, rej) => {
       child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', CLI, '--config', configPath, 'serve'], {
-        env: { ...process.env, LETTERBOX_LOG_LEVEL: 'debug', ...opts.env },
+        // info, the production default (LETTERBOX_LOG_LEVEL is [log] level); a test may ask for more.
+        env: { ...process.env, LETTERBOX_LOG_LEVEL: 'info', ...opts.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let ready = false;
