@@ -10,14 +10,13 @@
 // --perf-basic-prof, for perf record.
 // Runs a real appliance (test harness) with a receiving SMTP server on loopback as the remote MX.
 import { parseArgs } from 'node:util';
-import { readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { ImapFlow } from 'imapflow';
 import { startAppliance, applianceCert, freePort } from '../test/helpers/appliance.ts';
 import { TestDns } from '../test/helpers/dns.ts';
 import { Sink, testCert } from '../test/helpers/sink.ts';
 import { call, createKey, waitFor } from '../test/helpers/mailapi.ts';
-import { machine, runWrk } from './lib.ts';
+import { cpuMs, machine, ownCpuMs, runWrk } from './lib.ts';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 
@@ -38,33 +37,6 @@ if (o.client !== 'wrk' && o.client !== 'node') throw new Error('--client wrk|nod
 const CONC = Number(o.concurrency);
 const MESSAGES = Number(o.messages);
 const LISTS = Number(o.lists);
-
-const HZ = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-
-/** CPU ms used so far by a process and all its descendants (own + reaped children), from /proc. */
-function treeCpuMs(root: number, onlyRoot = false): number {
-  const stats = new Map<number, { ppid: number; ticks: number }>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      stats.set(Number(d), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
-    } catch {}
-  }
-  let ticks = 0;
-  const todo = [root];
-  const seen = new Set<number>();
-  while (todo.length) {
-    const p = todo.pop()!;
-    if (seen.has(p)) continue;
-    seen.add(p);
-    ticks += stats.get(p)?.ticks ?? 0;
-    if (onlyRoot) break;
-    for (const [pid, s] of stats) if (s.ppid === p) todo.push(pid);
-  }
-  return (ticks * 1000) / HZ;
-}
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -95,8 +67,8 @@ try {
   // Flush what earlier work left dirty (a previous run's cleanup, this run's setup): measured
   // back-to-back, a run otherwise pays for the last one's writeback (seen: 110–120 instead of 150+).
   execFileSync('sync');
-  const cpu0 = treeCpuMs(app.process.pid!);
-  const node0 = treeCpuMs(app.process.pid!, true);
+  const cpu0 = cpuMs([app.process.pid!]);
+  const node0 = ownCpuMs(app.process.pid!);
   let done: number, secs: number, failed: number, p50: number, p99: number, clientMs: number;
   if (o.client === 'wrk') {
     // wrk (C, one thread) as the 20 clients: it needs ~0.1 ms of CPU per request where Node's fetch
@@ -132,8 +104,8 @@ try {
     const cu = process.cpuUsage(client0);
     clientMs = (cu.user + cu.system) / 1000;
   }
-  const cpuPerSend = (treeCpuMs(app.process.pid!) - cpu0) / done;
-  const nodePerSend = (treeCpuMs(app.process.pid!, true) - node0) / done;
+  const cpuPerSend = (cpuMs([app.process.pid!]) - cpu0) / done;
+  const nodePerSend = (ownCpuMs(app.process.pid!) - node0) / done;
   console.log(
     `send${o.deliver ? ' (queue delivering to a loopback MX meanwhile)' : ' (remote MX refusing: entries deferred)'}: ${done} requests from ${CONC} concurrent clients (${o.client}): ${(done / secs).toFixed(1)} req/s, p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, failed ${failed}; ` +
       `CPU per send: ${cpuPerSend.toFixed(1)} ms server (Letterbox + Dovecot), of which ${nodePerSend.toFixed(1)} ms Letterbox's Node process (all its threads); ${(clientMs / done).toFixed(2)} ms client (${o.client})`,

@@ -1,13 +1,10 @@
 // The IMAP appender (src/imap/append.ts) alone: how many messages a second one Dovecot session stores
 // for concurrent callers (what the API's Sent copies ride on), and how many APPEND commands carried them.
 // Usage: node bench/imap-append.ts [--messages 2000] [--concurrency 20] [--size 4000]
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { ImapAppender } from '../src/imap/append.ts';
-import { silentLogger } from '../src/log.ts';
-import { startAppliance, applianceCert } from '../test/helpers/appliance.ts';
+import { startAppliance, applianceImapLogin, doveadm } from '../test/helpers/appliance.ts';
 import { waitFor } from '../test/helpers/mailapi.ts';
 import { machine } from './lib.ts';
 
@@ -19,24 +16,8 @@ const app = await startAppliance();
 try {
   await app.cliJson(['domain', 'add', 'ours.test']);
   await app.cliJson(['mailbox', 'add', 'alice@ours.test', '--password', 'alice password 12345']);
-  const conf = join(app.dataDir, 'dovecot', 'dovecot.conf');
-  await waitFor(() => {
-    try {
-      execFileSync('/usr/bin/doveadm', ['-c', conf, 'user', 'alice@ours.test'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  }, 'Dovecot to know the mailbox');
-  const a = new ImapAppender({
-    host: '127.0.0.1',
-    port: app.ports.imap,
-    servername: 'mail.letterbox.test',
-    ca: [applianceCert(app)],
-    masterUser: 'letterbox',
-    masterPassword: readFileSync(join(app.dataDir, 'secrets', 'dovecot-master'), 'utf8').trim(),
-    log: silentLogger(),
-  });
+  await waitFor(async () => (await doveadm(app, ['user', 'alice@ours.test'])).code === 0, 'Dovecot to know the mailbox');
+  const a = new ImapAppender(applianceImapLogin(app));
   const line = 'Hello from the benchmark, a line of an ordinary message body.\r\n';
   const msg = Buffer.from(`From: alice@ours.test\r\nTo: someone@remote.test\r\nSubject: benchmark\r\n\r\n${line.repeat(Math.ceil(Number(o.size) / line.length))}`);
   for (let i = 0; i < 20; i++) await a.append('alice@ours.test', 'Sent', msg, ['\\Seen']); // warm-up

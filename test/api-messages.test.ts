@@ -6,11 +6,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import { ImapFlow } from 'imapflow';
-import { chmodSync, readFileSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImapPool } from '../src/imap/pool.ts';
-import { silentLogger } from '../src/log.ts';
-import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
+import { startAppliance, applianceCert, applianceImapLogin, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { call, checkRepliesAgainstDoc, createKey, waitFor } from './helpers/mailapi.ts';
 
@@ -293,19 +292,7 @@ test('IMAP failures answer 502 imap_error (a mailbox whose storage Dovecot canno
 });
 
 test('the IMAP pool: reuse, per-mailbox limit with acquire timeout (503), idle timeout', async () => {
-  const pool = new ImapPool({
-    host: '127.0.0.1',
-    port: app.ports.imap,
-    servername: 'mail.letterbox.test',
-    ca: [applianceCert(app)],
-    masterUser: 'letterbox',
-    masterPassword: readFileSync(join(app.dataDir, 'secrets', 'dovecot-master'), 'utf8').trim(),
-    maxPerMailbox: 1,
-    maxTotal: 2,
-    acquireTimeoutMs: 300,
-    idleTimeoutMs: 300,
-    log: silentLogger(),
-  });
+  const pool = new ImapPool({ ...applianceImapLogin(app), maxPerMailbox: 1, maxTotal: 2, acquireTimeoutMs: 300, idleTimeoutMs: 300 });
   try {
     const n1 = await pool.with('carol@ours.test', async (c) => (await c.status('INBOX', { messages: true }) as any).messages);
     const n2 = await pool.with('carol@ours.test', async (c) => (await c.status('INBOX', { messages: true }) as any).messages);
@@ -331,7 +318,7 @@ test('the IMAP pool: reuse, per-mailbox limit with acquire timeout (503), idle t
     // Idle connections close after idleTimeoutMs.
     await waitFor(() => pool.stats().open === 0, 'idle connections to close', 5000);
     // Wrong master password: imap_error (502), never a hang.
-    const bad = new ImapPool({ host: '127.0.0.1', port: app.ports.imap, servername: 'mail.letterbox.test', ca: [applianceCert(app)], masterUser: 'letterbox', masterPassword: 'wrong', log: silentLogger() });
+    const bad = new ImapPool({ ...applianceImapLogin(app), masterPassword: 'wrong' });
     await assert.rejects(bad.with('carol@ours.test', async () => 1), (err: any) => err.code === 'imap_error' && err.status === 502);
     await bad.close();
   } finally {

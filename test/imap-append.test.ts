@@ -3,18 +3,15 @@
 // one connection per mailbox; every outcome is read back with imapflow as the mailbox's own user.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { ImapAppender, parseTagged, uidSet, type AppenderOptions } from '../src/imap/append.ts';
 import { LetterboxError } from '../src/errors.ts';
-import { silentLogger } from '../src/log.ts';
-import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
+import { startAppliance, applianceCert, applianceImapLogin, doveadm as doveadmOf, type Appliance } from './helpers/appliance.ts';
 import { waitFor } from './helpers/mailapi.ts';
 
-const HOSTNAME = 'mail.letterbox.test';
 const PW = 'a password 123456';
 // Few mailboxes (each CLI call costs time); tests keep apart by folder. dan has a 1K quota.
 //   alice: Sent (concurrency), INBOX (odd bytes), Drafts (close), Trash (server-side kills); dan: INBOX, Drafts (quota)
@@ -22,21 +19,13 @@ const PW = 'a password 123456';
 //   bob's Sent (wrong master password)
 const USERS = ['alice', 'bob', 'carol', 'dan'].map((u) => `${u}@ours.test`);
 let app: Appliance;
-let masterPassword: string;
 let dovecotConf: string;
 const appenders: ImapAppender[] = [];
 
-function doveadm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res) =>
-    execFile('/usr/bin/doveadm', ['-c', dovecotConf, ...args], { timeout: 10000 }, (err: any, stdout, stderr) =>
-      res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
-    ),
-  );
-}
+const doveadm = (args: string[]) => doveadmOf(app, args);
 
 before(async () => {
   app = await startAppliance();
-  masterPassword = readFileSync(join(app.dataDir, 'secrets', 'dovecot-master'), 'utf8').trim();
   dovecotConf = join(app.dataDir, 'dovecot', 'dovecot.conf');
   await app.cliJson(['domain', 'add', 'ours.test']);
   await Promise.all(USERS.map((u) => app.cliJson(['mailbox', 'add', u, '--password', PW, ...(u.startsWith('dan@') ? ['--quota', '1K'] : [])])));
@@ -56,24 +45,14 @@ after(async () => {
 
 // One session per mailbox unless a test asks for more: login counts below then say exactly what happened.
 function appender(o: Partial<AppenderOptions> = {}): ImapAppender {
-  const a = new ImapAppender({
-    maxPerMailbox: 1,
-    host: '127.0.0.1',
-    port: app.ports.imap,
-    servername: HOSTNAME,
-    ca: [applianceCert(app)],
-    masterUser: 'letterbox',
-    masterPassword,
-    log: silentLogger(),
-    ...o,
-  });
+  const a = new ImapAppender({ ...applianceImapLogin(app), maxPerMailbox: 1, ...o });
   appenders.push(a);
   return a;
 }
 
 /** Runs `fn` with imapflow logged in as the mailbox's own user (TLS, the appliance's certificate trusted). */
 async function asUser<T>(address: string, fn: (c: ImapFlow) => Promise<T>): Promise<T> {
-  const c = new ImapFlow({ host: '127.0.0.1', port: app.ports.imap, secure: true, auth: { user: address, pass: PW }, logger: false, tls: { ca: [applianceCert(app)], servername: HOSTNAME } } as any);
+  const c = new ImapFlow({ host: '127.0.0.1', port: app.ports.imap, secure: true, auth: { user: address, pass: PW }, logger: false, tls: { ca: [applianceCert(app)], servername: app.hostname } } as any);
   await c.connect();
   try {
     return await fn(c);

@@ -380,7 +380,6 @@ async function lookup(r: Resolver, name: string, type: string): Promise<{ values
 
 const txtOf = (values: any[]): string[] => values.map((v) => (Array.isArray(v) ? v.join('') : String(v)));
 
-
 async function addressesOf(r: Resolver, name: string): Promise<string[]> {
   const [a, aaaa] = await Promise.all([lookup(r, name, 'A'), lookup(r, name, 'AAAA')]);
   return [...a.values, ...aaaa.values].map(String);

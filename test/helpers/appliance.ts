@@ -7,6 +7,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import type { ImapLogin } from '../../src/imap/append.ts';
+import { MASTER_USER } from '../../src/dovecot/config.ts';
+import { silentLogger } from '../../src/log.ts';
 
 export const APP_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(APP_DIR, 'src', 'cli.ts');
@@ -51,6 +54,8 @@ export interface CliResult {
 
 export interface Appliance {
   dir: string;
+  /** The config's hostname (the name on its generated certificate). */
+  hostname: string;
   dataDir: string;
   configPath: string;
   ports: Ports;
@@ -138,6 +143,7 @@ export async function startAppliance(opts: { extraToml?: string; hostname?: stri
   await launch();
   const app: Appliance = {
     dir,
+    hostname: opts.hostname ?? 'mail.letterbox.test',
     dataDir,
     configPath,
     ports,
@@ -179,4 +185,29 @@ export async function startAppliance(opts: { extraToml?: string; hostname?: stri
 /** The certificate the appliance generated (tests trust it explicitly instead of disabling checks). */
 export function applianceCert(app: Appliance): string {
   return readFileSync(join(app.dir, 'certs', 'fullchain.pem'), 'utf8');
+}
+
+/**
+ * How the appliance's own IMAP clients log in to its Dovecot (the master user over TLS, its own
+ * certificate trusted), for tests and benches that drive the appender or the reading pool directly.
+ */
+export function applianceImapLogin(app: Appliance): ImapLogin {
+  return {
+    host: '127.0.0.1',
+    port: app.ports.imap,
+    servername: app.hostname,
+    ca: [applianceCert(app)],
+    masterUser: MASTER_USER,
+    masterPassword: readFileSync(join(app.dataDir, 'secrets', 'dovecot-master'), 'utf8').trim(),
+    log: silentLogger(),
+  };
+}
+
+/** doveadm against the appliance's Dovecot: exit code and output (never throws). */
+export function doveadm(app: Appliance, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res) =>
+    execFile('/usr/bin/doveadm', ['-c', join(app.dataDir, 'dovecot', 'dovecot.conf'), ...args], { timeout: 10000 }, (err: any, stdout, stderr) =>
+      res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
+    ),
+  );
 }

@@ -6,8 +6,6 @@ import type { EventRow } from '../../webhooks/dispatcher.ts';
 
 const tag = 'Events';
 
-type Row = EventRow;
-
 export const eventRoutes: RouteSpec[] = [
   defineRoute({
     method: 'get', path: '/events', operationId: 'listEvents', tag, scope: 'events:read', list: true,
@@ -27,7 +25,7 @@ export const eventRoutes: RouteSpec[] = [
       const after = decodeCursor(q.cursor);
       if (after) (where.push(q.order === 'asc' ? 'id > ?' : 'id < ?'), args.push(Number(after)));
       const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id ${q.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`;
-      const rows = req.app.db.prepare(sql).all(...args, q.limit + 1) as Row[];
+      const rows = req.app.db.prepare(sql).all(...args, q.limit + 1) as EventRow[];
       const items = rows.map((r) => {
         let data: Record<string, unknown> = {};
         try {
