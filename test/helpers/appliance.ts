@@ -1,7 +1,7 @@
 // Test harness: runs a real `letterbox serve` child process on free loopback ports with its own
 // temporary data dir, and the real CLI against the same config.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, chmodSync, rmSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -14,28 +14,79 @@ import { silentLogger } from '../../src/log.ts';
 export const APP_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(APP_DIR, 'src', 'cli.ts');
 
-const handedOut = new Set<number>();
-
 /**
- * A loopback port nothing listens on. The kernel may hand the same ephemeral port out again right
- * after it is closed, so ports already given to this test process are never given twice.
+ * Test ports come from below the kernel's ephemeral range: a port picked with listen(0) lies inside
+ * that range, and any outgoing connection on the machine (a test's client socket, an appliance's
+ * IMAP pool, the other test file running beside this one) may take it as its local port between
+ * the pick and the appliance's listen — CI saw exactly that as EADDRINUSE. Outside the range only
+ * a listener can take a port, and listeners here all get their ports from this function, which
+ * reserves each one for every test process on the machine with an exclusive file holding its pid.
  */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((res, rej) => {
-      const s = createServer();
-      s.unref();
-      s.on('error', rej);
-      s.listen(0, '127.0.0.1', () => {
-        const p = (s.address() as any).port;
-        s.close(() => res(p));
-      });
-    });
-    if (!handedOut.has(port)) {
-      handedOut.add(port);
-      return port;
+const RESERVATIONS = join(tmpdir(), 'letterbox-test-ports');
+const reserved: string[] = [];
+let rangeCache: [number, number] | undefined;
+
+function testPortRange(): [number, number] {
+  if (rangeCache) return rangeCache;
+  let low = 32768;
+  let high = 60999;
+  try {
+    [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number) as [number, number];
+  } catch {
+    // not Linux: keep the defaults
+  }
+  rangeCache = low - 1 - 20000 >= 2000 ? [20000, low - 1] : [high + 1, 65535];
+  return rangeCache;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err: any) {
+    return err.code === 'EPERM';
+  }
+}
+
+/** Claims `port` for this process across every test process; false when another live one holds it. */
+function reserve(port: number): boolean {
+  const file = join(RESERVATIONS, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx', mode: 0o644 });
+      reserved.push(file);
+      return true;
+    } catch (err: any) {
+      if (err.code !== 'EEXIST') throw err;
+      const owner = Number(readFileSync(file, 'utf8') || 0);
+      if (owner === process.pid || (owner > 0 && alive(owner))) return false;
+      rmSync(file, { force: true }); // left by a test process that is gone
     }
   }
+  return false;
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = createServer();
+    s.unref();
+    s.once('error', () => res(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => res(true)));
+  });
+}
+
+/** A loopback port that nothing listens on, outside the ephemeral range, never handed out twice. */
+export async function freePort(): Promise<number> {
+  if (reserved.length === 0) {
+    mkdirSync(RESERVATIONS, { recursive: true, mode: 0o1777 });
+    process.once('exit', () => reserved.forEach((f) => rmSync(f, { force: true })));
+  }
+  const [lo, hi] = testPortRange();
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = lo + Math.floor(Math.random() * (hi - lo + 1));
+    if (reserve(port) && (await bindable(port))) return port;
+  }
+  throw new Error(`no free test port in ${lo}-${hi}`);
 }
 
 export interface Ports {
