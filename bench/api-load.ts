@@ -6,7 +6,7 @@
 // plus Letterbox's and Dovecot's memory idle (after start) and under this load.
 // (Send throughput and message-list latency: bench/api.ts.)
 //   node bench/api-load.ts [--mailboxes 10000] [--seconds 10] [--connections 50] [--only first,middle,get]
-//                          [--tool autocannon|wrk] [--rate R] [--think MS]
+//                          [--tool autocannon|wrk] [--rate R] [--think MS] [--threads N]
 // Seeding: mailbox rows are inserted straight into the SQLite database while the appliance is
 // stopped, all with one precomputed Argon2id hash (creating 10,000 through the API would hash 10,000
 // passwords, ~35 ms each, which is not what this measures); the appliance then starts on them.
@@ -37,6 +37,8 @@ const RATE = Number(arg('rate', '0'));
 // without it every client sends its next request at once (the load is then as much as the server
 // can take, and latency ≈ clients ÷ throughput).
 const THINK = Number(arg('think', '0'));
+// --threads N: api.threads (worker threads serving the API; 0 = the main thread serves it).
+const THREADS = arg('threads', '');
 const DOMAIN = 'bench.test';
 
 const dns = await new TestDns().start();
@@ -45,7 +47,7 @@ const stack = await letterboxStack({
   dnsServer: dns.server,
   domain: DOMAIN,
   user: 'user',
-  extraToml: `[api]\nrate_per_minute = 1000000\nrate_burst = 1000000\nsend_rate_per_minute = 1000000\nsend_rate_burst = 1000000\n[submission]\nmax_messages_per_hour = 0\nmax_recipients_per_day = 0\n`,
+  extraToml: `[api]\n${THREADS ? `threads = ${THREADS}\n` : ''}rate_per_minute = 1000000\nrate_burst = 1000000\nsend_rate_per_minute = 1000000\nsend_rate_burst = 1000000\n[submission]\nmax_messages_per_hour = 0\nmax_recipients_per_day = 0\n`,
 });
 const app = stack.app;
 const rows: Record<string, string | number>[] = [];

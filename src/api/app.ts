@@ -14,8 +14,27 @@ import { readJsonBody } from './middleware/body.ts';
 import { fullPath, validate, type RouteSpec } from './route.ts';
 import { buildOpenApi, type OpenApiDoc } from './openapi.ts';
 import { healthChecker } from './health.ts';
-import { apiMetricsMiddleware } from '../metrics/index.ts';
+import { apiMetricsMiddleware, metricsFor, type ApiMetrics } from '../metrics/index.ts';
 import type { ApiContext, ApiRuntime, ApiState } from './types.ts';
+
+/** How this thread serves the API when several threads do (src/api/threads.ts). */
+export interface ApiThreading {
+  /** The token buckets' shared memory, the same in every API thread. */
+  buckets: SharedBuckets;
+  /**
+   * Set in an API worker thread: answers a request for a route not marked `anyThread` by handing it
+   * to the main thread, which owns the services such a route needs.
+   */
+  forward?: (ctx: ApiContext) => Promise<void>;
+  /** The API metrics this thread counts into (a worker's own registry). */
+  metrics?: ApiMetrics;
+}
+
+export interface SharedBuckets {
+  default: SharedArrayBuffer;
+  send: SharedArrayBuffer;
+  ip: SharedArrayBuffer;
+}
 
 const EMPTY = z.strictObject({});
 
@@ -24,16 +43,17 @@ const EMPTY = z.strictObject({});
  * routes), its rate-limit bucket, its scope, path/query/body validation, then the handler, whose
  * reply is wrapped in { data } (plus nextCursor for lists, "sandbox": true for test keys).
  */
-export function buildApi(app: AppContext, routes: RouteSpec[]): { koa: Koa<ApiState>; runtime: ApiRuntime } {
+export function buildApi(app: AppContext, routes: RouteSpec[], threading?: ApiThreading): { koa: Koa<ApiState>; runtime: ApiRuntime; buckets: SharedBuckets } {
   const log = app.log.child({ component: 'api' });
   const { api } = app.config;
   const verifier = new KeyVerifier(app);
   const buckets = {
-    default: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock),
-    send: new TokenBuckets(api.send_rate_per_minute, api.send_rate_burst, app.clock),
+    default: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock, threading?.buckets.default),
+    send: new TokenBuckets(api.send_rate_per_minute, api.send_rate_burst, app.clock, threading?.buckets.send),
     // Requests without a valid key, per client IP: key guessing is rate limited too.
-    ip: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock),
+    ip: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock, threading?.buckets.ip),
   };
+  const forward = threading?.forward;
   let doc: OpenApiDoc | null = null;
   const runtime: ApiRuntime = {
     // Verification must see DNS as it is now (a fix must show at once): same servers, no cache.
@@ -51,6 +71,10 @@ export function buildApi(app: AppContext, routes: RouteSpec[]): { koa: Koa<ApiSt
 
   const router = new Router<ApiState>();
   for (const spec of routes) {
+    if (forward && !spec.anyThread) {
+      router[spec.method](fullPath(spec), forward as any);
+      continue;
+    }
     const handler = async (ctx: ApiContext) => {
       let key = null;
       if (spec.auth !== 'public') {
@@ -83,7 +107,7 @@ export function buildApi(app: AppContext, routes: RouteSpec[]): { koa: Koa<ApiSt
   const koa = new Koa<ApiState>({ proxy: false });
   koa.silent = true;
   koa.use(requestId(log));
-  koa.use(apiMetricsMiddleware(app)); // before the error handler: counts final statuses
+  koa.use(apiMetricsMiddleware(threading?.metrics ?? metricsFor(app))); // before the error handler: counts final statuses
   koa.use(errorHandler(log));
   koa.use(router.routes() as any);
   koa.use(router.allowedMethods() as any);
@@ -95,5 +119,5 @@ export function buildApi(app: AppContext, routes: RouteSpec[]): { koa: Koa<ApiSt
     const key = authenticate(ctx, verifier, buckets.ip);
     applyRateLimit(ctx, buckets.default, key.id);
   });
-  return { koa, runtime };
+  return { koa, runtime, buckets: { default: buckets.default.shared, send: buckets.send.shared, ip: buckets.ip.shared } };
 }

@@ -1,35 +1,68 @@
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
+import { chmodSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import { parseHostPort } from '../config/schema.ts';
 import { LetterboxError } from '../errors.ts';
 import type { AppContext, Component } from '../server.ts';
 import { buildApi } from './app.ts';
+import { relayedHandler } from './forward.ts';
 import { allRoutes } from './routes/index.ts';
+import { ApiThreads } from './threads.ts';
 
-/** The management API component: Koa on listen.api (127.0.0.1 by default). */
+/** Where API worker threads hand requests to the main thread (mode 0600). */
+export function apiSocketPath(dataDir: string): string {
+  return join(dataDir, 'api.sock');
+}
+
+/**
+ * The management API component: Koa on listen.api (127.0.0.1 by default). With api.threads = 0
+ * the main thread listens itself; otherwise that many worker threads listen (src/api/threads.ts)
+ * and the main thread answers what they hand it on a private Unix socket.
+ */
 export function apiComponent(app: AppContext): Component {
-  const { koa } = buildApi(app, allRoutes);
-  const { host, port } = parseHostPort(app.config.listen.api)!;
+  const { koa, runtime, buckets } = buildApi(app, allRoutes);
+  const { config } = app;
   let server: Server | null = null;
+  let threads: ApiThreads | null = null;
   const sockets = new Set<Socket>();
+  const listen = (s: Server, where: string, options: { port?: number; host?: string; path?: string }) =>
+    new Promise<void>((resolve, reject) => {
+      s.once('error', (err: any) => reject(new LetterboxError('unavailable', `cannot listen on ${where}: ${err.code === 'EADDRINUSE' ? 'address in use' : err.message}`)));
+      s.listen(options, () => resolve());
+    });
   return {
     name: 'api',
     async start() {
-      server = createServer(koa.callback());
+      const threaded = config.api.threads > 0;
+      server = createServer(threaded ? relayedHandler(koa.callback()) : koa.callback());
       server.requestTimeout = 120_000;
       server.on('connection', (s) => {
         sockets.add(s);
         s.on('close', () => sockets.delete(s));
       });
-      await new Promise<void>((resolve, reject) => {
-        server!.once('error', (err: any) =>
-          reject(new LetterboxError('unavailable', `cannot listen on ${app.config.listen.api} for the API (listen.api): ${err.code === 'EADDRINUSE' ? 'address in use' : err.message}`)),
-        );
-        server!.listen(port, host, () => resolve());
-      });
-      app.log.info({ component: 'api', listen: app.config.listen.api }, 'API listening');
+      if (!threaded) {
+        const { host, port } = parseHostPort(config.listen.api)!;
+        await listen(server, `${config.listen.api} for the API (listen.api)`, { port, host });
+      } else {
+        const socketPath = apiSocketPath(config.data_dir);
+        if (Buffer.byteLength(socketPath) > 100) throw new LetterboxError('config_error', `data_dir is too long for the API's Unix socket ${socketPath} (at most 100 bytes); use a shorter data_dir or api.threads = 0`);
+        rmSync(socketPath, { force: true }); // left by a process that was killed
+        await listen(server, socketPath, { path: socketPath });
+        chmodSync(socketPath, 0o600);
+        // The workers' log lines are written by the main thread's own destination (never interleaved).
+        const destination = (app.log as any)[pino.symbols.streamSym] as { write(s: string): void };
+        threads = new ApiThreads({ count: config.api.threads, config, buckets, socketPath, log: app.log, write: (text) => destination.write(text) });
+        runtime.workerMetrics = () => threads!.metrics();
+        await threads.start();
+      }
+      app.log.info({ component: 'api', listen: config.listen.api, threads: config.api.threads }, 'API listening');
     },
     async stop() {
+      // Workers first: requests they are relaying still need the main thread's socket.
+      await threads?.stop();
+      threads = null;
       const s = server;
       if (!s) return;
       server = null;
@@ -41,6 +74,7 @@ export function apiComponent(app: AppContext): Component {
       }, 5000);
       await closed;
       clearTimeout(timer);
+      if (config.api.threads > 0) rmSync(apiSocketPath(config.data_dir), { force: true });
     },
   };
 }

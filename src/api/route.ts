@@ -42,6 +42,11 @@ export interface RouteSpec<P extends z.ZodType = z.ZodType, Q extends z.ZodType 
   altStatus?: number[];
   /** Error codes this route may answer besides the common ones, for the document. */
   errors?: number[];
+  /**
+   * The handler only reads the database, config and clock, so any API thread may answer it
+   * (src/api/threads.ts); routes without it are answered by the main thread.
+   */
+  anyThread?: boolean;
   /** Non-JSON success reply (the docs page). */
   produces?: string;
   handler(req: ApiRequest<z.output<P>, z.output<Q>, z.output<B>>): Promise<Reply> | Reply;

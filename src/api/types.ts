@@ -14,6 +14,8 @@ export interface ApiRuntime {
   document(): Record<string, any>;
   /** /healthz results (cached for 2 s). */
   health(): Promise<import('./health.ts').Health>;
+  /** In the main thread with API worker threads: their API metrics (prom-client JSON), one per worker. */
+  workerMetrics?: () => Promise<unknown[]>;
 }
 
 /** Per-request state, set by the middlewares in order: request id, then (on key routes) the key. */
@@ -21,6 +23,8 @@ export interface ApiState {
   requestId: string;
   started: number;
   key: ApiKey | null;
+  /** Set in an API worker thread when the main thread answers the request (src/api/forward.ts). */
+  forwarded?: boolean;
 }
 
 export type ApiContext = Koa.ParameterizedContext<ApiState>;

@@ -147,6 +147,9 @@ export const configSchema = z
         send_rate_per_minute: int(1, 1000000).default(30),
         send_rate_burst: int(1, 1000000).default(10),
         max_body_size: size.default(30 * 1024 * 1024),
+        // Worker threads serving listen.api (read routes answered there, the rest by the main
+        // thread); 0 = the main thread listens itself.
+        threads: int(0, 64).default(2),
       })
       .strict()
       .prefault({}),

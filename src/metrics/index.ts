@@ -19,6 +19,19 @@ export interface Metrics {
 
 const byApp = new WeakMap<AppContext, Metrics>();
 
+/** The API's own metrics, counted in every thread that serves the API (src/api/threads.ts). */
+export interface ApiMetrics {
+  apiRequests: Counter<'method' | 'route' | 'status'>;
+  apiDuration: Histogram<'method'>;
+}
+
+export function defineApiMetrics(registry: Registry): ApiMetrics {
+  return {
+    apiRequests: new Counter({ name: 'letterbox_api_requests_total', help: 'Management API requests by route template and status.', labelNames: ['method', 'route', 'status'] as const, registers: [registry] }),
+    apiDuration: new Histogram({ name: 'letterbox_api_request_duration_seconds', help: 'Management API request duration.', labelNames: ['method'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] }),
+  };
+}
+
 const EVENT_NAMES: Record<string, string> = {
   'message.received': 'received',
   'message.queued': 'queued',
@@ -34,8 +47,7 @@ export function metricsFor(app: AppContext): Metrics {
   const registry = new Registry();
   const { db } = app;
 
-  const apiRequests = new Counter({ name: 'letterbox_api_requests_total', help: 'Management API requests by route template and status.', labelNames: ['method', 'route', 'status'] as const, registers: [registry] });
-  const apiDuration = new Histogram({ name: 'letterbox_api_request_duration_seconds', help: 'Management API request duration.', labelNames: ['method'] as const, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] });
+  const { apiRequests, apiDuration } = defineApiMetrics(registry);
   const apiSends = new Counter({ name: 'letterbox_api_sends_total', help: 'POST /mailboxes/{id}/send requests by outcome (accepted, rejected, error, replayed).', labelNames: ['outcome', 'sandbox'] as const, registers: [registry] });
   const webhookDeliveries = new Counter({ name: 'letterbox_webhook_deliveries_total', help: 'Webhook delivery attempts by outcome (success, http_error, network_error, blocked).', labelNames: ['outcome'] as const, registers: [registry] });
 
@@ -182,16 +194,18 @@ export function metricsFor(app: AppContext): Metrics {
  * Koa middleware counting API requests by route template (never the raw path: ids would explode
  * the label set) and final status. Placed before the error handler so it sees error statuses too.
  */
-export function apiMetricsMiddleware(app: AppContext) {
-  const m = metricsFor(app);
+/** Counts every request this thread answers itself (one handed to the main thread is counted there). */
+export function apiMetricsMiddleware(m: ApiMetrics) {
   return async (ctx: any, next: () => Promise<unknown>) => {
     const started = performance.now();
     try {
       await next();
     } finally {
-      const route = ctx._matchedRoute ? String(ctx._matchedRoute) : 'unmatched';
-      m.apiRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
-      m.apiDuration.observe({ method: ctx.method }, (performance.now() - started) / 1000);
+      if (!ctx.state.forwarded) {
+        const route = ctx._matchedRoute ? String(ctx._matchedRoute) : 'unmatched';
+        m.apiRequests.inc({ method: ctx.method, route, status: String(ctx.status) });
+        m.apiDuration.observe({ method: ctx.method }, (performance.now() - started) / 1000);
+      }
     }
   };
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../log.ts';
+import { RELAYED_IP } from '../forward.ts';
 import type { ApiContext, ApiState } from '../types.ts';
 
 // Random bytes drawn 3 KB at a time: one getrandom call per 256 requests instead of one each.
@@ -27,12 +28,17 @@ export function requestId(log: Logger) {
     ctx.state.requestId = id;
     ctx.state.started = performance.now();
     ctx.state.key = null;
+    const relayed = (ctx.req as any)[RELAYED_IP];
+    if (relayed !== undefined) ctx.request.ip = relayed; // handed over by an API worker thread
     ctx.set('X-Request-Id', id);
     try {
       await next();
     } finally {
-      const ms = Math.round((performance.now() - ctx.state.started) * 10) / 10;
-      access.info({ requestId: id, method: ctx.method, path: ctx.path, status: ctx.status, ms, keyId: (ctx.state as ApiState).key?.id }, 'api request');
+      // A request handed to the main thread is logged there, under the main thread's request id.
+      if (!ctx.state.forwarded) {
+        const ms = Math.round((performance.now() - ctx.state.started) * 10) / 10;
+        access.info({ requestId: id, method: ctx.method, path: ctx.path, status: ctx.status, ms, keyId: (ctx.state as ApiState).key?.id }, 'api request');
+      }
     }
   };
 }

@@ -9,7 +9,7 @@ const tag = 'Aliases';
 
 export const aliasRoutes: RouteSpec[] = [
   defineRoute({
-    method: 'get', path: '/aliases', operationId: 'listAliases', tag, scope: 'aliases:read', list: true,
+    method: 'get', path: '/aliases', operationId: 'listAliases', anyThread: true, tag, scope: 'aliases:read', list: true,
     summary: 'List aliases and forwards (catch-alls included, as *@domain)',
     query: AliasListQuery, response: AliasSchema,
     handler: (req) => {
@@ -31,7 +31,7 @@ export const aliasRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/aliases/:id', operationId: 'getAlias', tag, scope: 'aliases:read',
+    method: 'get', path: '/aliases/:id', operationId: 'getAlias', anyThread: true, tag, scope: 'aliases:read',
     summary: 'Get an alias (by id or address)',
     params: IdParams, response: AliasSchema,
     handler: (req) => ({ data: aliasOut(visibleAlias(req, req.params.id)) }),

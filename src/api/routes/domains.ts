@@ -24,7 +24,7 @@ const tag = 'Domains';
 
 export const domainRoutes: RouteSpec[] = [
   defineRoute({
-    method: 'get', path: '/domains', operationId: 'listDomains', tag, scope: 'domains:read', list: true,
+    method: 'get', path: '/domains', operationId: 'listDomains', anyThread: true, tag, scope: 'domains:read', list: true,
     summary: 'List domains',
     query: DomainListQuery, response: DomainSchema,
     handler: (req) => {
@@ -51,7 +51,7 @@ export const domainRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/domains/:id', operationId: 'getDomain', tag, scope: 'domains:read',
+    method: 'get', path: '/domains/:id', operationId: 'getDomain', anyThread: true, tag, scope: 'domains:read',
     summary: 'Get a domain (by id or name)',
     params: IdParams, response: DomainSchema,
     handler: (req) => ({ data: domainOut(visibleDomain(req, req.params.id)) }),
@@ -67,7 +67,7 @@ export const domainRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/domains/:id/dns', operationId: 'getDomainDns', tag, scope: 'domains:read',
+    method: 'get', path: '/domains/:id/dns', operationId: 'getDomainDns', anyThread: true, tag, scope: 'domains:read',
     summary: 'The DNS records to publish',
     description: 'As JSON records and as a BIND zone-file snippet.',
     params: IdParams, response: DomainDnsSchema,

@@ -72,7 +72,7 @@ async function create(req: ApiRequest<any, any, any>, it: CreateInput) {
 
 export const mailboxRoutes: RouteSpec[] = [
   defineRoute({
-    method: 'get', path: '/mailboxes', operationId: 'listMailboxes', tag, scope: 'mailboxes:read', list: true,
+    method: 'get', path: '/mailboxes', operationId: 'listMailboxes', anyThread: true, tag, scope: 'mailboxes:read', list: true,
     summary: 'List mailboxes',
     description: 'In address order. Filters: domain, tag (repeat it: all must match), status.',
     query: MailboxListQuery, response: MailboxSchema,
@@ -124,7 +124,7 @@ export const mailboxRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/mailboxes/resolve', operationId: 'resolveAddress', tag, scope: 'mailboxes:read', errors: [404],
+    method: 'get', path: '/mailboxes/resolve', operationId: 'resolveAddress', anyThread: true, tag, scope: 'mailboxes:read', errors: [404],
     summary: 'Which mailboxes receive mail for an address',
     description: 'Answered by the inbound path\'s own recipient resolution: the address without its +detail, then its mailbox, its alias (followed to the targets), else the catch-all. 404 when a message to it would be refused (unknown, disabled, alias loop).',
     query: ResolveQuery, response: ResolutionSchema,
@@ -176,7 +176,7 @@ export const mailboxRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/mailboxes/:id', operationId: 'getMailbox', tag, scope: 'mailboxes:read',
+    method: 'get', path: '/mailboxes/:id', operationId: 'getMailbox', anyThread: true, tag, scope: 'mailboxes:read',
     summary: 'Get a mailbox (by id or address), with the settings mail clients need',
     params: IdParams, response: MailboxDetailSchema,
     handler: (req) => ({ data: detail(req, visibleMailbox(req, req.params.id)) }),

@@ -3,7 +3,7 @@ import { MeSchema } from '../schemas/meta.ts';
 
 export const meRoutes: RouteSpec[] = [
   defineRoute({
-    method: 'get', path: '/me', operationId: 'getMe', tag: 'Keys',
+    method: 'get', path: '/me', operationId: 'getMe', anyThread: true, tag: 'Keys',
     summary: 'The API key making the request',
     description: 'Any valid key may call it (no scope needed). Keys are created, listed and revoked only with the CLI (letterbox key …).',
     response: MeSchema,

@@ -1,3 +1,4 @@
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { defineRoute, type RouteSpec } from '../route.ts';
 import { metricsFor } from '../../metrics/index.ts';
 
@@ -8,7 +9,11 @@ export const metricsRoutes: RouteSpec[] = [
     description: 'Scrape with a key that has the scope metrics:read (Prometheus: `authorization: { credentials: lb_live_… }`). Served on the API listener, which is local by default.',
     handler: async (req) => {
       const registry = metricsFor(req.app).registry;
-      return { raw: await registry.metrics(), contentType: registry.contentType };
+      const workers = (await req.runtime.workerMetrics?.()) ?? [];
+      if (!workers.length) return { raw: await registry.metrics(), contentType: registry.contentType };
+      // API worker threads count the requests they answer: added to this thread's counts.
+      const all = [await registry.getMetricsAsJSON(), ...workers] as MetricObjectWithValues<MetricValue<string>>[][];
+      return { raw: await AggregatorRegistry.aggregate(all).metrics(), contentType: registry.contentType };
     },
   }),
 ];

@@ -26,7 +26,7 @@ function visibleQueueEntry(req: ApiRequest<any, any, any>, id: string) {
 
 export const queueRoutes: RouteSpec[] = [
   defineRoute({
-    method: 'get', path: '/queue', operationId: 'listQueue', tag, scope: 'queue:read', list: true,
+    method: 'get', path: '/queue', operationId: 'listQueue', anyThread: true, tag, scope: 'queue:read', list: true,
     summary: 'Outbound queue entries (one per recipient), newest first',
     description: 'Filters: state (repeatable; default queued + inflight), domain (recipient domain), mailbox (sender).',
     query: QueueListQuery, response: QueueEntrySchema,
@@ -38,7 +38,7 @@ export const queueRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/queue/:id', operationId: 'getQueueEntry', tag, scope: 'queue:read',
+    method: 'get', path: '/queue/:id', operationId: 'getQueueEntry', anyThread: true, tag, scope: 'queue:read',
     summary: 'A queue entry with every delivery attempt (reply and, for failures, the SMTP transcript)',
     params: QueueIdParams, response: QueueDetailSchema,
     handler: (req) => ({ data: visibleQueueEntry(req, req.params.id) }),

@@ -18,7 +18,7 @@ function checkedAddress(where: string, a: string): string {
 
 export const suppressionRoutes: RouteSpec[] = [
   defineRoute({
-    method: 'get', path: '/suppressions', operationId: 'listSuppressions', tag, scope: 'suppressions:read', list: true,
+    method: 'get', path: '/suppressions', operationId: 'listSuppressions', anyThread: true, tag, scope: 'suppressions:read', list: true,
     summary: 'Suppressed recipients, per sending domain',
     description: 'Recipients that hard-bounced (or were added by hand): sends to them from that domain are refused per recipient (550).',
     query: SuppressionListQuery, response: SuppressionSchema,

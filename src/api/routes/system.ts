@@ -16,14 +16,14 @@ export const systemRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/openapi.json', operationId: 'openapi', tag: 'System', auth: 'public',
+    method: 'get', path: '/openapi.json', operationId: 'openapi', anyThread: true, tag: 'System', auth: 'public',
     summary: 'This OpenAPI 3.1 document (no authentication)',
     description: 'Generated from the schemas that validate the requests.',
     response: z.object({ openapi: z.string() }).loose(),
     handler: (req) => ({ raw: req.runtime.document() }),
   }),
   defineRoute({
-    method: 'get', path: '/api/docs', prefix: '', operationId: 'docs', tag: 'System', auth: 'public', produces: 'text/html',
+    method: 'get', path: '/api/docs', prefix: '', operationId: 'docs', anyThread: true, tag: 'System', auth: 'public', produces: 'text/html',
     summary: 'Human-readable API documentation (HTML, no authentication)',
     handler: (req) => ({ raw: renderDocs(req.runtime.document()), contentType: 'text/html; charset=utf-8' }),
   }),

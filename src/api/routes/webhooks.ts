@@ -41,7 +41,7 @@ function delivered(req: ApiRequest<any, any, any>, id: string) {
 
 export const webhookRoutes: RouteSpec[] = [
   defineRoute({
-    method: 'get', path: '/webhooks', operationId: 'listWebhooks', tag, scope: 'webhooks:read', list: true,
+    method: 'get', path: '/webhooks', operationId: 'listWebhooks', anyThread: true, tag, scope: 'webhooks:read', list: true,
     summary: 'Webhook endpoints',
     query: WebhookListQuery, response: WebhookSchema,
     handler: (req) => {
@@ -63,7 +63,7 @@ export const webhookRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/webhooks/:id', operationId: 'getWebhook', tag, scope: 'webhooks:read',
+    method: 'get', path: '/webhooks/:id', operationId: 'getWebhook', anyThread: true, tag, scope: 'webhooks:read',
     summary: 'A webhook endpoint', params: WebhookParams, response: WebhookSchema,
     handler: (req) => ({ data: webhookOut(getWebhookRow(req.app.db, req.params.id, keyDomains(req.key)), req.app.clock.now()) }),
   }),
@@ -108,7 +108,7 @@ export const webhookRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/webhooks/:id/deliveries', operationId: 'listWebhookDeliveries', tag, scope: 'webhooks:read', list: true,
+    method: 'get', path: '/webhooks/:id/deliveries', operationId: 'listWebhookDeliveries', anyThread: true, tag, scope: 'webhooks:read', list: true,
     summary: 'Delivery log of an endpoint (kept webhooks.retention, 7 days), newest first',
     params: WebhookParams, query: DeliveryListQuery, response: DeliverySchema,
     handler: (req) => {
@@ -120,7 +120,7 @@ export const webhookRoutes: RouteSpec[] = [
     },
   }),
   defineRoute({
-    method: 'get', path: '/webhooks/:id/deliveries/:deliveryId', operationId: 'getWebhookDelivery', tag, scope: 'webhooks:read',
+    method: 'get', path: '/webhooks/:id/deliveries/:deliveryId', operationId: 'getWebhookDelivery', anyThread: true, tag, scope: 'webhooks:read',
     summary: 'One delivery with every attempt', params: DeliveryParams, response: DeliverySchema,
     handler: (req) => {
       const w = getWebhookRow(req.app.db, req.params.id, keyDomains(req.key));

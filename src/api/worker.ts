@@ -1,0 +1,94 @@
+// Entry point of an API worker thread (started by src/api/threads.ts): serves the API listener
+// beside the other API threads (SO_REUSEPORT: the kernel spreads connections over them), answers
+// routes marked `anyThread` from its own database connection, and hands every other request to
+// the main thread.
+import { createServer } from 'node:http';
+import type { Socket } from 'node:net';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Registry } from 'prom-client';
+import { systemClock } from '../clock.ts';
+import { parseHostPort, type Config } from '../config/schema.ts';
+import { dbPath, openDatabase } from '../db/index.ts';
+import { createLogger } from '../log.ts';
+import { defineApiMetrics } from '../metrics/index.ts';
+import type { AppContext } from '../server.ts';
+import { buildApi, type SharedBuckets } from './app.ts';
+import { forwarder } from './forward.ts';
+import { allRoutes } from './routes/index.ts';
+
+export interface WorkerData {
+  config: Config;
+  buckets: SharedBuckets;
+  socketPath: string;
+  index: number;
+}
+
+export type ToWorker = { type: 'metrics'; id: number } | { type: 'stop' };
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'listen_failed'; message: string }
+  | { type: 'log'; text: string }
+  | { type: 'metrics'; id: number; data: unknown }
+  | { type: 'stopped' };
+
+const port = parentPort!;
+const { config, buckets, socketPath, index } = workerData as WorkerData;
+const send = (m: FromWorker) => port.postMessage(m);
+
+// Log lines go to the main thread, which writes them with its own: two threads writing one pipe
+// could interleave parts of lines. Batched per event-loop turn, so a busy worker posts one message
+// per turn rather than one per request.
+let pending = '';
+const destination = {
+  write(line: string) {
+    if (!pending) setImmediate(flushLog);
+    pending += line;
+  },
+};
+function flushLog(): void {
+  if (!pending) return;
+  send({ type: 'log', text: pending });
+  pending = '';
+}
+
+const log = createLogger({ level: config.log.level, destination }).child({ apiThread: index });
+// The main thread has migrated the database; a worker only opens it.
+const db = openDatabase(dbPath(config.data_dir), { log, clock: systemClock, migrations: [] });
+// Routes answered here use the database, config, clock and log only; anything else is the main
+// thread's, and reaching for it here is a bug that must show at once, not a silent null.
+const mainOnly = (what: string) =>
+  new Proxy({}, { get: () => { throw new Error(`${what} is available in the main thread only: mark the route without anyThread`); } });
+const app = { db, config, log, clock: systemClock, dovecot: mainOnly('app.dovecot'), supervisor: mainOnly('app.supervisor'), resolver: mainOnly('app.resolver'), handoff: mainOnly('app.handoff') } as unknown as AppContext;
+
+const registry = new Registry();
+const relay = forwarder(socketPath);
+const { koa } = buildApi(app, allRoutes, { buckets, forward: relay.forward, metrics: defineApiMetrics(registry) });
+
+const server = createServer(koa.callback());
+server.requestTimeout = 120_000;
+const sockets = new Set<Socket>();
+server.on('connection', (s) => {
+  sockets.add(s);
+  s.on('close', () => sockets.delete(s));
+});
+const { host, port: listenPort } = parseHostPort(config.listen.api)!;
+server.once('error', (err: any) => send({ type: 'listen_failed', message: err.code === 'EADDRINUSE' ? 'address in use' : err.message }));
+server.listen({ port: listenPort, host, reusePort: true }, () => send({ type: 'ready' }));
+
+port.on('message', async (m: ToWorker) => {
+  if (m.type === 'metrics') {
+    send({ type: 'metrics', id: m.id, data: await registry.getMetricsAsJSON() });
+  } else if (m.type === 'stop') {
+    // Stop accepting, let requests in flight finish (bounded), then drop what is left.
+    const closed = new Promise<void>((r) => server.close(() => r()));
+    server.closeIdleConnections();
+    const timer = setTimeout(() => sockets.forEach((s) => s.destroy()), 5000);
+    await closed;
+    clearTimeout(timer);
+    relay.close();
+    db.close();
+    flushLog();
+    send({ type: 'stopped' });
+    port.close();
+  }
+});
