@@ -105,9 +105,21 @@ try {
 
   async function bench(what: string, opts: any, expectStatus = 200) {
     const roots = [app.process.pid!];
+    const mark = app.logs.length;
     const cpu0 = cpuMs(roots);
     const r = TOOL === 'wrk' ? wrkLoad(opts) : await autocannonLoad(opts, expectStatus);
     const cpu = cpuMs(roots) - cpu0;
+    await sleep(1000); // the access lines written meanwhile reach app.logs
+    // Which API thread answered how many (the kernel spreads connections over the workers).
+    const perThread = new Map<string, number>();
+    for (let i = mark; i < app.logs.length; i++) {
+      const l = app.logs[i];
+      if (!l.includes('"api request"')) continue;
+      const t = /"apiThread":(\d+)/.exec(l)?.[1] ?? 'main';
+      perThread.set(t, (perThread.get(t) ?? 0) + 1);
+    }
+    const answered = [...perThread.values()].reduce((a, b) => a + b, 0);
+    const split = perThread.size > 1 ? `, threads ${[...perThread].sort().map(([t, n]) => `${t}:${Math.round((100 * n) / answered)}%`).join(' ')}` : '';
     const row = {
       what,
       'req/s': r.rps.toFixed(0),
@@ -117,7 +129,7 @@ try {
       'CPU ms/req': (cpu / Math.max(1, r.total)).toFixed(2),
       'Node RSS MB': Math.round(rssKb(app.process.pid!) / 1024),
       'stack PSS MB': Math.round(treePssKb(roots) / 1024),
-      note: `${TOOL}${RATE && TOOL !== 'wrk' ? ` paced at ${RATE}/s` : ''}${THINK && TOOL === 'wrk' ? `, think time ${THINK} ms` : ''}, ${r.total} requests${r.wrong ? `, ${r.wrong} not ${expectStatus}` : ''}${r.errors ? `, ${r.errors} errors` : ''}`,
+      note: `${TOOL}${RATE && TOOL !== 'wrk' ? ` paced at ${RATE}/s` : ''}${THINK && TOOL === 'wrk' ? `, think time ${THINK} ms` : ''}, ${r.total} requests${r.wrong ? `, ${r.wrong} not ${expectStatus}` : ''}${r.errors ? `, ${r.errors} errors` : ''}${split}`,
     };
     console.log(JSON.stringify(row));
     rows.push(row);
