@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LetterboxError } from '../errors.ts';
 import { isoNow } from '../clock.ts';
 import { newId } from '../util/ids.ts';
@@ -132,6 +132,17 @@ export function revokeApiKey(ctx: ServiceContext, idOrPrefix: string): ApiKey {
   return getApiKey(ctx, k.id);
 }
 
+interface Candidate {
+  hash: Buffer;
+  expiresAt: number | null;
+  /** Shared by every request made with the key until the database changes: read it, never change it. */
+  key: ApiKey;
+}
+
+function candidate(r: Row): Candidate {
+  return { hash: Buffer.from(r.hash, 'hex'), expiresAt: r.expires_at ? Date.parse(r.expires_at) : null, key: Object.freeze(toKey(r)) };
+}
+
 export type AuthResult = { ok: true; key: ApiKey } | { ok: false; reason: string };
 
 /**
@@ -145,12 +156,15 @@ export class KeyVerifier {
   /** last_used_at is written at most once a minute per key, so reads do not turn into writes. */
   private readonly touched = new Map<string, number>();
 
-  /** Keys by display prefix, as fresh as the database (a revocation shows on the next request). */
-  private readonly rows: ReadCache<Row[]>;
+  /**
+   * Keys by display prefix, as fresh as the database (a revocation shows on the next request),
+   * each with its hash as bytes, its expiry as a number and its ApiKey built once per change.
+   */
+  private readonly rows: ReadCache<Candidate[]>;
 
   constructor(ctx: ServiceContext) {
     this.ctx = ctx;
-    this.rows = readCache<Row[]>(ctx.db, 'api-keys', 1000);
+    this.rows = readCache<Candidate[]>(ctx.db, 'api-keys', 1000);
     this.byPrefix = ctx.db.prepare('SELECT * FROM api_keys WHERE prefix = ?');
     this.touch = ctx.db.prepare('UPDATE api_keys SET last_used_at = ? WHERE id = ?');
   }
@@ -158,31 +172,32 @@ export class KeyVerifier {
   verify(secret: string): AuthResult {
     const m = KEY_PATTERN.exec(secret);
     if (!m) return { ok: false, reason: 'malformed API key: expected lb_live_… or lb_test_… followed by 43 characters' };
-    const presented = Buffer.from(hashSecret(secret), 'hex');
-    let found: Row | undefined;
+    const presented = hash('sha256', secret, 'buffer');
+    let found: Candidate | undefined;
     const prefix = m[2].slice(0, 8);
     const candidates = this.rows.get(prefix, () => {
       const rows = this.byPrefix.all(prefix) as Row[];
-      return rows.length ? rows : undefined;
+      return rows.length ? rows.map(candidate) : undefined;
     }) ?? [];
-    for (const r of candidates) {
+    for (const c of candidates) {
       // Constant-time comparison of the hashes (every candidate is compared).
-      if (timingSafeEqual(presented, Buffer.from(r.hash, 'hex')) && r.mode === m[1]) found = r;
+      if (timingSafeEqual(presented, c.hash) && c.key.mode === m[1]) found = c;
     }
     if (!found) return { ok: false, reason: 'unknown API key' };
     const now = this.ctx.clock.now();
-    if (found.revoked_at) return { ok: false, reason: 'this API key was revoked' };
-    if (found.expires_at && Date.parse(found.expires_at) <= now) return { ok: false, reason: 'this API key has expired' };
-    const last = this.touched.get(found.id) ?? 0;
+    const { key } = found;
+    if (key.revokedAt) return { ok: false, reason: 'this API key was revoked' };
+    if (found.expiresAt !== null && found.expiresAt <= now) return { ok: false, reason: 'this API key has expired' };
+    const last = this.touched.get(key.id) ?? 0;
     if (now - last > 60_000) {
-      this.touched.set(found.id, now);
+      this.touched.set(key.id, now);
       if (this.touched.size > 10_000) this.touched.clear();
       try {
-        this.touch.run(new Date(now).toISOString(), found.id);
+        this.touch.run(new Date(now).toISOString(), key.id);
       } catch (err: any) {
-        this.ctx.log.warn({ keyId: found.id, err: err.message }, 'could not record API key use');
+        this.ctx.log.warn({ keyId: key.id, err: err.message }, 'could not record API key use');
       }
     }
-    return { ok: true, key: toKey(found) };
+    return { ok: true, key };
   }
 }
