@@ -135,7 +135,7 @@ try {
     rows.push(row);
   }
 
-  await bench('warm-up (not a result)', { path: '/api/v1/mailboxes?limit=50', duration: 3 });
+  await bench('warm-up (not a result)', { path: '/api/v1/mailboxes?limit=50', duration: 6 });
   rows.pop();
   if (ONLY.has('first')) await bench('GET /mailboxes?limit=50 (first page)', { path: '/api/v1/mailboxes?limit=50' });
   if (ONLY.has('middle')) await bench('GET /mailboxes?limit=50&cursor= (middle page)', { path: `/api/v1/mailboxes?limit=50&cursor=${encodeURIComponent(cursor)}` });

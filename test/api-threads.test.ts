@@ -65,12 +65,14 @@ test('one token bucket per key across threads: 20 connections, burst 6 → exact
   assert.deepEqual([...threads].sort(), [0, 1], 'both workers answered some of the requests');
 });
 
-test('the client address reaches the main thread: bad keys on worker routes and on main-thread routes draw from one per-IP bucket', async () => {
+test('the client address reaches the main thread, and cannot be forged: bad keys on worker routes and on main-thread routes draw from one per-IP bucket', async () => {
   const bad = { authorization: 'Bearer lb_live_' + 'A'.repeat(43), 'content-type': 'application/json' };
   const statuses: number[] = [];
   for (let i = 0; i < 10; i++) {
     // GET /me is answered by a worker; POST /domains by the main thread (relayed).
-    const r = i % 2 === 0 ? await oneShot(app, 'GET', '/api/v1/me', bad) : await oneShot(app, 'POST', '/api/v1/domains', bad, '{"name":"x.test"}');
+    // The header the workers use to pass the address on is the client's to send but never believed.
+    const h = { ...bad, 'x-letterbox-client-ip': `10.9.8.${i}` };
+    const r = i % 2 === 0 ? await oneShot(app, 'GET', '/api/v1/me', h) : await oneShot(app, 'POST', '/api/v1/domains', h, '{"name":"x.test"}');
     statuses.push(r.status);
   }
   assert.deepEqual(statuses, [401, 401, 401, 401, 401, 401, 429, 429, 429, 429]);
