@@ -4,7 +4,8 @@
 //      entry is tried once and deferred; with --deliver it accepts, and the queue's deliveries run
 //      in the same process while the sends go on.
 //   2. GET /mailboxes/{id}/messages on a 10,000-message folder: p50/p99 latency (target p99 ≤ 50 ms).
-// Usage: node bench/api.ts [--client wrk|node] [--seconds 12] [--sends 2000] [--concurrency 20] [--messages 10000] [--lists 500] [--deliver]
+// Usage: node bench/api.ts [--client wrk|node] [--seconds 12] [--sends 2000] [--concurrency 20] [--messages 10000] [--lists 500] [--deliver] [--threads N]
+//   --threads N: api.threads (default 2; 0 = the main thread serves the API alone).
 //   --client wrk (default): wrk sends for --seconds; --client node: --sends requests with Node's fetch.
 // Environment PROF=cpu: the appliance writes a V8 CPU profile to /tmp/prof; PROF=perf: it runs with
 // --perf-basic-prof, for perf record.
@@ -29,6 +30,7 @@ const { values: o } = parseArgs({
     deliver: { type: 'boolean', default: false },
     client: { type: 'string', default: 'wrk' },
     seconds: { type: 'string', default: '12' },
+    threads: { type: 'string', default: '' },
   },
 });
 const SENDS = Number(o.sends);
@@ -52,7 +54,7 @@ dns.mx('remote.test', 'mx.remote.test').a('mx.remote.test', '127.0.0.1');
 const mxPort = o.deliver ? sink.port : await freePort();
 const app = await startAppliance({
   env: { ...(process.env.PROF ? { NODE_OPTIONS: process.env.PROF === 'perf' ? '--perf-basic-prof' : '--cpu-prof --cpu-prof-dir=/tmp/prof' } : {}) },
-  extraToml: `[dns]\nservers = ["${dns.server}"]\n[outbound]\nport = ${mxPort}\nipv4_only = true\n[submission]\nmax_messages_per_hour = 0\nmax_recipients_per_day = 0\n[api]\nrate_burst = 1000000\nrate_per_minute = 1000000\nsend_rate_burst = 1000000\nsend_rate_per_minute = 1000000\n`,
+  extraToml: `[dns]\nservers = ["${dns.server}"]\n[outbound]\nport = ${mxPort}\nipv4_only = true\n[submission]\nmax_messages_per_hour = 0\nmax_recipients_per_day = 0\n[api]\n${o.threads ? `threads = ${o.threads}\n` : ''}rate_burst = 1000000\nrate_per_minute = 1000000\nsend_rate_burst = 1000000\nsend_rate_per_minute = 1000000\n`,
 });
 try {
   await app.cliJson(['domain', 'add', 'ours.test']);
