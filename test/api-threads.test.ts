@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAppliance, type Appliance } from './helpers/appliance.ts';
@@ -158,4 +159,25 @@ test('api.threads = 0: the main thread serves the API itself (read and write rou
     await solo.stop();
     solo.cleanup();
   }
+});
+
+test('a body the main thread refuses unread (413) closes the client connection too', async () => {
+  const k = await app.cliJson(['key', 'create', '--name', 'big', '--scopes', '*']);
+  // Declared far over api.max_body_size: refused at once, before any of it is sent.
+  const reply = await new Promise<string>((resolve, reject) => {
+    const s = connect(app.ports.api, '127.0.0.1', () => {
+      s.write(`POST /api/v1/domains HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${k.secret}\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{"name":`);
+    });
+    let text = '';
+    s.on('data', (c) => (text += c));
+    s.on('close', () => resolve(text)); // the server closed it: we never finished the body
+    s.on('error', reject);
+    setTimeout(() => {
+      s.destroy();
+      reject(new Error(`connection still open after 10 s; got: ${text.slice(0, 200)}`));
+    }, 10_000).unref();
+  });
+  assert.match(reply, /^HTTP\/1\.1 413 /);
+  assert.match(reply, /\r\nconnection: close\r\n/i);
+  assert.match(reply, /"payload_too_large"/);
 });

@@ -27,6 +27,8 @@ export function forwarder(socketPath: string): { forward: (ctx: ApiContext) => P
       const up = request({ socketPath, agent, method: ctx.method, path: ctx.url, headers }, (res: IncomingMessage) => {
         ctx.status = res.statusCode ?? 502;
         for (const [h, v] of Object.entries(res.headers)) if (v !== undefined && !HOP.has(h)) ctx.set(h, v as string | string[]);
+        // The main thread closes when it will not read the rest of a body (413): so must we.
+        if (res.headers.connection === 'close') ctx.set('Connection', 'close');
         if (ctx.method === 'HEAD' || ctx.status === 204 || ctx.status === 304) res.resume();
         else ctx.body = res;
         resolve();
