@@ -181,3 +181,19 @@ test('a body the main thread refuses unread (413) closes the client connection t
   assert.match(reply, /\r\nconnection: close\r\n/i);
   assert.match(reply, /"payload_too_large"/);
 });
+
+test('a second appliance given the same listen.api is refused (address in use), though the workers listen with SO_REUSEPORT', async () => {
+  let second: Appliance | null = null;
+  try {
+    second = await startAppliance({ ports: { api: app.ports.api } });
+  } catch (err: any) {
+    assert.match(err.message, /cannot listen on 127\.0\.0\.1:\d+ for the API \(listen\.api\): address in use/);
+  }
+  if (second) {
+    await second.stop();
+    second.cleanup();
+    assert.fail('the second appliance started and shares the API port');
+  }
+  const r = await oneShot(app, 'GET', '/healthz');
+  assert.equal(r.status, 200, 'the first one still answers');
+});

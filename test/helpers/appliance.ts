@@ -156,10 +156,10 @@ ${opts.extraToml ?? ''}
 }
 
 /** Extra TOML appended to the generated config (sections such as [smtp], [dns], [outbound]). */
-export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string> } = {}): Promise<Appliance> {
+export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string>; ports?: Partial<Ports> } = {}): Promise<Appliance> {
   const dir = mkdtempSync(join(tmpdir(), 'lbt-'));
   chmodSync(dir, 0o755); // Dovecot's mail uid must traverse into data/
-  const ports: Ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort() };
+  const ports: Ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort(), ...opts.ports };
   const dataDir = join(dir, 'data');
   const configPath = join(dir, 'letterbox.toml');
   writeFileSync(configPath, applianceToml(dir, ports, opts));
