@@ -42,18 +42,17 @@ export function apiComponent(app: AppContext): Component {
         sockets.add(s);
         s.on('close', () => sockets.delete(s));
       });
-      if (!threaded) {
-        const { host, port } = parseHostPort(config.listen.api)!;
-        await listen(server, `${config.listen.api} for the API (listen.api)`, { port, host });
-      } else {
+      const { host, port } = parseHostPort(config.listen.api)!;
+      const where = `${config.listen.api} for the API (listen.api)`;
+      if (!threaded) await listen(server, where, { port, host });
+      else {
         const socketPath = apiSocketPath(config.data_dir);
         if (Buffer.byteLength(socketPath) > 100) throw new LetterboxError('config_error', `data_dir is too long for the API's Unix socket ${socketPath} (at most 100 bytes); use a shorter data_dir or api.threads = 0`);
         // SO_REUSEPORT would let the workers share the port with anything already listening there
         // as the same user (a second Letterbox given the same listen.api): a plain bind first, so
         // that is refused as "address in use", as without threads.
-        const { host, port } = parseHostPort(config.listen.api)!;
         const probe = createServer();
-        await listen(probe, `${config.listen.api} for the API (listen.api)`, { port, host });
+        await listen(probe, where, { port, host });
         await new Promise<void>((r) => probe.close(() => r()));
         rmSync(socketPath, { force: true }); // left by a process that was killed
         await listen(server, socketPath, { path: socketPath });
