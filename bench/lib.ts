@@ -1,6 +1,6 @@
-import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 // Shared measuring tools for the benchmarks: CPU time and memory of whole process trees from /proc,
 // machine description, running external load tools, and a results table.
+import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import { readFileSync, readdirSync, statSync, existsSync, openSync, fstatSync, closeSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpus, totalmem, loadavg, tmpdir } from 'node:os';

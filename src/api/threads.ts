@@ -18,7 +18,6 @@ export class ApiThreads {
   private stopping = false;
   private nextId = 1;
   private readonly waiting = new Map<number, (data: unknown) => void>();
-  restarts = 0;
 
   constructor(opts: ApiThreads['opts']) {
     this.opts = opts;
@@ -46,7 +45,7 @@ export class ApiThreads {
           ready = true;
           resolve();
         } else if (m.type === 'listen_failed') {
-          reject(new LetterboxError('unavailable', `cannot listen on ${config.listen.api} for the API (listen.api): ${m.message}`));
+          reject(new LetterboxError('unavailable', m.message));
         } else if (m.type === 'metrics') {
           this.waiting.get(m.id)?.(m.data);
           this.waiting.delete(m.id);
@@ -60,7 +59,6 @@ export class ApiThreads {
         if (this.workers.get(index) === worker) this.workers.delete(index);
         if (!ready) reject(new LetterboxError('internal_error', `the API thread exited with ${code} before listening`));
         else if (!this.stopping) {
-          this.restarts++;
           log.error({ component: 'api', apiThread: index, code }, 'API thread exited; starting it again in 1 s');
           setTimeout(() => {
             if (!this.stopping) this.spawn(index).catch((err) => log.error({ component: 'api', apiThread: index, err: err.message }, 'API thread did not start again'));

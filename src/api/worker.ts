@@ -2,8 +2,6 @@
 // beside the other API threads (SO_REUSEPORT: the kernel spreads connections over them), answers
 // routes marked `anyThread` from its own database connection, and hands every other request to
 // the main thread.
-import { createServer } from 'node:http';
-import type { Socket } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import { systemClock } from '../clock.ts';
@@ -14,6 +12,7 @@ import { defineApiMetrics } from '../metrics/index.ts';
 import type { AppContext } from '../server.ts';
 import { buildApi, type SharedBuckets } from './app.ts';
 import { forwarder } from './forward.ts';
+import { apiHttpServer, listen } from './http-server.ts';
 import { allRoutes } from './routes/index.ts';
 
 export interface WorkerData {
@@ -28,8 +27,7 @@ export type FromWorker =
   | { type: 'ready' }
   | { type: 'listen_failed'; message: string }
   | { type: 'log'; text: string }
-  | { type: 'metrics'; id: number; data: unknown }
-  | { type: 'stopped' };
+  | { type: 'metrics'; id: number; data: unknown };
 
 const port = parentPort!;
 const { config, buckets, socketPath, index } = workerData as WorkerData;
@@ -64,31 +62,21 @@ const registry = new Registry();
 const relay = forwarder(socketPath);
 const { koa } = buildApi(app, allRoutes, { buckets, forward: relay.forward, metrics: defineApiMetrics(registry) });
 
-const server = createServer(koa.callback());
-server.requestTimeout = 120_000;
-const sockets = new Set<Socket>();
-server.on('connection', (s) => {
-  sockets.add(s);
-  s.on('close', () => sockets.delete(s));
-});
+const http = apiHttpServer(koa.callback());
 const { host, port: listenPort } = parseHostPort(config.listen.api)!;
-server.once('error', (err: any) => send({ type: 'listen_failed', message: err.code === 'EADDRINUSE' ? 'address in use' : err.message }));
-server.listen({ port: listenPort, host, reusePort: true }, () => send({ type: 'ready' }));
+listen(http.server, `${config.listen.api} for the API (listen.api)`, { port: listenPort, host, reusePort: true }).then(
+  () => send({ type: 'ready' }),
+  (err: Error) => send({ type: 'listen_failed', message: err.message }),
+);
 
 port.on('message', async (m: ToWorker) => {
   if (m.type === 'metrics') {
     send({ type: 'metrics', id: m.id, data: await registry.getMetricsAsJSON() });
   } else if (m.type === 'stop') {
-    // Stop accepting, let requests in flight finish (bounded), then drop what is left.
-    const closed = new Promise<void>((r) => server.close(() => r()));
-    server.closeIdleConnections();
-    const timer = setTimeout(() => sockets.forEach((s) => s.destroy()), 5000);
-    await closed;
-    clearTimeout(timer);
+    await http.close();
     relay.close();
     db.close();
     flushLog();
-    send({ type: 'stopped' });
     port.close();
   }
 });

@@ -193,8 +193,8 @@ export function metricsFor(app: AppContext): Metrics {
 /**
  * Koa middleware counting API requests by route template (never the raw path: ids would explode
  * the label set) and final status. Placed before the error handler so it sees error statuses too.
+ * Counts every request this thread answers itself (one handed to the main thread is counted there).
  */
-/** Counts every request this thread answers itself (one handed to the main thread is counted there). */
 export function apiMetricsMiddleware(m: ApiMetrics) {
   return async (ctx: any, next: () => Promise<unknown>) => {
     const started = performance.now();

@@ -24,6 +24,7 @@ export const CLI = join(APP_DIR, 'src', 'cli.ts');
  */
 const RESERVATIONS = join(tmpdir(), 'letterbox-test-ports');
 const reserved: string[] = [];
+let reservationsReady = false;
 let rangeCache: [number, number] | undefined;
 
 function testPortRange(): [number, number] {
@@ -77,7 +78,8 @@ function bindable(port: number): Promise<boolean> {
 
 /** A loopback port that nothing listens on, outside the ephemeral range, never handed out twice. */
 export async function freePort(): Promise<number> {
-  if (reserved.length === 0) {
+  if (!reservationsReady) {
+    reservationsReady = true;
     mkdirSync(RESERVATIONS, { recursive: true, mode: 0o1777 });
     process.once('exit', () => reserved.forEach((f) => rmSync(f, { force: true })));
   }
