@@ -36,7 +36,8 @@ class Receiver {
           return;
         }
         this.hits.push({ path, headers: req.headers, body, status: next });
-        res.writeHead(next, { 'Content-Type': 'text/plain' }).end(next === 200 ? 'ok' : 'nope');
+        // A 3xx points somewhere this receiver records too: a followed redirect would show there.
+        res.writeHead(next, { 'Content-Type': 'text/plain', ...(next >= 300 && next < 400 ? { Location: '/redirected' } : {}) }).end(next === 200 ? 'ok' : 'nope');
       });
     });
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', () => r()));
@@ -192,6 +193,39 @@ test('failed deliveries (HTTP 500) are retried until they succeed, with the same
   const w = await call(app, key, 'GET', `/webhooks/${hook.id}`);
   assert.equal(w.json.data.failingSince, null, 'a success clears the failure clock');
   await call(app, key, 'DELETE', `/webhooks/${hook.id}`);
+});
+
+test('bounded: a redirect is a failed attempt and is not followed; an answer slower than webhooks.timeout_ms is a failed attempt; both retried', async () => {
+  // An appliance of its own: the shared one disables an endpoint failing for 3 s, which a timeout
+  // followed by a retry would reach.
+  const other = await startAppliance({
+    extraToml: `[webhooks]\nallow_loopback = true\npoll_interval_ms = 100\ntimeout_ms = 500\nretry_schedule = ["200ms", "200ms", "200ms"]\n`,
+  });
+  try {
+    await other.cliJson(['domain', 'add', 'ours.test']);
+    await other.cliJson(['mailbox', 'add', 'alice@ours.test', '--password', 'alice password 12345']);
+    const admin = await createKey(other, '*');
+    const sandbox = await createKey(other, 'send:write', { test: true });
+    rx.script.set('/bounded', [302, 'hang', 200]);
+    const hook = await call(other, admin, 'POST', '/webhooks', { url: rx.url('/bounded'), events: ['message.queued'] });
+    assert.equal(hook.status, 201, JSON.stringify(hook.json));
+    const sent = await call(other, sandbox, 'POST', '/mailboxes/alice@ours.test/send', { to: 'someone@remote.test', subject: 'webhook bounded', text: 'x' });
+    assert.equal(sent.status, 200, JSON.stringify(sent.json));
+    const d = await waitFor(async () => {
+      const r = await call(other, admin, 'GET', `/webhooks/${hook.json.data.id}/deliveries`);
+      return r.json.data.find((x: any) => x.status === 'succeeded');
+    }, 'the delivery after a redirect and a timeout');
+    assert.equal(JSON.parse(rx.on('/bounded').at(-1)!.body).data.messageId, sent.json.data.messageId);
+    assert.deepEqual(d.attemptLog.map((a: any) => a.statusCode), [302, null, 200]);
+    assert.match(d.attemptLog[0].error, /redirect to \/redirected not followed/);
+    assert.match(d.attemptLog[1].error, /timed out after 500 ms/);
+    assert.ok(d.attemptLog[1].durationMs >= 450 && d.attemptLog[1].durationMs < 5000, `the unanswered attempt gave up at the timeout (${d.attemptLog[1].durationMs} ms)`);
+    assert.deepEqual(rx.on('/redirected'), [], 'the redirect was not followed');
+  } finally {
+    for (const h of rx.hanging.splice(0)) h();
+    await other.stop();
+    other.cleanup();
+  }
 });
 
 test('rotate-secret: both signatures during the grace period, then only the new one', async () => {
