@@ -115,6 +115,25 @@ test('send to a local mailbox: delivered now, readable through the API and throu
   assert.equal(sent.seen, true);
 });
 
+test('the submission caps hold for API sends (same path as SMTP): over max_messages_per_hour → 429, nothing delivered, no copy left in Sent', async () => {
+  await app.cliJson(['mailbox', 'add', 'capped@ours.test', '--password', 'capped password 12345']);
+  await app.cliJson(['limits', 'capped@ours.test', '--messages-per-hour', '2']);
+  await waitFor(async () => (await call(app, live, 'GET', '/mailboxes/capped@ours.test/folders')).status === 200, 'Dovecot to know capped@');
+  const statuses: number[] = [];
+  let refused: any = null;
+  for (let i = 1; i <= 3; i++) {
+    const r = await call(app, live, 'POST', '/mailboxes/capped@ours.test/send', { to: 'bob@ours.test', subject: `capped ${i}`, text: 'x' });
+    statuses.push(r.status);
+    if (r.status !== 200) refused = r.json;
+  }
+  assert.deepEqual(statuses, [200, 200, 429]);
+  assert.equal(refused.error.code, 'rate_limited');
+  assert.match(refused.error.message, /max_messages_per_hour/);
+  await findBySubject('bob@ours.test', 'capped 2');
+  assert.equal((await inbox('bob@ours.test')).messages.filter((m) => m.subject === 'capped 3').length, 0, 'the refused send delivered nothing');
+  assert.deepEqual((await inbox('capped@ours.test', 'Sent')).messages.map((m) => m.subject).sort(), ['capped 1', 'capped 2'], 'the copy of the refused send was removed again');
+});
+
 function dkimVerify(message: Buffer): { ok: boolean; d: string }[] {
   const dir = mkdtempSync(join(tmpdir(), 'lbt-dkim-'));
   try {

@@ -159,7 +159,14 @@ test('wrong passwords and unknown users are refused', async () => {
   assert.equal(await canLogin('nobody@example.test', PW), false);
 });
 
-test('a Dovecot that dies is restarted by the supervisor', async () => {
+test('a Dovecot that dies is restarted by the supervisor (and counted in letterbox_dovecot_restarts_total)', async () => {
+  const { secret } = await app.cliJson(['key', 'create', '--name', 'metrics', '--scopes', 'metrics:read']);
+  const restarts = async () => {
+    const r = await fetch(`http://127.0.0.1:${app.ports.api}/metrics`, { headers: { authorization: `Bearer ${secret}` } });
+    assert.equal(r.status, 200);
+    return Number(/^letterbox_dovecot_restarts_total (\d+)$/m.exec(await r.text())?.[1]);
+  };
+  const before = await restarts();
   const pid = Number(readFileSync(join(app.dataDir, 'dovecot', 'run', 'master.pid'), 'utf8'));
   process.kill(pid, 'SIGKILL');
   const restarted = await eventually(async () => {
@@ -173,6 +180,7 @@ test('a Dovecot that dies is restarted by the supervisor', async () => {
   assert.ok(restarted, 'a new Dovecot master runs');
   assert.ok(app.logs.some((l) => l.includes('Dovecot exited unexpectedly')));
   assert.ok(await eventually(() => canLogin('dave@example.test', PW).catch(() => false), 15000), 'IMAP works again');
+  assert.equal(await restarts(), before + 1);
 });
 
 test('SIGTERM: exits 0 promptly and leaves no Dovecot behind', async () => {
