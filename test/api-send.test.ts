@@ -207,8 +207,12 @@ test('queue: a deferred entry can be listed, retried and removed', async () => {
   }, 'a deferral');
   assert.equal(e.lastCode, 451);
   assert.ok(e.attemptLog[0].transcript, 'failed attempts keep their transcript');
-  const q = await call(app, live, 'GET', '/queue?domain=remote.test');
-  assert.ok(q.json.data.some((x: any) => x.id === id));
+  const listed = async (query: string) => ((await call(app, live, 'GET', `/queue?${query}`)).json.data as any[]).some((x) => x.id === id);
+  assert.ok(await listed('domain=remote.test'));
+  assert.equal(await listed('domain=elsewhere.test'), false, 'domain filter');
+  assert.ok(await listed('mailbox=alice@ours.test&state=queued'));
+  assert.equal(await listed('mailbox=bob@ours.test'), false, 'mailbox filter');
+  assert.equal(await listed('state=delivered'), false, 'state filter');
   const retried = await call(app, live, 'POST', `/queue/${id}/retry`);
   assert.equal(retried.status, 200);
   await waitFor(async () => (await call(app, live, 'GET', `/queue/${id}`)).json.data.attempts >= 2, 'the retry');
