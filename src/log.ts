@@ -15,12 +15,29 @@ export function createLogger(opts: { level?: string; name?: string; destination?
       level,
       name: opts.name ?? 'letterbox',
       base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTimeOncePerMs(),
       redact: { paths: REDACT, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
     },
     opts.destination ?? pino.destination({ dest: 1, sync: false }),
   );
+}
+
+/**
+ * pino's isoTime, formatted once per millisecond: a busy API thread logs several lines a millisecond,
+ * and toISOString was ~1.5 % of its CPU.
+ */
+function isoTimeOncePerMs(): () => string {
+  let ms = -1;
+  let field = '';
+  return () => {
+    const now = Date.now();
+    if (now !== ms) {
+      ms = now;
+      field = `,"time":"${new Date(now).toISOString()}"`;
+    }
+    return field;
+  };
 }
 
 /** A logger that writes nothing (CLI commands log to stderr only when asked). */

@@ -69,18 +69,23 @@ test('ReadCache: hits while unchanged; a commit by another connection shows from
   cli.close();
 });
 
-test('ReadCache: bounded (emptied when full)', () => {
+test('ReadCache: bounded (the oldest quarter dropped when full, the rest kept)', () => {
   const server = open(join(dir, 'b.db'));
-  const cache = new ReadCache<number>(server, 3);
+  const cache = new ReadCache<number>(server, 8);
   let loads = 0;
   const get = (k: string) => cache.get(k, () => ++loads);
-  for (const k of ['a', 'b', 'c']) get(k);
-  assert.equal(loads, 3);
+  const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
+  for (const k of keys) get(k);
+  assert.equal(loads, 8);
   get('a');
-  assert.equal(loads, 3, 'hit');
-  get('d'); // full: emptied, then d stored
+  assert.equal(loads, 8, 'hit');
+  get('i'); // full: a and b (the two first stored) dropped, then i stored
+  assert.equal(loads, 9);
+  for (const k of ['c', 'd', 'e', 'f', 'g', 'h', 'i']) get(k);
+  assert.equal(loads, 9, 'the newer three quarters and i are still cached');
   get('a');
-  assert.equal(loads, 5, 'a was dropped with the rest and loaded again');
+  get('b');
+  assert.equal(loads, 11, 'a and b were dropped and are loaded again');
   server.close();
 });
 

@@ -27,8 +27,9 @@ export function dbGeneration(db: DB): string {
 }
 
 /**
- * Rows keyed by a string, valid for one database generation; at most `max` entries (all are dropped
- * when full: the point is hot keys, and a refill costs one query each).
+ * Rows keyed by a string, valid for one database generation; at most `max` entries. When full, the
+ * oldest quarter is dropped (first in, first out: a Map iterates in insertion order), not everything:
+ * dropping all at once made a working set about the size of the cache miss again and again.
  */
 export class ReadCache<V> {
   private readonly db: DB;
@@ -52,10 +53,17 @@ export class ReadCache<V> {
     if (hit !== undefined) return hit;
     const v = load();
     if (v !== undefined) {
-      if (this.entries.size >= this.max) this.entries.clear();
+      if (this.entries.size >= this.max) this.evictOldest(Math.max(1, this.max >> 2));
       this.entries.set(key, v);
     }
     return v;
+  }
+
+  private evictOldest(n: number): void {
+    for (const k of this.entries.keys()) {
+      this.entries.delete(k);
+      if (--n === 0) return;
+    }
   }
 }
 

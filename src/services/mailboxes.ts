@@ -76,7 +76,8 @@ export function findMailbox(ctx: ServiceContext, idOrAddress: string): Mailbox |
       return null;
     }
   }
-  const row = readCache<Row>(ctx.db, 'mailbox').get(key, () => stmt(ctx.db, `${SELECT} WHERE m.${column} = ?`).get(key) as Row | undefined);
+  // Up to 50,000 rows (~20 MB per API thread): room for 10,000+ mailboxes looked up by id and by address.
+  const row = readCache<Row>(ctx.db, 'mailbox', 50_000).get(key, () => stmt(ctx.db, `${SELECT} WHERE m.${column} = ?`).get(key) as Row | undefined);
   // A new Mailbox each time: callers may change what they get without touching the cache.
   return row ? toMailbox(row) : null;
 }
