@@ -34,16 +34,25 @@ const { config, buckets, socketPath, index } = workerData as WorkerData;
 const send = (m: FromWorker) => port.postMessage(m);
 
 // Log lines go to the main thread, which writes them with its own: two threads writing one pipe
-// could interleave parts of lines. Batched per event-loop turn, so a busy worker posts one message
-// per turn rather than one per request.
+// could interleave parts of lines. Batched for up to 20 ms (or 64 KB): one message, one wake-up of
+// the main thread and one write per batch rather than per request, which at a few thousand
+// requests a second was ~20 % of the CPU a request costs.
+const LOG_BATCH_MS = 20;
+const LOG_BATCH_BYTES = 64 * 1024;
 let pending = '';
+let logTimer: NodeJS.Timeout | undefined;
 const destination = {
   write(line: string) {
-    if (!pending) setImmediate(flushLog);
     pending += line;
+    if (pending.length >= LOG_BATCH_BYTES) flushLog();
+    else logTimer ??= setTimeout(flushLog, LOG_BATCH_MS);
   },
 };
+// A worker that dies (even of an uncaught exception) still hands over what it had batched.
+process.on('exit', () => flushLog());
 function flushLog(): void {
+  if (logTimer) clearTimeout(logTimer);
+  logTimer = undefined;
   if (!pending) return;
   send({ type: 'log', text: pending });
   pending = '';
