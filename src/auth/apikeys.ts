@@ -6,6 +6,7 @@ import { normalizeDomain } from '../util/address.ts';
 import { parseScopes } from './scopes.ts';
 import type { ServiceContext } from '../services/context.ts';
 import { readCache, type ReadCache } from '../db/read-cache.ts';
+import { BoundedMap } from '../util/bounded-map.ts';
 
 /**
  * API keys: `lb_live_` or `lb_test_` followed by 32 random bytes in base64url (43 characters).
@@ -154,7 +155,7 @@ export class KeyVerifier {
   private readonly byPrefix;
   private readonly touch;
   /** last_used_at is written at most once a minute per key, so reads do not turn into writes. */
-  private readonly touched = new Map<string, number>();
+  private readonly touched = new BoundedMap<string, number>(10_000);
 
   /**
    * Keys by display prefix, as fresh as the database (a revocation shows on the next request),
@@ -191,7 +192,6 @@ export class KeyVerifier {
     const last = this.touched.get(key.id) ?? 0;
     if (now - last > 60_000) {
       this.touched.set(key.id, now);
-      if (this.touched.size > 10_000) this.touched.clear();
       try {
         this.touch.run(new Date(now).toISOString(), key.id);
       } catch (err: any) {

@@ -8,6 +8,7 @@
 // is visible to the very next request; under write-heavy load the caches simply stay cold.
 import type { DB } from './index.ts';
 import { stmt } from './stmt.ts';
+import { BoundedMap } from '../util/bounded-map.ts';
 
 // data_version is read at most once per turn of the event loop (it takes a read transaction, the
 // costlier half): a commit by another process that lands during a turn is seen from the next turn
@@ -26,20 +27,15 @@ export function dbGeneration(db: DB): string {
   return `${v}:${stmt(db, 'SELECT total_changes()', { pluck: true }).get() as number}`;
 }
 
-/**
- * Rows keyed by a string, valid for one database generation; at most `max` entries. When full, the
- * oldest quarter is dropped (first in, first out: a Map iterates in insertion order), not everything:
- * dropping all at once made a working set about the size of the cache miss again and again.
- */
+/** Rows keyed by a string, valid for one database generation; at most `max` entries (BoundedMap). */
 export class ReadCache<V> {
   private readonly db: DB;
-  private readonly max: number;
   private generation = '';
-  private readonly entries = new Map<string, V>();
+  private readonly entries: BoundedMap<string, V>;
 
   constructor(db: DB, max = 10_000) {
     this.db = db;
-    this.max = max;
+    this.entries = new BoundedMap(max);
   }
 
   /** The cached value of `key`, or `load()`'s (cached when not undefined). */
@@ -52,18 +48,8 @@ export class ReadCache<V> {
     const hit = this.entries.get(key);
     if (hit !== undefined) return hit;
     const v = load();
-    if (v !== undefined) {
-      if (this.entries.size >= this.max) this.evictOldest(Math.max(1, this.max >> 2));
-      this.entries.set(key, v);
-    }
+    if (v !== undefined) this.entries.set(key, v);
     return v;
-  }
-
-  private evictOldest(n: number): void {
-    for (const k of this.entries.keys()) {
-      this.entries.delete(k);
-      if (--n === 0) return;
-    }
   }
 }
 

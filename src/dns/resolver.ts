@@ -1,6 +1,7 @@
 import { promises as dnsp } from 'node:dns';
 import { LetterboxError } from '../errors.ts';
 import type { Clock } from '../clock.ts';
+import { BoundedMap } from '../util/bounded-map.ts';
 
 /**
  * The one DNS resolver of the process, built from `dns.servers` and passed to everything that
@@ -32,7 +33,7 @@ export function createResolver(o: ResolverOptions): Resolver {
   if (o.servers.length) r.setServers(o.servers.map(normalizeServer));
   const cacheMs = o.cacheMs ?? 60_000;
   const negMs = o.negativeCacheMs ?? 30_000;
-  const cache = new Map<string, { until: number; value?: unknown; error?: unknown }>();
+  const cache = new BoundedMap<string, { until: number; value?: unknown; error?: unknown }>(10_000);
 
   const resolve: ResolveFn = async (name, rrtype = 'A') => {
     const key = `${rrtype}:${name.toLowerCase()}`;
@@ -52,7 +53,6 @@ export function createResolver(o: ResolverOptions): Resolver {
       } else {
         value = await (r.resolve as any)(name, rrtype);
       }
-      if (cache.size > 10000) cache.clear();
       if (ttlMs > 0) cache.set(key, { until: now + ttlMs, value });
       return value;
     } catch (err: any) {

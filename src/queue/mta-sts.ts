@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import type { Resolver } from '../dns/resolver.ts';
 import type { DB } from '../db/index.ts';
 import { stmt } from '../db/stmt.ts';
+import { BoundedMap } from '../util/bounded-map.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 
@@ -40,8 +41,11 @@ export interface MtaStsOptions {
 }
 
 export class MtaSts {
-  /** Policies by domain; null: the database has none (only this process writes them), so it is not asked again. */
-  private cache = new Map<string, StsPolicy | null>();
+  /**
+   * Policies by domain; null: the database has none (only this process writes them), so it is not
+   * asked again. Bounded: every recipient domain gets an entry; a dropped one is read again.
+   */
+  private cache = new BoundedMap<string, StsPolicy | null>(10_000);
   private o: MtaStsOptions;
   private ca: string[] | undefined;
   constructor(o: MtaStsOptions) {
@@ -79,8 +83,6 @@ export class MtaSts {
   }
 
   private load(domain: string): StsPolicy | null {
-    // Bounded: every recipient domain gets an entry; a dropped one is read from the database again.
-    if (this.cache.size >= 10_000) this.cache.clear();
     const r = this.o.db ? (stmt(this.o.db, 'SELECT id, mode, mx, max_age, expires_at FROM mta_sts_policies WHERE domain = ?').get(domain) as any) : undefined;
     if (!r) {
       this.cache.set(domain, null);
