@@ -1,6 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { ListenOptions, Server as NetServer, Socket } from 'node:net';
 import { LetterboxError } from '../errors.ts';
+import { parseHostPort, type Config } from '../config/schema.ts';
+
+/** listen.api as host and port, and as named in a "cannot listen" error (every API thread listens there). */
+export function apiListenAddress(config: Config): { host: string; port: number; where: string } {
+  const { host, port } = parseHostPort(config.listen.api)!;
+  return { host, port, where: `${config.listen.api} for the API (listen.api)` };
+}
 
 /** Listens, or fails with an error that names the address and what is wrong ("address in use"). */
 export function listen(server: NetServer, where: string, options: ListenOptions): Promise<void> {

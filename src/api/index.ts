@@ -2,12 +2,11 @@ import { createServer as createNetServer } from 'node:net';
 import { chmodSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { parseHostPort } from '../config/schema.ts';
 import { LetterboxError } from '../errors.ts';
 import type { AppContext, Component } from '../server.ts';
 import { buildApi } from './app.ts';
 import { relayedHandler } from './forward.ts';
-import { apiHttpServer, listen } from './http-server.ts';
+import { apiHttpServer, apiListenAddress, listen } from './http-server.ts';
 import { allRoutes } from './routes/index.ts';
 import { ApiThreads } from './threads.ts';
 
@@ -31,8 +30,7 @@ export function apiComponent(app: AppContext): Component {
     name: 'api',
     async start() {
       http = apiHttpServer(threaded ? relayedHandler(koa.callback()) : koa.callback());
-      const { host, port } = parseHostPort(config.listen.api)!;
-      const where = `${config.listen.api} for the API (listen.api)`;
+      const { host, port, where } = apiListenAddress(config);
       if (!threaded) await listen(http.server, where, { port, host });
       else {
         const socketPath = apiSocketPath(config.data_dir);

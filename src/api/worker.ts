@@ -5,14 +5,14 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import { systemClock } from '../clock.ts';
-import { parseHostPort, type Config } from '../config/schema.ts';
+import type { Config } from '../config/schema.ts';
 import { dbPath, openDatabase } from '../db/index.ts';
 import { createLogger } from '../log.ts';
 import { defineApiMetrics } from '../metrics/index.ts';
 import type { AppContext } from '../server.ts';
 import { buildApi, type SharedBuckets } from './app.ts';
 import { forwarder } from './forward.ts';
-import { apiHttpServer, listen } from './http-server.ts';
+import { apiHttpServer, apiListenAddress, listen } from './http-server.ts';
 import { allRoutes } from './routes/index.ts';
 
 export interface WorkerData {
@@ -72,8 +72,8 @@ const relay = forwarder(socketPath);
 const { koa } = buildApi(app, allRoutes, { buckets, forward: relay.forward, metrics: defineApiMetrics(registry) });
 
 const http = apiHttpServer(koa.callback());
-const { host, port: listenPort } = parseHostPort(config.listen.api)!;
-listen(http.server, `${config.listen.api} for the API (listen.api)`, { port: listenPort, host, reusePort: true }).then(
+const { host, port: listenPort, where } = apiListenAddress(config);
+listen(http.server, where, { port: listenPort, host, reusePort: true }).then(
   () => send({ type: 'ready' }),
   (err: Error) => send({ type: 'listen_failed', message: err.message }),
 );

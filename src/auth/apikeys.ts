@@ -1,4 +1,4 @@
-import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LetterboxError } from '../errors.ts';
 import { isoNow } from '../clock.ts';
 import { newId } from '../util/ids.ts';
@@ -61,8 +61,9 @@ function toKey(r: Row): ApiKey {
   };
 }
 
-export function hashSecret(secret: string): string {
-  return createHash('sha256').update(secret, 'utf8').digest('hex');
+/** What is stored of a key's secret (and compared when it is presented): its SHA-256. */
+function secretDigest(secret: string): Buffer {
+  return hash('sha256', secret, 'buffer');
 }
 
 /** "90d", "12h", "30m", "45s", "2w", "1y" → milliseconds; NaN when unparseable. */
@@ -107,7 +108,7 @@ export function createApiKey(ctx: ServiceContext, input: CreateKeyInput): { key:
   const id = newId('key');
   ctx.db
     .prepare('INSERT INTO api_keys (id, name, prefix, hash, mode, scopes, domains, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-    .run(id, name, random.slice(0, 8), hashSecret(secret), mode, JSON.stringify(scopes), domains ? JSON.stringify(domains) : null, isoNow(ctx.clock), input.expiresAt ?? null);
+    .run(id, name, random.slice(0, 8), secretDigest(secret).toString('hex'), mode, JSON.stringify(scopes), domains ? JSON.stringify(domains) : null, isoNow(ctx.clock), input.expiresAt ?? null);
   ctx.log.info({ keyId: id, name, mode, scopes, domains }, 'API key created');
   return { key: getApiKey(ctx, id), secret };
 }
@@ -173,7 +174,7 @@ export class KeyVerifier {
   verify(secret: string): AuthResult {
     const m = KEY_PATTERN.exec(secret);
     if (!m) return { ok: false, reason: 'malformed API key: expected lb_live_… or lb_test_… followed by 43 characters' };
-    const presented = hash('sha256', secret, 'buffer');
+    const presented = secretDigest(secret);
     let found: Candidate | undefined;
     const prefix = m[2].slice(0, 8);
     const candidates = this.rows.get(prefix, () => {
