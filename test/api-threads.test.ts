@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAppliance, type Appliance } from './helpers/appliance.ts';
+import { waitFor } from './helpers/mailapi.ts';
 
 let app: Appliance;
 
@@ -44,13 +45,11 @@ function oneShot(a: Appliance, method: string, path: string, headers: Record<str
 const accessLines = (a: Appliance) => a.logs.filter((l) => l.includes('"api request"')).map((l) => JSON.parse(l));
 
 /** The access lines of `keyId` once there are `n` of them (log lines reach the harness a moment after the answers). */
-async function linesOf(a: Appliance, keyId: string, n: number): Promise<any[]> {
-  for (let i = 0; i < 100; i++) {
+function linesOf(a: Appliance, keyId: string, n: number): Promise<any[]> {
+  return waitFor(() => {
     const lines = accessLines(a).filter((l) => l.keyId === keyId);
-    if (lines.length >= n) return lines;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return accessLines(a).filter((l) => l.keyId === keyId);
+    return lines.length >= n ? lines : null;
+  }, `${n} access lines of ${keyId}`, 5000);
 }
 
 test('one token bucket per key across threads: 20 connections, burst 6 → exactly 6 answered, 14 refused, answered by both workers', async () => {

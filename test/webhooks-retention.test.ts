@@ -13,15 +13,14 @@ import { silentLogger } from '../src/log.ts';
 import { WebhookDispatcher } from '../src/webhooks/dispatcher.ts';
 import { createWebhook, insertDelivery } from '../src/webhooks/store.ts';
 import type { AppContext } from '../src/server.ts';
+import { applianceToml } from './helpers/appliance.ts';
 
 const DAY = 86_400_000;
 
+/** The default configuration (nothing listens: the ports are never opened). */
 function defaults(dir: string) {
   const file = join(dir, 'letterbox.toml');
-  writeFileSync(
-    file,
-    `hostname = "mail.example.com"\ndata_dir = "${join(dir, 'data')}"\n[listen]\nmx = ["127.0.0.1:2525"]\nsubmission = ["127.0.0.1:2587"]\nsubmissions = ["127.0.0.1:2465"]\nimap = ["127.0.0.1:2993"]\napi = "127.0.0.1:2080"\n[tls]\ncert = "${join(dir, 'cert.pem')}"\nkey = "${join(dir, 'key.pem')}"\n`,
-  );
+  writeFileSync(file, applianceToml(dir, { mx: 2525, submission: 2587, submissions: 2465, imap: 2993, api: 2080 }));
   return loadConfig({ path: file, env: {} });
 }
 
