@@ -157,6 +157,9 @@ ${opts.extraToml ?? ''}
 `;
 }
 
+/** How long an appliance may take to say ready (a loaded 2-core machine needs more than an idle one). */
+const READY_MS = Number(process.env.LB_TEST_READY_MS ?? 60000);
+
 /** Extra TOML appended to the generated config (sections such as [smtp], [dns], [outbound]). */
 export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string>; ports?: Partial<Ports> } = {}): Promise<Appliance> {
   const dir = mkdtempSync(join(tmpdir(), 'lbt-'));
@@ -175,7 +178,12 @@ export async function startAppliance(opts: { extraToml?: string; hostname?: stri
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let ready = false;
-      const timer = setTimeout(() => rej(new Error(`appliance not ready after 30 s:\n${logs.slice(-30).join('\n')}`)), 30000);
+      // Not ready in time: kill it, or the test file never ends (its after hook has no appliance to
+      // stop, and the child's pipes keep the runner waiting past every test timeout).
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        rej(new Error(`appliance not ready after ${READY_MS / 1000} s:\n${logs.slice(-30).join('\n')}`));
+      }, READY_MS);
       for (const s of [child.stdout!, child.stderr!]) {
         createInterface({ input: s }).on('line', (line) => {
           logs.push(line);
