@@ -1,4 +1,5 @@
 import type { DB } from '../db/index.ts';
+import { stmt } from '../db/stmt.ts';
 import { normalizeDomain } from '../util/address.ts';
 import { SmtpReply, reply } from '../smtp/inbound/replies.ts';
 import { OWNER_ONLY_FOLDERS } from '../dovecot/config.ts';
@@ -53,18 +54,13 @@ interface Statements {
   alias: { get(address: string): unknown };
 }
 
-const cache = new WeakMap<DB, Statements>();
+// Compiled once per connection by the statement cache (src/db/stmt.ts).
 function statements(db: DB): Statements {
-  let s = cache.get(db);
-  if (!s) {
-    s = {
-      domain: db.prepare('SELECT id FROM domains WHERE name = ?').pluck(),
-      mailbox: db.prepare('SELECT id, disabled, quota_bytes FROM mailboxes WHERE address = ?'),
-      alias: db.prepare('SELECT targets FROM aliases WHERE address = ?').pluck(),
-    };
-    cache.set(db, s);
-  }
-  return s;
+  return {
+    domain: stmt(db, 'SELECT id FROM domains WHERE name = ?', { pluck: true }),
+    mailbox: stmt(db, 'SELECT id, disabled, quota_bytes FROM mailboxes WHERE address = ?'),
+    alias: stmt(db, 'SELECT targets FROM aliases WHERE address = ?', { pluck: true }),
+  };
 }
 
 // RFC 5321 dot-atom local part (plus any non-ASCII for SMTPUTF8). Quoted strings are refused.
