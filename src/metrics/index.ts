@@ -1,10 +1,10 @@
-// Prometheus metrics of one appliance: a prom-client Registry per AppContext (never the global
-// default registry, so two servers in one process stay apart). Counters of in-process happenings
+// Prometheus metrics of one appliance: a prom-client Registry per AppContext (AppContext.metrics,
+// built once by createAppContext; never the global default registry, so two servers in one
+// process stay apart). Counters of in-process happenings
 // (API requests, sends, webhook deliveries) are incremented where they happen; database-backed
 // values (queue sizes, message events) are read at scrape time.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { AppContext } from '../server.ts';
-import { existingImapPool } from '../imap/pool.ts';
+import type { AppContext } from '../context.ts';
 
 export interface Metrics {
   registry: Registry;
@@ -17,7 +17,10 @@ export interface Metrics {
   smtpAuth: Counter<'service' | 'result'>;
 }
 
-const byApp = new WeakMap<AppContext, Metrics>();
+/** What the scrape-time collectors read: the database, the clock, Dovecot's supervisor and the IMAP pool's counts. */
+export interface MetricsSource extends Pick<AppContext, 'db' | 'clock' | 'supervisor'> {
+  imapPoolStats(): { busy: number; idle: number; waiting: number };
+}
 
 /** The API's own metrics, counted in every thread that serves the API (src/api/threads.ts). */
 export interface ApiMetrics {
@@ -41,9 +44,8 @@ const EVENT_NAMES: Record<string, string> = {
   'message.suppressed': 'suppressed',
 };
 
-export function metricsFor(app: AppContext): Metrics {
-  let m = byApp.get(app);
-  if (m) return m;
+/** The appliance's registry and counters (called once, by createAppContext). */
+export function createMetrics(app: MetricsSource): Metrics {
   const registry = new Registry();
   const { db } = app;
 
@@ -162,7 +164,7 @@ export function metricsFor(app: AppContext): Metrics {
     labelNames: ['state'] as const,
     registers: [registry],
     collect() {
-      const s = existingImapPool(app)?.stats() ?? { busy: 0, idle: 0, waiting: 0, open: 0 };
+      const s = app.imapPoolStats();
       this.set({ state: 'busy' }, s.busy);
       this.set({ state: 'idle' }, s.idle);
       this.set({ state: 'waiting' }, s.waiting);
@@ -185,9 +187,7 @@ export function metricsFor(app: AppContext): Metrics {
     },
   });
 
-  m = { registry, apiRequests, apiDuration, apiSends, webhookDeliveries, smtpSessions, smtpMessages, smtpAuth };
-  byApp.set(app, m);
-  return m;
+  return { registry, apiRequests, apiDuration, apiSends, webhookDeliveries, smtpSessions, smtpMessages, smtpAuth };
 }
 
 /**
@@ -211,8 +211,8 @@ export function apiMetricsMiddleware(m: ApiMetrics) {
 }
 
 /** For the SMTP listeners: counts sessions, messages and AUTH results (label values are bounded). */
-export function smtpMetrics(app: AppContext, service: 'mx' | 'submission') {
-  const m = metricsFor(app);
+export function smtpMetrics(app: Pick<AppContext, 'metrics'>, service: 'mx' | 'submission') {
+  const m = app.metrics;
   const port = (session: { localPort?: number } | undefined) => String(session?.localPort ?? '');
   return {
     session: (session: any, outcome: 'accepted' | 'refused') => m.smtpSessions.inc({ service, port: port(session), outcome }),

@@ -14,7 +14,6 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { parseDuration } from '../config/schema.ts';
 import type { AppContext, Component } from '../server.ts';
-import { metricsFor } from '../metrics/index.ts';
 import { addressProblem, type TargetPolicy } from './ssrf.ts';
 import { signatureHeader } from './sign.ts';
 import { activeSecrets, insertDelivery, type DeliveryRow, type WebhookRow } from './store.ts';
@@ -189,7 +188,7 @@ export class WebhookDispatcher {
     const now = clock.now();
     const ok = r.statusCode !== null && r.statusCode >= 200 && r.statusCode < 300;
     const outcome = ok ? 'success' : r.blocked ? 'blocked' : r.statusCode !== null ? 'http_error' : 'network_error';
-    metricsFor(this.app).webhookDeliveries.inc({ outcome });
+    this.app.metrics.webhookDeliveries.inc({ outcome });
     const schedule = this.cfg.retry_schedule.map(parseDuration);
     const attempts = d.attempts + 1;
     const isTest = d.event_type === 'webhook.test';
@@ -298,16 +297,9 @@ async function postJson(url: string, body: string, headers: Record<string, strin
   });
 }
 
-const dispatchers = new WeakMap<AppContext, WebhookDispatcher>();
-
-export function dispatcherFor(app: AppContext): WebhookDispatcher {
-  let d = dispatchers.get(app);
-  if (!d) dispatchers.set(app, (d = new WebhookDispatcher(app)));
-  return d;
-}
-
+/** Starts and stops the context's dispatcher (AppContext.webhooks). */
 export function createWebhookComponent(app: AppContext): Component {
-  const d = dispatcherFor(app);
+  const d = app.webhooks;
   return {
     name: 'webhooks',
     async start() {

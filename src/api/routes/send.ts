@@ -5,8 +5,6 @@ import { z } from 'zod';
 import { LetterboxError } from '../../errors.ts';
 import { acceptOutbound } from '../../smtp/submission/accept.ts';
 import { parseAddress } from '../../util/address.ts';
-import { appendToSent, deleteMessage } from '../../imap/mail.ts';
-import { metricsFor } from '../../metrics/index.ts';
 import { defineRoute, type RouteSpec } from '../route.ts';
 import { visibleMailbox } from '../access.ts';
 import { IdParams } from '../schemas/common.ts';
@@ -118,14 +116,14 @@ async function send(req: ApiRequest<{ id: string }, any, Body>) {
   let copyError: string | null = null;
   const copying: Promise<{ folder: string; uid: number | null } | null> = req.sandbox
     ? Promise.resolve(null)
-    : appendToSent(app, m.address, message).catch((err: any) => {
+    : app.mail.appendToSent(m.address, message).catch((err: any) => {
         copyError = String(err?.message ?? err);
         return null;
       });
   const discardCopy = async () => {
     const c = await copying;
     if (!c?.uid) return;
-    await deleteMessage(app, m.address, c.folder, c.uid, true).catch((err: any) =>
+    await app.mail.deleteMessage(m.address, c.folder, c.uid, true).catch((err: any) =>
       req.log.warn({ requestId: req.requestId, mailbox: m.address, uid: c.uid, err: err?.message }, 'nothing was sent, but removing the copy stored in Sent failed'),
     );
   };
@@ -176,7 +174,7 @@ export const sendRoutes: RouteSpec[] = [
     params: IdParams, body: SendBody, response: SendResultSchema,
     handler: async (req) => {
       const { db, clock } = req.app;
-      const metrics = metricsFor(req.app);
+      const metrics = req.app.metrics;
       const sandboxLabel = String(req.sandbox);
       const idem = req.ctx.get('Idempotency-Key');
       if (idem && !/^[\x21-\x7e]{1,255}$/.test(idem)) throw new LetterboxError('validation_error', 'Idempotency-Key: 1-255 visible ASCII characters');
