@@ -108,3 +108,18 @@ function migrate(db: DB, file: string, existed: boolean, opts: OpenOptions): voi
   }
 }
 
+
+/** Throws when the database cannot be read (a fresh statement on the migrations table: /healthz). */
+export function checkReadable(db: Database.Database): void {
+  db.prepare('SELECT count(*) FROM schema_migrations').get();
+}
+
+/** The ids of the migrations applied to a database (e.g. a backup's copy). */
+export function appliedMigrationIds(db: Database.Database): number[] {
+  return db.prepare('SELECT id FROM schema_migrations ORDER BY id').pluck().all() as number[];
+}
+
+/** Whether a table exists (doctor reads databases of any schema version). */
+export function hasTable(db: Database.Database, name: string): boolean {
+  return !!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name);
+}

@@ -5,6 +5,9 @@
 // values (queue sizes, message events) are read at scrape time.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AppContext } from '../context.ts';
+import { eventsAfter } from '../events/record.ts';
+import { oldestWaitingAt, queueEntryCreatedAt, queueStateCounts } from '../queue/reports.ts';
+import { pendingDeliveryCount } from '../webhooks/store.ts';
 
 export interface Metrics {
   registry: Registry;
@@ -72,10 +75,9 @@ export function createMetrics(app: MetricsSource): Metrics {
     labelNames: ['state'] as const,
     registers: [registry],
     collect() {
-      const q = db.prepare("SELECT count(*) FROM outbound_queue WHERE status = 'queued'").pluck().get() as number;
-      const f = db.prepare("SELECT count(*) FROM outbound_queue WHERE status = 'inflight'").pluck().get() as number;
-      this.set({ state: 'queued' }, q);
-      this.set({ state: 'inflight' }, f);
+      const c = queueStateCounts(db);
+      this.set({ state: 'queued' }, c.queued);
+      this.set({ state: 'inflight' }, c.inflight);
     },
   });
   new Gauge({
@@ -83,7 +85,7 @@ export function createMetrics(app: MetricsSource): Metrics {
     help: 'Age of the oldest entry still waiting in the outbound queue (0 when empty).',
     registers: [registry],
     collect() {
-      const min = db.prepare("SELECT min(created_at) FROM outbound_queue WHERE status IN ('queued', 'inflight')").pluck().get() as number | null;
+      const min = oldestWaitingAt(db);
       this.set(min ? Math.max(0, (app.clock.now() - min) / 1000) : 0);
     },
   });
@@ -101,7 +103,7 @@ export function createMetrics(app: MetricsSource): Metrics {
   const VERDICT = /^[a-z_]{1,20}$/;
   const scanEvents = () => {
     for (;;) {
-      const rows = db.prepare('SELECT id, type, data, created_at FROM events WHERE id > ? ORDER BY id LIMIT 5000').all(lastEvent) as { id: number; type: string; data: string; created_at: string }[];
+      const rows = eventsAfter(db, lastEvent, 5000);
       if (!rows.length) return;
       for (const r of rows) {
         lastEvent = r.id;
@@ -123,7 +125,7 @@ export function createMetrics(app: MetricsSource): Metrics {
             const d = JSON.parse(r.data);
             // Remote deliveries only: local ones over LMTP (submitted mail, DSNs) take no network time.
             if (d.sandbox || !d.queueId || d.mx === 'lmtp') continue;
-            const created = db.prepare('SELECT created_at FROM outbound_queue WHERE id = ?').pluck().get(d.queueId) as number | undefined;
+            const created = queueEntryCreatedAt(db, d.queueId);
             if (created) latency.observe(Math.max(0, (Date.parse(r.created_at) - created) / 1000));
           } catch {}
         }
@@ -175,7 +177,7 @@ export function createMetrics(app: MetricsSource): Metrics {
     help: 'Webhook deliveries waiting for a (re)try.',
     registers: [registry],
     collect() {
-      this.set(db.prepare("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").pluck().get() as number);
+      this.set(pendingDeliveryCount(db));
     },
   });
   new Gauge({

@@ -1,5 +1,7 @@
 import type { DB } from '../db/index.ts';
-import { stmt } from '../db/stmt.ts';
+import { domainIdByName } from '../services/domains.ts';
+import { mailboxForRouting } from '../services/mailbox-queries.ts';
+import { aliasTargetsJson } from '../services/aliases.ts';
 import { normalizeDomain } from '../util/address.ts';
 import { SmtpReply, reply } from '../smtp/inbound/replies.ts';
 import { OWNER_ONLY_FOLDERS } from '../dovecot/config.ts';
@@ -48,18 +50,12 @@ export interface ResolveOptions {
   maxDepth?: number;
 }
 
-interface Statements {
-  domain: { get(name: string): unknown };
-  mailbox: { get(address: string): unknown };
-  alias: { get(address: string): unknown };
-}
-
-// Compiled once per connection by the statement cache (src/db/stmt.ts).
-function statements(db: DB): Statements {
+// The three lookups of routing, from the tables' store modules (statements cached per connection).
+function statements(db: DB) {
   return {
-    domain: stmt(db, 'SELECT id FROM domains WHERE name = ?', { pluck: true }),
-    mailbox: stmt(db, 'SELECT id, disabled, quota_bytes FROM mailboxes WHERE address = ?'),
-    alias: stmt(db, 'SELECT targets FROM aliases WHERE address = ?', { pluck: true }),
+    domain: { get: (name: string) => domainIdByName(db, name) },
+    mailbox: { get: (address: string) => mailboxForRouting(db, address) },
+    alias: { get: (address: string) => aliasTargetsJson(db, address) },
   };
 }
 
@@ -142,7 +138,7 @@ export function resolveRecipient(db: DB, raw: string, opts: ResolveOptions): Res
 }
 
 function expand(
-  st: Statements,
+  st: ReturnType<typeof statements>,
   local: string,
   domain: string,
   detail: string | null,

@@ -3,6 +3,7 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
 import { LetterboxError } from '../../errors.ts';
+import { claimIdempotencyKey, completeIdempotencyKey, releaseIdempotencyKey } from '../idempotency-store.ts';
 import { acceptOutbound } from '../../smtp/submission/accept.ts';
 import { parseAddress } from '../../util/address.ts';
 import { defineRoute, type RouteSpec } from '../route.ts';
@@ -12,7 +13,6 @@ import { SendBody, SendResultSchema } from '../schemas/send.ts';
 import type { ApiRequest } from '../types.ts';
 
 const tag = 'Sending';
-const DAY = 24 * 3600 * 1000;
 
 type Body = z.output<typeof SendBody>;
 interface Addr {
@@ -91,13 +91,6 @@ async function compose(req: ApiRequest<any, any, Body>, from: Addr, b: Body, mes
   const message = await node.build();
   if (message.length > max) throw new LetterboxError('payload_too_large', `the message is ${message.length} bytes, over the limit of ${max} bytes (submission.max_message_size)`);
   return { message, recipients };
-}
-
-interface IdemRow {
-  request_hash: string;
-  status: number | null;
-  response: string | null;
-  created_at: number;
 }
 
 async function send(req: ApiRequest<{ id: string }, any, Body>) {
@@ -191,10 +184,8 @@ export const sendRoutes: RouteSpec[] = [
       const keyId = req.key!.id;
       const hash = createHash('sha256').update(stable({ mailbox: visibleMailbox(req, req.params.id).id, body: req.body })).digest('hex');
       const now = clock.now();
-      db.prepare('DELETE FROM api_idempotency WHERE created_at < ?').run(now - DAY);
-      const claimed = db.prepare('INSERT OR IGNORE INTO api_idempotency (key_id, idem_key, request_hash, created_at) VALUES (?, ?, ?, ?)').run(keyId, idem, hash, now).changes === 1;
-      if (!claimed) {
-        const row = db.prepare('SELECT request_hash, status, response, created_at FROM api_idempotency WHERE key_id = ? AND idem_key = ?').get(keyId, idem) as IdemRow;
+      const row = claimIdempotencyKey(db, keyId, idem, hash, now);
+      if (row) {
         if (row.request_hash !== hash) throw new LetterboxError('conflict', 'this Idempotency-Key was already used with a different request body in the last 24 hours; use a new key');
         if (row.status === null) throw new LetterboxError('conflict', 'a request with this Idempotency-Key is still in progress; retry in a moment');
         metrics.apiSends.inc({ outcome: 'replayed', sandbox: sandboxLabel });
@@ -202,12 +193,12 @@ export const sendRoutes: RouteSpec[] = [
       }
       try {
         const data = await send(req);
-        db.prepare('UPDATE api_idempotency SET status = ?, response = ? WHERE key_id = ? AND idem_key = ?').run(200, JSON.stringify(data), keyId, idem);
+        completeIdempotencyKey(db, keyId, idem, 200, JSON.stringify(data));
         metrics.apiSends.inc({ outcome: 'accepted', sandbox: sandboxLabel });
         return { data };
       } catch (err) {
         // Nothing was sent: the key may be used again.
-        db.prepare('DELETE FROM api_idempotency WHERE key_id = ? AND idem_key = ? AND status IS NULL').run(keyId, idem);
+        releaseIdempotencyKey(db, keyId, idem);
         metrics.apiSends.inc({ outcome: (err as any)?.code === 'validation_error' ? 'rejected' : 'error', sandbox: sandboxLabel });
         throw err;
       }

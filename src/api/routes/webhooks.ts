@@ -5,6 +5,7 @@ import {
   createWebhook,
   deleteWebhook,
   deliveryOut,
+  deliveryRow,
   getDelivery,
   getWebhookRow,
   insertDelivery,
@@ -36,7 +37,7 @@ const tag = 'Webhooks';
 
 function delivered(req: ApiRequest<any, any, any, ThreadContext>, id: string) {
   const db = req.app.db;
-  return deliveryOut(db, db.prepare('SELECT * FROM webhook_deliveries WHERE id = ?').get(id) as any);
+  return deliveryOut(db, deliveryRow(db, id)!);
 }
 
 export const webhookRoutes: RouteSpec[] = [

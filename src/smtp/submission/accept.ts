@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../../server.ts';
 import { LetterboxError } from '../../errors.ts';
-import { stmt } from '../../db/stmt.ts';
+import { sendingState } from '../../services/mailbox-queries.ts';
 import { parseAddress } from '../../util/address.ts';
 import { deliverLmtp } from '../../delivery/lmtp.ts';
 import { isLocalDomain, resolveRecipient, splitTargets, type Resolution } from '../../routing/resolve.ts';
@@ -57,14 +57,9 @@ export interface AcceptResult {
   rejected: RejectedRecipient[];
 }
 
-interface MailboxState {
-  disabled: number;
-  outbound_enabled: number;
-}
-
 /** Checks made at MAIL FROM (and again by acceptOutbound): may this mailbox send as `from` now? */
 export function checkSender(app: AppContext, mailbox: Sender, from: string): { caps: Caps; usage: Usage } {
-  const st = stmt(app.db, 'SELECT m.disabled, d.outbound_enabled FROM mailboxes m JOIN domains d ON d.id = m.domain_id WHERE m.id = ?').get(mailbox.id) as MailboxState | undefined;
+  const st = sendingState(app.db, mailbox.id);
   if (!st || st.disabled) throw new LetterboxError('unauthorized', 'mailbox is disabled or no longer exists', { smtp: '535 5.7.8' });
   if (!st.outbound_enabled) throw new LetterboxError('forbidden', `outbound mail for ${mailbox.domain} is suspended by the administrator`, { smtp: '550 5.7.1' });
   if (!from) throw new LetterboxError('forbidden', 'the null sender cannot be used for submission', { smtp: '553 5.7.1' });
