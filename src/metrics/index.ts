@@ -50,8 +50,16 @@ const EVENT_NAMES: Record<string, string> = {
 /** The appliance's registry and counters (called once, by createAppContext). */
 export function createMetrics(app: MetricsSource): Metrics {
   const registry = new Registry();
-  const { db } = app;
+  // Registered in this order (the order of the /metrics text).
+  const counters = defineCounters(registry, app);
+  defineQueueGauges(registry, app);
+  defineEventMetrics(registry, app.db);
+  defineServiceGauges(registry, app);
+  return { registry, ...counters };
+}
 
+/** Counters incremented where things happen, and Dovecot's restarts. */
+function defineCounters(registry: Registry, app: MetricsSource): Omit<Metrics, 'registry'> {
   const { apiRequests, apiDuration } = defineApiMetrics(registry);
   const apiSends = new Counter({ name: 'letterbox_api_sends_total', help: 'POST /mailboxes/{id}/send requests by outcome (accepted, rejected, error, replayed).', labelNames: ['outcome', 'sandbox'] as const, registers: [registry] });
   const webhookDeliveries = new Counter({ name: 'letterbox_webhook_deliveries_total', help: 'Webhook delivery attempts by outcome (success, http_error, network_error, blocked).', labelNames: ['outcome'] as const, registers: [registry] });
@@ -68,7 +76,12 @@ export function createMetrics(app: MetricsSource): Metrics {
       this.inc(app.supervisor?.restartCount ?? 0);
     },
   });
+  return { apiRequests, apiDuration, apiSends, webhookDeliveries, smtpSessions, smtpMessages, smtpAuth };
+}
 
+/** Queue sizes and age, read from the database at scrape time. */
+function defineQueueGauges(registry: Registry, app: MetricsSource): void {
+  const { db } = app;
   new Gauge({
     name: 'letterbox_queue_entries',
     help: 'Outbound queue entries (one per recipient) waiting or being delivered, by state.',
@@ -89,7 +102,10 @@ export function createMetrics(app: MetricsSource): Metrics {
       this.set(min ? Math.max(0, (app.clock.now() - min) / 1000) : 0);
     },
   });
+}
 
+/** Message events and inbound verdicts, counted from the events table as it grows. */
+function defineEventMetrics(registry: Registry, db: MetricsSource['db']): void {
   // Message tracking events, counted from the events table (totals since the database was created).
   const latency = new Histogram({
     name: 'letterbox_delivery_latency_seconds',
@@ -159,7 +175,11 @@ export function createMetrics(app: MetricsSource): Metrics {
       }
     },
   });
+}
 
+/** The IMAP pool, pending webhook deliveries and Dovecot's state, read at scrape time. */
+function defineServiceGauges(registry: Registry, app: MetricsSource): void {
+  const { db } = app;
   new Gauge({
     name: 'letterbox_imap_pool_connections',
     help: "Connections in the API's IMAP pool, by state.",
@@ -188,8 +208,6 @@ export function createMetrics(app: MetricsSource): Metrics {
       this.set(app.supervisor ? (app.supervisor.running ? 1 : 0) : 1);
     },
   });
-
-  return { registry, apiRequests, apiDuration, apiSends, webhookDeliveries, smtpSessions, smtpMessages, smtpAuth };
 }
 
 /**
