@@ -96,6 +96,16 @@ function dovecotSupervisor(config: Config, dovecot: DovecotSetup, log: Logger): 
 export async function createAppContext(config: Config, o: AppContextOverrides): Promise<AppContext> {
   const { log, clock } = o;
   const db = o.db ?? openDatabase(dbPath(config.data_dir), { log, clock });
+  try {
+    return await buildServices(config, o, db);
+  } catch (err) {
+    if (!o.db) db.close(); // a service that cannot be built (e.g. a missing smarthost password file) leaves nothing open
+    throw err;
+  }
+}
+
+async function buildServices(config: Config, o: AppContextOverrides, db: DB): Promise<AppContext> {
+  const { log, clock } = o;
   const dovecot = o.dovecot ?? (await prepareDovecot(config));
   const supervisor = o.supervisor !== undefined ? o.supervisor : dovecotSupervisor(config, dovecot, log);
   const resolver = o.resolver ?? createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout_ms, clock });
