@@ -49,7 +49,7 @@ max_recipients_per_day = 0
 const config = loadConfig({ path: join(dir, 'letterbox.toml') });
 const server = await startServer({ config, log: silentLogger(), clock: { now: () => Date.now() }, components: [createQueueComponent] });
 try {
-  const queue = server.app.handoff.queue as Queue;
+  const queue = server.app.queue as Queue;
   (queue as any).wake = () => {}; // accept path only: nothing is scheduled for delivery
   await addDomain(server.app, 'bench.test');
   const { mailbox } = await addMailbox(server.app, { address: 'user@bench.test', password: 'bench password 123' });

@@ -1,24 +1,11 @@
-import { parseHostPort, type Config } from './config/schema.ts';
-import { openDatabase, dbPath, type DB } from './db/index.ts';
+import type { Config } from './config/schema.ts';
 import type { Logger } from './log.ts';
 import type { Clock } from './clock.ts';
 import { ensureSelfSignedCert } from './tls/selfsigned.ts';
-import { prepareDovecot, type DovecotSetup } from './dovecot/setup.ts';
 import { syncUsersFile } from './dovecot/sync.ts';
-import { DovecotSupervisor } from './dovecot/supervisor.ts';
-import type { ServiceContext } from './services/context.ts';
-import type { Handoff } from './queue/handoff.ts';
-import { createResolver, type Resolver } from './dns/resolver.ts';
+import { createAppContext, type AppContext, type AppContextOverrides } from './context.ts';
 
-/** Everything a long-running component of `letterbox serve` may use, passed in (no singletons). */
-export interface AppContext extends ServiceContext {
-  dovecot: DovecotSetup;
-  supervisor: DovecotSupervisor | null;
-  /** The one DNS resolver (from dns.servers). */
-  resolver: Resolver;
-  /** Cross-component hand-offs, filled in by the components that provide them. */
-  handoff: Handoff;
-}
+export type { AppContext } from './context.ts';
 
 /** A part of the appliance with a lifecycle: listeners, the queue, the API, jobs. */
 export interface Component {
@@ -36,18 +23,18 @@ export interface Server {
 }
 
 /**
- * Starts the appliance: certificate, database (with migrations), Dovecot's generated files and its
- * supervised process, then each component in order. Stops in reverse order.
+ * Starts the appliance: certificate, the context (database with migrations, Dovecot's generated
+ * files, every service: src/context.ts), Dovecot's supervised process, then each component in
+ * order. Stops in reverse order.
  */
-export async function startServer(opts: { config: Config; log: Logger; clock: Clock; components: ComponentFactory[] }): Promise<Server> {
+export async function startServer(opts: { config: Config; log: Logger; clock: Clock; components: ComponentFactory[]; overrides?: Partial<AppContextOverrides> }): Promise<Server> {
   const { config, log, clock } = opts;
   if (await ensureSelfSignedCert({ cert: config.tls.cert, key: config.tls.key, hostname: config.hostname, ips: config.ips })) {
     log.warn({ cert: config.tls.cert }, 'generated a self-signed certificate; mail clients will warn until a real one is configured');
   }
-  const db: DB = openDatabase(dbPath(config.data_dir), { log, clock });
-  const dovecot = await prepareDovecot(config);
+  const app = await createAppContext(config, { ...opts.overrides, log, clock });
+  const { db, supervisor } = app;
   syncUsersFile(db, config.data_dir);
-  let supervisor: DovecotSupervisor | null = null;
   const started: Component[] = [];
   const stopAll = async () => {
     for (const c of started.reverse()) {
@@ -61,20 +48,7 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
     db.close();
   };
   try {
-    if (config.dovecot.managed) {
-      const probe = parseHostPort(config.listen.imap[0])!;
-      supervisor = new DovecotSupervisor({
-        binary: config.dovecot.binary,
-        configPath: dovecot.paths.config,
-        baseDir: dovecot.paths.baseDir,
-        probe: { host: probe.host === '0.0.0.0' ? '127.0.0.1' : probe.host === '::' ? '::1' : probe.host, port: probe.port },
-        lmtpSocket: dovecot.paths.lmtpSocket,
-        log,
-      });
-      await supervisor.start();
-    }
-    const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout_ms, clock });
-    const app: AppContext = { db, config, log, clock, dovecot, supervisor, resolver, handoff: { queue: null } };
+    if (supervisor) await supervisor.start();
     for (const factory of opts.components) {
       const c = await factory(app);
       await c.start();

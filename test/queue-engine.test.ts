@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { startServer, type Server } from '../src/server.ts';
+import { startServer } from '../src/server.ts';
+import { createAppContext, type AppContext } from '../src/context.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/log.ts';
 import { createQueueComponent, type Queue } from '../src/queue/engine.ts';
@@ -25,7 +26,7 @@ const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
 let t = T0;
 const clock = { now: () => t };
 let dir: string;
-let server: Server;
+let app: AppContext;
 let queue: Queue;
 let dns: TestDns;
 let sink: Sink;
@@ -70,12 +71,15 @@ ipv4_only_domains = ["remote4.test"]
 `,
   );
   const config = loadConfig({ path: join(dir, 'letterbox.toml') });
-  server = await startServer({ config, log: silentLogger(), clock, components: [createQueueComponent] });
-  queue = server.app.handoff.queue as Queue;
+  // The queue alone, on a context built like the server's (no listeners, no other component).
+  app = await createAppContext(config, { log: silentLogger(), clock });
+  queue = app.queue as Queue;
+  await queue.start();
 });
 
 after(async () => {
-  await server?.stop();
+  await app?.queue.stop();
+  app?.db.close();
   await sink?.stop();
   await dns?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -92,7 +96,7 @@ async function until<T>(f: () => T | undefined | null | false, what: string, ms 
   }
 }
 
-const row = (recipient: string) => server.app.db.prepare('SELECT * FROM outbound_queue WHERE recipient = ? ORDER BY created_at DESC').get(recipient) as any;
+const row = (recipient: string) => app.db.prepare('SELECT * FROM outbound_queue WHERE recipient = ? ORDER BY created_at DESC').get(recipient) as any;
 const msg = (from: string, subject: string) => Buffer.from(`From: ${from}\r\nTo: someone@remote.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@remote.test>\r\n\r\nbody\r\n`);
 
 test('retries follow the schedule (injected clock); one delay notice after 4 h; expiry at max age → failed DSN (4.4.7)', async () => {
@@ -129,28 +133,28 @@ test('retries follow the schedule (injected clock); one delay notice after 4 h; 
   assert.match(failed, /Status: 4\.4\.7/);
   assert.match(failed, /Subject: slow one/);
   assert.equal(sink.for('slow@remote.test').length, 0);
-  const outcomes = server.app.db.prepare('SELECT outcome FROM outbound_attempts WHERE queue_id = ? ORDER BY id').pluck().all(r.id);
+  const outcomes = app.db.prepare('SELECT outcome FROM outbound_attempts WHERE queue_id = ? ORDER BY id').pluck().all(r.id);
   assert.deepEqual(outcomes, ['deferred', 'deferred', 'deferred', 'bounced']);
   // The spool file is gone once no recipient is pending.
-  const m = server.app.db.prepare('SELECT pending FROM outbound_messages WHERE id = ?').get(r.message_id) as any;
+  const m = app.db.prepare('SELECT pending FROM outbound_messages WHERE id = ?').get(r.message_id) as any;
   assert.equal(m.pending, 0);
 });
 
 test('never a DSN to the null sender, nor about a DSN', async () => {
   sink.rcpt.set('dead@remote.test', 'perm');
-  const dsnsBefore = server.app.db.prepare("SELECT count(*) FROM outbound_messages WHERE origin = 'dsn'").pluck().get() as number;
+  const dsnsBefore = app.db.prepare("SELECT count(*) FROM outbound_messages WHERE origin = 'dsn'").pluck().get() as number;
   await queue.enqueue({ message: msg('x@remote.test', 'null sender'), from: '', recipients: ['dead@remote.test'], mailboxId: null, sendingDomain: null, origin: 'forward' });
   await queue.enqueue({ message: msg('MAILER-DAEMON@x', 'a dsn'), from: '', recipients: ['dead@remote.test'], mailboxId: null, sendingDomain: null, origin: 'dsn' });
-  await until(() => (server.app.db.prepare("SELECT count(*) FROM outbound_queue WHERE recipient = 'dead@remote.test' AND status = 'bounced'").pluck().get() as number) === 2, 'both bounced');
+  await until(() => (app.db.prepare("SELECT count(*) FROM outbound_queue WHERE recipient = 'dead@remote.test' AND status = 'bounced'").pluck().get() as number) === 2, 'both bounced');
   await new Promise((r) => setTimeout(r, 200));
-  assert.equal(server.app.db.prepare("SELECT count(*) FROM outbound_messages WHERE origin = 'dsn'").pluck().get(), dsnsBefore + 1, 'only the DSN enqueued by the test itself');
+  assert.equal(app.db.prepare("SELECT count(*) FROM outbound_messages WHERE origin = 'dsn'").pluck().get(), dsnsBefore + 1, 'only the DSN enqueued by the test itself');
 });
 
 test('sandbox: accepted, signed and recorded as delivered; nothing connects anywhere', async () => {
-  await addDomain(server.app, 'example.test');
-  const { mailbox } = await addMailbox(server.app, { address: 'alice@example.test', password: 'alice password 1234' });
+  await addDomain(app, 'example.test');
+  const { mailbox } = await addMailbox(app, { address: 'alice@example.test', password: 'alice password 1234' });
   const before = sink.received.length;
-  const r = await acceptOutbound(server.app, {
+  const r = await acceptOutbound(app, {
     mailbox: { id: mailbox.id, address: mailbox.address, domain: mailbox.domain },
     message: Buffer.from('From: alice@example.test\r\nTo: sb@remote.test\r\nSubject: sandboxed\r\n\r\nhi\r\n'),
     envelope: { from: 'alice@example.test', to: ['sb@remote.test', 'alice@example.test'] },
@@ -159,10 +163,10 @@ test('sandbox: accepted, signed and recorded as delivered; nothing connects anyw
   });
   assert.deepEqual(r.accepted.map((a) => [a.recipient, a.status]).sort(), [['alice@example.test', 'sandbox'], ['sb@remote.test', 'sandbox']]);
   for (const a of r.accepted) {
-    const q = server.app.db.prepare('SELECT q.status, m.sandbox, m.spool_id FROM outbound_queue q JOIN outbound_messages m ON m.id = q.message_id WHERE q.id = ?').get(a.queueId!) as any;
+    const q = app.db.prepare('SELECT q.status, m.sandbox, m.spool_id FROM outbound_queue q JOIN outbound_messages m ON m.id = q.message_id WHERE q.id = ?').get(a.queueId!) as any;
     assert.deepEqual(q, { status: 'delivered', sandbox: 1, spool_id: null });
   }
-  const ev = server.app.db.prepare("SELECT data FROM events WHERE type = 'message.delivered' AND message_id = ?").pluck().all(r.messageId) as string[];
+  const ev = app.db.prepare("SELECT data FROM events WHERE type = 'message.delivered' AND message_id = ?").pluck().all(r.messageId) as string[];
   assert.equal(ev.length, 2);
   assert.ok(ev.every((d) => JSON.parse(d).sandbox === true));
   await new Promise((res) => setTimeout(res, 300));
@@ -170,7 +174,7 @@ test('sandbox: accepted, signed and recorded as delivered; nothing connects anyw
 });
 
 test('scheduling reads due entries through an index: with 10,000 deferred entries a new message goes out at once', async () => {
-  const db = server.app.db;
+  const db = app.db;
   const plan = (db.prepare("EXPLAIN QUERY PLAN SELECT id, message_id, recipient, domain, attempts, delay_notified, created_at FROM outbound_queue WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?").all(t, 100) as any[]).map((r) => r.detail).join(' | ');
   assert.match(plan, /USING INDEX outbound_queue_due/);
   assert.doesNotMatch(plan, /SCAN outbound_queue(?! USING)/);
@@ -187,18 +191,18 @@ test('scheduling reads due entries through an index: with 10,000 deferred entrie
 
 test('events: queued, deferred, bounced recorded for webhooks', () => {
   const id = row('slow@remote.test').message_id;
-  const types = server.app.db.prepare("SELECT type FROM events WHERE json_extract(data, '$.id') = ? ORDER BY id").pluck().all(id);
+  const types = app.db.prepare("SELECT type FROM events WHERE json_extract(data, '$.id') = ? ORDER BY id").pluck().all(id);
   assert.deepEqual(types, ['message.queued', 'message.deferred', 'message.deferred', 'message.deferred', 'message.bounced']);
 });
 
 test('a domain with outbound suspended cannot send: a clear error', async () => {
-  setOutbound(server.app, 'example.test', false);
-  const mb = server.app.db.prepare("SELECT id FROM mailboxes WHERE address = 'alice@example.test'").pluck().get() as string;
+  setOutbound(app, 'example.test', false);
+  const mb = app.db.prepare("SELECT id FROM mailboxes WHERE address = 'alice@example.test'").pluck().get() as string;
   await assert.rejects(
-    acceptOutbound(server.app, { mailbox: { id: mb, address: 'alice@example.test', domain: 'example.test' }, message: Buffer.from('From: alice@example.test\r\n\r\nx\r\n'), envelope: { from: 'alice@example.test', to: ['x@remote.test'] }, origin: 'api' }),
+    acceptOutbound(app, { mailbox: { id: mb, address: 'alice@example.test', domain: 'example.test' }, message: Buffer.from('From: alice@example.test\r\n\r\nx\r\n'), envelope: { from: 'alice@example.test', to: ['x@remote.test'] }, origin: 'api' }),
     (err: any) => err.code === 'forbidden' && /outbound mail for example\.test is suspended/.test(err.message),
   );
-  setOutbound(server.app, 'example.test', true);
+  setOutbound(app, 'example.test', true);
 });
 
 test('smarthost: all remote mail relayed through it with AUTH over verified STARTTLS; the transcript never holds the credentials', async () => {
@@ -257,7 +261,7 @@ poll_interval_ms = 100
   );
   const s2 = await startServer({ config: loadConfig({ path: join(d2, 'letterbox.toml') }), log: silentLogger(), clock: { now: () => Date.now() }, components: [createQueueComponent] });
   try {
-    const q2 = s2.app.handoff.queue!;
+    const q2 = s2.app.queue;
     const { queueIds } = await q2.enqueue({ message: msg('ext@remote.test', 'relayed'), from: 'ext@remote.test', recipients: ['someone@nowhere.test'], mailboxId: null, sendingDomain: null, origin: 'forward' });
     await until(() => relayed.length === 1, 'relayed message');
     assert.deepEqual(relayed[0], { user: 'relayuser', to: ['someone@nowhere.test'] });
@@ -286,7 +290,7 @@ test('routing: IPv6 first, falling back to IPv4; IPv4 only for listed domains; A
   await send('b@remote4.test');
   await send('c@nomx.test');
   await sink.waitFor(() => ['a@remote6.test', 'b@remote4.test', 'c@nomx.test'].every((r) => sink.for(r).length === 1));
-  const attempt = (r: string) => server.app.db.prepare('SELECT a.* FROM outbound_attempts a JOIN outbound_queue q ON q.id = a.queue_id WHERE q.recipient = ? ORDER BY a.id DESC').get(r) as any;
+  const attempt = (r: string) => app.db.prepare('SELECT a.* FROM outbound_attempts a JOIN outbound_queue q ON q.id = a.queue_id WHERE q.recipient = ? ORDER BY a.id DESC').get(r) as any;
   await until(() => ['a@remote6.test', 'b@remote4.test', 'c@nomx.test'].every((r) => attempt(r)?.outcome === 'delivered'), 'delivered rows');
   assert.equal(attempt('a@remote6.test').ip, '127.0.0.1');
   assert.equal(attempt('c@nomx.test').mx, 'nomx.test');
@@ -295,7 +299,7 @@ test('routing: IPv6 first, falling back to IPv4; IPv4 only for listed domains; A
 });
 
 test('retention: finished messages and their attempts are purged after outbound.retention (30 days)', () => {
-  const db = server.app.db;
+  const db = app.db;
   const before = db.prepare("SELECT count(*) FROM outbound_messages WHERE pending <= 0").pluck().get() as number;
   assert.ok(before > 0);
   const waiting = db.prepare("SELECT count(*) FROM outbound_queue WHERE status IN ('queued', 'inflight')").pluck().get();
@@ -313,12 +317,12 @@ test('retention: finished messages and their attempts are purged after outbound.
 });
 
 test('caps hold under concurrent sends: 5 parallel sends with a cap of 2 per hour → exactly 2 accepted', async () => {
-  const { mailbox } = await addMailbox(server.app, { address: 'bulk@example.test', password: 'bulk password 1234' });
-  setLimits(server.app.db, `mailbox:${mailbox.id}`, { max_messages_per_hour: 2 });
+  const { mailbox } = await addMailbox(app, { address: 'bulk@example.test', password: 'bulk password 1234' });
+  setLimits(app.db, `mailbox:${mailbox.id}`, { max_messages_per_hour: 2 });
   const sender = { id: mailbox.id, address: mailbox.address, domain: mailbox.domain };
   const results = await Promise.allSettled(
     [1, 2, 3, 4, 5].map((i) =>
-      acceptOutbound(server.app, { mailbox: sender, message: Buffer.from(`From: bulk@example.test\r\nSubject: ${i}\r\n\r\nx\r\n`), envelope: { from: 'bulk@example.test', to: [`c${i}@remote.test`] }, sandbox: true, origin: 'api' }),
+      acceptOutbound(app, { mailbox: sender, message: Buffer.from(`From: bulk@example.test\r\nSubject: ${i}\r\n\r\nx\r\n`), envelope: { from: 'bulk@example.test', to: [`c${i}@remote.test`] }, sandbox: true, origin: 'api' }),
     ),
   );
   assert.equal(results.filter((r) => r.status === 'fulfilled').length, 2);
@@ -330,7 +334,7 @@ test('caps hold under concurrent sends: 5 parallel sends with a cap of 2 per hou
 
 /** A stand-in for Dovecot's LMTP socket: records what it stores; `busy` recipients get 452 at RCPT. */
 async function fakeLmtp(busy: Set<string>): Promise<{ stored: { to: string[]; subject: string }[]; close: () => Promise<void> }> {
-  const path = server.app.dovecot.paths.lmtpSocket;
+  const path = app.dovecot.paths.lmtpSocket;
   mkdirSync(dirname(path), { recursive: true });
   rmSync(path, { force: true });
   const stored: { to: string[]; subject: string }[] = [];
@@ -355,7 +359,7 @@ async function fakeLmtp(busy: Set<string>): Promise<{ stored: { to: string[]; su
 
 /** Makes every spool write fail (the spool's tmp folder becomes a file: even root gets ENOTDIR). */
 function breakSpool(): () => void {
-  const tmp = join(server.app.config.data_dir, 'spool', 'tmp');
+  const tmp = join(app.config.data_dir, 'spool', 'tmp');
   rmSync(tmp, { recursive: true, force: true });
   writeFileSync(tmp, '');
   return () => {
@@ -367,13 +371,13 @@ function breakSpool(): () => void {
 test('mixed local/remote submission: the durable enqueue comes first, so a failed enqueue (451) has delivered nothing; then local stored, remote queued, busy local retried by the queue', async () => {
   const lmtp = await fakeLmtp(new Set(['busy@mixed.test']));
   try {
-    await addDomain(server.app, 'mixed.test');
+    await addDomain(app, 'mixed.test');
     const pw = 'mixed password 1234';
-    const { mailbox } = await addMailbox(server.app, { address: 'sender@mixed.test', password: pw });
-    await addMailbox(server.app, { address: 'local@mixed.test', password: pw });
-    await addMailbox(server.app, { address: 'busy@mixed.test', password: pw });
+    const { mailbox } = await addMailbox(app, { address: 'sender@mixed.test', password: pw });
+    await addMailbox(app, { address: 'local@mixed.test', password: pw });
+    await addMailbox(app, { address: 'busy@mixed.test', password: pw });
     const send = (subject: string, to: string[]) =>
-      acceptOutbound(server.app, {
+      acceptOutbound(app, {
         mailbox: { id: mailbox.id, address: mailbox.address, domain: mailbox.domain },
         message: Buffer.from(`From: sender@mixed.test\r\nTo: ${to.join(', ')}\r\nSubject: ${subject}\r\n\r\nhi\r\n`),
         envelope: { from: 'sender@mixed.test', to },
@@ -391,7 +395,7 @@ test('mixed local/remote submission: the durable enqueue comes first, so a faile
       restore();
     }
     assert.equal(lmtp.stored.length, 0, 'nothing delivered locally before the queue had the message');
-    assert.equal(server.app.db.prepare("SELECT count(*) FROM outbound_queue WHERE recipient IN ('far@remote.test', 'local@mixed.test')").pluck().get(), 0);
+    assert.equal(app.db.prepare("SELECT count(*) FROM outbound_queue WHERE recipient IN ('far@remote.test', 'local@mixed.test')").pluck().get(), 0);
 
     // The client's retry: everything exactly once.
     const r = await send('mixed one', ['local@mixed.test', 'far@remote.test', 'busy@mixed.test']);
@@ -402,7 +406,7 @@ test('mixed local/remote submission: the durable enqueue comes first, so a faile
     assert.equal(sink.received.length - sinkBefore, 1);
     const loc = row('local@mixed.test');
     assert.equal(loc.status, 'delivered');
-    assert.deepEqual(server.app.db.prepare('SELECT mx, outcome FROM outbound_attempts WHERE queue_id = ?').all(loc.id), [{ mx: 'lmtp', outcome: 'delivered' }]);
+    assert.deepEqual(app.db.prepare('SELECT mx, outcome FROM outbound_attempts WHERE queue_id = ?').all(loc.id), [{ mx: 'lmtp', outcome: 'delivered' }]);
     const busy = row('busy@mixed.test');
     assert.equal(busy.status, 'queued', 'Dovecot could not take it now: the queue retries');
     assert.equal(busy.attempts, 1);
@@ -426,12 +430,12 @@ test('DSN durability: a bounce is recorded only together with its DSN (same tran
   assert.equal(first.status, 'queued', 'not bounced without its DSN');
   assert.equal(first.last_code, 550);
   assert.equal(first.next_attempt_at, t + 60_000);
-  assert.equal(server.app.db.prepare("SELECT count(*) FROM outbound_queue WHERE recipient = 'owner@remote.test'").pluck().get(), 0);
+  assert.equal(app.db.prepare("SELECT count(*) FROM outbound_queue WHERE recipient = 'owner@remote.test'").pluck().get(), 0);
 
   t += 2 * M;
   queue.wake();
   const bounced = await until(() => (row('gone@remote.test')?.status === 'bounced' ? row('gone@remote.test') : null), 'bounced');
-  const dsn = server.app.db
+  const dsn = app.db
     .prepare("SELECT m.created_at, m.origin, m.mail_from, q.status FROM outbound_queue q JOIN outbound_messages m ON m.id = q.message_id WHERE q.recipient = 'owner@remote.test'")
     .get() as any;
   assert.ok(dsn, 'the DSN exists');
@@ -441,7 +445,7 @@ test('DSN durability: a bounce is recorded only together with its DSN (same tran
   await sink.waitFor(() => sink.for('owner@remote.test').length === 1);
   assert.match(sink.for('owner@remote.test')[0].data.toString(), /Status: 5\.1\.1/);
   // The invariant over the whole store: no bounce of a message with a sender lacks a DSN to that sender.
-  const orphans = server.app.db
+  const orphans = app.db
     .prepare(
       `SELECT count(*) FROM outbound_queue q JOIN outbound_messages m ON m.id = q.message_id
        WHERE q.status = 'bounced' AND m.mail_from <> '' AND m.origin <> 'dsn' AND m.sandbox = 0

@@ -169,7 +169,8 @@ test('durations', () => {
 test('group commit: writes handed in during one turn share one COMMIT; a throwing writer is rolled back alone; a failed COMMIT fails the whole batch', async () => {
   const Database = (await import('better-sqlite3')).default;
   const { GroupCommit } = await import('../src/db/group-commit.ts');
-  const db = new Database(':memory:');
+  const { withState } = await import('../src/db/index.ts');
+  const db = withState(new Database(':memory:'));
   db.exec('CREATE TABLE t (v INTEGER NOT NULL UNIQUE)');
   const g = new GroupCommit(db);
   const ins = (v: number) => () => db.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes;
@@ -191,13 +192,14 @@ test('group commit: writes handed in during one turn share one COMMIT; a throwin
 test('group commit on a file: committed with no fsync on the event loop, answered only after the WAL is fdatasync\'ed; a failed sync fails the batch', async () => {
   const Database = (await import('better-sqlite3')).default;
   const { GroupCommit, syncWal } = await import('../src/db/group-commit.ts');
+  const { withState } = await import('../src/db/index.ts');
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const dir = mkdtempSync(join(tmpdir(), 'lb-gc-'));
   try {
     const file = join(dir, 'g.db');
-    const db = new Database(file);
+    const db = withState(new Database(file));
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     db.exec('CREATE TABLE t (v INTEGER NOT NULL UNIQUE)');
@@ -237,18 +239,20 @@ test('group commit on a file: committed with no fsync on the event loop, answere
 
 test('caps: a reserved send counts until released, so concurrent sessions cannot pass the same cap before its row is committed', async () => {
   const Database = (await import('better-sqlite3')).default;
-  const { reserveSend, usageOf, recordSend } = await import('../src/smtp/submission/caps.ts');
-  const db = new Database(':memory:');
+  const { SendReservations, usageOf, recordSend } = await import('../src/smtp/submission/caps.ts');
+  const { withState } = await import('../src/db/index.ts');
+  const db = withState(new Database(':memory:'));
+  const reserved = new SendReservations();
   db.exec('CREATE TABLE send_log (id INTEGER PRIMARY KEY, mailbox_id TEXT NOT NULL, at INTEGER NOT NULL, recipients INTEGER NOT NULL)');
   const now = 10 * H;
-  const release = reserveSend(db as any, 'mb1', 3);
-  assert.deepEqual(usageOf(db as any, 'mb1', now), { messagesLastHour: 1, recipientsLastDay: 3 });
-  assert.deepEqual(usageOf(db as any, 'mb2', now), { messagesLastHour: 0, recipientsLastDay: 0 });
+  const release = reserved.reserve('mb1', 3);
+  assert.deepEqual(usageOf(db, reserved, 'mb1', now), { messagesLastHour: 1, recipientsLastDay: 3 });
+  assert.deepEqual(usageOf(db, reserved, 'mb2', now), { messagesLastHour: 0, recipientsLastDay: 0 });
   // Unlimited caps skip the counting.
-  assert.deepEqual(usageOf(db as any, 'mb1', now, { messages: false, recipients: false }), { messagesLastHour: 0, recipientsLastDay: 0 });
-  recordSend(db as any, 'mb1', now, 3);
+  assert.deepEqual(usageOf(db, reserved, 'mb1', now, { messages: false, recipients: false }), { messagesLastHour: 0, recipientsLastDay: 0 });
+  recordSend(db, 'mb1', now, 3);
   release();
   release(); // twice is harmless
-  assert.deepEqual(usageOf(db as any, 'mb1', now), { messagesLastHour: 1, recipientsLastDay: 3 });
+  assert.deepEqual(usageOf(db, reserved, 'mb1', now), { messagesLastHour: 1, recipientsLastDay: 3 });
   db.close();
 });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { ReadCache, dbGeneration } from '../src/db/read-cache.ts';
+import { withState, type DB } from '../src/db/index.ts';
 import { startAppliance, type Appliance } from './helpers/appliance.ts';
 import { call, createKey } from './helpers/mailapi.ts';
 
@@ -20,8 +21,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function open(file: string): Database.Database {
-  const db = new Database(file);
+function open(file: string): DB {
+  const db = withState(new Database(file));
   db.pragma('journal_mode = WAL');
   return db;
 }

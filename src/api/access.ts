@@ -5,6 +5,7 @@ import { findAlias, type Alias } from '../services/aliases.ts';
 import { normalizeDomain } from '../util/address.ts';
 import type { ApiKey } from '../auth/apikeys.ts';
 import type { ApiRequest } from './types.ts';
+import type { ThreadContext } from '../context.ts';
 
 /**
  * Domain restriction of API keys: a key limited to some domains sees and changes only those; for
@@ -19,26 +20,26 @@ export function keyDomains(key: ApiKey | null): string[] | null {
   return key?.domains ?? null;
 }
 
-export function visibleDomain(req: ApiRequest<any, any, any>, idOrName: string): Domain {
+export function visibleDomain(req: ApiRequest<any, any, any, ThreadContext>, idOrName: string): Domain {
   const d = findDomain(req.app, idOrName);
   if (!d || !canSeeDomain(req.key, d.name)) throw new LetterboxError('not_found', `no domain "${idOrName}"; see GET /api/v1/domains`);
   return d;
 }
 
-export function visibleMailbox(req: ApiRequest<any, any, any>, idOrAddress: string): Mailbox {
+export function visibleMailbox(req: ApiRequest<any, any, any, ThreadContext>, idOrAddress: string): Mailbox {
   const m = findMailbox(req.app, idOrAddress);
   if (!m || !canSeeDomain(req.key, m.domain)) throw new LetterboxError('not_found', `no mailbox "${idOrAddress}"; see GET /api/v1/mailboxes`);
   return m;
 }
 
-export function visibleAlias(req: ApiRequest<any, any, any>, idOrAddress: string): Alias {
+export function visibleAlias(req: ApiRequest<any, any, any, ThreadContext>, idOrAddress: string): Alias {
   const a = findAlias(req.app, idOrAddress);
   if (!a || !canSeeDomain(req.key, a.domain)) throw new LetterboxError('not_found', `no alias "${idOrAddress}"; see GET /api/v1/aliases`);
   return a;
 }
 
 /** For creating things in a domain: the domain of `address` must exist and be visible to the key. */
-export function requireVisibleDomainOf(req: ApiRequest<any, any, any>, address: string): Domain {
+export function requireVisibleDomainOf(req: ApiRequest<any, any, any, ThreadContext>, address: string): Domain {
   const at = address.lastIndexOf('@');
   let name: string;
   try {

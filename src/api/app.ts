@@ -5,7 +5,7 @@ import { LetterboxError } from '../errors.ts';
 import { KeyVerifier } from '../auth/apikeys.ts';
 import { createResolver } from '../dns/resolver.ts';
 import { doveadmBinary } from '../services/quota.ts';
-import type { AppContext } from '../server.ts';
+import type { AppContext, ThreadContext } from '../context.ts';
 import { requestId } from './middleware/request-id.ts';
 import { errorHandler } from './middleware/errors.ts';
 import { authenticate, requireScope } from './middleware/auth.ts';
@@ -14,21 +14,26 @@ import { readJsonBody } from './middleware/body.ts';
 import { fullPath, validate, type RouteSpec } from './route.ts';
 import { buildOpenApi, type OpenApiDoc } from './openapi.ts';
 import { healthChecker } from './health.ts';
-import { apiMetricsMiddleware, metricsFor, type ApiMetrics } from '../metrics/index.ts';
+import { apiMetricsMiddleware, type ApiMetrics } from '../metrics/index.ts';
 import type { ApiContext, ApiRuntime, ApiState } from './types.ts';
 
-/** How this thread serves the API when several threads do (src/api/threads.ts). */
-export interface ApiThreading {
-  /** The token buckets' shared memory, the same in every API thread. */
-  buckets: SharedBuckets;
-  /**
-   * Set in an API worker thread: answers a request for a route not marked `anyThread` by handing it
-   * to the main thread, which owns the services such a route needs.
-   */
-  forward?: (ctx: ApiContext) => Promise<void>;
-  /** The API metrics this thread counts into (a worker's own registry). */
-  metrics?: ApiMetrics;
-}
+/**
+ * Where this thread serves the API: the main thread has the whole AppContext and answers every
+ * route; an API worker thread (src/api/threads.ts) has its own ThreadContext, answers the routes
+ * marked `anyThread` and hands the others to the main thread.
+ */
+export type ApiHost =
+  | { thread: 'main'; app: AppContext }
+  | {
+      thread: 'worker';
+      app: ThreadContext;
+      /** The token buckets' shared memory, the same in every API thread. */
+      buckets: SharedBuckets;
+      /** Answers a request for a route not marked `anyThread` by handing it to the main thread, which owns the services such a route needs. */
+      forward: (ctx: ApiContext) => Promise<void>;
+      /** The API metrics this thread counts into (a worker's own registry). */
+      metrics: ApiMetrics;
+    };
 
 export interface SharedBuckets {
   default: SharedArrayBuffer;
@@ -43,7 +48,10 @@ const EMPTY = z.strictObject({});
  * routes), its rate-limit bucket, its scope, path/query/body validation, then the handler, whose
  * reply is wrapped in { data } (plus nextCursor for lists, "sandbox": true for test keys).
  */
-export function buildApi(app: AppContext, routes: RouteSpec[], threading?: ApiThreading): { koa: Koa<ApiState>; runtime: ApiRuntime; buckets: SharedBuckets } {
+export function buildApi(host: ApiHost, routes: RouteSpec[]): { koa: Koa<ApiState>; runtime: ApiRuntime; buckets: SharedBuckets } {
+  const { app } = host;
+  const main = host.thread === 'main' ? host.app : null;
+  const threading = host.thread === 'worker' ? host : null;
   const log = app.log.child({ component: 'api' });
   const { api } = app.config;
   const verifier = new KeyVerifier(app);
@@ -54,6 +62,7 @@ export function buildApi(app: AppContext, routes: RouteSpec[], threading?: ApiTh
     ip: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock, threading?.buckets.ip),
   };
   const forward = threading?.forward;
+  const noHealth = () => Promise.reject(new Error('/healthz is answered by the main thread'));
   let doc: OpenApiDoc | null = null;
   const runtime: ApiRuntime = {
     // Verification must see DNS as it is now (a fix must show at once): same servers, no cache.
@@ -66,7 +75,7 @@ export function buildApi(app: AppContext, routes: RouteSpec[], threading?: ApiTh
         description:
           'JSON over HTTP. Authenticate with `Authorization: Bearer lb_live_…` (or `lb_test_…` for sandbox keys). Success: `{ "data": … }`; errors: `{ "error": { "code", "message", "requestId" } }`. Lists take `limit` and `cursor` and return `nextCursor`. Every response carries `X-Request-Id`; authenticated ones `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`.',
       })),
-    health: healthChecker(app),
+    health: main ? healthChecker(main) : noHealth,
   };
 
   const router = new Router<ApiState>();
@@ -91,7 +100,9 @@ export function buildApi(app: AppContext, routes: RouteSpec[], threading?: ApiTh
         throw new LetterboxError('validation_error', `body: ${ctx.method} ${spec.path} takes no body`, { issues: [{ path: 'body', message: 'no body expected' }] });
       }
       const sandbox = key?.mode === 'test';
-      const reply = await spec.handler({ app, runtime, key, sandbox, params, query, body, requestId: ctx.state.requestId, log, ctx });
+      const common = { runtime, key, sandbox, params, query, body, requestId: ctx.state.requestId, log, ctx };
+      // A worker hands main-thread routes on above, so `main` is set whenever such a handler runs.
+      const reply = await (spec.anyThread ? spec.handler({ ...common, app }) : spec.handler({ ...common, app: main! }));
       ctx.status = reply.status ?? spec.status ?? 200;
       for (const [h, v] of Object.entries(reply.headers ?? {})) ctx.set(h, v);
       if ('raw' in reply) {
@@ -107,7 +118,7 @@ export function buildApi(app: AppContext, routes: RouteSpec[], threading?: ApiTh
   const koa = new Koa<ApiState>({ proxy: false });
   koa.silent = true;
   koa.use(requestId(log));
-  koa.use(apiMetricsMiddleware(threading?.metrics ?? metricsFor(app))); // before the error handler: counts final statuses
+  koa.use(apiMetricsMiddleware(threading ? threading.metrics : main!.metrics)); // before the error handler: counts final statuses
   koa.use(errorHandler(log));
   koa.use(router.routes() as any);
   koa.use(router.allowedMethods() as any);

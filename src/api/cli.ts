@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import type { CliHelpers } from '../cli-extra.ts';
-import { table, withContext } from '../cli.ts';
+import { table, withContext, type CliHelpers } from '../cli/shared.ts';
 import { createApiKey, listApiKeys, parseExpiry, revokeApiKey, type ApiKey } from '../auth/apikeys.ts';
 import { createResolver } from '../dns/resolver.ts';
 import { verifyDomain } from '../services/verify.ts';

@@ -1,6 +1,7 @@
 import { parseHostPort } from '../config/schema.ts';
 import { canConnect } from '../dovecot/supervisor.ts';
-import type { AppContext } from '../server.ts';
+import type { AppContext } from '../context.ts';
+import { checkReadable } from '../db/index.ts';
 import type { z } from 'zod';
 import type { HealthSchema } from './schemas/meta.ts';
 
@@ -24,7 +25,7 @@ export function healthChecker(app: AppContext): () => Promise<Health> {
     const problems: string[] = [];
     let database = { ok: true, problem: null as string | null };
     try {
-      app.db.prepare('SELECT count(*) FROM schema_migrations').get();
+      checkReadable(app.db);
     } catch (err: any) {
       database = { ok: false, problem: `database: ${err.message}` };
     }

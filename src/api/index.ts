@@ -21,7 +21,7 @@ export function apiSocketPath(dataDir: string): string {
  * and the main thread answers what they hand it on a private Unix socket.
  */
 export function apiComponent(app: AppContext): Component {
-  const { koa, runtime, buckets } = buildApi(app, allRoutes);
+  const { koa, runtime, buckets } = buildApi({ thread: 'main', app }, allRoutes);
   const { config } = app;
   const threaded = config.api.threads > 0;
   let http: ReturnType<typeof apiHttpServer> | null = null;

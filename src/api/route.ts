@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { LetterboxError } from '../errors.ts';
 import type { Scope } from '../auth/scopes.ts';
 import type { ApiRequest, Reply } from './types.ts';
+import type { AppContext, ThreadContext } from '../context.ts';
 
 /**
  * One route of the API, declared once: the router is built from it (auth, scope, rate limit,
@@ -9,7 +10,7 @@ import type { ApiRequest, Reply } from './types.ts';
  * means adding a RouteSpec to a resource file under src/api/routes/ and listing that file in
  * src/api/routes/index.ts; nothing else.
  */
-export interface RouteSpec<P extends z.ZodType = z.ZodType, Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType> {
+interface RouteBase<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType> {
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** Koa-router style (`/domains/:id`), relative to `prefix`. */
   path: string;
@@ -42,15 +43,20 @@ export interface RouteSpec<P extends z.ZodType = z.ZodType, Q extends z.ZodType 
   altStatus?: number[];
   /** Error codes this route may answer besides the common ones, for the document. */
   errors?: number[];
-  /**
-   * The handler only reads the database, config and clock, so any API thread may answer it
-   * (src/api/threads.ts); routes without it are answered by the main thread.
-   */
-  anyThread?: boolean;
   /** Non-JSON success reply (the docs page). */
   produces?: string;
-  handler(req: ApiRequest<z.output<P>, z.output<Q>, z.output<B>>): Promise<Reply> | Reply;
 }
+
+/**
+ * `anyThread: true`: the handler only reads the database, config, clock and log (a ThreadContext),
+ * so any API thread may answer it (src/api/threads.ts); its `req.app` has nothing else, checked by
+ * the compiler. Routes without it are answered by the main thread, with the whole AppContext.
+ */
+export type RouteSpec<P extends z.ZodType = z.ZodType, Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType> = RouteBase<P, Q, B> &
+  (
+    | { anyThread: true; handler(req: ApiRequest<z.output<P>, z.output<Q>, z.output<B>, ThreadContext>): Promise<Reply> | Reply }
+    | { anyThread?: false; handler(req: ApiRequest<z.output<P>, z.output<Q>, z.output<B>, AppContext>): Promise<Reply> | Reply }
+  );
 
 /** Identity helper that keeps the handler's input types inferred from the schemas. */
 export function defineRoute<P extends z.ZodType = z.ZodObject<{}>, Q extends z.ZodType = z.ZodObject<{}>, B extends z.ZodType = z.ZodUndefined>(

@@ -1,6 +1,6 @@
 import type Koa from 'koa';
 import type { ApiKey } from '../auth/apikeys.ts';
-import type { AppContext } from '../server.ts';
+import type { AppContext, ThreadContext } from '../context.ts';
 import type { Logger } from '../log.ts';
 import type { ResolveFn } from '../dns/resolver.ts';
 
@@ -29,9 +29,9 @@ export interface ApiState {
 
 export type ApiContext = Koa.ParameterizedContext<ApiState>;
 
-/** What every route handler receives: validated input, the caller's key, and the application. */
-export interface ApiRequest<P = unknown, Q = unknown, B = unknown> {
-  app: AppContext;
+/** What every route handler receives: validated input, the caller's key, and the application (all of it in the main thread; a ThreadContext for `anyThread` routes). */
+export interface ApiRequest<P = unknown, Q = unknown, B = unknown, A extends ThreadContext = AppContext> {
+  app: A;
   runtime: ApiRuntime;
   /** The authenticated key (null only on public routes). */
   key: ApiKey | null;

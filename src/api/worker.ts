@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.ts';
 import { dbPath, openDatabase } from '../db/index.ts';
 import { createLogger } from '../log.ts';
 import { defineApiMetrics } from '../metrics/index.ts';
-import type { AppContext } from '../server.ts';
+import type { ThreadContext } from '../context.ts';
 import { buildApi, type SharedBuckets } from './app.ts';
 import { forwarder } from './forward.ts';
 import { apiHttpServer, apiListenAddress, listen } from './http-server.ts';
@@ -61,15 +61,13 @@ function flushLog(): void {
 const log = createLogger({ level: config.log.level, destination }).child({ apiThread: index });
 // The main thread has migrated the database; a worker only opens it.
 const db = openDatabase(dbPath(config.data_dir), { log, clock: systemClock, migrations: [] });
-// Routes answered here use the database, config, clock and log only; anything else is the main
-// thread's, and reaching for it here is a bug that must show at once, not a silent null.
-const mainOnly = (what: string) =>
-  new Proxy({}, { get: () => { throw new Error(`${what} is available in the main thread only: mark the route without anyThread`); } });
-const app = { db, config, log, clock: systemClock, dovecot: mainOnly('app.dovecot'), supervisor: mainOnly('app.supervisor'), resolver: mainOnly('app.resolver'), handoff: mainOnly('app.handoff') } as unknown as AppContext;
+// Routes answered here (anyThread) get a ThreadContext: the database, config, clock and log only.
+// Everything else is the main thread's, and the compiler refuses a route that reaches for it.
+const app: ThreadContext = { db, config, log, clock: systemClock };
 
 const registry = new Registry();
 const relay = forwarder(socketPath);
-const { koa } = buildApi(app, allRoutes, { buckets, forward: relay.forward, metrics: defineApiMetrics(registry) });
+const { koa } = buildApi({ thread: 'worker', app, buckets, forward: relay.forward, metrics: defineApiMetrics(registry) }, allRoutes);
 
 const http = apiHttpServer(koa.callback());
 const { host, port: listenPort, where } = apiListenAddress(config);

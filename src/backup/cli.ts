@@ -1,8 +1,7 @@
 // CLI: letterbox backup [--to DIR] and letterbox restore FILE [--force] [--with-config].
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { CliHelpers } from '../cli-extra.ts';
-import { withContext, type Globals } from '../cli.ts';
+import { withContext, type Globals, type CliHelpers } from '../cli/shared.ts';
 import { loadConfig, resolveConfigPath } from '../config/load.ts';
 import { createBackup, defaultBackupDir, restoreBackup } from './index.ts';
 

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import type { Config } from '../config/schema.ts';
 import { parseHostPort } from '../config/schema.ts';
-import type { DB } from '../db/index.ts';
+import { appliedMigrationIds, type DB } from '../db/index.ts';
 import { LetterboxError } from '../errors.ts';
 import { APP_DIR } from '../config/load.ts';
 
@@ -141,7 +141,7 @@ export async function createBackup(o: { config: Config; configPath: string | nul
     await o.db.backup(join(dataStage, 'letterbox.db'));
     chmodSync(join(dataStage, 'letterbox.db'), 0o640);
     const check = new Database(join(dataStage, 'letterbox.db'), { readonly: true });
-    const migrations = check.prepare('SELECT id FROM schema_migrations ORDER BY id').pluck().all() as number[];
+    const migrations = appliedMigrationIds(check);
     check.close();
     if (o.configPath && existsSync(o.configPath)) {
       mkdirSync(join(stage, 'config'));

@@ -96,12 +96,9 @@ export async function syncWal(dbFile: string): Promise<void> {
   }
 }
 
-const shared = new WeakMap<DB, GroupCommit>();
-/** The one group committer of a database handle (all writers of one handle share its batches). */
+/** The one group committer of a database handle (all writers of one handle share its batches; kept in the handle's state). */
 export function groupCommit(db: DB): GroupCommit {
-  let g = shared.get(db);
-  if (!g) shared.set(db, (g = new GroupCommit(db)));
-  return g;
+  return (db.state.groupCommit ??= new GroupCommit(db));
 }
 
 /**

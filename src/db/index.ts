@@ -4,8 +4,34 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../clock.ts';
+import type { ReadCache } from './read-cache.ts';
+import type { GroupCommit } from './group-commit.ts';
 
-export type DB = Database.Database;
+/**
+ * What belongs to one connection besides SQLite's own state: its prepared statements
+ * (src/db/stmt.ts), its read caches and their data_version reading (src/db/read-cache.ts), and its
+ * group committer (src/db/group-commit.ts). They live on the handle because they are per
+ * connection by nature (a statement is compiled for one connection; a cache is only as fresh as
+ * the connection it reads), and die with it: no module-level table keyed by the handle.
+ */
+export interface ConnectionState {
+  readonly statements: Map<string, Database.Statement<unknown[], unknown>>;
+  readonly readCaches: Map<string, ReadCache<unknown>>;
+  /** PRAGMA data_version as read in this turn of the event loop (cleared at the next turn). */
+  dataVersion: number | undefined;
+  /** Created on first use (src/db/group-commit.ts). */
+  groupCommit: GroupCommit | undefined;
+}
+
+/** A connection with its per-connection state (open one with openDatabase, or adopt a raw one with withState). */
+export type DB = Database.Database & { readonly state: ConnectionState };
+
+/** Gives a better-sqlite3 connection opened elsewhere (tests, read-only tools) its per-connection state. */
+export function withState(raw: Database.Database): DB {
+  if ('state' in raw) return raw as DB;
+  const state: ConnectionState = { statements: new Map(), readCaches: new Map(), dataVersion: undefined, groupCommit: undefined };
+  return Object.defineProperty(raw, 'state', { value: state, enumerable: false }) as DB;
+}
 
 const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), 'migrations');
 
@@ -47,7 +73,7 @@ export interface OpenOptions {
 export function openDatabase(file: string, opts: OpenOptions): DB {
   mkdirSync(dirname(file), { recursive: true, mode: 0o750 });
   const existed = existsSync(file);
-  const db = new Database(file);
+  const db = withState(new Database(file));
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
@@ -82,3 +108,18 @@ function migrate(db: DB, file: string, existed: boolean, opts: OpenOptions): voi
   }
 }
 
+
+/** Throws when the database cannot be read (a fresh statement on the migrations table: /healthz). */
+export function checkReadable(db: Database.Database): void {
+  db.prepare('SELECT count(*) FROM schema_migrations').get();
+}
+
+/** The ids of the migrations applied to a database (e.g. a backup's copy). */
+export function appliedMigrationIds(db: Database.Database): number[] {
+  return db.prepare('SELECT id FROM schema_migrations ORDER BY id').pluck().all() as number[];
+}
+
+/** Whether a table exists (doctor reads databases of any schema version). */
+export function hasTable(db: Database.Database, name: string): boolean {
+  return !!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name);
+}

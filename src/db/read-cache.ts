@@ -14,15 +14,13 @@ import { BoundedMap } from '../util/bounded-map.ts';
 // costlier half): a commit by another process that lands during a turn is seen from the next turn
 // on, as if the turn's requests had run just before it. This connection's own changes are seen at
 // once (total_changes() is read every time).
-const dataVersions = new WeakMap<DB, number>();
-
 /** A value that differs whenever the database may have changed since it was last read. */
 export function dbGeneration(db: DB): string {
-  let v = dataVersions.get(db);
+  const state = db.state;
+  let v = state.dataVersion;
   if (v === undefined) {
-    v = stmt(db, 'PRAGMA data_version', { pluck: true }).get() as number;
-    dataVersions.set(db, v);
-    setImmediate(() => dataVersions.delete(db));
+    v = state.dataVersion = stmt(db, 'PRAGMA data_version', { pluck: true }).get() as number;
+    setImmediate(() => (state.dataVersion = undefined));
   }
   return `${v}:${stmt(db, 'SELECT total_changes()', { pluck: true }).get() as number}`;
 }
@@ -53,12 +51,9 @@ export class ReadCache<V> {
   }
 }
 
-const caches = new WeakMap<DB, Map<string, ReadCache<unknown>>>();
-
-/** The named cache of a database handle (created on first use). */
+/** The named cache of a database handle (created on first use, kept in the handle's state). */
 export function readCache<V>(db: DB, name: string, max?: number): ReadCache<V> {
-  let m = caches.get(db);
-  if (!m) caches.set(db, (m = new Map()));
+  const m = db.state.readCaches;
   let c = m.get(name);
   if (!c) m.set(name, (c = new ReadCache<unknown>(db, max)));
   return c as ReadCache<V>;

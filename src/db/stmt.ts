@@ -1,4 +1,4 @@
-// Prepared statements cached per database handle. `db.prepare` compiles the SQL every time it is
+// Prepared statements cached per database handle (in the handle's own state, src/db/index.ts). `db.prepare` compiles the SQL every time it is
 // called (~0.05–0.1 ms each, several per message on the mail paths); hot paths take their
 // statements from here instead. A statement is keyed by its SQL text and its mode (plain or
 // plucked), so two callers of the same SQL never change each other's mode.
@@ -7,12 +7,9 @@ import type { DB } from './index.ts';
 
 type Statement = Database.Statement<unknown[], unknown>;
 
-const caches = new WeakMap<DB, Map<string, Statement>>();
-
 /** The prepared statement for `sql` on `db`, compiled once per handle. */
 export function stmt(db: DB, sql: string, opts?: { pluck?: boolean }): Statement {
-  let m = caches.get(db);
-  if (!m) caches.set(db, (m = new Map()));
+  const m = db.state.statements;
   const key = opts?.pluck ? `p\u0000${sql}` : sql;
   let s = m.get(key);
   if (!s) {

@@ -1,7 +1,6 @@
 // CLI: letterbox doctor [--json] [--timeout-ms N]. Exits 1 when a check fails (warnings do not).
 import type { Command } from 'commander';
-import type { CliHelpers } from '../cli-extra.ts';
-import { withContext } from '../cli.ts';
+import { withContext, type CliHelpers } from '../cli/shared.ts';
 import { LetterboxError } from '../errors.ts';
 import { createResolver } from '../dns/resolver.ts';
 import { listDomains, domainRecords } from '../services/domains.ts';

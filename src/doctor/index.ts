@@ -14,7 +14,8 @@ import { mtaStsPolicy, mtaStsRecordId } from '../mtasts/index.ts';
 import { promisify } from 'node:util';
 import type { Config } from '../config/schema.ts';
 import { parseHostPort } from '../config/schema.ts';
-import type { DB } from '../db/index.ts';
+import { hasTable, type DB } from '../db/index.ts';
+import { queueBacklog } from '../queue/reports.ts';
 import type { Resolver } from '../dns/resolver.ts';
 import { isNoData } from '../dns/resolver.ts';
 import type { DnsRecord } from '../dns/records.ts';
@@ -669,9 +670,8 @@ export function checkDatabase(db: DB, now: number): Check[] {
   } catch (err: any) {
     out.push({ area: 'database', name: 'quick_check', status: 'fail', message: err.message, fix: 'check the database file and its permissions' });
   }
-  const hasQueue = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbound_queue'").get();
-  if (hasQueue) {
-    const q = db.prepare("SELECT count(*) AS n, min(created_at) AS oldest, sum(attempts > 0) AS deferred FROM outbound_queue WHERE status IN ('queued', 'inflight')").get() as { n: number; oldest: number | null; deferred: number | null };
+  if (hasTable(db, 'outbound_queue')) {
+    const q = queueBacklog(db);
     const ageH = q.oldest ? (now - q.oldest) / 3600000 : 0;
     const msg = `${q.n} waiting (${q.deferred ?? 0} deferred)${q.oldest ? `, oldest ${ageH.toFixed(1)} h` : ''}`;
     if (ageH > 24) out.push({ area: 'queue', name: 'outbound', status: 'warn', message: msg, fix: "see why with 'letterbox queue list'; outbound port 25 may be blocked (set [outbound] smarthost)" });

@@ -1,4 +1,5 @@
 import type { DB } from '../db/index.ts';
+import { mailboxLogins } from '../services/mailbox-queries.ts';
 import { dovecotPaths } from './config.ts';
 import { renderUsersFile, writeDovecotFile } from './users.ts';
 
@@ -8,9 +9,7 @@ import { renderUsersFile, writeDovecotFile } from './users.ts';
  * so a stale snapshot can never replace a newer one.
  */
 export function syncUsersFile(db: DB, dataDir: string): boolean {
-  const rows = db
-    .prepare('SELECT m.address, m.password_hash AS passwordHash, m.quota_bytes AS quotaBytes, m.disabled FROM mailboxes m')
-    .all() as { address: string; passwordHash: string; quotaBytes: number; disabled: number }[];
+  const rows = mailboxLogins(db);
   return writeDovecotFile(
     dovecotPaths(dataDir).users,
     renderUsersFile(rows.map((r) => ({ ...r, disabled: r.disabled === 1 }))),

@@ -3,8 +3,11 @@
 import type { ImapFlow, FetchMessageObject, MessageStructureObject, MessageEnvelopeObject } from 'imapflow';
 import { simpleParser, type ParsedMail, type SimpleParserOptions } from 'mailparser';
 import { LetterboxError } from '../errors.ts';
-import type { AppContext } from '../server.ts';
-import { imapAppenderFor, imapMessage, imapPoolFor } from './pool.ts';
+import type { AppContext } from '../context.ts';
+
+/** What reading mail over IMAP needs of the context. */
+export type MailHost = Pick<AppContext, 'imapPool' | 'imapAppender' | 'config'>;
+import { imapMessage } from './pool.ts';
 import { SENT_FOLDER } from '../dovecot/config.ts';
 
 export interface FolderInfo {
@@ -89,8 +92,8 @@ function summary(m: FetchMessageObject): MessageSummary {
   };
 }
 
-export async function listFolders(app: AppContext, address: string): Promise<FolderInfo[]> {
-  return imapPoolFor(app).with(address, async (c) => {
+export async function listFolders(app: MailHost, address: string): Promise<FolderInfo[]> {
+  return app.imapPool.with(address, async (c) => {
     const list = await c.list({ statusQuery: { messages: true, unseen: true } });
     return list.map((f) => ({
       path: f.path,
@@ -112,8 +115,8 @@ export interface ListInput {
 }
 
 /** Newest first (by UID). `before`: only UIDs below it (the previous page's nextBefore). */
-export async function listMessages(app: AppContext, address: string, q: ListInput): Promise<{ folder: string; total: number; messages: MessageSummary[]; nextBefore: number | null }> {
-  return imapPoolFor(app).with(address, async (c) => {
+export async function listMessages(app: MailHost, address: string, q: ListInput): Promise<{ folder: string; total: number; messages: MessageSummary[]; nextBefore: number | null }> {
+  return app.imapPool.with(address, async (c) => {
     const box = await openFolder(c, q.folder, true);
     const total = box.exists;
     if (total === 0) return { folder: box.path, total, messages: [], nextBefore: null };
@@ -178,8 +181,8 @@ async function fetchSource(c: ImapFlow, folder: string, uid: number): Promise<{ 
   return { source: m.source, flags: [...(m.flags ?? [])], size: m.size ?? m.source.length, internalDate: d ? d.toISOString() : null, path: box.path };
 }
 
-export async function getRaw(app: AppContext, address: string, folder: string, uid: number): Promise<Buffer> {
-  return imapPoolFor(app).with(address, async (c) => (await fetchSource(c, folder, uid)).source);
+export async function getRaw(app: MailHost, address: string, folder: string, uid: number): Promise<Buffer> {
+  return app.imapPool.with(address, async (c) => (await fetchSource(c, folder, uid)).source);
 }
 
 export interface AuthVerdicts {
@@ -220,8 +223,8 @@ function parsedAddrs(v: any): Addr[] {
   return out;
 }
 
-export async function getMessage(app: AppContext, address: string, folder: string, uid: number, markSeen: boolean) {
-  return imapPoolFor(app).with(address, async (c) => {
+export async function getMessage(app: MailHost, address: string, folder: string, uid: number, markSeen: boolean) {
+  return app.imapPool.with(address, async (c) => {
     const s = await fetchSource(c, folder, uid);
     let flags = s.flags;
     if (markSeen && !flags.includes('\\Seen')) {
@@ -261,7 +264,7 @@ export async function getMessage(app: AppContext, address: string, folder: strin
   });
 }
 
-export async function getAttachment(app: AppContext, address: string, folder: string, uid: number, index: number) {
+export async function getAttachment(app: MailHost, address: string, folder: string, uid: number, index: number) {
   const raw = await getRaw(app, address, folder, uid);
   const parsed = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true, skipHtmlToText: true } as SimpleParserOptions);
   const a = parsed.attachments[index];
@@ -278,8 +281,8 @@ export interface PatchInput {
   folder?: string; // move destination
 }
 
-export async function patchMessage(app: AppContext, address: string, folder: string, uid: number, p: PatchInput) {
-  return imapPoolFor(app).with(address, async (c) => {
+export async function patchMessage(app: MailHost, address: string, folder: string, uid: number, p: PatchInput) {
+  return app.imapPool.with(address, async (c) => {
     await openFolder(c, folder);
     const exists = await c.search({ uid: String(uid) } as any, { uid: true });
     if (!exists || !exists.length) throw new LetterboxError('not_found', `no message with UID ${uid} in folder "${folder}"`);
@@ -319,8 +322,8 @@ async function trashFolder(c: ImapFlow): Promise<string | null> {
 }
 
 /** Moves to Trash, or expunges (`permanent`, or when the message is already in Trash / there is no Trash). */
-export async function deleteMessage(app: AppContext, address: string, folder: string, uid: number, permanent: boolean) {
-  return imapPoolFor(app).with(address, async (c) => {
+export async function deleteMessage(app: MailHost, address: string, folder: string, uid: number, permanent: boolean) {
+  return app.imapPool.with(address, async (c) => {
     const trash = permanent ? null : await trashFolder(c);
     const box = await openFolder(c, folder);
     const exists = await c.search({ uid: String(uid) } as any, { uid: true });
@@ -340,7 +343,26 @@ export async function deleteMessage(app: AppContext, address: string, folder: st
  * Stores a sent message in the mailbox's Sent folder, marked \Seen. The folder is the \Sent
  * special-use mailbox of the Dovecot configuration Letterbox writes (auto-created when missing).
  */
-export async function appendToSent(app: AppContext, address: string, message: Buffer): Promise<{ folder: string; uid: number | null }> {
-  const r = await imapAppenderFor(app).append(address, SENT_FOLDER, message, ['\\Seen']);
+export async function appendToSent(app: MailHost, address: string, message: Buffer): Promise<{ folder: string; uid: number | null }> {
+  const r = await app.imapAppender.append(address, SENT_FOLDER, message, ['\\Seen']);
   return { folder: SENT_FOLDER, uid: r.uid };
 }
+
+/**
+ * The mailboxes' mail as the API reads and changes it (AppContext.mail): the functions above bound
+ * to the context, so the API reaches IMAP through the context and never imports this adapter.
+ */
+export function imapMailstore(app: MailHost) {
+  return {
+    listFolders: (address: string) => listFolders(app, address),
+    listMessages: (address: string, q: ListInput) => listMessages(app, address, q),
+    getRaw: (address: string, folder: string, uid: number) => getRaw(app, address, folder, uid),
+    getMessage: (address: string, folder: string, uid: number, markSeen: boolean) => getMessage(app, address, folder, uid, markSeen),
+    getAttachment: (address: string, folder: string, uid: number, index: number) => getAttachment(app, address, folder, uid, index),
+    patchMessage: (address: string, folder: string, uid: number, p: PatchInput) => patchMessage(app, address, folder, uid, p),
+    deleteMessage: (address: string, folder: string, uid: number, permanent: boolean) => deleteMessage(app, address, folder, uid, permanent),
+    appendToSent: (address: string, message: Buffer) => appendToSent(app, address, message),
+  };
+}
+
+export type Mailstore = ReturnType<typeof imapMailstore>;

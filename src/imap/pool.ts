@@ -9,7 +9,8 @@ import { ImapFlow } from 'imapflow';
 import { ImapAppender, type ImapLogin } from './append.ts';
 import { LetterboxError, isLetterboxError } from '../errors.ts';
 import { parseHostPort } from '../config/schema.ts';
-import type { AppContext, Component } from '../server.ts';
+import type { AppContext } from '../context.ts';
+import type { Component } from '../server.ts';
 import type { Logger } from '../log.ts';
 
 export interface ImapPoolOptions extends ImapLogin {
@@ -252,13 +253,10 @@ export function imapMessage(err: any): string {
   return String(err?.responseText || err?.response || err?.message || err || 'unknown error').slice(0, 300);
 }
 
-const pools = new WeakMap<AppContext, ImapPool>();
-const appenders = new WeakMap<AppContext, ImapAppender>();
-
-/** Where and how the appliance's own IMAP clients log in: the first listen.imap address, as master. */
-function connectionOptions(app: AppContext): ImapLogin {
+/** Where and how the appliance's own IMAP clients log in: the first listen.imap address, as master (null without one). */
+export function imapLogin(app: Pick<AppContext, 'config' | 'dovecot' | 'supervisor' | 'log'>): ImapLogin | null {
   const listen = app.config.listen.imap[0];
-  if (!listen) throw new LetterboxError('unavailable', 'no IMAP listener is configured (listen.imap); reading mail over the API needs one');
+  if (!listen) return null;
   const hp = parseHostPort(listen)!;
   const host = hp.host === '0.0.0.0' ? '127.0.0.1' : hp.host === '::' ? '::1' : hp.host;
   let own: string[] = [];
@@ -277,35 +275,20 @@ function connectionOptions(app: AppContext): ImapLogin {
   };
 }
 
-/** The appliance's pool (created on first use): connects to the first listen.imap address. */
-export function imapPoolFor(app: AppContext): ImapPool {
-  let p = pools.get(app);
-  if (!p) pools.set(app, (p = new ImapPool(connectionOptions(app))));
-  return p;
+/** Thrown when the API reaches for IMAP on an appliance without an IMAP listener. */
+export function noImapListener(): LetterboxError {
+  return new LetterboxError('unavailable', 'no IMAP listener is configured (listen.imap); reading mail over the API needs one');
 }
 
-/** The appliance's APPEND sessions (created on first use), for storing copies such as Sent. */
-export function imapAppenderFor(app: AppContext): ImapAppender {
-  let a = appenders.get(app);
-  if (!a) appenders.set(app, (a = new ImapAppender(connectionOptions(app))));
-  return a;
-}
-
-/** The pool if one was created (for metrics). */
-export function existingImapPool(app: AppContext): ImapPool | undefined {
-  return pools.get(app);
-}
-
-/** Closes the pool at shutdown. Listed first among the components, so it is stopped last. */
+/** Closes the context's pool and APPEND sessions at shutdown. Listed first among the components, so it is stopped last. */
 export function createImapPoolComponent(app: AppContext): Component {
   return {
     name: 'imap-pool',
     async start() {},
     async stop() {
-      await appenders.get(app)?.close();
-      appenders.delete(app);
-      await pools.get(app)?.close();
-      pools.delete(app);
+      if (!app.config.listen.imap[0]) return; // nothing was ever opened
+      await app.imapAppender.close();
+      await app.imapPool.close();
     },
   };
 }

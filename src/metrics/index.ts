@@ -1,10 +1,13 @@
-// Prometheus metrics of one appliance: a prom-client Registry per AppContext (never the global
-// default registry, so two servers in one process stay apart). Counters of in-process happenings
+// Prometheus metrics of one appliance: a prom-client Registry per AppContext (AppContext.metrics,
+// built once by createAppContext; never the global default registry, so two servers in one
+// process stay apart). Counters of in-process happenings
 // (API requests, sends, webhook deliveries) are incremented where they happen; database-backed
 // values (queue sizes, message events) are read at scrape time.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { AppContext } from '../server.ts';
-import { existingImapPool } from '../imap/pool.ts';
+import type { AppContext } from '../context.ts';
+import { eventsAfter } from '../events/record.ts';
+import { oldestWaitingAt, queueEntryCreatedAt, queueStateCounts } from '../queue/reports.ts';
+import { pendingDeliveryCount } from '../webhooks/store.ts';
 
 export interface Metrics {
   registry: Registry;
@@ -17,7 +20,10 @@ export interface Metrics {
   smtpAuth: Counter<'service' | 'result'>;
 }
 
-const byApp = new WeakMap<AppContext, Metrics>();
+/** What the scrape-time collectors read: the database, the clock, Dovecot's supervisor and the IMAP pool's counts. */
+export interface MetricsSource extends Pick<AppContext, 'db' | 'clock' | 'supervisor'> {
+  imapPoolStats(): { busy: number; idle: number; waiting: number };
+}
 
 /** The API's own metrics, counted in every thread that serves the API (src/api/threads.ts). */
 export interface ApiMetrics {
@@ -41,12 +47,19 @@ const EVENT_NAMES: Record<string, string> = {
   'message.suppressed': 'suppressed',
 };
 
-export function metricsFor(app: AppContext): Metrics {
-  let m = byApp.get(app);
-  if (m) return m;
+/** The appliance's registry and counters (called once, by createAppContext). */
+export function createMetrics(app: MetricsSource): Metrics {
   const registry = new Registry();
-  const { db } = app;
+  // Registered in this order (the order of the /metrics text).
+  const counters = defineCounters(registry, app);
+  defineQueueGauges(registry, app);
+  defineEventMetrics(registry, app.db);
+  defineServiceGauges(registry, app);
+  return { registry, ...counters };
+}
 
+/** Counters incremented where things happen, and Dovecot's restarts. */
+function defineCounters(registry: Registry, app: MetricsSource): Omit<Metrics, 'registry'> {
   const { apiRequests, apiDuration } = defineApiMetrics(registry);
   const apiSends = new Counter({ name: 'letterbox_api_sends_total', help: 'POST /mailboxes/{id}/send requests by outcome (accepted, rejected, error, replayed).', labelNames: ['outcome', 'sandbox'] as const, registers: [registry] });
   const webhookDeliveries = new Counter({ name: 'letterbox_webhook_deliveries_total', help: 'Webhook delivery attempts by outcome (success, http_error, network_error, blocked).', labelNames: ['outcome'] as const, registers: [registry] });
@@ -63,17 +76,21 @@ export function metricsFor(app: AppContext): Metrics {
       this.inc(app.supervisor?.restartCount ?? 0);
     },
   });
+  return { apiRequests, apiDuration, apiSends, webhookDeliveries, smtpSessions, smtpMessages, smtpAuth };
+}
 
+/** Queue sizes and age, read from the database at scrape time. */
+function defineQueueGauges(registry: Registry, app: MetricsSource): void {
+  const { db } = app;
   new Gauge({
     name: 'letterbox_queue_entries',
     help: 'Outbound queue entries (one per recipient) waiting or being delivered, by state.',
     labelNames: ['state'] as const,
     registers: [registry],
     collect() {
-      const q = db.prepare("SELECT count(*) FROM outbound_queue WHERE status = 'queued'").pluck().get() as number;
-      const f = db.prepare("SELECT count(*) FROM outbound_queue WHERE status = 'inflight'").pluck().get() as number;
-      this.set({ state: 'queued' }, q);
-      this.set({ state: 'inflight' }, f);
+      const c = queueStateCounts(db);
+      this.set({ state: 'queued' }, c.queued);
+      this.set({ state: 'inflight' }, c.inflight);
     },
   });
   new Gauge({
@@ -81,11 +98,14 @@ export function metricsFor(app: AppContext): Metrics {
     help: 'Age of the oldest entry still waiting in the outbound queue (0 when empty).',
     registers: [registry],
     collect() {
-      const min = db.prepare("SELECT min(created_at) FROM outbound_queue WHERE status IN ('queued', 'inflight')").pluck().get() as number | null;
+      const min = oldestWaitingAt(db);
       this.set(min ? Math.max(0, (app.clock.now() - min) / 1000) : 0);
     },
   });
+}
 
+/** Message events and inbound verdicts, counted from the events table as it grows. */
+function defineEventMetrics(registry: Registry, db: MetricsSource['db']): void {
   // Message tracking events, counted from the events table (totals since the database was created).
   const latency = new Histogram({
     name: 'letterbox_delivery_latency_seconds',
@@ -99,7 +119,7 @@ export function metricsFor(app: AppContext): Metrics {
   const VERDICT = /^[a-z_]{1,20}$/;
   const scanEvents = () => {
     for (;;) {
-      const rows = db.prepare('SELECT id, type, data, created_at FROM events WHERE id > ? ORDER BY id LIMIT 5000').all(lastEvent) as { id: number; type: string; data: string; created_at: string }[];
+      const rows = eventsAfter(db, lastEvent, 5000);
       if (!rows.length) return;
       for (const r of rows) {
         lastEvent = r.id;
@@ -121,7 +141,7 @@ export function metricsFor(app: AppContext): Metrics {
             const d = JSON.parse(r.data);
             // Remote deliveries only: local ones over LMTP (submitted mail, DSNs) take no network time.
             if (d.sandbox || !d.queueId || d.mx === 'lmtp') continue;
-            const created = db.prepare('SELECT created_at FROM outbound_queue WHERE id = ?').pluck().get(d.queueId) as number | undefined;
+            const created = queueEntryCreatedAt(db, d.queueId);
             if (created) latency.observe(Math.max(0, (Date.parse(r.created_at) - created) / 1000));
           } catch {}
         }
@@ -155,14 +175,18 @@ export function metricsFor(app: AppContext): Metrics {
       }
     },
   });
+}
 
+/** The IMAP pool, pending webhook deliveries and Dovecot's state, read at scrape time. */
+function defineServiceGauges(registry: Registry, app: MetricsSource): void {
+  const { db } = app;
   new Gauge({
     name: 'letterbox_imap_pool_connections',
     help: "Connections in the API's IMAP pool, by state.",
     labelNames: ['state'] as const,
     registers: [registry],
     collect() {
-      const s = existingImapPool(app)?.stats() ?? { busy: 0, idle: 0, waiting: 0, open: 0 };
+      const s = app.imapPoolStats();
       this.set({ state: 'busy' }, s.busy);
       this.set({ state: 'idle' }, s.idle);
       this.set({ state: 'waiting' }, s.waiting);
@@ -173,7 +197,7 @@ export function metricsFor(app: AppContext): Metrics {
     help: 'Webhook deliveries waiting for a (re)try.',
     registers: [registry],
     collect() {
-      this.set(db.prepare("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").pluck().get() as number);
+      this.set(pendingDeliveryCount(db));
     },
   });
   new Gauge({
@@ -184,10 +208,6 @@ export function metricsFor(app: AppContext): Metrics {
       this.set(app.supervisor ? (app.supervisor.running ? 1 : 0) : 1);
     },
   });
-
-  m = { registry, apiRequests, apiDuration, apiSends, webhookDeliveries, smtpSessions, smtpMessages, smtpAuth };
-  byApp.set(app, m);
-  return m;
 }
 
 /**
@@ -211,8 +231,8 @@ export function apiMetricsMiddleware(m: ApiMetrics) {
 }
 
 /** For the SMTP listeners: counts sessions, messages and AUTH results (label values are bounded). */
-export function smtpMetrics(app: AppContext, service: 'mx' | 'submission') {
-  const m = metricsFor(app);
+export function smtpMetrics(app: Pick<AppContext, 'metrics'>, service: 'mx' | 'submission') {
+  const m = app.metrics;
   const port = (session: { localPort?: number } | undefined) => String(session?.localPort ?? '');
   return {
     session: (session: any, outcome: 'accepted' | 'refused') => m.smtpSessions.inc({ service, port: port(session), outcome }),

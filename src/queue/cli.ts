@@ -1,15 +1,14 @@
 // CLI: letterbox queue list|show|retry|rm, letterbox suppression list|add|rm, letterbox limits.
 // The running server notices changes at its next poll (outbound.poll_interval_ms, 1 s by default).
 import type { Command } from 'commander';
-import type { CliHelpers } from '../cli-extra.ts';
-import { withContext, table } from '../cli.ts';
+import { withContext, table, type CliHelpers } from '../cli/shared.ts';
 import { LetterboxError } from '../errors.ts';
 import { Spool } from '../spool/index.ts';
 import { normalizeDomain, parseAddress } from '../util/address.ts';
 import { getMailbox } from '../services/mailboxes.ts';
 import { getDomain, setOutbound } from '../services/domains.ts';
 import { listQueue, getQueueEntry, retryQueue, removeQueueEntry, listSuppressions, addSuppression, removeSuppression } from './store.ts';
-import { setLimits, effectiveCaps } from '../smtp/submission/caps.ts';
+import { setLimits, effectiveCaps } from '../services/sending-limits.ts';
 
 const STATUSES = ['queued', 'inflight', 'delivered', 'bounced', 'cancelled'];
 

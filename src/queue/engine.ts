@@ -5,7 +5,7 @@ import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import type { AppContext, Component } from '../server.ts';
-import type { EnqueueRequest, EnqueueResult, OutboundQueue } from './handoff.ts';
+import type { EnqueueRequest, EnqueueResult, QueueService } from './handoff.ts';
 import { Spool } from '../spool/index.ts';
 import { newId } from '../util/ids.ts';
 import { stmt } from '../db/stmt.ts';
@@ -22,7 +22,7 @@ import { onTempFail, type RetryPolicy } from './schedule.ts';
 import { isHardBounce, outcomeOf } from './classify.ts';
 import { buildDsn, dsnStatusFor, type DsnRecipient } from './dsn.ts';
 import { addSuppression } from './store.ts';
-import { pruneSendLog } from '../smtp/submission/caps.ts';
+import { pruneSendLog } from '../services/sending-limits.ts';
 
 interface MessageRow {
   id: string;
@@ -74,7 +74,9 @@ const MAX_RCPTS_PER_JOB = 100;
 /** When a bounce's DSN cannot be written, the recipient stays queued and is tried again this much later. */
 const DSN_RETRY_MS = 60_000;
 
-export class Queue implements OutboundQueue, Component {
+export class Queue implements QueueService, Component {
+  /** True between start and stop (the others hand messages only to a running queue: runningQueue()). */
+  running = false;
   name = 'queue';
   readonly spool: Spool;
   private client: SmtpClient;
@@ -239,7 +241,7 @@ export class Queue implements OutboundQueue, Component {
     const now = clock.now();
     const r = db.prepare("UPDATE outbound_queue SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE status = 'inflight'").run(now, now);
     if (r.changes) log.warn({ reclaimed: r.changes }, 'queue entries left in flight by an earlier run are queued again (the remote may have received them once already)');
-    this.app.handoff.queue = this;
+    this.running = true;
     this.housekeeping = setInterval(() => this.purge(), 3_600_000);
     this.housekeeping.unref();
     this.wake();
@@ -252,7 +254,7 @@ export class Queue implements OutboundQueue, Component {
     // Finish what is in flight (bounded); anything still running is reclaimed at next start.
     await Promise.race([Promise.allSettled([...this.active]), new Promise((r) => setTimeout(r, 3000).unref())]);
     this.client.close();
-    if (this.app.handoff.queue === this) this.app.handoff.queue = null;
+    this.running = false;
   }
 
   /** Hourly: drop cap counters older than a day and finished messages older than outbound.retention. */
@@ -568,7 +570,7 @@ function mainIp(ips: string[]): string | null {
   return ips.find((ip) => local.has(ip)) ?? null;
 }
 
-/** Component factory for `letterbox serve` (before the listeners that hand mail to it). */
+/** Component of `letterbox serve` (before the listeners that hand mail to it): starts and stops the context's queue. */
 export function createQueueComponent(app: AppContext): Component {
-  return new Queue(app);
+  return app.queue;
 }

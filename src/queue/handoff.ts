@@ -48,7 +48,13 @@ export interface OutboundQueue {
   settle(id: string, results: { queueId: string; code: number; reply: string }[], opts: { mx: string; cancelPermanent?: boolean }): Promise<void>;
 }
 
-/** Filled in by the queue component when it is created; read at use time by the others. */
-export interface Handoff {
-  queue: OutboundQueue | null;
+/** The queue as the context holds it (AppContext.queue): built with the context, started and stopped by its component. */
+export interface QueueService extends OutboundQueue {
+  /** True between the queue component's start and stop. */
+  readonly running: boolean;
+}
+
+/** The queue when it is running, else null (the callers then answer 4xx: nothing is accepted that cannot be queued). */
+export function runningQueue(app: { queue: QueueService }): OutboundQueue | null {
+  return app.queue.running ? app.queue : null;
 }

@@ -1,4 +1,7 @@
 import type { DB } from '../db/index.ts';
+import { domainIdByName } from '../services/domains.ts';
+import { mailboxForRouting } from '../services/mailbox-queries.ts';
+import { aliasTargetsJson } from '../services/aliases.ts';
 import { normalizeDomain } from '../util/address.ts';
 import { SmtpReply, reply } from '../smtp/inbound/replies.ts';
 import { OWNER_ONLY_FOLDERS } from '../dovecot/config.ts';
@@ -47,24 +50,13 @@ export interface ResolveOptions {
   maxDepth?: number;
 }
 
-interface Statements {
-  domain: { get(name: string): unknown };
-  mailbox: { get(address: string): unknown };
-  alias: { get(address: string): unknown };
-}
-
-const cache = new WeakMap<DB, Statements>();
-function statements(db: DB): Statements {
-  let s = cache.get(db);
-  if (!s) {
-    s = {
-      domain: db.prepare('SELECT id FROM domains WHERE name = ?').pluck(),
-      mailbox: db.prepare('SELECT id, disabled, quota_bytes FROM mailboxes WHERE address = ?'),
-      alias: db.prepare('SELECT targets FROM aliases WHERE address = ?').pluck(),
-    };
-    cache.set(db, s);
-  }
-  return s;
+// The three lookups of routing, from the tables' store modules (statements cached per connection).
+function statements(db: DB) {
+  return {
+    domain: { get: (name: string) => domainIdByName(db, name) },
+    mailbox: { get: (address: string) => mailboxForRouting(db, address) },
+    alias: { get: (address: string) => aliasTargetsJson(db, address) },
+  };
 }
 
 // RFC 5321 dot-atom local part (plus any non-ASCII for SMTPUTF8). Quoted strings are refused.
@@ -146,7 +138,7 @@ export function resolveRecipient(db: DB, raw: string, opts: ResolveOptions): Res
 }
 
 function expand(
-  st: Statements,
+  st: ReturnType<typeof statements>,
   local: string,
   domain: string,
   detail: string | null,

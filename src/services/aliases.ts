@@ -4,6 +4,8 @@ import { newId } from '../util/ids.ts';
 import { parseAddress } from '../util/address.ts';
 import { findDomain } from './domains.ts';
 import type { ServiceContext } from './context.ts';
+import type { DB } from '../db/index.ts';
+import { stmt } from '../db/stmt.ts';
 
 export interface Alias {
   id: string;
@@ -101,4 +103,14 @@ export function listAliasesPage(ctx: ServiceContext, f: { domain?: string; domai
   if (f.after !== undefined) (where.push('a.address > ?'), args.push(f.after));
   const sql = `${SELECT}${where.length ? ' WHERE ' + where.join(' AND ') : ''} ORDER BY a.address LIMIT ?`;
   return (ctx.db.prepare(sql).all(...args, f.limit) as Row[]).map(toAlias);
+}
+
+/** Aliases whose only target is this mailbox (a catch-all never counts: it would cover every address). */
+export function aliasesOnlyTo(db: DB, mailboxAddress: string): string[] {
+  return stmt(db, "SELECT address FROM aliases WHERE targets = ? AND address NOT LIKE '*@%'", { pluck: true }).all(JSON.stringify([mailboxAddress])) as string[];
+}
+
+/** An alias's targets as stored (a JSON array), if the alias exists (routing's hot path). */
+export function aliasTargetsJson(db: DB, address: string): string | undefined {
+  return stmt(db, 'SELECT targets FROM aliases WHERE address = ?', { pluck: true }).get(address) as string | undefined;
 }

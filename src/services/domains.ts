@@ -8,6 +8,8 @@ import { recordsForDomain, type DnsRecord } from '../dns/records.ts';
 import { mtaStsPolicy, mtaStsRecordId } from '../mtasts/index.ts';
 import { syncUsersFile } from '../dovecot/sync.ts';
 import type { ServiceContext } from './context.ts';
+import type { DB } from '../db/index.ts';
+import { stmt } from '../db/stmt.ts';
 
 export interface DkimKeyInfo {
   selector: string;
@@ -172,4 +174,9 @@ export function listDomainsPage(ctx: ServiceContext, opts: { after?: string; lim
 export function saveVerification(ctx: ServiceContext, id: string, result: unknown, verifiedAt: string | null): void {
   if (verifiedAt) ctx.db.prepare('UPDATE domains SET verification = ?, last_verified_at = ? WHERE id = ?').run(JSON.stringify(result), verifiedAt, id);
   else ctx.db.prepare('UPDATE domains SET verification = ? WHERE id = ?').run(JSON.stringify(result), id);
+}
+
+/** The id of a domain by its A-label name (routing's hot path: cached statement). */
+export function domainIdByName(db: DB, name: string): string | undefined {
+  return stmt(db, 'SELECT id FROM domains WHERE name = ?', { pluck: true }).get(name) as string | undefined;
 }

@@ -3,7 +3,7 @@
 // at start and daily (node-cron), renewed `renew_days_before` days before expiry or when a name is
 // missing, retried with backoff on failure — then swapped atomically and reloaded without dropping
 // connections: the HTTPS listeners' secure context, Dovecot (SIGHUP: new logins get the new
-// certificate, open sessions continue), and every hook registered with onTlsReload().
+// certificate, open sessions continue), and every hook registered in app.tlsReload (src/tls/reload.ts).
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
@@ -14,20 +14,6 @@ import { parseHostPort } from '../config/schema.ts';
 import { listDomains } from '../services/domains.ts';
 import { handleMtaSts } from '../mtasts/index.ts';
 import { ChallengeStore, acmeIssuer, accountKeyPath, handleChallenge, installCertificate, readCertificate, renewalDue, retryDelayMs, type CertificateIssuer } from './acme.ts';
-
-type ReloadHook = () => void | Promise<void>;
-const hooks = new WeakMap<AppContext, Set<ReloadHook>>();
-
-/**
- * Other components (SMTP listeners) register here to pick up a renewed certificate, e.g. with
- * smtp-server's `server.updateSecureContext({ key, cert })`. Keyed by the app: no global state.
- */
-export function onTlsReload(app: AppContext, hook: ReloadHook): () => void {
-  let set = hooks.get(app);
-  if (!set) hooks.set(app, (set = new Set()));
-  set.add(hook);
-  return () => set!.delete(hook);
-}
 
 export interface AcmeComponentOptions {
   /** Builds the issuer (default: acme-client against acme.directory_url). */
@@ -110,13 +96,7 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
           alog.error({ err: err.message }, 'could not reload Dovecot; it uses the new certificate after its next restart');
         }
       }
-      for (const h of hooks.get(app) ?? []) {
-        try {
-          await h();
-        } catch (err: any) {
-          alog.error({ err: err.message }, 'a TLS reload hook failed');
-        }
-      }
+      await app.tlsReload.run(alog);
     }
 
     async function checkOnce(): Promise<void> {

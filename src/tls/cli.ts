@@ -1,7 +1,6 @@
 // CLI: letterbox tls status — the certificate in use and what ACME would do with it.
 import type { Command } from 'commander';
-import type { CliHelpers } from '../cli-extra.ts';
-import type { Globals } from '../cli.ts';
+import type { Globals, CliHelpers } from '../cli/shared.ts';
 import { loadConfig } from '../config/load.ts';
 import { readCertificate, renewalDue } from './acme.ts';
 

@@ -1,6 +1,5 @@
 import { promises as fsp, watchFile, unwatchFile, type Stats } from 'node:fs';
-import type { AppContext } from '../server.ts';
-import { onTlsReload } from './acme-component.ts';
+import type { AppContext } from '../context.ts';
 
 export interface TlsMaterial {
   key: Buffer;
@@ -12,7 +11,7 @@ export interface TlsMaterial {
  * component installs a renewal, and within 30 s when the files are replaced by hand. A failed read
  * keeps the old certificate (logged). Returns the function that stops watching.
  */
-export function watchCertificate(app: AppContext, component: string, apply: (m: TlsMaterial) => void): () => void {
+export function watchCertificate(app: Pick<AppContext, 'config' | 'log' | 'tlsReload'>, component: string, apply: (m: TlsMaterial) => void): () => void {
   const { cert, key } = app.config.tls;
   const reload = async () => {
     try {
@@ -27,7 +26,7 @@ export function watchCertificate(app: AppContext, component: string, apply: (m: 
     if (cur.mtimeMs !== prev.mtimeMs && cur.size > 0) void reload();
   };
   watchFile(cert, { interval: 30_000, persistent: false }, onChange);
-  const offHook = onTlsReload(app, reload);
+  const offHook = app.tlsReload.add(reload);
   return () => {
     unwatchFile(cert, onChange);
     offHook();

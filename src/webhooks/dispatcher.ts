@@ -14,22 +14,31 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { parseDuration } from '../config/schema.ts';
 import type { AppContext, Component } from '../server.ts';
-import { metricsFor } from '../metrics/index.ts';
 import { addressProblem, type TargetPolicy } from './ssrf.ts';
 import { signatureHeader } from './sign.ts';
-import { activeSecrets, insertDelivery, type DeliveryRow, type WebhookRow } from './store.ts';
+import {
+  activeSecrets,
+  deliveryRow,
+  disableWebhook,
+  dueDeliveryIds,
+  enabledWebhookRows,
+  insertDelivery,
+  markWebhookFailing,
+  markWebhookHealthy,
+  outboxCursor,
+  pruneDeliveries,
+  recordDeliveryAttempt,
+  setOutboxCursor,
+  webhookFailingState,
+  webhookRow,
+  type DeliveryRow,
+  type WebhookRow,
+} from './store.ts';
+import { eventsAfter, type EventRow } from '../events/record.ts';
+
+export type { EventRow } from '../events/record.ts';
 
 const USER_AGENT = 'Letterbox-Webhooks/1';
-
-export interface EventRow {
-  id: number;
-  type: string;
-  mailbox_id: string | null;
-  domain: string | null;
-  message_id: string | null;
-  data: string;
-  created_at: string;
-}
 
 /** The JSON body of a delivery: { id, type, createdAt, data }. */
 export function eventPayload(e: EventRow): string {
@@ -114,10 +123,9 @@ export class WebhookDispatcher {
     const { db, clock } = this.app;
     return db
       .transaction(() => {
-        const last = db.prepare('SELECT last_event_id FROM webhook_outbox_state WHERE id = 1').pluck().get() as number;
-        const events = db.prepare('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT 500').all(last) as EventRow[];
+        const events = eventsAfter(db, outboxCursor(db), 500);
         if (!events.length) return 0;
-        const hooks = db.prepare('SELECT * FROM webhooks WHERE enabled = 1').all() as WebhookRow[];
+        const hooks = enabledWebhookRows(db);
         const now = clock.now();
         for (const e of events) {
           const targets = hooks.filter((w) => subscribed(w, e));
@@ -125,7 +133,7 @@ export class WebhookDispatcher {
           const payload = eventPayload(e);
           for (const w of targets) insertDelivery(db, now, { webhookId: w.id, eventId: `evt_${e.id}`, eventType: e.type, payload });
         }
-        db.prepare('UPDATE webhook_outbox_state SET last_event_id = ? WHERE id = 1').run(events[events.length - 1].id);
+        setOutboxCursor(db, events[events.length - 1].id);
         return events.length;
       })
       .immediate();
@@ -135,13 +143,7 @@ export class WebhookDispatcher {
     const { db, clock } = this.app;
     const free = this.cfg.concurrency - this.inflight.size;
     if (free <= 0) return;
-    const due = db
-      .prepare(
-        `SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-         WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND w.enabled = 1 ORDER BY d.next_attempt_at LIMIT ?`,
-      )
-      .pluck()
-      .all(clock.now(), free + this.inflight.size) as string[];
+    const due = dueDeliveryIds(db, clock.now(), free + this.inflight.size);
     for (const id of due) {
       if (this.inflight.size >= this.cfg.concurrency) break;
       if (this.inflight.has(id)) continue;
@@ -155,7 +157,7 @@ export class WebhookDispatcher {
     if (now - this.lastPrune < 60_000) return;
     this.lastPrune = now;
     const cutoff = now - parseDuration(this.cfg.retention);
-    db.prepare("DELETE FROM webhook_deliveries WHERE status != 'pending' AND updated_at < ?").run(cutoff);
+    pruneDeliveries(db, cutoff);
   }
 
   /** Attempts one delivery now (unless one is already running for it) and resolves when recorded. */
@@ -169,9 +171,9 @@ export class WebhookDispatcher {
 
   private async doAttempt(id: string): Promise<void> {
     const { db, clock, log } = this.app;
-    const d = db.prepare('SELECT * FROM webhook_deliveries WHERE id = ?').get(id) as DeliveryRow | undefined;
+    const d = deliveryRow(db, id);
     if (!d || d.status !== 'pending') return;
-    const w = db.prepare('SELECT * FROM webhooks WHERE id = ?').get(d.webhook_id) as WebhookRow | undefined;
+    const w = webhookRow(db, d.webhook_id);
     if (!w) return;
     const started = clock.now();
     const t = Math.floor(started / 1000);
@@ -189,37 +191,45 @@ export class WebhookDispatcher {
     const now = clock.now();
     const ok = r.statusCode !== null && r.statusCode >= 200 && r.statusCode < 300;
     const outcome = ok ? 'success' : r.blocked ? 'blocked' : r.statusCode !== null ? 'http_error' : 'network_error';
-    metricsFor(this.app).webhookDeliveries.inc({ outcome });
-    const schedule = this.cfg.retry_schedule.map(parseDuration);
-    const attempts = d.attempts + 1;
-    const isTest = d.event_type === 'webhook.test';
+    this.app.metrics.webhookDeliveries.inc({ outcome });
+    const next = nextDeliveryState({ ok, blocked: r.blocked, isTest: d.event_type === 'webhook.test', attempts: d.attempts + 1, schedule: this.cfg.retry_schedule.map(parseDuration), now, random: Math.random() });
     db.transaction(() => {
-      db.prepare('INSERT INTO webhook_attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES (?, ?, ?, ?, ?, ?)').run(d.id, started, r.statusCode, r.error, duration, r.response);
-      let status: DeliveryRow['status'] = 'pending';
-      let next: number | null = null;
-      if (ok) status = 'succeeded';
-      else if (isTest || r.blocked || attempts > schedule.length) status = 'failed';
-      else next = now + Math.round(schedule[attempts - 1] * (1 + (Math.random() - 0.5) * 0.2));
-      db.prepare('UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ?, updated_at = ? WHERE id = ?').run(
-        status, attempts, next, r.statusCode, r.error, duration, now, d.id,
-      );
-      if (isTest) return;
+      recordDeliveryAttempt(db, d.id, { at: started, statusCode: r.statusCode, error: r.error, durationMs: duration, response: r.response }, { ...next, now });
+      if (next.isTest) return;
       if (ok) {
-        db.prepare('UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL').run(w.id);
+        markWebhookHealthy(db, w.id);
         return;
       }
-      const cur = db.prepare('SELECT failing_since, enabled FROM webhooks WHERE id = ?').get(w.id) as { failing_since: number | null; enabled: number } | undefined;
+      const cur = webhookFailingState(db, w.id);
       if (!cur) return;
       const since = cur.failing_since ?? started;
-      if (cur.failing_since === null) db.prepare('UPDATE webhooks SET failing_since = ? WHERE id = ?').run(since, w.id);
+      if (cur.failing_since === null) markWebhookFailing(db, w.id, since);
       if (cur.enabled && now - since >= parseDuration(this.cfg.disable_after)) {
         const reason = `disabled automatically at ${new Date(now).toISOString()}: every delivery failed since ${new Date(since).toISOString()} (last: ${r.error ?? `HTTP ${r.statusCode}`}); fix the endpoint, then PATCH {"enabled": true}`;
-        db.prepare('UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?').run(reason, now, w.id);
+        disableWebhook(db, w.id, reason, now);
         log.warn({ component: 'webhooks', webhook: w.id, url: w.url }, 'webhook endpoint disabled after failing for too long');
       }
     }).immediate();
-    log.info({ component: 'webhooks', webhook: w.id, delivery: d.id, event: d.event_id, statusCode: r.statusCode, error: r.error, ms: duration, attempt: attempts }, ok ? 'webhook delivered' : 'webhook delivery failed');
+    log.info({ component: 'webhooks', webhook: w.id, delivery: d.id, event: d.event_id, statusCode: r.statusCode, error: r.error, ms: duration, attempt: next.attempts }, ok ? 'webhook delivered' : 'webhook delivery failed');
   }
+}
+
+/**
+ * The delivery's state after an attempt: succeeded; failed (a test event, a blocked address, or
+ * the retry schedule exhausted); else pending until the next slot of the schedule (±10 % jitter).
+ */
+export function nextDeliveryState(a: { ok: boolean; blocked: boolean; isTest: boolean; attempts: number; schedule: number[]; now: number; random: number }): {
+  status: DeliveryRow['status'];
+  attempts: number;
+  nextAttemptAt: number | null;
+  isTest: boolean;
+} {
+  let status: DeliveryRow['status'] = 'pending';
+  let nextAttemptAt: number | null = null;
+  if (a.ok) status = 'succeeded';
+  else if (a.isTest || a.blocked || a.attempts > a.schedule.length) status = 'failed';
+  else nextAttemptAt = a.now + Math.round(a.schedule[a.attempts - 1] * (1 + (a.random - 0.5) * 0.2));
+  return { status, attempts: a.attempts, nextAttemptAt, isTest: a.isTest };
 }
 
 /** POSTs to `url` after checking (and pinning) its address; never follows redirects. */
@@ -298,16 +308,9 @@ async function postJson(url: string, body: string, headers: Record<string, strin
   });
 }
 
-const dispatchers = new WeakMap<AppContext, WebhookDispatcher>();
-
-export function dispatcherFor(app: AppContext): WebhookDispatcher {
-  let d = dispatchers.get(app);
-  if (!d) dispatchers.set(app, (d = new WebhookDispatcher(app)));
-  return d;
-}
-
+/** Starts and stops the context's dispatcher (AppContext.webhooks). */
 export function createWebhookComponent(app: AppContext): Component {
-  const d = dispatcherFor(app);
+  const d = app.webhooks;
   return {
     name: 'webhooks',
     async start() {

@@ -208,3 +208,79 @@ export function insertDelivery(db: DB, now: number, d: { webhookId: string; even
   ).run(id, d.webhookId, d.eventId, d.eventType, d.payload, now, d.replayOf ?? null, now, now);
   return id;
 }
+
+// --- the dispatcher's statements ----------------------------------------------------------------
+
+/** The last event already fanned out to the outbox. */
+export function outboxCursor(db: DB): number {
+  return db.prepare('SELECT last_event_id FROM webhook_outbox_state WHERE id = 1').pluck().get() as number;
+}
+
+export function setOutboxCursor(db: DB, lastEventId: number): void {
+  db.prepare('UPDATE webhook_outbox_state SET last_event_id = ? WHERE id = 1').run(lastEventId);
+}
+
+export function enabledWebhookRows(db: DB): WebhookRow[] {
+  return db.prepare('SELECT * FROM webhooks WHERE enabled = 1').all() as WebhookRow[];
+}
+
+/** Ids of pending deliveries of enabled endpoints that are due at `now`, soonest first. */
+export function dueDeliveryIds(db: DB, now: number, limit: number): string[] {
+  return db
+    .prepare(
+      `SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+       WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND w.enabled = 1 ORDER BY d.next_attempt_at LIMIT ?`,
+    )
+    .pluck()
+    .all(now, limit) as string[];
+}
+
+/** Drops finished deliveries last changed before `cutoff` (their attempts go with them). */
+export function pruneDeliveries(db: DB, cutoff: number): void {
+  db.prepare("DELETE FROM webhook_deliveries WHERE status != 'pending' AND updated_at < ?").run(cutoff);
+}
+
+/** A delivery by id, of any endpoint (the dispatcher's view; the API's is getDelivery). */
+export function deliveryRow(db: DB, id: string): DeliveryRow | undefined {
+  return db.prepare('SELECT * FROM webhook_deliveries WHERE id = ?').get(id) as DeliveryRow | undefined;
+}
+
+/** An endpoint by id, of any domain (the dispatcher's view; the API's is getWebhookRow). */
+export function webhookRow(db: DB, id: string): WebhookRow | undefined {
+  return db.prepare('SELECT * FROM webhooks WHERE id = ?').get(id) as WebhookRow | undefined;
+}
+
+/** Records one attempt and the delivery's new state (call inside the attempt's transaction). */
+export function recordDeliveryAttempt(
+  db: DB,
+  id: string,
+  a: { at: number; statusCode: number | null; error: string | null; durationMs: number; response: string | null },
+  next: { status: DeliveryRow['status']; attempts: number; nextAttemptAt: number | null; now: number },
+): void {
+  db.prepare('INSERT INTO webhook_attempts (delivery_id, at, status_code, error, duration_ms, response) VALUES (?, ?, ?, ?, ?, ?)').run(id, a.at, a.statusCode, a.error, a.durationMs, a.response);
+  db.prepare('UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ?, updated_at = ? WHERE id = ?').run(
+    next.status, next.attempts, next.nextAttemptAt, a.statusCode, a.error, a.durationMs, next.now, id,
+  );
+}
+
+/** An endpoint that answered: no longer failing. */
+export function markWebhookHealthy(db: DB, id: string): void {
+  db.prepare('UPDATE webhooks SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL').run(id);
+}
+
+export function webhookFailingState(db: DB, id: string): { failing_since: number | null; enabled: number } | undefined {
+  return db.prepare('SELECT failing_since, enabled FROM webhooks WHERE id = ?').get(id) as { failing_since: number | null; enabled: number } | undefined;
+}
+
+export function markWebhookFailing(db: DB, id: string, since: number): void {
+  db.prepare('UPDATE webhooks SET failing_since = ? WHERE id = ?').run(since, id);
+}
+
+export function disableWebhook(db: DB, id: string, reason: string, now: number): void {
+  db.prepare('UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?').run(reason, now, id);
+}
+
+/** Deliveries waiting for a (re)try (metrics). */
+export function pendingDeliveryCount(db: DB): number {
+  return db.prepare("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'").pluck().get() as number;
+}

@@ -2,7 +2,7 @@ import { defineRoute, type RouteSpec } from '../route.ts';
 import { keyDomains, visibleDomain, visibleMailbox } from '../access.ts';
 import { decodeCursor, page } from '../schemas/common.ts';
 import { EventListQuery, EventSchema } from '../schemas/ops.ts';
-import type { EventRow } from '../../webhooks/dispatcher.ts';
+import { listEvents } from '../../events/record.ts';
 
 const tag = 'Events';
 
@@ -14,18 +14,17 @@ export const eventRoutes: RouteSpec[] = [
     query: EventListQuery, response: EventSchema,
     handler: (req) => {
       const q = req.query;
-      const where: string[] = [];
-      const args: unknown[] = [];
-      if (q.type?.length) (where.push(`type IN (${q.type.map(() => '?').join(',')})`), args.push(...q.type));
-      if (q.mailbox) (where.push('mailbox_id = ?'), args.push(visibleMailbox(req, q.mailbox).id));
-      if (q.domain) (where.push('domain = ?'), args.push(visibleDomain(req, q.domain).name));
-      if (q.since) (where.push('created_at >= ?'), args.push(new Date(q.since).toISOString()));
-      const domains = keyDomains(req.key);
-      if (domains) (where.push(`domain IN (${domains.map(() => '?').join(',') || "''"})`), args.push(...domains));
       const after = decodeCursor(q.cursor);
-      if (after) (where.push(q.order === 'asc' ? 'id > ?' : 'id < ?'), args.push(Number(after)));
-      const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id ${q.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`;
-      const rows = req.app.db.prepare(sql).all(...args, q.limit + 1) as EventRow[];
+      const rows = listEvents(req.app.db, {
+        types: q.type,
+        mailboxId: q.mailbox ? visibleMailbox(req, q.mailbox).id : undefined,
+        domain: q.domain ? visibleDomain(req, q.domain).name : undefined,
+        since: q.since ? new Date(q.since).toISOString() : undefined,
+        domains: keyDomains(req.key),
+        after: after ? Number(after) : undefined,
+        order: q.order === 'asc' ? 'asc' : 'desc',
+        limit: q.limit + 1,
+      });
       const items = rows.map((r) => {
         let data: Record<string, unknown> = {};
         try {

@@ -11,6 +11,7 @@ import { defineRoute, type RouteSpec } from '../route.ts';
 import { canSeeDomain, keyDomains, requireVisibleDomainOf, visibleMailbox } from '../access.ts';
 import { IdParams, decodeCursor, page } from '../schemas/common.ts';
 import type { ApiRequest } from '../types.ts';
+import type { ThreadContext } from '../../context.ts';
 import {
   MailboxCreate,
   MailboxCreateBody,
@@ -40,14 +41,14 @@ function clientInfo(config: Config) {
   };
 }
 
-function detail(req: ApiRequest<any, any, any>, m: Mailbox) {
+function detail(req: ApiRequest<any, any, any, ThreadContext>, m: Mailbox) {
   return { ...mailboxOut(m), ...clientInfo(req.app.config) };
 }
 
 type CreateInput = z.output<typeof MailboxCreate>;
 
 /** Checks what would make a creation fail before anything is created (a batch is all or none). */
-function precheck(req: ApiRequest<any, any, any>, items: CreateInput[]): void {
+function precheck(req: ApiRequest<any, any, any, ThreadContext>, items: CreateInput[]): void {
   const seen = new Set<string>();
   items.forEach((it, i) => {
     const where = items.length > 1 ? `body[${i}].address` : 'body.address';
@@ -65,7 +66,7 @@ function precheck(req: ApiRequest<any, any, any>, items: CreateInput[]): void {
   });
 }
 
-async function create(req: ApiRequest<any, any, any>, it: CreateInput) {
+async function create(req: ApiRequest<any, any, any, ThreadContext>, it: CreateInput) {
   const r = await addMailbox(req.app, { address: it.address, password: it.password, quota: it.quota, tags: it.tags, disabled: it.disabled });
   return { ...detail(req, r.mailbox), ...(r.generatedPassword ? { password: r.generatedPassword } : {}) };
 }

@@ -1,7 +1,6 @@
 import { defineRoute, type RouteSpec } from '../route.ts';
 import { visibleMailbox } from '../access.ts';
 import { IdParams } from '../schemas/common.ts';
-import { deleteMessage, getAttachment, getMessage, getRaw, listFolders, listMessages, patchMessage } from '../../imap/mail.ts';
 import {
   AttachmentParams,
   DeleteQuery,
@@ -34,7 +33,7 @@ export const messageRoutes: RouteSpec[] = [
     params: IdParams, response: FolderSchema.array(),
     handler: async (req) => {
       const m = visibleMailbox(req, req.params.id);
-      return { data: await listFolders(req.app, m.address) };
+      return { data: await req.app.mail.listFolders(m.address) };
     },
   }),
   defineRoute({
@@ -45,7 +44,7 @@ export const messageRoutes: RouteSpec[] = [
     handler: async (req) => {
       const m = visibleMailbox(req, req.params.id);
       const q = req.query;
-      return { data: await listMessages(req.app, m.address, { folder: q.folder, limit: q.limit, before: q.before, unseen: q.unseen }) };
+      return { data: await req.app.mail.listMessages(m.address, { folder: q.folder, limit: q.limit, before: q.before, unseen: q.unseen }) };
     },
   }),
   defineRoute({
@@ -55,7 +54,7 @@ export const messageRoutes: RouteSpec[] = [
     params: MailboxUidParams, query: GetMessageQuery, response: MessageSchema,
     handler: async (req) => {
       const m = visibleMailbox(req, req.params.id);
-      return { data: await getMessage(req.app, m.address, req.query.folder, req.params.uid, !!req.query.markSeen) };
+      return { data: await req.app.mail.getMessage(m.address, req.query.folder, req.params.uid, !!req.query.markSeen) };
     },
   }),
   defineRoute({
@@ -64,7 +63,7 @@ export const messageRoutes: RouteSpec[] = [
     params: MailboxUidParams, query: FolderQuery,
     handler: async (req) => {
       const m = visibleMailbox(req, req.params.id);
-      const raw = await getRaw(req.app, m.address, req.query.folder, req.params.uid);
+      const raw = await req.app.mail.getRaw(m.address, req.query.folder, req.params.uid);
       return { raw, contentType: 'message/rfc822', headers: { 'Content-Disposition': disposition('attachment', `${req.params.uid}.eml`) } };
     },
   }),
@@ -74,7 +73,7 @@ export const messageRoutes: RouteSpec[] = [
     params: AttachmentParams, query: FolderQuery,
     handler: async (req) => {
       const m = visibleMailbox(req, req.params.id);
-      const a = await getAttachment(req.app, m.address, req.query.folder, req.params.uid, req.params.index);
+      const a = await req.app.mail.getAttachment(m.address, req.query.folder, req.params.uid, req.params.index);
       return { raw: a.content, contentType: a.contentType, headers: { 'Content-Disposition': disposition('attachment', a.filename), 'X-Content-Type-Options': 'nosniff' } };
     },
   }),
@@ -85,7 +84,7 @@ export const messageRoutes: RouteSpec[] = [
     params: MailboxUidParams, query: FolderQuery, body: PatchMessageBody, response: PatchResultSchema,
     handler: async (req) => {
       const m = visibleMailbox(req, req.params.id);
-      return { data: await patchMessage(req.app, m.address, req.query.folder, req.params.uid, req.body) };
+      return { data: await req.app.mail.patchMessage(m.address, req.query.folder, req.params.uid, req.body) };
     },
   }),
   defineRoute({
@@ -95,7 +94,7 @@ export const messageRoutes: RouteSpec[] = [
     params: MailboxUidParams, query: DeleteQuery, response: DeleteResultSchema,
     handler: async (req) => {
       const m = visibleMailbox(req, req.params.id);
-      return { data: await deleteMessage(req.app, m.address, req.query.folder, req.params.uid, !!req.query.permanent) };
+      return { data: await req.app.mail.deleteMessage(m.address, req.query.folder, req.params.uid, !!req.query.permanent) };
     },
   }),
 ];

@@ -1,6 +1,5 @@
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { defineRoute, type RouteSpec } from '../route.ts';
-import { metricsFor } from '../../metrics/index.ts';
 
 export const metricsRoutes: RouteSpec[] = [
   defineRoute({
@@ -8,7 +7,7 @@ export const metricsRoutes: RouteSpec[] = [
     summary: 'Prometheus metrics (text exposition format)',
     description: 'Scrape with a key that has the scope metrics:read (Prometheus: `authorization: { credentials: lb_live_… }`). Served on the API listener, which is local by default.',
     handler: async (req) => {
-      const registry = metricsFor(req.app).registry;
+      const registry = req.app.metrics.registry;
       const workers = (await req.runtime.workerMetrics?.()) ?? [];
       if (!workers.length) return { raw: await registry.metrics(), contentType: registry.contentType };
       // API worker threads count the requests they answer: added to this thread's counts.

@@ -7,18 +7,19 @@ import { canSeeDomain, visibleMailbox } from '../access.ts';
 import { decodeCursor, encodeCursor } from '../schemas/common.ts';
 import { QueueDetailSchema, QueueEntrySchema, QueueIdParams, QueueListQuery } from '../schemas/ops.ts';
 import type { ApiRequest } from '../types.ts';
+import type { ThreadContext } from '../../context.ts';
 
 const tag = 'Queue';
 
 /** A domain-restricted key sees the entries of messages sent by mailboxes of its domains. */
-function visibleEntry(req: ApiRequest<any, any, any>, e: QueueEntry): boolean {
+function visibleEntry(req: ApiRequest<any, any, any, ThreadContext>, e: QueueEntry): boolean {
   if (!req.key?.domains) return true;
   if (!e.mailboxId) return false;
   const m = findMailbox(req.app, e.mailboxId);
   return !!m && canSeeDomain(req.key, m.domain);
 }
 
-function visibleQueueEntry(req: ApiRequest<any, any, any>, id: string) {
+function visibleQueueEntry(req: ApiRequest<any, any, any, ThreadContext>, id: string) {
   const e = getQueueEntry(req.app.db, id);
   if (!visibleEntry(req, e)) throw new LetterboxError('not_found', `no queue entry "${id}"; see GET /api/v1/queue`);
   return e;

@@ -3,10 +3,9 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
 import { LetterboxError } from '../../errors.ts';
+import { claimIdempotencyKey, completeIdempotencyKey, releaseIdempotencyKey } from '../idempotency-store.ts';
 import { acceptOutbound } from '../../smtp/submission/accept.ts';
 import { parseAddress } from '../../util/address.ts';
-import { appendToSent, deleteMessage } from '../../imap/mail.ts';
-import { metricsFor } from '../../metrics/index.ts';
 import { defineRoute, type RouteSpec } from '../route.ts';
 import { visibleMailbox } from '../access.ts';
 import { IdParams } from '../schemas/common.ts';
@@ -14,7 +13,6 @@ import { SendBody, SendResultSchema } from '../schemas/send.ts';
 import type { ApiRequest } from '../types.ts';
 
 const tag = 'Sending';
-const DAY = 24 * 3600 * 1000;
 
 type Body = z.output<typeof SendBody>;
 interface Addr {
@@ -95,13 +93,6 @@ async function compose(req: ApiRequest<any, any, Body>, from: Addr, b: Body, mes
   return { message, recipients };
 }
 
-interface IdemRow {
-  request_hash: string;
-  status: number | null;
-  response: string | null;
-  created_at: number;
-}
-
 async function send(req: ApiRequest<{ id: string }, any, Body>) {
   const { app } = req;
   const m = visibleMailbox(req, req.params.id);
@@ -118,14 +109,14 @@ async function send(req: ApiRequest<{ id: string }, any, Body>) {
   let copyError: string | null = null;
   const copying: Promise<{ folder: string; uid: number | null } | null> = req.sandbox
     ? Promise.resolve(null)
-    : appendToSent(app, m.address, message).catch((err: any) => {
+    : app.mail.appendToSent(m.address, message).catch((err: any) => {
         copyError = String(err?.message ?? err);
         return null;
       });
   const discardCopy = async () => {
     const c = await copying;
     if (!c?.uid) return;
-    await deleteMessage(app, m.address, c.folder, c.uid, true).catch((err: any) =>
+    await app.mail.deleteMessage(m.address, c.folder, c.uid, true).catch((err: any) =>
       req.log.warn({ requestId: req.requestId, mailbox: m.address, uid: c.uid, err: err?.message }, 'nothing was sent, but removing the copy stored in Sent failed'),
     );
   };
@@ -176,7 +167,7 @@ export const sendRoutes: RouteSpec[] = [
     params: IdParams, body: SendBody, response: SendResultSchema,
     handler: async (req) => {
       const { db, clock } = req.app;
-      const metrics = metricsFor(req.app);
+      const metrics = req.app.metrics;
       const sandboxLabel = String(req.sandbox);
       const idem = req.ctx.get('Idempotency-Key');
       if (idem && !/^[\x21-\x7e]{1,255}$/.test(idem)) throw new LetterboxError('validation_error', 'Idempotency-Key: 1-255 visible ASCII characters');
@@ -193,10 +184,8 @@ export const sendRoutes: RouteSpec[] = [
       const keyId = req.key!.id;
       const hash = createHash('sha256').update(stable({ mailbox: visibleMailbox(req, req.params.id).id, body: req.body })).digest('hex');
       const now = clock.now();
-      db.prepare('DELETE FROM api_idempotency WHERE created_at < ?').run(now - DAY);
-      const claimed = db.prepare('INSERT OR IGNORE INTO api_idempotency (key_id, idem_key, request_hash, created_at) VALUES (?, ?, ?, ?)').run(keyId, idem, hash, now).changes === 1;
-      if (!claimed) {
-        const row = db.prepare('SELECT request_hash, status, response, created_at FROM api_idempotency WHERE key_id = ? AND idem_key = ?').get(keyId, idem) as IdemRow;
+      const row = claimIdempotencyKey(db, keyId, idem, hash, now);
+      if (row) {
         if (row.request_hash !== hash) throw new LetterboxError('conflict', 'this Idempotency-Key was already used with a different request body in the last 24 hours; use a new key');
         if (row.status === null) throw new LetterboxError('conflict', 'a request with this Idempotency-Key is still in progress; retry in a moment');
         metrics.apiSends.inc({ outcome: 'replayed', sandbox: sandboxLabel });
@@ -204,12 +193,12 @@ export const sendRoutes: RouteSpec[] = [
       }
       try {
         const data = await send(req);
-        db.prepare('UPDATE api_idempotency SET status = ?, response = ? WHERE key_id = ? AND idem_key = ?').run(200, JSON.stringify(data), keyId, idem);
+        completeIdempotencyKey(db, keyId, idem, 200, JSON.stringify(data));
         metrics.apiSends.inc({ outcome: 'accepted', sandbox: sandboxLabel });
         return { data };
       } catch (err) {
         // Nothing was sent: the key may be used again.
-        db.prepare('DELETE FROM api_idempotency WHERE key_id = ? AND idem_key = ? AND status IS NULL').run(keyId, idem);
+        releaseIdempotencyKey(db, keyId, idem);
         metrics.apiSends.inc({ outcome: (err as any)?.code === 'validation_error' ? 'rejected' : 'error', sandbox: sandboxLabel });
         throw err;
       }

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { parseDuration } from '../../config/schema.ts';
 import { checkWebhookUrl } from '../../webhooks/ssrf.ts';
-import { dispatcherFor } from '../../webhooks/dispatcher.ts';
 import {
   createWebhook,
   deleteWebhook,
   deliveryOut,
+  deliveryRow,
   getDelivery,
   getWebhookRow,
   insertDelivery,
@@ -31,12 +31,13 @@ import {
   WebhookWithSecretSchema,
 } from '../schemas/ops.ts';
 import type { ApiRequest } from '../types.ts';
+import type { ThreadContext } from '../../context.ts';
 
 const tag = 'Webhooks';
 
-function delivered(req: ApiRequest<any, any, any>, id: string) {
+function delivered(req: ApiRequest<any, any, any, ThreadContext>, id: string) {
   const db = req.app.db;
-  return deliveryOut(db, db.prepare('SELECT * FROM webhook_deliveries WHERE id = ?').get(id) as any);
+  return deliveryOut(db, deliveryRow(db, id)!);
 }
 
 export const webhookRoutes: RouteSpec[] = [
@@ -103,7 +104,7 @@ export const webhookRoutes: RouteSpec[] = [
       const eventId = `evt_test_${randomBytes(8).toString('hex')}`;
       const payload = JSON.stringify({ id: eventId, type: 'webhook.test', createdAt: new Date(now).toISOString(), data: { webhookId: w.id, message: 'This is a test event from Letterbox.' } });
       const id = insertDelivery(req.app.db, now, { webhookId: w.id, eventId, eventType: 'webhook.test', payload });
-      await dispatcherFor(req.app).attempt(id);
+      await req.app.webhooks.attempt(id);
       return { data: delivered(req, id) };
     },
   }),
@@ -136,7 +137,7 @@ export const webhookRoutes: RouteSpec[] = [
       const w = getWebhookRow(req.app.db, req.params.id, keyDomains(req.key));
       const orig = getDelivery(req.app.db, w.id, req.params.deliveryId);
       const id = insertDelivery(req.app.db, req.app.clock.now(), { webhookId: w.id, eventId: orig.event_id, eventType: orig.event_type, payload: orig.payload, replayOf: orig.id });
-      await dispatcherFor(req.app).attempt(id);
+      await req.app.webhooks.attempt(id);
       return { status: 201, data: delivered(req, id) };
     },
   }),

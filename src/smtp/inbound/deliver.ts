@@ -6,6 +6,7 @@ import type { AppContext } from '../../server.ts';
 import type { Spool, SpoolFile } from '../../spool/index.ts';
 import { deliverLmtp, type LmtpPool, type LmtpRecipientResult } from '../../delivery/lmtp.ts';
 import { recordEvent } from '../../events/record.ts';
+import { runningQueue } from '../../queue/handoff.ts';
 import { commitWithoutFsync } from '../../db/group-commit.ts';
 import { isLetterboxError } from '../../errors.ts';
 import { decide, type AuthResult, type Decision, type Evidence } from './policy.ts';
@@ -79,7 +80,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       }
     }
   }
-  const queue = app.handoff.queue;
+  const queue = runningQueue(app);
   if (forwards.size > 0 && !queue) {
     // Nothing may be accepted that cannot be forwarded durably: the client keeps it and retries.
     const ref = newRef();
@@ -313,7 +314,7 @@ async function sendDsn(deps: InboundDeps, to: string, failed: FailedRecipient[],
       if (res.some((r) => r.status === 'delivered')) return;
       throw new Error(`DSN refused by Dovecot: ${res[0]?.response}`);
     }
-    const queue = app.handoff.queue;
+    const queue = runningQueue(app);
     if (!queue) throw new Error('the outbound queue is not running');
     await queue.enqueue({ message: dsn, from: '', recipients: [to], mailboxId: null, sendingDomain: null, origin: 'dsn' });
   } catch (err: any) {

@@ -7,16 +7,15 @@
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../../server.ts';
 import { LetterboxError } from '../../errors.ts';
-import { stmt } from '../../db/stmt.ts';
+import { sendingState } from '../../services/mailbox-queries.ts';
 import { parseAddress } from '../../util/address.ts';
 import { deliverLmtp } from '../../delivery/lmtp.ts';
-import { DkimSigner } from '../../dkim/sign.ts';
 import { isLocalDomain, resolveRecipient, splitTargets, type Resolution } from '../../routing/resolve.ts';
-import { ensureSecret } from '../../secrets.ts';
+import { runningQueue } from '../../queue/handoff.ts';
 import { isSuppressed } from '../../queue/store.ts';
 import { recordEvent } from '../../events/record.ts';
 import { isAuthorizedSender, ownedAddresses } from './authorize.ts';
-import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, reserveSend, unrecordSend, usageOf, type Caps, type Usage } from './caps.ts';
+import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, unrecordSend, usageOf, type Caps, type Usage } from './caps.ts';
 import { applyFixups } from './fixups.ts';
 
 export interface Sender {
@@ -58,21 +57,9 @@ export interface AcceptResult {
   rejected: RejectedRecipient[];
 }
 
-const signers = new WeakMap<AppContext, DkimSigner>();
-function signerFor(app: AppContext): DkimSigner {
-  let s = signers.get(app);
-  if (!s) signers.set(app, (s = new DkimSigner(app.db, app.log)));
-  return s;
-}
-
-interface MailboxState {
-  disabled: number;
-  outbound_enabled: number;
-}
-
 /** Checks made at MAIL FROM (and again by acceptOutbound): may this mailbox send as `from` now? */
 export function checkSender(app: AppContext, mailbox: Sender, from: string): { caps: Caps; usage: Usage } {
-  const st = stmt(app.db, 'SELECT m.disabled, d.outbound_enabled FROM mailboxes m JOIN domains d ON d.id = m.domain_id WHERE m.id = ?').get(mailbox.id) as MailboxState | undefined;
+  const st = sendingState(app.db, mailbox.id);
   if (!st || st.disabled) throw new LetterboxError('unauthorized', 'mailbox is disabled or no longer exists', { smtp: '535 5.7.8' });
   if (!st.outbound_enabled) throw new LetterboxError('forbidden', `outbound mail for ${mailbox.domain} is suspended by the administrator`, { smtp: '550 5.7.1' });
   if (!from) throw new LetterboxError('forbidden', 'the null sender cannot be used for submission', { smtp: '553 5.7.1' });
@@ -88,7 +75,7 @@ export function checkSender(app: AppContext, mailbox: Sender, from: string): { c
 /** Caps and current usage of a mailbox, read once per message (at MAIL FROM). */
 export function capsState(app: AppContext, mailbox: Sender): { caps: Caps; usage: Usage } {
   const caps = effectiveCaps(app.db, app.config, mailbox);
-  return { caps, usage: usageOf(app.db, mailbox.id, app.clock.now(), { messages: caps.messagesPerHour > 0, recipients: caps.recipientsPerDay > 0 }) };
+  return { caps, usage: usageOf(app.db, app.sendReservations, mailbox.id, app.clock.now(), { messages: caps.messagesPerHour > 0, recipients: caps.recipientsPerDay > 0 }) };
 }
 
 /** Checks made at each RCPT TO: null when acceptable, else the per-recipient refusal. `count` includes it. */
@@ -117,11 +104,8 @@ export function checkRecipient(app: AppContext, mailbox: Sender, rcpt: string, c
  * the same as the MX's): mailbox, plus-address folder (case kept), alias (loops refused), catch-all.
  */
 function resolveLocal(app: AppContext, rcpt: string): Resolution {
-  let secret = srsSecrets.get(app);
-  if (secret === undefined) srsSecrets.set(app, (secret = ensureSecret(app.config.data_dir, 'srs')));
-  return resolveRecipient(app.db, rcpt.trim(), { srsSecret: secret, now: app.clock.now(), hostname: app.config.hostname });
+  return resolveRecipient(app.db, rcpt.trim(), { srsSecret: app.srsSecret, now: app.clock.now(), hostname: app.config.hostname });
 }
-const srsSecrets = new WeakMap<AppContext, string>();
 
 /** The recipient as routed: domain normalized; the local part as written for our domains (the plus folder keeps its case). */
 function routedAddress(app: AppContext, rcpt: string): string {
@@ -168,7 +152,7 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
   // Reserved now, in the same synchronous stretch as the cap checks above, so concurrent sessions
   // cannot all pass the same cap; the send_log row is written in the transaction that queues the
   // message (one commit), and taken back below if nothing is accepted.
-  const release = reserveSend(db, mailbox.id, rcpts.length);
+  const release = app.sendReservations.reserve(mailbox.id, rcpts.length);
   const log: { id: number | null } = { id: null };
   const count = () => void (log.id = recordSend(db, mailbox.id, clock.now(), rcpts.length));
   try {
@@ -189,7 +173,7 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
   const fixed = { message, messageId, from: fromHeader };
   // d= is the From domain (one of ours: the mailbox's or an owned alias's domain).
   const signingDomain = parseAddress(fixed.from[0]).domain;
-  const signed = await signerFor(app).sign(signingDomain, fixed.message, now);
+  const signed = await app.dkim.sign(signingDomain, fixed.message, now);
 
   // Split recipients: local mailboxes (LMTP now), external (queue).
   const local = new Map<string, string[]>(); // recipient → mailbox addresses
@@ -208,7 +192,7 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
     } else remote.push(r);
   }
   const accepted: AcceptedRecipient[] = [];
-  const queue = app.handoff.queue;
+  const queue = runningQueue(app);
   if (!queue) throw new LetterboxError('unavailable', 'the outbound queue is not running', { smtp: '451 4.3.0' });
   const enqueueBase = { message: signed, from: input.envelope.from, mailboxId: mailbox.id, sendingDomain: mailbox.domain, messageId: fixed.messageId, origin: input.origin, inTransaction };
 

@@ -1,6 +1,6 @@
 // Sender-address authorization: which addresses an authenticated mailbox may send as.
 import type { DB } from '../../db/index.ts';
-import { stmt } from '../../db/stmt.ts';
+import { aliasesOnlyTo } from '../../services/aliases.ts';
 import { parseAddress, splitDetail } from '../../util/address.ts';
 
 export interface OwnedAddresses {
@@ -22,6 +22,6 @@ export function isAuthorizedSender(address: string, owned: OwnedAddresses): bool
 
 /** Aliases that point only to this mailbox (a catch-all never counts: it would cover every address). */
 export function ownedAddresses(db: DB, mailboxAddress: string): OwnedAddresses {
-  const aliases = stmt(db, "SELECT address FROM aliases WHERE targets = ? AND address NOT LIKE '*@%'", { pluck: true }).all(JSON.stringify([mailboxAddress])) as string[];
+  const aliases = aliasesOnlyTo(db, mailboxAddress);
   return { mailbox: mailboxAddress, aliases };
 }

@@ -10,6 +10,7 @@ import { isLetterboxError } from '../../errors.ts';
 import { randomBytes } from 'node:crypto';
 import { hashPassword, verifyPassword } from '../../auth/passwords.ts';
 import { findMailbox } from '../../services/mailboxes.ts';
+import { passwordHashOf } from '../../services/mailbox-queries.ts';
 import { BruteForceGuard } from './bruteforce.ts';
 import { acceptOutbound, checkRecipient, checkSender, type Sender } from './accept.ts';
 import { smtpMetrics } from '../../metrics/index.ts';
@@ -179,9 +180,9 @@ export class SubmissionListeners implements Component {
       throw smtpError('4.7.0 too many failed authentication attempts; try again later', 454);
     }
     const mb = name.includes('@') ? findMailbox(this.app, name) : null;
-    const row = mb ? (this.app.db.prepare('SELECT password_hash FROM mailboxes WHERE id = ?').get(mb.id) as { password_hash: string } | undefined) : undefined;
-    const ok = await verifyPassword(row?.password_hash ?? (await this.dummyHash), String(auth.password ?? ''));
-    if (ok && mb && row && !mb.disabled) {
+    const hash = mb ? passwordHashOf(this.app.db, mb.id) : undefined;
+    const ok = await verifyPassword(hash ?? (await this.dummyHash), String(auth.password ?? ''));
+    if (ok && mb && hash !== undefined && !mb.disabled) {
       this.guard.succeed(name);
       this.app.log.info({ ip, user: mb.address, component: 'submission' }, 'authenticated');
       return { user: { id: mb.id, address: mb.address, domain: mb.domain } satisfies Sender };
