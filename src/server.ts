@@ -9,6 +9,7 @@ import { DovecotSupervisor } from './dovecot/supervisor.ts';
 import type { ServiceContext } from './services/context.ts';
 import type { Handoff } from './queue/handoff.ts';
 import { createResolver, type Resolver } from './dns/resolver.ts';
+import { LocalDelivery } from './delivery/local.ts';
 
 /** Everything a long-running component of `letterbox serve` may use, passed in (no singletons). */
 export interface AppContext extends ServiceContext {
@@ -18,6 +19,8 @@ export interface AppContext extends ServiceContext {
   resolver: Resolver;
   /** Cross-component hand-offs, filled in by the components that provide them. */
   handoff: Handoff;
+  /** Local delivery (LMTP to Dovecot): submission, the API's send and the queue. */
+  delivery: LocalDelivery;
 }
 
 /** A part of the appliance with a lifecycle: listeners, the queue, the API, jobs. */
@@ -74,7 +77,8 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
       await supervisor.start();
     }
     const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout_ms, clock });
-    const app: AppContext = { db, config, log, clock, dovecot, supervisor, resolver, handoff: { queue: null } };
+    const delivery = new LocalDelivery({ socketPath: dovecot.paths.lmtpSocket, lhlo: config.hostname });
+    const app: AppContext = { db, config, log, clock, dovecot, supervisor, resolver, handoff: { queue: null }, delivery };
     for (const factory of opts.components) {
       const c = await factory(app);
       await c.start();

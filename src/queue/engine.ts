@@ -1,7 +1,7 @@
 // The outbound queue: durable enqueue (spool fsynced + rows committed), an index-driven scheduler
 // with global and per-domain concurrency, delivery (LMTP for our own domains, SMTP otherwise),
 // retries, DSNs, suppressions and events. Rows left in flight by a crash are reclaimed at start.
-import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import type { AppContext, Component } from '../server.ts';
@@ -12,7 +12,7 @@ import { stmt } from '../db/stmt.ts';
 import { commitWithoutFsync, groupCommit } from '../db/group-commit.ts';
 import { parseAddress } from '../util/address.ts';
 import { recordEvent } from '../events/record.ts';
-import { deliverLmtp } from '../delivery/lmtp.ts';
+import { DkimSigner } from '../dkim/sign.ts';
 import { parseDuration, parseHostPort } from '../config/schema.ts';
 import { isLocalDomain, replyLine, resolveRecipient, splitTargets } from '../routing/resolve.ts';
 import { ensureSecret } from '../secrets.ts';
@@ -20,7 +20,8 @@ import { SmtpClient, type AttemptInfo, type RcptResult } from './smtp-client.ts'
 import { MtaSts } from './mta-sts.ts';
 import { onTempFail, type RetryPolicy } from './schedule.ts';
 import { isHardBounce, outcomeOf } from './classify.ts';
-import { buildDsn, dsnStatusFor, type DsnRecipient } from './dsn.ts';
+import { buildDsn, dsnSigningDomains, dsnStatusFor, type DsnRecipient } from '../mail/dsn.ts';
+import { headerValue, readHeaderSection } from '../mail/headers.ts';
 import { addSuppression } from './store.ts';
 import { pruneSendLog } from '../smtp/submission/caps.ts';
 
@@ -88,12 +89,15 @@ export class Queue implements OutboundQueue, Component {
   private again = false;
 
   private app: AppContext;
+  /** Signs the DSNs the queue sends. */
+  private dkim: DkimSigner;
   private srs: string | null = null;
   private srsSecret(): string {
     return (this.srs ??= ensureSecret(this.app.config.data_dir, 'srs'));
   }
   constructor(app: AppContext) {
     this.app = app;
+    this.dkim = new DkimSigner(app.db, app.log);
     const o = app.config.outbound;
     this.spool = new Spool(app.config.data_dir);
     const ca = o.tls_ca_file ? readFileSync(o.tls_ca_file, 'utf8') : undefined;
@@ -401,7 +405,7 @@ export class Queue implements OutboundQueue, Component {
   }
 
   private async deliverLocal(msg: MessageRow, recipients: string[], spoolPath: string): Promise<{ results: RcptResult[]; attempt: AttemptInfo; extraExternal: string[] }> {
-    const { db, dovecot, config } = this.app;
+    const { db, config } = this.app;
     const attempt: AttemptInfo = { mx: 'lmtp', ip: null, sourceIp: null, tlsVersion: null, tlsCipher: null, transcript: '' };
     const targets = new Map<string, string[]>();
     const extraExternal: string[] = [];
@@ -419,12 +423,8 @@ export class Queue implements OutboundQueue, Component {
     const lmtpTo = [...new Set([...targets.values()].flat())];
     const byTarget = new Map<string, { code: number; response: string; status: string }>();
     if (lmtpTo.length) {
-      try {
-        const res = await deliverLmtp(dovecot.paths.lmtpSocket, { from: msg.mail_from, to: lmtpTo }, () => createReadStream(spoolPath), { lhlo: config.hostname });
-        for (const x of res) byTarget.set(x.recipient, x);
-      } catch (err: any) {
-        for (const t of lmtpTo) byTarget.set(t, { code: 451, response: `451 4.3.0 ${err.message}`, status: 'tempfail' });
-      }
+      const res = await this.app.delivery.deliver({ from: msg.mail_from, body: () => createReadStream(spoolPath) }, lmtpTo);
+      for (const x of res) byTarget.set(x.recipient, x);
     }
     const results = recipients.map((r) => {
       const f = fixed.get(r);
@@ -474,7 +474,7 @@ export class Queue implements OutboundQueue, Component {
     if (failed.length || delayed.length) {
       try {
         const headers = await this.originalHeaders(msg);
-        for (const group of [failed, delayed]) if (group.length) dsns.push(await this.prepare(this.dsnRequest(msg, headers, group.map((d) => d.dsn!))));
+        for (const group of [failed, delayed]) if (group.length) dsns.push(await this.prepare(await this.dsnRequest(msg, headers, group.map((d) => d.dsn!))));
       } catch (err: any) {
         for (const p of dsns.splice(0)) if (p.spoolId) await this.spool.remove(p.spoolId).catch(() => {});
         log.error({ err: err.message, id: msg.id }, 'could not write a delivery status notification; the bounce is not recorded and the recipients are tried again later');
@@ -530,22 +530,15 @@ export class Queue implements OutboundQueue, Component {
     if (pendingLeft <= 0 && msg.spool_id) await this.spool.remove(msg.spool_id);
   }
 
-  private async originalHeaders(msg: MessageRow): Promise<string> {
-    const fh = await fsp.open(this.spool.pathFor(msg.spool_id!), 'r');
-    try {
-      const buf = Buffer.alloc(65536);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-      const s = buf.subarray(0, bytesRead).toString('utf8');
-      const end = s.search(/\r?\n\r?\n/);
-      return end >= 0 ? s.slice(0, end) : s;
-    } finally {
-      await fh.close();
-    }
+  private originalHeaders(msg: MessageRow): Promise<string> {
+    return readHeaderSection(this.spool.pathFor(msg.spool_id!));
   }
 
-  private dsnRequest(msg: MessageRow, headers: string, recipients: DsnRecipient[]): EnqueueRequest {
+  /** A DSN to the sender of `msg`, DKIM-signed like any other outgoing message. */
+  private async dsnRequest(msg: MessageRow, headers: string, recipients: DsnRecipient[]): Promise<EnqueueRequest> {
     const { config, clock } = this.app;
-    const subject = /^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)/im.exec(headers)?.[1] ?? null;
+    const subject = headerValue(headers, 'subject');
+    const now = new Date(clock.now());
     const dsn = buildDsn({
       reportingMta: config.hostname,
       to: msg.mail_from,
@@ -554,11 +547,12 @@ export class Queue implements OutboundQueue, Component {
       originalHeaders: headers,
       arrivalDate: new Date(msg.created_at),
       recipients,
-      now: new Date(clock.now()),
+      now,
       messageId: `<${randomBytes(12).toString('hex')}@${config.hostname}>`,
       boundary: `lb-dsn-${randomBytes(8).toString('hex')}`,
     });
-    return { message: dsn, from: '', recipients: [msg.mail_from], mailboxId: msg.mailbox_id, sendingDomain: null, origin: 'dsn', messageId: null };
+    const signed = await this.dkim.signWithFirst(dsnSigningDomains(config.hostname, msg.sending_domain), dsn, now);
+    return { message: signed, from: '', recipients: [msg.mail_from], mailboxId: msg.mailbox_id, sendingDomain: null, origin: 'dsn', messageId: null };
   }
 }
 

@@ -1,6 +1,6 @@
 import type { DB } from '../db/index.ts';
 import { normalizeDomain } from '../util/address.ts';
-import { SmtpReply, reply } from '../smtp/inbound/replies.ts';
+import { SmtpReply, reply } from '../mail/reply.ts';
 import { OWNER_ONLY_FOLDERS } from '../dovecot/config.ts';
 import { srsReverse } from '../smtp/inbound/srs.ts';
 
