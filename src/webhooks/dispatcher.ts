@@ -13,6 +13,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { parseDuration } from '../config/schema.ts';
+import { retryDelay } from '../queue/schedule.ts';
 import type { AppContext, Component } from '../server.ts';
 import { metricsFor } from '../metrics/index.ts';
 import { addressProblem, type TargetPolicy } from './ssrf.ts';
@@ -199,7 +200,8 @@ export class WebhookDispatcher {
       let next: number | null = null;
       if (ok) status = 'succeeded';
       else if (isTest || r.blocked || attempts > schedule.length) status = 'failed';
-      else next = now + Math.round(schedule[attempts - 1] * (1 + (Math.random() - 0.5) * 0.2));
+      // The queue's retry arithmetic: the schedule's delay for this attempt, ±10% jitter.
+      else next = now + retryDelay(attempts, { schedule, jitter: 0.1 }, Math.random());
       db.prepare('UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?, last_error = ?, last_duration_ms = ?, updated_at = ? WHERE id = ?').run(
         status, attempts, next, r.statusCode, r.error, duration, now, d.id,
       );
