@@ -152,3 +152,16 @@ test('mail vocabulary: DSN signing domains, header section and values, Received 
   assert.equal(r, 'from api\r\n\tby mx.test (Letterbox) with HTTP\r\n\tid abc;\r\n\tThu, 1 Jan 1970 00:00:00 +0000');
   assert.match(receivedValue({ helo: 'c\r\nX: y', ip: '192.0.2.1', hostname: 'mx.test', transmissionType: 'ESMTPSA', tls: 'TLSv1.3', id: 'i', date: new Date(0) }), /^from c\?\?X:\?y \(unknown \[192\.0\.2\.1\]\)\r\n\tby mx\.test \(Letterbox\) with ESMTPSA \(TLSv1\.3\)/);
 });
+
+test('one duration grammar: the config\'s (bare number = seconds) and, unit required, API key expiries', async () => {
+  const { parseDuration, parseDurationWithUnit } = await import('../src/config/schema.ts');
+  const { parseExpiry } = await import('../src/auth/apikeys.ts');
+  assert.equal(parseDuration('1y'), 365 * 24 * H);
+  assert.equal(parseDuration('1.5h'), 90 * M);
+  assert.equal(parseDuration('2w'), 14 * 24 * H);
+  assert.equal(parseDuration('10'), 10_000);
+  assert.equal(parseDurationWithUnit('90d'), 90 * 24 * H);
+  assert.ok(Number.isNaN(parseDurationWithUnit('90')));
+  assert.equal(parseExpiry('12h', t0), new Date(t0 + 12 * H).toISOString());
+  assert.throws(() => parseExpiry('90', t0), /invalid expiry/);
+});
