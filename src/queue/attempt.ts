@@ -13,7 +13,7 @@ import type { RetryPolicy } from './schedule.ts';
 import type { SmtpClient, AttemptInfo } from './smtp-client.ts';
 import { groupCommit } from '../db/group-commit.ts';
 import { newId } from '../util/ids.ts';
-import { parseAddress } from '../util/address.ts';
+import { parseAddress } from '../mail/address.ts';
 import { recordEvent } from '../events/record.ts';
 import { isLocalDomain, replyLine, resolveRecipient, splitTargets } from '../routing/resolve.ts';
 import { buildDsn, dsnSigningDomains, type DsnRecipient } from '../mail/dsn.ts';

@@ -6,7 +6,7 @@ import type { Clock } from '../clock.ts';
 import type { Spool } from '../spool/index.ts';
 import type { EnqueueRequest } from './handoff.ts';
 import { newId } from '../util/ids.ts';
-import { parseAddress } from '../util/address.ts';
+import { parseAddress } from '../mail/address.ts';
 import { recordEvent } from '../events/record.ts';
 import { insertMessage, insertRecipient } from './store.ts';
 

@@ -5,7 +5,7 @@ import type { DB } from '../db/index.ts';
 import { stmt } from '../db/stmt.ts';
 import { commitWithoutFsync } from '../db/group-commit.ts';
 import { LetterboxError } from '../errors.ts';
-import { normalizeDomain } from '../util/address.ts';
+import { normalizeDomain } from '../mail/address.ts';
 
 export interface QueueEntry {
   id: string;

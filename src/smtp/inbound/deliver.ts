@@ -16,7 +16,7 @@ import { receivedHeader } from '../../mail/received.ts';
 import { SmtpReply, internalFailure, newRef, reply } from '../../mail/reply.ts';
 import { buildDsn, dsnSigningDomains, type DsnRecipient } from '../../mail/dsn.ts';
 import { headerSection, readHeaderSection } from '../../mail/headers.ts';
-import { parseAddress } from '../../util/address.ts';
+import { parseAddress } from '../../mail/address.ts';
 import { srsForward } from './srs.ts';
 import { lmtpAddress, resolveRecipient, type Target } from '../../routing/resolve.ts';
 

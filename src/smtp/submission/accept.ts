@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../../server.ts';
 import { LetterboxError } from '../../errors.ts';
 import { stmt } from '../../db/stmt.ts';
-import { parseAddress } from '../../util/address.ts';
+import { parseAddress } from '../../mail/address.ts';
 import { refusalText, type LocalOutcome } from '../../delivery/local.ts';
 import { receivedValue } from '../../mail/received.ts';
 import { DkimSigner } from '../../dkim/sign.ts';
