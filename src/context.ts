@@ -22,6 +22,7 @@ import { SendReservations } from './smtp/submission/caps.ts';
 import { Queue } from './queue/engine.ts';
 import type { QueueService } from './queue/handoff.ts';
 import type { Component } from './server.ts';
+import { LocalDelivery } from './delivery/local.ts';
 
 /** Everything a long-running component of `letterbox serve` may use, built by createAppContext (no singletons). */
 export interface AppContext extends ServiceContext {
@@ -49,6 +50,8 @@ export interface AppContext extends ServiceContext {
   tlsReload: TlsReloadHooks;
   /** Submission caps: sends that passed the caps and are not committed yet. */
   sendReservations: SendReservations;
+  /** Local delivery (LMTP to Dovecot): the MX, submission, the API's send, the queue and DSNs. */
+  delivery: LocalDelivery;
   /** The outbound queue, started and stopped by its component; hand messages to it with runningQueue(). */
   queue: QueueService & Component;
 }
@@ -123,6 +126,7 @@ async function buildServices(config: Config, o: AppContextOverrides, db: DB): Pr
     supervisor,
     resolver,
     dkim: o.dkim ?? new DkimSigner(db, log),
+    delivery: new LocalDelivery({ socketPath: dovecot.paths.lmtpSocket, lhlo: config.hostname }),
     get srsSecret(): string {
       // Read (or created) when first needed, not at start: an appliance that never rewrites keeps no secret.
       return (srsSecret ??= ensureSecret(config.data_dir, 'srs'));

@@ -11,9 +11,9 @@ import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
 import { parseRecipient, resolveRecipient } from '../src/routing/resolve.ts';
 import { srsForward, srsReverse } from '../src/smtp/inbound/srs.ts';
 import { HeaderFilter, LineEndingGuard, authservIdOf, decodeWords } from '../src/smtp/inbound/stream.ts';
-import { buildDsn } from '../src/smtp/inbound/dsn.ts';
-import { receivedHeader } from '../src/smtp/inbound/headers.ts';
-import { SmtpReply } from '../src/smtp/inbound/replies.ts';
+import { buildDsn } from '../src/mail/dsn.ts';
+import { receivedHeader } from '../src/mail/received.ts';
+import { SmtpReply } from '../src/mail/reply.ts';
 import { clientKey, closeIdleUnderStress, underStress } from '../src/smtp/inbound/server.ts';
 import { quotaVerdict } from '../src/smtp/inbound/quota.ts';
 import { configSchema, type Config } from '../src/config/schema.ts';
@@ -171,10 +171,21 @@ test('Received header carries TLS details and one recipient only', () => {
 });
 
 test('DSN is an RFC 3464 multipart/report naming each failed recipient', () => {
-  const dsn = buildDsn({ hostname: 'mx.ours.test', to: 'sender@x.test', failed: [{ original: 'team@ours.test', final: 'bob@ours.test', status: '5.2.2', diagnostic: '552 5.2.2 Quota exceeded' }], arrival: new Date(0), originalHeaders: 'Subject: hi\r\n', now: new Date(0) }).toString();
+  const dsn = buildDsn({
+    reportingMta: 'mx.ours.test',
+    to: 'sender@x.test',
+    originalMessageId: null,
+    originalSubject: 'hi',
+    recipients: [{ original: 'team@ours.test', address: 'bob@ours.test', action: 'failed', status: '5.2.2', diagnostic: '552 5.2.2 Quota exceeded' }],
+    arrivalDate: new Date(0),
+    originalHeaders: 'Subject: hi\r\n',
+    now: new Date(0),
+    messageId: '<dsn@mx.ours.test>',
+    boundary: 'BOUND',
+  }).toString();
   assert.match(dsn, /Content-Type: multipart\/report; report-type=delivery-status/);
   assert.match(dsn, /Content-Type: message\/delivery-status\r\n\r\nReporting-MTA: dns; mx\.ours\.test/);
-  assert.match(dsn, /Original-Recipient: rfc822;team@ours\.test\r\nFinal-Recipient: rfc822;bob@ours\.test\r\nAction: failed\r\nStatus: 5\.2\.2/);
+  assert.match(dsn, /Original-Recipient: rfc822; ?team@ours\.test\r\nFinal-Recipient: rfc822; ?bob@ours\.test\r\nAction: failed\r\nStatus: 5\.2\.2/);
   assert.match(dsn, /Content-Type: text\/rfc822-headers\r\n\r\nSubject: hi\r\n/);
 });
 

@@ -474,8 +474,20 @@ test('quota: a mailbox already over quota is refused at RCPT with 452 4.2.2; par
   const mine = dsn.filter((d) => d.includes(subject));
   assert.equal(mine.length, 1, 'one DSN to the (local) sender');
   assert.match(mine[0], /Content-Type: multipart\/report; report-type=delivery-status/);
-  assert.match(mine[0], /Final-Recipient: rfc822;tight@ours\.test\r\nAction: failed\r\nStatus: 5\.2\.2/);
-  assert.doesNotMatch(mine[0], /Final-Recipient: rfc822;alice@ours\.test/);
+  assert.match(mine[0], /Final-Recipient: rfc822; ?tight@ours\.test\r\nAction: failed\r\nStatus: 5\.2\.2/);
+  assert.doesNotMatch(mine[0], /Final-Recipient: rfc822; ?alice@ours\.test/);
+  // The DSN is DKIM-signed like any other outgoing message (the failed recipient's domain, ours) and
+  // verifies with an independent verifier (python3-dkim).
+  const keys: Record<string, string> = {};
+  for (const x of (await app.cliJson(['dns', 'ours.test'])).records) if (x.purpose === 'dkim') keys[x.name] = x.value;
+  const file = join(app.dir, `${subject}-dsn.eml`);
+  const recs = join(app.dir, `${subject}-dsn.json`);
+  writeFileSync(file, mine[0]);
+  writeFileSync(recs, JSON.stringify(keys));
+  const { stdout } = await run('/usr/bin/python3', [join(import.meta.dirname, 'helpers', 'dkimverify.py'), file, recs]);
+  const sigs = JSON.parse(stdout);
+  assert.ok(sigs.length >= 1, 'the DSN carries a DKIM signature');
+  assert.ok(sigs.every((x: any) => x.ok && x.d === 'ours.test'), stdout);
 });
 
 test('alias forwarding to an external address: queued with an SRS envelope sender and an ARC seal that verifies at the receiver', async () => {

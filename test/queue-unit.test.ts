@@ -9,7 +9,7 @@ import { recordFailure, BruteForceGuard, type BruteForcePolicy } from '../src/sm
 import { checkMessageCap, checkRecipientCaps } from '../src/smtp/submission/caps.ts';
 import { isAuthorizedSender } from '../src/smtp/submission/authorize.ts';
 import { applyFixups, fromAddresses, parseHeader, splitMessage } from '../src/smtp/submission/fixups.ts';
-import { buildDsn, dsnStatusFor } from '../src/queue/dsn.ts';
+import { buildDsn, dsnStatusFor } from '../src/mail/dsn.ts';
 import { parseDuration } from '../src/config/schema.ts';
 
 const M = 60_000;

@@ -466,6 +466,10 @@ test('5xx → bounced, DSN (multipart/report) in the sender INBOX, recipient sup
   assert.match(text, /Action: failed/);
   assert.match(text, /Status: 5\.1\.1/);
   assert.match(text, /Content-Type: text\/rfc822-headers[\s\S]*Subject: to a gone address/);
+  // The DSN is DKIM-signed like any other outgoing message and verifies with python3-dkim.
+  const sigs = await dkimVerify(dsn);
+  assert.ok(sigs.length >= 1, 'the DSN carries a DKIM signature');
+  assert.ok(sigs.every((x) => x.ok && x.d === 'example.test'), JSON.stringify(sigs));
   const sup = await app.cliJson(['suppression', 'list', 'example.test']);
   assert.ok(sup.data.some((s: any) => s.address === 'gone@remote.test'));
   await assert.rejects(transport(app.ports.submission, false).sendMail({ from: 'alice@example.test', to: 'gone@remote.test', subject: 'again', text: 'x' }), (err: any) => {

@@ -7,6 +7,7 @@ import { parseScopes } from './scopes.ts';
 import type { ServiceContext } from '../services/context.ts';
 import { readCache, type ReadCache } from '../db/read-cache.ts';
 import { BoundedMap } from '../util/bounded-map.ts';
+import { parseDurationWithUnit } from '../config/schema.ts';
 
 /**
  * API keys: `lb_live_` or `lb_test_` followed by 32 random bytes in base64url (43 characters).
@@ -66,17 +67,10 @@ function secretDigest(secret: string): Buffer {
   return hash('sha256', secret, 'buffer');
 }
 
-/** "90d", "12h", "30m", "45s", "2w", "1y" → milliseconds; NaN when unparseable. */
-export function parseDuration(s: string): number {
-  const m = /^\s*(\d+)\s*(s|m|h|d|w|y)\s*$/i.exec(s);
-  if (!m) return Number.NaN;
-  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000, y: 365 * 86_400_000 }[m[2].toLowerCase() as 's'];
-  return Number(m[1]) * unit;
-}
-
 /** An expiry given as a duration from now ("90d") or an ISO 8601 date/time; must be in the future. */
 export function parseExpiry(input: string, now: number): string {
-  const d = parseDuration(input);
+  // The config's duration grammar; a bare number is not taken as a duration here.
+  const d = parseDurationWithUnit(input);
   let at: number;
   if (Number.isFinite(d)) at = now + d;
   else {

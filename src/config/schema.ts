@@ -30,12 +30,23 @@ export function parseSize(s: string): number {
   return Math.round(Number(m[1]) * mult);
 }
 
-/** "90s", "15m", "4h", "5d", "500ms", or a number of seconds → milliseconds; NaN when unparseable. */
+const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)?\s*$/i;
+const DURATION_UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, y: 365 * 86_400_000 };
+
+/**
+ * The one duration grammar (config files, API key expiries): "500ms", "90s", "15m", "4h", "5d",
+ * "2w", "1y" (365 days), decimals allowed ("1.5h"), or a bare number of seconds → milliseconds.
+ * NaN when unparseable.
+ */
 export function parseDuration(s: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$/i.exec(s);
+  const m = DURATION.exec(s);
   if (!m) return Number.NaN;
-  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[(m[2] ?? 's').toLowerCase() as 'ms'];
-  return Math.round(Number(m[1]) * mult);
+  return Math.round(Number(m[1]) * DURATION_UNITS[(m[2] ?? 's').toLowerCase() as 'ms']);
+}
+
+/** The same grammar where a bare number is not a duration (an API key's expiry: "90d", never "90"). */
+export function parseDurationWithUnit(s: string): number {
+  return DURATION.exec(s)?.[2] ? parseDuration(s) : Number.NaN;
 }
 const duration = z.string().refine((s) => Number.isFinite(parseDuration(s)), { message: 'expected a duration such as "30s", "15m", "4h" or "5d"' });
 

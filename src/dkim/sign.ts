@@ -203,4 +203,13 @@ export class DkimSigner {
     const sig = await this.signatures(domain, message, now);
     return sig ? Buffer.concat([Buffer.from(sig, 'binary'), message]) : message;
   }
+
+  /** Signed with the keys of the first of `domains` that has active keys; unchanged when none has. */
+  async signWithFirst(domains: string[], message: Buffer, now: Date): Promise<Buffer> {
+    for (const d of domains) {
+      const sig = await this.signatures(d, message, now);
+      if (sig) return Buffer.concat([Buffer.from(sig, 'binary'), message]);
+    }
+    return message;
+  }
 }

@@ -1,9 +1,11 @@
-// The queue's tables: listing, inspection and operator actions (shared by the CLI, the API and
-// the queue engine). Times are ms since the epoch.
+// The queue's tables (outbound_messages, outbound_queue, outbound_attempts, suppressions): every
+// SQL statement on them. Listing, inspection and operator actions (the CLI, the API) and the
+// engine's writes (below). Times are ms since the epoch.
 import type { DB } from '../db/index.ts';
 import { stmt } from '../db/stmt.ts';
+import { commitWithoutFsync } from '../db/group-commit.ts';
 import { LetterboxError } from '../errors.ts';
-import { normalizeDomain } from '../util/address.ts';
+import { normalizeDomain } from '../mail/address.ts';
 
 export interface QueueEntry {
   id: string;
@@ -169,4 +171,140 @@ export function addSuppression(db: DB, s: { domain: string; address: string; rea
 export function removeSuppression(db: DB, domain: string, address: string): void {
   const r = db.prepare('DELETE FROM suppressions WHERE domain = ? AND address = ?').run(normalizeDomain(domain), address.toLowerCase());
   if (r.changes === 0) throw new LetterboxError('not_found', `${address} is not suppressed for ${domain}`);
+}
+
+// --- the engine's statements -----------------------------------------------------------------
+// Every write to outbound_messages, outbound_queue and outbound_attempts made while mail flows
+// (enqueue, claim, attempt outcomes, reclaim, purge). Synchronous; callers choose the transaction
+// (groupCommit, commitWithoutFsync or db.transaction), so a state change and the rows it causes
+// (a DSN's, an event) commit together.
+
+export interface MessageRow {
+  id: string;
+  spool_id: string | null;
+  size: number;
+  mail_from: string;
+  mailbox_id: string | null;
+  sending_domain: string | null;
+  message_id: string | null;
+  origin: string;
+  sandbox: number;
+  pending: number;
+  created_at: number;
+}
+
+/** The columns of a queue entry the scheduler and the attempt work with (QueueRow in decide.ts). */
+const ROW_COLUMNS = 'id, message_id, recipient, domain, attempts, delay_notified, created_at';
+
+export function insertMessage(db: DB, m: Omit<MessageRow, 'sandbox'> & { sandbox: boolean }): void {
+  stmt(db,
+    'INSERT INTO outbound_messages (id, spool_id, size, mail_from, mailbox_id, sending_domain, message_id, origin, sandbox, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  ).run(m.id, m.spool_id, m.size, m.mail_from, m.mailbox_id, m.sending_domain, m.message_id, m.origin, m.sandbox ? 1 : 0, m.pending, m.created_at);
+}
+
+/**
+ * A recipient's entry: 'queued' (due now), 'inflight' (held: the caller is delivering it right now
+ * and reports with settle; in-flight rows are queued again at the next start) or 'sandbox'
+ * (recorded as delivered, with its attempt row).
+ */
+export function insertRecipient(db: DB, r: { id: string; messageId: string; recipient: string; domain: string; state: 'queued' | 'inflight' | 'sandbox'; now: number }): void {
+  const ins = stmt(db,
+    'INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at, last_code, last_reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  );
+  if (r.state === 'sandbox') {
+    ins.run(r.id, r.messageId, r.recipient, r.domain, 'delivered', 1, null, r.now, r.now, 250, '250 sandbox: recorded, not delivered');
+    stmt(db, "INSERT INTO outbound_attempts (queue_id, at, mx, outcome, code, reply) VALUES (?, ?, 'sandbox', 'delivered', 250, '250 sandbox: recorded, not delivered')").run(r.id, r.now);
+  } else if (r.state === 'inflight') ins.run(r.id, r.messageId, r.recipient, r.domain, 'inflight', 0, null, r.now, r.now, null, null);
+  else ins.run(r.id, r.messageId, r.recipient, r.domain, 'queued', 0, r.now, r.now, r.now, null, null);
+}
+
+export function getMessage(db: DB, id: string): MessageRow {
+  return stmt(db, 'SELECT * FROM outbound_messages WHERE id = ?').get(id) as MessageRow;
+}
+
+export function pendingOf(db: DB, id: string): number {
+  return stmt(db, 'SELECT pending FROM outbound_messages WHERE id = ?', { pluck: true }).get(id) as number;
+}
+
+export function inflightRowsOf<R>(db: DB, messageId: string): R[] {
+  return stmt(db, `SELECT ${ROW_COLUMNS} FROM outbound_queue WHERE message_id = ? AND status = 'inflight'`).all(messageId) as R[];
+}
+
+/** Held entries the client was told were refused: cancelled, no DSN. Own transaction. */
+export function cancelRecipients(db: DB, messageId: string, rows: { id: string; code: number; reply: string }[], now: number): void {
+  db.transaction(() => {
+    const up = stmt(db, "UPDATE outbound_queue SET status = 'cancelled', next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?");
+    for (const r of rows) up.run(r.code, r.reply, now, r.id);
+    stmt(db, 'UPDATE outbound_messages SET pending = pending - ? WHERE id = ?').run(rows.length, messageId);
+  }).immediate();
+}
+
+/** At start: entries left in flight by an earlier run are due again now. Returns how many. */
+export function requeueInflight(db: DB, now: number): number {
+  return db.prepare("UPDATE outbound_queue SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE status = 'inflight'").run(now, now).changes;
+}
+
+/** Finished messages created before `before` (with their entries and attempts, by cascade). */
+export function purgeFinished(db: DB, before: number): number {
+  return db.prepare('DELETE FROM outbound_messages WHERE pending <= 0 AND created_at < ?').run(before).changes;
+}
+
+/** When the next queued entry is due (null: none). */
+export function nextDueAt(db: DB): number | null {
+  return stmt(db, "SELECT min(next_attempt_at) FROM outbound_queue WHERE status = 'queued'", { pluck: true }).get() as number | null;
+}
+
+/** Queued entries due at `now`, oldest due first. */
+export function dueRows<R>(db: DB, now: number, limit: number): R[] {
+  return stmt(db, `SELECT ${ROW_COLUMNS} FROM outbound_queue WHERE status = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?`).all(now, limit) as R[];
+}
+
+/**
+ * Marks the jobs' entries as being delivered; returns each job with the entries it won. A claim only
+ * marks rows in flight, and rows in flight are queued again at start, so a claim lost in a power
+ * failure changes nothing: no fsync of its own (the next commit's covers it).
+ */
+export function claimRows<R extends { id: string }>(db: DB, jobs: R[][], now: number): R[][] {
+  const up = stmt(db, "UPDATE outbound_queue SET status = 'inflight', updated_at = ? WHERE id = ? AND status = 'queued'");
+  return commitWithoutFsync(db, () => jobs.map((g) => g.filter((r) => up.run(now, r.id).changes === 1)));
+}
+
+/** Entries of a job that failed before recording anything: queued again, due at `at`. */
+export function releaseRows(db: DB, ids: string[], at: number, now: number): void {
+  const up = stmt(db, "UPDATE outbound_queue SET status = 'queued', next_attempt_at = ?, updated_at = ? WHERE id = ? AND status = 'inflight'");
+  db.transaction(() => ids.forEach((id) => up.run(at, now, id))).immediate();
+}
+
+/** One attempt's outcome for an entry: 'delivered'/'bounced' (final) or 'deferred' (queued again). Inside the caller's transaction. */
+export function recordOutcome(
+  db: DB,
+  o: { queueId: string; outcome: 'delivered' | 'deferred' | 'bounced'; code: number; reply: string; nextAttemptAt: number | null; delayNotified: boolean; now: number },
+): void {
+  if (o.outcome === 'deferred') {
+    stmt(db, "UPDATE outbound_queue SET status = 'queued', attempts = attempts + 1, next_attempt_at = ?, last_code = ?, last_reply = ?, delay_notified = ?, updated_at = ? WHERE id = ?")
+      .run(o.nextAttemptAt, o.code, o.reply, o.delayNotified ? 1 : 0, o.now, o.queueId);
+  } else {
+    stmt(db, 'UPDATE outbound_queue SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, last_code = ?, last_reply = ?, updated_at = ? WHERE id = ?').run(o.outcome, o.code, o.reply, o.now, o.queueId);
+  }
+}
+
+/** The attempt log line of an entry. */
+export function insertAttempt(
+  db: DB,
+  a: { queueId: string; at: number; mx: string | null; ip: string | null; sourceIp: string | null; tlsVersion: string | null; tlsCipher: string | null; code: number; reply: string; outcome: string; transcript: string | null },
+): void {
+  stmt(db,
+    'INSERT INTO outbound_attempts (queue_id, at, mx, ip, source_ip, tls_version, tls_cipher, code, reply, outcome, transcript) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  ).run(a.queueId, a.at, a.mx, a.ip, a.sourceIp, a.tlsVersion, a.tlsCipher, a.code, a.reply, a.outcome, a.transcript);
+}
+
+/** New entries of an existing message (alias targets outside our domains found while delivering locally). */
+export function addRecipients(db: DB, messageId: string, recipients: { id: string; recipient: string; domain: string }[], now: number): void {
+  const ins = stmt(db, "INSERT INTO outbound_queue (id, message_id, recipient, domain, status, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', 0, ?, ?, ?)");
+  for (const r of recipients) ins.run(r.id, messageId, r.recipient, r.domain, now, now, now);
+}
+
+/** The message's count of unfinished entries after `done` finished and `added` were added; returns what is left. */
+export function updatePending(db: DB, messageId: string, done: number, added: number): number {
+  return stmt(db, 'UPDATE outbound_messages SET pending = pending - ? + ? WHERE id = ? RETURNING pending', { pluck: true }).get(done, added, messageId) as number;
 }

@@ -3,7 +3,7 @@ import { domainIdByName } from '../services/domains.ts';
 import { mailboxForRouting } from '../services/mailbox-queries.ts';
 import { aliasTargetsJson } from '../services/aliases.ts';
 import { normalizeDomain } from '../util/address.ts';
-import { SmtpReply, reply } from '../smtp/inbound/replies.ts';
+import { SmtpReply, reply } from '../mail/reply.ts';
 import { OWNER_ONLY_FOLDERS } from '../dovecot/config.ts';
 import { srsReverse } from '../smtp/inbound/srs.ts';
 

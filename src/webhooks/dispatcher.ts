@@ -13,6 +13,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { parseDuration } from '../config/schema.ts';
+import { retryDelay } from '../queue/schedule.ts';
 import type { AppContext, Component } from '../server.ts';
 import { addressProblem, type TargetPolicy } from './ssrf.ts';
 import { signatureHeader } from './sign.ts';
@@ -228,7 +229,8 @@ export function nextDeliveryState(a: { ok: boolean; blocked: boolean; isTest: bo
   let nextAttemptAt: number | null = null;
   if (a.ok) status = 'succeeded';
   else if (a.isTest || a.blocked || a.attempts > a.schedule.length) status = 'failed';
-  else nextAttemptAt = a.now + Math.round(a.schedule[a.attempts - 1] * (1 + (a.random - 0.5) * 0.2));
+  // The queue's retry arithmetic: the schedule's delay for this attempt, ±10% jitter.
+  else nextAttemptAt = a.now + retryDelay(a.attempts, { schedule: a.schedule, jitter: 0.1 }, a.random);
   return { status, attempts: a.attempts, nextAttemptAt, isTest: a.isTest };
 }
 

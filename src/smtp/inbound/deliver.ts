@@ -1,20 +1,24 @@
 import { createReadStream, promises as fsp } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { authenticate, type AuthenticateResult } from 'mailauth';
 import type { AppContext } from '../../server.ts';
 import type { Spool, SpoolFile } from '../../spool/index.ts';
-import { deliverLmtp, type LmtpPool, type LmtpRecipientResult } from '../../delivery/lmtp.ts';
+import { refusalReply, type LocalDelivery, type LocalOutcome } from '../../delivery/local.ts';
+import type { DkimSigner } from '../../dkim/sign.ts';
 import { recordEvent } from '../../events/record.ts';
 import { runningQueue } from '../../queue/handoff.ts';
 import { commitWithoutFsync } from '../../db/group-commit.ts';
 import { isLetterboxError } from '../../errors.ts';
 import { decide, type AuthResult, type Decision, type Evidence } from './policy.ts';
 import { HeaderFilter, LineEndingGuard, type HeaderInfo } from './stream.ts';
-import { receivedHeader } from './headers.ts';
-import { SmtpReply, internalFailure, newRef, reply } from './replies.ts';
+import { receivedHeader } from '../../mail/received.ts';
+import { SmtpReply, internalFailure, newRef, reply } from '../../mail/reply.ts';
+import { buildDsn, dsnSigningDomains, type DsnRecipient } from '../../mail/dsn.ts';
+import { headerSection, readHeaderSection } from '../../mail/headers.ts';
+import { parseAddress } from '../../mail/address.ts';
 import { srsForward } from './srs.ts';
-import { buildDsn, type FailedRecipient } from './dsn.ts';
 import { lmtpAddress, resolveRecipient, type Target } from '../../routing/resolve.ts';
 
 /** Messages up to this size are also kept in memory while spooled (read back from the file above it). */
@@ -41,31 +45,29 @@ export interface InboundDeps {
   srsSecret: string;
   /** ARC sealing key for a forwarding domain, or null (then forwards go unsealed). */
   sealKey(domain: string): Promise<{ signingDomain: string; selector: string; privateKey: Buffer } | null>;
-  /** LMTP sessions to Dovecot kept open between messages (optional: without it, one per message). */
-  lmtpPool?: LmtpPool;
+  /** Local delivery (LMTP to Dovecot), with sessions kept open between messages. */
+  delivery: LocalDelivery;
+  /** Signs the DSNs the MX sends. */
+  dkim: DkimSigner;
 }
 
-interface LocalDelivery {
+/** One Dovecot recipient (a mailbox, or a mailbox's plus folder) and the RCPT addresses that led to it. */
+export interface LocalTarget {
   lmtpRcpt: string;
   target: Extract<Target, { kind: 'local' }>;
   originals: string[];
 }
 
-/**
- * Receives one message (the DATA stream) and returns the 250 text, or throws an SmtpReply.
- *
- * spool (streamed, size-limited, smuggling-guarded, spoofed Authentication-Results removed) →
- * mailauth (SPF, DKIM, DMARC, ARC) → policy → LMTP to Dovecot for local recipients → outbound
- * queue for forwards → events. 250 only once every recipient is stored by Dovecot or durably
- * queued; see README "Receiving mail (MX)" for the partial-failure policy.
- */
-export async function receiveMessage(deps: InboundDeps, stream: Readable, session: SessionInfo, tx: Transaction): Promise<string> {
-  const { app } = deps;
-  const cfg = app.config.smtp;
-  const started = Date.now();
-  const arrival = new Date(app.clock.now());
-  const locals = new Map<string, LocalDelivery>();
-  const forwards = new Map<string, { target: Extract<Target, { kind: 'forward' }>; originals: string[] }>();
+/** One forwarding target and the RCPT addresses that led to it. */
+export interface ForwardTarget {
+  target: Extract<Target, { kind: 'forward' }>;
+  originals: string[];
+}
+
+/** Where the message goes: Dovecot recipients and forwarding targets, each once. Pure. */
+export function planRecipients(tx: Transaction): { locals: LocalTarget[]; forwards: ForwardTarget[] } {
+  const locals = new Map<string, LocalTarget>();
+  const forwards = new Map<string, ForwardTarget>();
   for (const r of tx.rcpts) {
     for (const t of r.targets) {
       if (t.kind === 'local') {
@@ -80,8 +82,50 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       }
     }
   }
-  const queue = runningQueue(app);
-  if (forwards.size > 0 && !queue) {
+  return { locals: [...locals.values()], forwards: [...forwards.values()] };
+}
+
+/** A recipient (after alias expansion) the message could not be delivered or queued for. */
+export interface Failure {
+  originals: string[];
+  final: string;
+  reply: SmtpReply;
+  diagnostic: string;
+}
+
+export type Outcome = { action: 'accept'; dsn: DsnRecipient[] } | { action: 'refuse'; reply: SmtpReply };
+
+/**
+ * The answer to the sending MTA once delivery was attempted. Pure. Someone got it: 250, and the
+ * failed recipients go into a DSN. Nobody got it: the first temporary refusal (so the sender
+ * retries), else the first permanent one.
+ */
+export function decideOutcome(o: { succeeded: number; failures: Failure[] }): Outcome {
+  if (o.succeeded > 0) {
+    const dsn = o.failures.flatMap((f) => f.originals.map((original): DsnRecipient => ({ address: f.final, original, action: 'failed', status: f.reply.enhanced.replace(/^4/, '5'), diagnostic: f.diagnostic })));
+    return { action: 'accept', dsn };
+  }
+  const f = o.failures.find((x) => x.reply.temporary)?.reply ?? o.failures[0]?.reply;
+  if (f && f.temporary && !f.ref) return { action: 'refuse', reply: reply(f.responseCode, f.enhanced, f.text) };
+  return { action: 'refuse', reply: f ?? internalFailure() };
+}
+
+/**
+ * Receives one message (the DATA stream) and returns the 250 text, or throws an SmtpReply.
+ *
+ * gather: spool (streamed, size-limited, smuggling-guarded, spoofed Authentication-Results removed)
+ * → verdicts (checkMessage: SPF, DKIM, DMARC, ARC) → decide: policy (pure) → act: LMTP to Dovecot
+ * for local recipients, outbound queue for forwards → decide: the reply (decideOutcome, pure) →
+ * act: DSN, events. 250 only once every recipient is stored by Dovecot or durably queued; see
+ * README "Receiving mail (MX)" for the partial-failure policy.
+ */
+export async function receiveMessage(deps: InboundDeps, stream: Readable, session: SessionInfo, tx: Transaction): Promise<string> {
+  const { app } = deps;
+  const cfg = app.config.smtp;
+  const started = Date.now();
+  const arrival = new Date(app.clock.now());
+  const { locals, forwards } = planRecipients(tx);
+  if (forwards.length > 0 && !runningQueue(app)) {
     // Nothing may be accepted that cannot be forwarded durably: the client keeps it and retries.
     const ref = newRef();
     app.log.error({ ref, session: session.id, component: 'mx' }, 'forward needed but the outbound queue is not running; answered 451');
@@ -89,42 +133,12 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     throw internalFailure(ref);
   }
 
-  // 1. Spool: streamed, never whole in memory.
-  const guard = new LineEndingGuard(cfg.bare_newline);
-  const filter = new HeaderFilter(app.config.hostname);
-  const upstream = pipeline(stream, guard, filter);
-  // A working copy, removed before the reply: no fsync (250 comes only once Dovecot stored the
-  // message or the queue has its own fsynced copy). Small messages are also kept in memory, so the
-  // checks and LMTP do not read the file back.
-  const writing = deps.spool.write(filter, { maxBytes: cfg.max_message_size, durable: false, keep: KEEP_IN_MEMORY, memoryOnly: true });
-  const [up, wr] = await Promise.allSettled([upstream, writing]);
-  let file: SpoolFile | null = wr.status === 'fulfilled' ? wr.value : null;
+  const spooled = await spoolMessage(deps, stream);
+  const { filter } = spooled;
+  const file = spooled.file;
   try {
-    if (wr.status === 'rejected') {
-      if (isLetterboxError(wr.reason) && wr.reason.code === 'payload_too_large') {
-        throw reply(552, '5.3.4', `Message too big: the limit is ${cfg.max_message_size} bytes`);
-      }
-      throw wr.reason;
-    }
-    if (up.status === 'rejected') throw up.reason;
-    if (guard.nul) throw reply(554, '5.6.0', 'Message refused: it contains NUL characters');
-    if (guard.bad) throw reply(554, '5.6.0', 'Message refused: bare LF or bare CR line ending (RFC 5321 requires CRLF)');
-    if (filter.tooLarge) throw reply(552, '5.3.4', 'Message refused: header section too large');
-    const path = file!.path;
-
-    // 2. Authentication (SPF, DKIM, DMARC, ARC); ARC-sealed only when something is forwarded.
-    const firstForward = forwards.values().next().value;
-    const seal = firstForward ? await deps.sealKey(firstForward.target.via) : null;
-    const auth = await authenticate(file!.data ?? createReadStream(path), {
-      ip: session.remoteAddress,
-      helo: session.helo,
-      sender: tx.mailFrom,
-      mta: app.config.hostname,
-      resolver: app.resolver.resolve,
-      disableBimi: true,
-      ...(seal ? { seal } : {}),
-    });
-    const evidence = evidenceOf(auth);
+    // Gather the verdicts, then the policy decides (pure).
+    const { auth, evidence } = await checkMessage(deps, file, session, tx, forwards);
     const decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
     if (decision.action === 'reject') {
       app.log.info({ session: session.id, from: tx.mailFrom, reason: decision.reason, component: 'mx' }, 'message rejected by policy');
@@ -142,93 +156,39 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       hostname: app.config.hostname,
       transmissionType: session.transmissionType,
       tls: session.tls,
-      id: file!.id,
+      id: file.id,
       recipient: tx.rcpts.length === 1 ? tx.rcpts[0].address : null,
       date: arrival,
     });
     const prefix = Buffer.from(auth.headers + received, 'utf8');
 
-    // 3. Local delivery over LMTP.
-    const failed: FailedRecipient[] = [];
-    const delivered: { d: LocalDelivery; folder: string | null }[] = [];
-    let anyTemp = false;
-    let firstFailure: SmtpReply | null = null;
-    const noteFailure = (originals: string[], final: string, r: SmtpReply, diagnostic: string) => {
-      if (r.temporary) anyTemp = true;
-      if (!firstFailure || (r.temporary && !firstFailure.temporary)) firstFailure = r;
-      for (const o of originals) failed.push({ original: o, final, status: r.enhanced.replace(/^4/, '5'), diagnostic });
-    };
-    if (locals.size > 0) {
-      const list = [...locals.values()];
-      const rcpts = list.map((d) => (decision.action === 'quarantine' ? `${d.target.local}+Junk@${d.target.domain}` : d.lmtpRcpt));
-      let results: LmtpRecipientResult[];
-      try {
-        const data = file!.data;
-        results = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: tx.mailFrom, to: rcpts }, data ? Buffer.concat([prefix, data]) : () => concat(prefix, path), { lhlo: app.config.hostname, pool: deps.lmtpPool });
-      } catch (err: any) {
-        const ref = newRef();
-        app.log.error({ ref, session: session.id, err: err.message, component: 'mx' }, 'local delivery failed (Dovecot unavailable); answered 451');
-        throw internalFailure(ref);
-      }
-      results.forEach((res, i) => {
-        const d = list[i];
-        if (res.status === 'delivered') {
-          delivered.push({ d, folder: decision.action === 'quarantine' ? 'Junk' : d.target.detail });
-          return;
-        }
-        noteFailure(d.originals, d.target.address, lmtpReply(res), res.response);
-      });
-    }
+    // Act: local delivery, then forwards.
+    const local = await deliverLocal(deps, session, tx, file, prefix, locals, decision.action === 'quarantine');
+    const fwd = await queueForwards(deps, session, tx, file, prefix, forwards, filter.info.messageId);
+    const failures = [...local.failures, ...fwd.failures];
 
-    // 4. Forwards: SRS envelope sender, ARC-sealed copy, durably queued.
-    let forwarded = 0;
-    if (forwards.size > 0) {
-      const body = file!.data ?? (await fsp.readFile(path));
-      const message = Buffer.concat([prefix, body]);
-      const groups = new Map<string, { from: string; via: string; recipients: string[]; originals: string[] }>();
-      for (const { target, originals } of forwards.values()) {
-        const from = target.srsBounce ? '' : srsForward(tx.mailFrom, target.via, deps.srsSecret, app.clock.now());
-        const key = `${from}\u0000${target.via}`;
-        const g = groups.get(key) ?? { from, via: target.via, recipients: [], originals: [] };
-        g.recipients.push(target.address);
-        g.originals.push(...originals);
-        groups.set(key, g);
-      }
-      for (const g of groups.values()) {
-        try {
-          await queue!.enqueue({ message, from: g.from, recipients: g.recipients, mailboxId: null, sendingDomain: g.via, messageId: filter.info.messageId, origin: 'forward' });
-          forwarded += g.recipients.length;
-        } catch (err: any) {
-          const ref = newRef();
-          app.log.error({ ref, session: session.id, err: err.message, recipients: g.recipients, component: 'mx' }, 'could not queue a forward');
-          for (const r of g.recipients) noteFailure(g.originals, r, internalFailure(ref), `451 4.3.0 could not queue the forward (ref ${ref})`);
-        }
-      }
+    // Decide the reply (pure), then act on it.
+    const outcome = decideOutcome({ succeeded: local.delivered.length + fwd.forwarded, failures });
+    if (outcome.action === 'refuse') {
+      app.log.info({ session: session.id, from: tx.mailFrom, failed: failures.map((f) => f.final), component: 'mx' }, 'message not delivered to any recipient');
+      throw outcome.reply;
     }
-
-    // 5. The reply. Partial failure: accept, and a DSN for the failed recipients.
-    const ok = delivered.length + forwarded;
-    if (ok === 0) {
-      app.log.info({ session: session.id, from: tx.mailFrom, failed, component: 'mx' }, 'message not delivered to any recipient');
-      const f = firstFailure as SmtpReply | null;
-      if (f && f.temporary && !f.ref) throw reply(f.responseCode, f.enhanced, f.text);
-      throw f ?? internalFailure();
+    if (outcome.dsn.length > 0 && tx.mailFrom !== '') {
+      const headers = file.data ? headerSection(file.data) : await readHeaderSection(file.path!);
+      await sendDsn(deps, tx.mailFrom, outcome.dsn, arrival, headers, filter.info, session);
     }
-    if (failed.length > 0 && tx.mailFrom !== '') {
-      await sendDsn(deps, tx.mailFrom, failed, arrival, file!.data ? headerSectionOf(file!.data) : await readHeaderSection(path), session);
-    }
-    await recordReceived(deps, delivered, tx, filter.info, evidence, decision, file!);
+    await recordReceived(deps, local.delivered, tx, filter.info, evidence, decision, file);
     app.log.info(
       {
         component: 'mx',
         session: session.id,
-        id: file!.id,
+        id: file.id,
         from: tx.mailFrom,
-        delivered: delivered.length,
-        forwarded,
-        failed: failed.length,
-        anyTemp,
-        size: file!.size,
+        delivered: local.delivered.length,
+        forwarded: fwd.forwarded,
+        failed: outcome.dsn.length,
+        anyTemp: failures.some((f) => f.reply.temporary),
+        size: file.size,
         spf: evidence.spf,
         dmarc: evidence.dmarc?.result ?? 'none',
         action: decision.action,
@@ -236,10 +196,132 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       },
       'message received',
     );
-    return `OK: message accepted as ${file!.id}`;
+    return `OK: message accepted as ${file.id}`;
   } finally {
-    if (file?.path) deps.spool.remove(file.id).catch(() => {});
+    if (file.path) deps.spool.remove(file.id).catch(() => {});
   }
+}
+
+/**
+ * Gather 1: the DATA stream into the spool. A working copy, removed before the reply: no fsync (250
+ * comes only once Dovecot stored the message or the queue has its own fsynced copy). Small
+ * messages are also kept in memory, so the checks and LMTP do not read the file back. Throws the
+ * SmtpReply for a message refused for its form (size, NUL, bare line ends, header too large).
+ */
+async function spoolMessage(deps: InboundDeps, stream: Readable): Promise<{ file: SpoolFile; filter: HeaderFilter }> {
+  const { app } = deps;
+  const cfg = app.config.smtp;
+  const guard = new LineEndingGuard(cfg.bare_newline);
+  const filter = new HeaderFilter(app.config.hostname);
+  const upstream = pipeline(stream, guard, filter);
+  const writing = deps.spool.write(filter, { maxBytes: cfg.max_message_size, durable: false, keep: KEEP_IN_MEMORY, memoryOnly: true });
+  const [up, wr] = await Promise.allSettled([upstream, writing]);
+  const file: SpoolFile | null = wr.status === 'fulfilled' ? wr.value : null;
+  try {
+    if (wr.status === 'rejected') {
+      if (isLetterboxError(wr.reason) && wr.reason.code === 'payload_too_large') {
+        throw reply(552, '5.3.4', `Message too big: the limit is ${cfg.max_message_size} bytes`);
+      }
+      throw wr.reason;
+    }
+    if (up.status === 'rejected') throw up.reason;
+    if (guard.nul) throw reply(554, '5.6.0', 'Message refused: it contains NUL characters');
+    if (guard.bad) throw reply(554, '5.6.0', 'Message refused: bare LF or bare CR line ending (RFC 5321 requires CRLF)');
+    if (filter.tooLarge) throw reply(552, '5.3.4', 'Message refused: header section too large');
+    return { file: file!, filter };
+  } catch (err) {
+    if (file?.path) deps.spool.remove(file.id).catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Gather 2: the verdicts the policy decides on. SPF, DKIM, DMARC and ARC (mailauth); the copy is
+ * ARC-sealed only when something is forwarded. Further checks (a spam scan) add their verdicts to
+ * the evidence here, and the policy (decide, policy.ts) weighs them.
+ */
+async function checkMessage(deps: InboundDeps, file: SpoolFile, session: SessionInfo, tx: Transaction, forwards: ForwardTarget[]): Promise<{ auth: AuthenticateResult; evidence: Evidence }> {
+  const { app } = deps;
+  const seal = forwards.length > 0 ? await deps.sealKey(forwards[0].target.via) : null;
+  const auth = await authenticate(file.data ?? createReadStream(file.path!), {
+    ip: session.remoteAddress,
+    helo: session.helo,
+    sender: tx.mailFrom,
+    mta: app.config.hostname,
+    resolver: app.resolver.resolve,
+    disableBimi: true,
+    ...(seal ? { seal } : {}),
+  });
+  return { auth, evidence: evidenceOf(auth) };
+}
+
+/** Act 1: local recipients over LMTP (to their Junk folder when quarantined). */
+async function deliverLocal(
+  deps: InboundDeps,
+  session: SessionInfo,
+  tx: Transaction,
+  file: SpoolFile,
+  prefix: Buffer,
+  locals: LocalTarget[],
+  quarantine: boolean,
+): Promise<{ delivered: { d: LocalTarget; folder: string | null }[]; failures: Failure[] }> {
+  const delivered: { d: LocalTarget; folder: string | null }[] = [];
+  const failures: Failure[] = [];
+  if (locals.length === 0) return { delivered, failures };
+  const rcpts = locals.map((d) => (quarantine ? `${d.target.local}+Junk@${d.target.domain}` : d.lmtpRcpt));
+  const data = file.data;
+  const path = file.path!;
+  const results: LocalOutcome[] = await deps.delivery.deliver({ from: tx.mailFrom, body: data ? Buffer.concat([prefix, data]) : () => concat(prefix, path) }, rcpts);
+  if (results.some((r) => r.unavailable)) {
+    const ref = newRef();
+    deps.app.log.error({ ref, session: session.id, err: results[0].response, component: 'mx' }, 'local delivery failed (Dovecot unavailable); answered 451');
+    throw internalFailure(ref);
+  }
+  results.forEach((res, i) => {
+    const d = locals[i];
+    if (res.status === 'delivered') delivered.push({ d, folder: quarantine ? 'Junk' : d.target.detail });
+    else failures.push({ originals: d.originals, final: d.target.address, reply: refusalReply(res), diagnostic: res.response });
+  });
+  return { delivered, failures };
+}
+
+/** Act 2: forwards with an SRS envelope sender, the ARC-sealed copy, durably queued. */
+async function queueForwards(
+  deps: InboundDeps,
+  session: SessionInfo,
+  tx: Transaction,
+  file: SpoolFile,
+  prefix: Buffer,
+  forwards: ForwardTarget[],
+  messageId: string | null,
+): Promise<{ forwarded: number; failures: Failure[] }> {
+  const { app } = deps;
+  const failures: Failure[] = [];
+  let forwarded = 0;
+  if (forwards.length === 0) return { forwarded, failures };
+  const queue = runningQueue(app)!;
+  const body = file.data ?? (await fsp.readFile(file.path!));
+  const message = Buffer.concat([prefix, body]);
+  const groups = new Map<string, { from: string; via: string; recipients: string[]; originals: string[] }>();
+  for (const { target, originals } of forwards) {
+    const from = target.srsBounce ? '' : srsForward(tx.mailFrom, target.via, deps.srsSecret, app.clock.now());
+    const key = `${from}\u0000${target.via}`;
+    const g = groups.get(key) ?? { from, via: target.via, recipients: [], originals: [] };
+    g.recipients.push(target.address);
+    g.originals.push(...originals);
+    groups.set(key, g);
+  }
+  for (const g of groups.values()) {
+    try {
+      await queue.enqueue({ message, from: g.from, recipients: g.recipients, mailboxId: null, sendingDomain: g.via, messageId, origin: 'forward' });
+      forwarded += g.recipients.length;
+    } catch (err: any) {
+      const ref = newRef();
+      app.log.error({ ref, session: session.id, err: err.message, recipients: g.recipients, component: 'mx' }, 'could not queue a forward');
+      for (const r of g.recipients) failures.push({ originals: g.originals, final: r, reply: internalFailure(ref), diagnostic: `451 4.3.0 could not queue the forward (ref ${ref})` });
+    }
+  }
+  return { forwarded, failures };
 }
 
 function evidenceOf(auth: AuthenticateResult): Evidence {
@@ -257,16 +339,6 @@ function dkimSummary(results: any[]): AuthResult {
   return (results[0]?.status?.result as AuthResult) ?? 'none';
 }
 
-/** Dovecot's per-recipient refusal → our reply for that recipient. */
-function lmtpReply(res: LmtpRecipientResult): SmtpReply {
-  const m = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3}) (.*)$/s.exec(res.response);
-  const enhanced = m?.[1] ?? (res.status === 'permfail' ? '5.0.0' : '4.0.0');
-  // Dovecot not knowing a mailbox our database has means its users file is a moment behind: retry.
-  if (enhanced === '5.1.1') return reply(451, '4.3.0', 'Mailbox is being set up, try again shortly');
-  const text = (m?.[2] ?? res.response).replace(/\s*<[^>]*>\s*/g, ' ').trim().slice(0, 200) || 'Delivery failed';
-  return reply(res.code, enhanced, text);
-}
-
 function concat(prefix: Buffer, path: string): Readable {
   const out = new PassThrough();
   out.write(prefix);
@@ -281,42 +353,40 @@ function drain(stream: Readable): void {
   stream.resume();
 }
 
-async function readHeaderSection(path: string): Promise<string> {
-  const fh = await fsp.open(path, 'r');
-  try {
-    const buf = Buffer.alloc(64 * 1024);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    return headerSectionOf(buf.subarray(0, bytesRead));
-  } finally {
-    await fh.close();
-  }
-}
-
-function headerSectionOf(buf: Buffer): string {
-  const text = buf.subarray(0, 64 * 1024).toString('utf8');
-  const end = text.indexOf('\r\n\r\n');
-  return end === -1 ? text : text.slice(0, end + 2);
-}
-
 /**
  * Tells the sender about recipients that failed after others accepted the message. A local sender
  * gets it over LMTP, a remote one through the outbound queue. If it cannot be handed over, the
  * whole message is answered 451: the sender retries (the recipients that did get it may get it
  * twice), which is better than accepting and losing the failure notice.
  */
-async function sendDsn(deps: InboundDeps, to: string, failed: FailedRecipient[], arrival: Date, headers: string, session: SessionInfo): Promise<void> {
+async function sendDsn(deps: InboundDeps, to: string, failed: DsnRecipient[], arrival: Date, headers: string, info: HeaderInfo, session: SessionInfo): Promise<void> {
   const { app } = deps;
-  const dsn = buildDsn({ hostname: app.config.hostname, to, failed, arrival, originalHeaders: headers, now: new Date(app.clock.now()) });
+  const hostname = app.config.hostname;
+  const now = new Date(app.clock.now());
   try {
+    const dsn = buildDsn({
+      reportingMta: hostname,
+      to,
+      originalMessageId: info.messageId,
+      originalSubject: info.subject,
+      originalHeaders: headers,
+      arrivalDate: arrival,
+      recipients: failed,
+      now,
+      messageId: `<${randomBytes(12).toString('hex')}@${hostname}>`,
+      boundary: `lb-dsn-${randomBytes(8).toString('hex')}`,
+    });
+    // Signed like any other outgoing message (the failed recipients are in one of our domains).
+    const signed = await deps.dkim.signWithFirst(dsnSigningDomains(hostname, parseAddress(failed[0].address).domain), dsn, now);
     const local = resolveRecipient(app.db, to, { srsSecret: deps.srsSecret, now: app.clock.now() });
     if (local.ok && local.targets.every((t) => t.kind === 'local')) {
-      const res = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: '', to: local.targets.map((t) => (t as any).address) }, dsn, { lhlo: app.config.hostname, pool: deps.lmtpPool });
+      const res = await deps.delivery.deliver({ from: '', body: signed }, local.targets.map((t) => t.address));
       if (res.some((r) => r.status === 'delivered')) return;
       throw new Error(`DSN refused by Dovecot: ${res[0]?.response}`);
     }
     const queue = runningQueue(app);
     if (!queue) throw new Error('the outbound queue is not running');
-    await queue.enqueue({ message: dsn, from: '', recipients: [to], mailboxId: null, sendingDomain: null, origin: 'dsn' });
+    await queue.enqueue({ message: signed, from: '', recipients: [to], mailboxId: null, sendingDomain: null, origin: 'dsn' });
   } catch (err: any) {
     const ref = newRef();
     app.log.error({ ref, session: session.id, err: err.message, component: 'mx' }, 'could not send the DSN for failed recipients; answered 451');
@@ -324,7 +394,7 @@ async function sendDsn(deps: InboundDeps, to: string, failed: FailedRecipient[],
   }
 }
 
-async function recordReceived(deps: InboundDeps, delivered: { d: LocalDelivery; folder: string | null }[], tx: Transaction, info: HeaderInfo, e: Evidence, decision: Decision, file: SpoolFile): Promise<void> {
+async function recordReceived(deps: InboundDeps, delivered: { d: LocalTarget; folder: string | null }[], tx: Transaction, info: HeaderInfo, e: Evidence, decision: Decision, file: SpoolFile): Promise<void> {
   if (delivered.length === 0) return;
   const { app } = deps;
   const authentication = { spf: e.spf, dkim: e.dkim, dmarc: e.dmarc?.result ?? 'none', dmarcPolicy: e.dmarc?.policy ?? null };

@@ -8,8 +8,9 @@ import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../../server.ts';
 import { LetterboxError } from '../../errors.ts';
 import { sendingState } from '../../services/mailbox-queries.ts';
-import { parseAddress } from '../../util/address.ts';
-import { deliverLmtp } from '../../delivery/lmtp.ts';
+import { parseAddress } from '../../mail/address.ts';
+import { refusalText, type LocalOutcome } from '../../delivery/local.ts';
+import { receivedValue } from '../../mail/received.ts';
 import { isLocalDomain, resolveRecipient, splitTargets, type Resolution } from '../../routing/resolve.ts';
 import { runningQueue } from '../../queue/handoff.ts';
 import { isSuppressed } from '../../queue/store.ts';
@@ -137,9 +138,15 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
 
   const now = new Date(clock.now());
   const c = input.client ?? {};
-  const received =
-    `from ${c.helo ?? 'api'}${c.ip ? ` ([${c.ip}])` : ''}\r\n\tby ${config.hostname} (Letterbox) with ${c.protocol ?? (input.origin === 'api' ? 'HTTP' : 'ESMTPSA')}` +
-    `${c.tls ? ` (${c.tls})` : ''}\r\n\tid ${randomBytes(6).toString('hex')}; ${now.toUTCString().replace('GMT', '+0000')}`;
+  const received = receivedValue({
+    helo: c.helo ?? 'api',
+    ip: c.ip ?? null,
+    hostname: config.hostname,
+    transmissionType: c.protocol ?? (input.origin === 'api' ? 'HTTP' : 'ESMTPSA'),
+    tls: c.tls ?? null,
+    id: randomBytes(6).toString('hex'),
+    date: now,
+  });
   const fixed = applyFixups({ message: input.message, received, now, newMessageId: () => `<${randomBytes(12).toString('hex')}@${mailbox.domain}>` });
   if (fixed.from.length === 0) throw new LetterboxError('validation_error', 'the message has no From header', { smtp: '550 5.6.0' });
   const owned = ownedAddresses(db, mailbox.address);
@@ -216,12 +223,7 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
     const queued: AcceptedRecipient[] = toQueue.map((r, i) => ({ recipient: r, status: 'queued', queueId: q.queueIds[i] }));
     if (lmtpTo.length) {
       const ids = new Map(lmtpTo.map((r, i) => [r, q.queueIds[toQueue.length + i]]));
-      let results: { recipient: string; status: string; code: number; response: string }[];
-      try {
-        results = await deliverLmtp(app.dovecot.paths.lmtpSocket, { from: input.envelope.from, to: lmtpTo }, signed, { lhlo: config.hostname });
-      } catch {
-        results = lmtpTo.map((recipient) => ({ recipient, status: 'tempfail', code: 451, response: '451 4.3.0 LMTP unavailable' }));
-      }
+      const results: LocalOutcome[] = await app.delivery.deliver({ from: input.envelope.from, body: signed }, lmtpTo);
       // Every recipient refused for good by Dovecot (and none remote): the client is told, no DSN.
       const refuseAll = toQueue.length === 0 && results.every((r) => r.status === 'permfail');
       try {
@@ -234,7 +236,7 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
       }
       for (const r of results) {
         if (r.status === 'delivered') accepted.push({ recipient: r.recipient, status: 'delivered' });
-        else if (refuseAll) rejected.push({ recipient: r.recipient, code: r.code, reason: r.response.replace(/^\d{3}[ -]/, '') });
+        else if (refuseAll) rejected.push({ recipient: r.recipient, code: r.code, reason: refusalText(r) });
         else queued.push({ recipient: r.recipient, status: 'queued', queueId: ids.get(r.recipient) });
       }
     }

@@ -1,6 +1,7 @@
 // Header fix-ups of submitted messages (pure): Message-ID and Date when missing, Bcc removed, a
 // Received header on top. Only the header block is touched; the body is passed through as bytes.
 import addressparser from 'nodemailer/lib/addressparser';
+import { rfc5322Date } from '../../mail/date.ts';
 
 export interface HeaderField {
   name: string; // lower-case
@@ -73,7 +74,7 @@ export function applyFixups(i: FixupInput): FixupResult {
     messageId = i.newMessageId();
     add.push({ name: 'message-id', raw: `Message-ID: ${messageId}\r\n` });
   }
-  if (!fields.some((f) => f.name === 'date')) add.push({ name: 'date', raw: `Date: ${i.now.toUTCString().replace('GMT', '+0000')}\r\n` });
+  if (!fields.some((f) => f.name === 'date')) add.push({ name: 'date', raw: `Date: ${rfc5322Date(i.now)}\r\n` });
   fields = [{ name: 'received', raw: `Received: ${i.received}\r\n` }, ...fields, ...add];
   const headText = fields.map((f) => f.raw).join('');
   return { message: Buffer.concat([Buffer.from(headText + '\r\n', 'utf8'), body]), messageId, from: fromAddresses(fields), headers: fields };

@@ -1,7 +1,14 @@
-// Delivery status notifications (RFC 3464 multipart/report; RFC 3461 field names). Pure.
+// The one composer of delivery status notifications (RFC 3464 multipart/report; RFC 3461 field
+// names), for the MX (recipients that failed after others accepted a message) and the queue
+// (bounces, expiries, delay notices). Pure. The DSN is DKIM-signed like any other outgoing message
+// by whoever sends it (see dsnSigningDomains).
+import { rfc5322Date } from './date.ts';
 
 export interface DsnRecipient {
+  /** The final recipient (after alias expansion). */
   address: string;
+  /** The recipient as the sender gave it (RCPT TO), when it differs or is known. */
+  original?: string | null;
   action: 'failed' | 'delayed';
   status: string; // enhanced status code, e.g. 5.1.1 or 4.4.7
   remoteMta?: string | null;
@@ -34,24 +41,24 @@ export function dsnStatusFor(code: number, reply: string, fallback: string): str
 export function buildDsn(i: DsnInput): Buffer {
   const failed = i.recipients.some((r) => r.action === 'failed');
   const subject = failed ? 'Undelivered Mail Returned to Sender' : 'Delivery Status Notification (Delay)';
-  const date = i.now.toUTCString().replace('GMT', '+0000');
   const human = failed
     ? `This is the mail system at ${i.reportingMta}.\r\n\r\nYour message could not be delivered to one or more recipients. It has been given up on.\r\n`
     : `This is the mail system at ${i.reportingMta}.\r\n\r\nYour message has not been delivered yet to one or more recipients. Delivery is still being attempted; you do not need to resend it.\r\n`;
   const lines = i.recipients
     .map((r) => `\r\n<${r.address}>: ${r.action === 'failed' ? 'delivery failed' : 'delivery delayed'}${r.diagnostic ? `\r\n    ${oneLine(r.diagnostic)}` : ''}${r.remoteMta ? `\r\n    (remote host ${r.remoteMta})` : ''}`)
     .join('\r\n');
-  const perMessage = [`Reporting-MTA: dns; ${i.reportingMta}`, `Arrival-Date: ${i.arrivalDate.toUTCString().replace('GMT', '+0000')}`].join('\r\n');
+  const perMessage = [`Reporting-MTA: dns; ${i.reportingMta}`, `Arrival-Date: ${rfc5322Date(i.arrivalDate)}`].join('\r\n');
   const perRecipient = i.recipients
     .map((r) =>
       [
+        r.original ? `Original-Recipient: rfc822; ${r.original}` : null,
         `Final-Recipient: rfc822; ${r.address}`,
         `Action: ${r.action}`,
         `Status: ${r.status}`,
         r.remoteMta ? `Remote-MTA: dns; ${r.remoteMta}` : null,
         r.diagnostic ? `Diagnostic-Code: smtp; ${oneLine(r.diagnostic)}` : null,
-        r.lastAttemptAt ? `Last-Attempt-Date: ${r.lastAttemptAt.toUTCString().replace('GMT', '+0000')}` : null,
-        r.willRetryUntil ? `Will-Retry-Until: ${r.willRetryUntil.toUTCString().replace('GMT', '+0000')}` : null,
+        r.lastAttemptAt ? `Last-Attempt-Date: ${rfc5322Date(r.lastAttemptAt)}` : null,
+        r.willRetryUntil ? `Will-Retry-Until: ${rfc5322Date(r.willRetryUntil)}` : null,
       ]
         .filter(Boolean)
         .join('\r\n'),
@@ -63,7 +70,7 @@ export function buildDsn(i: DsnInput): Buffer {
     `From: Mail Delivery System <MAILER-DAEMON@${i.reportingMta}>`,
     `To: <${i.to}>`,
     `Subject: ${subject}${i.originalSubject ? `: ${oneLine(i.originalSubject).slice(0, 200)}` : ''}`,
-    `Date: ${date}`,
+    `Date: ${rfc5322Date(i.now)}`,
     `Message-ID: ${i.messageId}`,
     i.originalMessageId ? `In-Reply-To: ${i.originalMessageId}` : null,
     `Auto-Submitted: auto-replied`,
@@ -97,4 +104,18 @@ export function buildDsn(i: DsnInput): Buffer {
     .filter((l) => l !== null)
     .join('\r\n');
   return Buffer.from(text, 'utf8');
+}
+
+/**
+ * Which of our domains signs a DSN (From: MAILER-DAEMON@hostname), in order of preference: the
+ * hostname and each parent of it (a signature aligned with the From domain for DMARC), then the
+ * domain the original message was sent or received for. The caller signs with the first of these
+ * that has an active DKIM key.
+ */
+export function dsnSigningDomains(hostname: string, messageDomain: string | null): string[] {
+  const out: string[] = [];
+  const labels = hostname.toLowerCase().replace(/\.$/, '').split('.');
+  for (let i = 0; i < labels.length - 1; i++) out.push(labels.slice(i).join('.'));
+  if (messageDomain && !out.includes(messageDomain.toLowerCase())) out.push(messageDomain.toLowerCase());
+  return out;
 }
