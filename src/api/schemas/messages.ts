@@ -98,8 +98,29 @@ export const MessageSchema = z
       }),
     ),
     authentication: z
-      .array(z.object({ authservId: z.string(), spf: z.string().nullable(), dkim: z.string().nullable(), dmarc: z.string().nullable(), arc: z.string().nullable(), raw: z.string() }))
-      .describe('Verdicts of the Authentication-Results headers added by this server (other authserv-ids are not trusted).'),
+      .array(
+        z.object({
+          authservId: z.string(),
+          spf: z.string().nullable(),
+          dkim: z.string().nullable(),
+          dmarc: z.string().nullable(),
+          arc: z.string().nullable(),
+          raw: z.string().describe('The Authentication-Results header this server wrote.'),
+          source: z.enum(['stored', 'header']).describe('stored: recorded by the MX at delivery; header: read from our own Authentication-Results (mail stored before verdicts were kept).'),
+          details: z
+            .object({
+              authservId: z.string(),
+              spf: z.object({ result: z.string(), domain: z.string().nullable() }),
+              dkim: z.array(z.object({ result: z.string(), domain: z.string().nullable(), selector: z.string().nullable() })),
+              dmarc: z.object({ result: z.string(), domain: z.string().nullable(), policy: z.string().nullable() }),
+              arc: z.object({ result: z.string() }),
+              header: z.string(),
+            })
+            .nullable()
+            .describe('The stored verdicts with their domains (source stored), else null.'),
+        }),
+      )
+      .describe('What this server concluded at delivery (never headers that came with the message); empty for mail that did not arrive over our MX.'),
   })
   .meta({ id: 'Message' });
 

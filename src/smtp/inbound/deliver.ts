@@ -15,6 +15,7 @@ import { SmtpReply, internalFailure, newRef, reply } from './replies.ts';
 import { srsForward } from './srs.ts';
 import { buildDsn, type FailedRecipient } from './dsn.ts';
 import { lmtpAddress, resolveRecipient, type Target } from '../../routing/resolve.ts';
+import { VERDICT_ID_HEADER, authVerdictsOf, saveVerdicts } from '../../verdicts/store.ts';
 
 /** Messages up to this size are also kept in memory while spooled (read back from the file above it). */
 const KEEP_IN_MEMORY = 256 * 1024;
@@ -145,7 +146,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       recipient: tx.rcpts.length === 1 ? tx.rcpts[0].address : null,
       date: arrival,
     });
-    const prefix = Buffer.from(auth.headers + received, 'utf8');
+    const prefix = Buffer.from(`${VERDICT_ID_HEADER}: ${file!.id}\r\n` + auth.headers + received, 'utf8');
 
     // 3. Local delivery over LMTP.
     const failed: FailedRecipient[] = [];
@@ -159,6 +160,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     };
     if (locals.size > 0) {
       const list = [...locals.values()];
+      saveVerdicts(app.db, file!.id, { auth: authVerdictsOf(auth, app.config.hostname), mailboxIds: list.map((d) => d.target.mailboxId), now: app.clock.now() });
       const rcpts = list.map((d) => (decision.action === 'quarantine' ? `${d.target.local}+Junk@${d.target.domain}` : d.lmtpRcpt));
       let results: LmtpRecipientResult[];
       try {
