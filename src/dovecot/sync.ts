@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import type { DB } from '../db/index.ts';
 import { dovecotPaths } from './config.ts';
 import { renderUsersFile, writeDovecotFile } from './users.ts';
@@ -15,4 +16,20 @@ export function syncUsersFile(db: DB, dataDir: string): boolean {
     dovecotPaths(dataDir).users,
     renderUsersFile(rows.map((r) => ({ ...r, disabled: r.disabled === 1 }))),
   );
+}
+
+/** How long after a users-file change Dovecot may still answer from the old one (see writeDovecotFile). */
+export const USERS_FILE_SETTLE_MS = 5000;
+
+/**
+ * True while a change to Dovecot's users file may not have reached Dovecot yet: it re-reads the
+ * file when the whole-second mtime changes, checked at most once a second (NOTES), and a writer may
+ * set the mtime a second or two ahead. Afterwards, Dovecot not knowing a user is final.
+ */
+export function usersFileSettling(path: string, now = Date.now()): boolean {
+  try {
+    return statSync(path).mtimeMs > now - USERS_FILE_SETTLE_MS;
+  } catch {
+    return true;
+  }
 }

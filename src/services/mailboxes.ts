@@ -4,6 +4,7 @@ import { newId } from '../util/ids.ts';
 import { stmt } from '../db/stmt.ts';
 import { readCache } from '../db/read-cache.ts';
 import { parseAddress } from '../util/address.ts';
+import { checkNewAddress } from './local-part.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
 import { syncUsersFile } from '../dovecot/sync.ts';
 import { parseSize } from '../config/schema.ts';
@@ -137,10 +138,8 @@ export interface AddMailboxInput {
 
 /** Creates a mailbox. Without a password, a strong one is generated and returned (shown once). */
 export async function addMailbox(ctx: ServiceContext, input: AddMailboxInput): Promise<{ mailbox: Mailbox; generatedPassword: string | null }> {
+  checkNewAddress(input.address, { kind: 'mailbox' });
   const addr = parseAddress(input.address);
-  if (addr.local.includes('+')) {
-    throw new LetterboxError('validation_error', `invalid mailbox address "${input.address}": "+" is the plus-address delimiter (bob+tag@ is delivered to bob@)`);
-  }
   const domain = findDomain(ctx, addr.domain);
   if (!domain) throw new LetterboxError('not_found', `domain ${addr.domain} is not set up here; add it first with 'letterbox domain add ${addr.domain}'`);
   const quota = parseQuota(input.quota, ctx.config.dovecot.default_quota);

@@ -16,6 +16,7 @@ import { srsForward } from './srs.ts';
 import { buildDsn, type FailedRecipient } from './dsn.ts';
 import { lmtpAddress, resolveRecipient, type Target } from '../../routing/resolve.ts';
 import { VERDICT_ID_HEADER, authVerdictsOf, saveVerdicts } from '../../verdicts/store.ts';
+import { usersFileSettling } from '../../dovecot/sync.ts';
 
 /** Messages up to this size are also kept in memory while spooled (read back from the file above it). */
 const KEEP_IN_MEMORY = 256 * 1024;
@@ -177,7 +178,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
           delivered.push({ d, folder: decision.action === 'quarantine' ? 'Junk' : d.target.detail });
           return;
         }
-        noteFailure(d.originals, d.target.address, lmtpReply(res), res.response);
+        noteFailure(d.originals, d.target.address, lmtpReply(res, () => usersFileSettling(app.dovecot.paths.users)), res.response);
       });
     }
 
@@ -259,11 +260,12 @@ function dkimSummary(results: any[]): AuthResult {
 }
 
 /** Dovecot's per-recipient refusal → our reply for that recipient. */
-function lmtpReply(res: LmtpRecipientResult): SmtpReply {
+function lmtpReply(res: LmtpRecipientResult, usersSettling: () => boolean): SmtpReply {
   const m = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3}) (.*)$/s.exec(res.response);
   const enhanced = m?.[1] ?? (res.status === 'permfail' ? '5.0.0' : '4.0.0');
-  // Dovecot not knowing a mailbox our database has means its users file is a moment behind: retry.
-  if (enhanced === '5.1.1') return reply(451, '4.3.0', 'Mailbox is being set up, try again shortly');
+  // Dovecot not knowing a mailbox our database has: a moment behind right after a users-file change
+  // (retry), else for good (550: never an endless 451).
+  if (enhanced === '5.1.1') return usersSettling() ? reply(451, '4.3.0', 'Mailbox is being set up, try again shortly') : reply(550, '5.1.1', 'No such user here');
   const text = (m?.[2] ?? res.response).replace(/\s*<[^>]*>\s*/g, ' ').trim().slice(0, 200) || 'Delivery failed';
   return reply(res.code, enhanced, text);
 }
