@@ -313,3 +313,74 @@ test('a domain-restricted key: nextCursor of a filtered page never encodes anoth
     if (r.json.nextCursor) assert.ok(!Buffer.from(r.json.nextCursor, 'base64url').toString('utf8').includes('other.test'));
   }
 });
+
+// --- item 6: disabling, deleting or re-keying a mailbox ends its IMAP sessions -------------------
+
+async function openSession(user: string, pass: string): Promise<{ c: ImapFlow; closed: Promise<void> }> {
+  const c = imapAs(user, pass);
+  c.on('error', () => {});
+  await c.connect();
+  await c.mailboxOpen('INBOX');
+  const closed = new Promise<void>((r) => c.once('close', () => r()));
+  return { c, closed };
+}
+
+async function loginWorks(user: string, pass: string): Promise<boolean> {
+  const c = imapAs(user, pass);
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    await c.logout().catch(() => {});
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The open session is closed by the server, and a command on it fails. */
+async function assertEnded(s: { c: ImapFlow; closed: Promise<void> }, what: string) {
+  const timeout = new Promise<string>((r) => setTimeout(() => r('still open'), 5000).unref());
+  assert.equal(await Promise.race([s.closed.then(() => 'closed'), timeout]), 'closed', `${what}: the open IMAP session was ended`);
+  await assert.rejects(s.c.status('INBOX', { messages: true }), `${what}: the old session cannot be used`);
+}
+
+test('item 6: password change, disable and removal end open IMAP sessions; the old password fails within 2 seconds', async () => {
+  const user = 'kim@ours.test';
+  const pw1 = 'kim first password 1';
+  const pw2 = 'kim second password 2';
+  await app.cliJson(['mailbox', 'add', user, '--password', pw1]);
+  await waitFor(() => loginWorks(user, pw1), 'kim can log in');
+
+  // 1. Password change over the API.
+  let s = await openSession(user, pw1);
+  const changed = Date.now();
+  assert.equal((await call(app, key, 'PATCH', `/mailboxes/${user}`, { password: pw2 })).status, 200);
+  await assertEnded(s, 'password change');
+  // The documented delay (README): the old password fails within 2 seconds of the change.
+  // Measured from the start of the first refused attempt (Dovecot delays a failure's answer by
+  // ~2 s, auth_failure_delay).
+  let attemptStart = 0;
+  await waitFor(async () => {
+    attemptStart = Date.now();
+    return !(await loginWorks(user, pw1));
+  }, 'the old password to stop working', 10_000);
+  const took = attemptStart - changed;
+  assert.ok(took <= 2000, `the old password stopped working after ${took} ms (documented: within 2 s)`);
+  assert.equal(await loginWorks(user, pw1), false);
+  await waitFor(() => loginWorks(user, pw2), 'the new password to work');
+
+  // 2. Disable with the CLI.
+  s = await openSession(user, pw2);
+  const d = await app.cli(['mailbox', 'disable', user]);
+  assert.equal(d.code, 0, d.stderr);
+  await assertEnded(s, 'disable');
+  await waitFor(async () => !(await loginWorks(user, pw2)), 'the disabled mailbox to refuse logins', 2500);
+  assert.equal((await app.cli(['mailbox', 'enable', user])).code, 0);
+  await waitFor(() => loginWorks(user, pw2), 'enabled again');
+
+  // 3. Removal over the API.
+  s = await openSession(user, pw2);
+  assert.equal((await call(app, key, 'DELETE', `/mailboxes/${user}`)).status, 200);
+  await assertEnded(s, 'removal');
+  await waitFor(async () => !(await loginWorks(user, pw2)), 'the removed mailbox to refuse logins', 2500);
+});

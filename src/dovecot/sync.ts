@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import type { DB } from '../db/index.ts';
 import { dovecotPaths } from './config.ts';
 import { renderUsersFile, writeDovecotFile } from './users.ts';
@@ -32,4 +33,16 @@ export function usersFileSettling(path: string, now = Date.now()): boolean {
   } catch {
     return true;
   }
+}
+
+/**
+ * Ends every Dovecot session of `user` (IMAP, ManageSieve; `doveadm kick`). Resolves once doveadm
+ * has answered; never rejects (no session, or Dovecot not running, is not an error here).
+ */
+export function kickUser(opts: { doveadm: string; config: string; user: string }): Promise<{ ok: boolean; output: string }> {
+  return new Promise((res) => {
+    execFile(opts.doveadm, ['-c', opts.config, 'kick', opts.user], { timeout: 10_000 }, (err, stdout, stderr) => {
+      res({ ok: !err, output: `${stdout}${stderr}`.trim().slice(0, 500) });
+    });
+  });
 }
