@@ -9,6 +9,7 @@ import { appendToSent, deleteMessage } from '../../imap/mail.ts';
 import { metricsFor } from '../../metrics/index.ts';
 import { defineRoute, type RouteSpec } from '../route.ts';
 import { visibleMailbox } from '../access.ts';
+import { claimKey, completeClaim, getClaim, pruneClaims, releaseClaim } from '../idempotency.ts';
 import { IdParams } from '../schemas/common.ts';
 import { SendBody, SendResultSchema } from '../schemas/send.ts';
 import type { ApiRequest } from '../types.ts';
@@ -95,14 +96,7 @@ async function compose(req: ApiRequest<any, any, Body>, from: Addr, b: Body, mes
   return { message, recipients };
 }
 
-interface IdemRow {
-  request_hash: string;
-  status: number | null;
-  response: string | null;
-  created_at: number;
-}
-
-async function send(req: ApiRequest<{ id: string }, any, Body>) {
+async function send(req: ApiRequest<{ id: string }, any, Body>, messageId: string) {
   const { app } = req;
   const m = visibleMailbox(req, req.params.id);
   const b = req.body;
@@ -110,7 +104,6 @@ async function send(req: ApiRequest<{ id: string }, any, Body>) {
   if (fromList.length !== 1) throw new LetterboxError('validation_error', 'body.from: exactly one address');
   const from = fromList[0];
   const now = new Date(app.clock.now());
-  const messageId = `<${randomBytes(12).toString('hex')}@${m.domain}>`;
   const { message, recipients } = await compose(req, from, b, messageId, now);
   // The Sent copy is stored while the submission path runs (its wait for Dovecot overlaps the
   // spool and queue fsyncs instead of adding to them); if the submission then sends nothing, the
@@ -180,9 +173,12 @@ export const sendRoutes: RouteSpec[] = [
       const sandboxLabel = String(req.sandbox);
       const idem = req.ctx.get('Idempotency-Key');
       if (idem && !/^[\x21-\x7e]{1,255}$/.test(idem)) throw new LetterboxError('validation_error', 'Idempotency-Key: 1-255 visible ASCII characters');
+      // Chosen before the Idempotency-Key claim, which records it: after a crash, the queue tells
+      // from it whether the message was accepted (recoverClaims, at the next start).
+      const messageId = `<${randomBytes(12).toString('hex')}@${visibleMailbox(req, req.params.id).domain}>`;
       if (!idem) {
         try {
-          const data = await send(req);
+          const data = await send(req, messageId);
           metrics.apiSends.inc({ outcome: 'accepted', sandbox: sandboxLabel });
           return { data };
         } catch (err) {
@@ -193,23 +189,23 @@ export const sendRoutes: RouteSpec[] = [
       const keyId = req.key!.id;
       const hash = createHash('sha256').update(stable({ mailbox: visibleMailbox(req, req.params.id).id, body: req.body })).digest('hex');
       const now = clock.now();
-      db.prepare('DELETE FROM api_idempotency WHERE created_at < ?').run(now - DAY);
-      const claimed = db.prepare('INSERT OR IGNORE INTO api_idempotency (key_id, idem_key, request_hash, created_at) VALUES (?, ?, ?, ?)').run(keyId, idem, hash, now).changes === 1;
+      pruneClaims(db, now - DAY);
+      const claimed = claimKey(db, keyId, idem, hash, now, messageId);
       if (!claimed) {
-        const row = db.prepare('SELECT request_hash, status, response, created_at FROM api_idempotency WHERE key_id = ? AND idem_key = ?').get(keyId, idem) as IdemRow;
-        if (row.request_hash !== hash) throw new LetterboxError('conflict', 'this Idempotency-Key was already used with a different request body in the last 24 hours; use a new key');
+        const row = getClaim(db, keyId, idem)!;
+        if (row.requestHash !== hash) throw new LetterboxError('conflict', 'this Idempotency-Key was already used with a different request body in the last 24 hours; use a new key');
         if (row.status === null) throw new LetterboxError('conflict', 'a request with this Idempotency-Key is still in progress; retry in a moment');
         metrics.apiSends.inc({ outcome: 'replayed', sandbox: sandboxLabel });
         return { status: row.status, data: JSON.parse(row.response!), headers: { 'Idempotent-Replayed': 'true' } };
       }
       try {
-        const data = await send(req);
-        db.prepare('UPDATE api_idempotency SET status = ?, response = ? WHERE key_id = ? AND idem_key = ?').run(200, JSON.stringify(data), keyId, idem);
+        const data = await send(req, messageId);
+        completeClaim(db, keyId, idem, 200, data);
         metrics.apiSends.inc({ outcome: 'accepted', sandbox: sandboxLabel });
         return { data };
       } catch (err) {
         // Nothing was sent: the key may be used again.
-        db.prepare('DELETE FROM api_idempotency WHERE key_id = ? AND idem_key = ? AND status IS NULL').run(keyId, idem);
+        releaseClaim(db, keyId, idem);
         metrics.apiSends.inc({ outcome: (err as any)?.code === 'validation_error' ? 'rejected' : 'error', sandbox: sandboxLabel });
         throw err;
       }
