@@ -387,7 +387,8 @@ test('bad input: 400 with the field path, malformed JSON, 413, 405, 404; never a
   r = await call('POST', '/api/v1/domains/m.test/verify', { key: K.admin, body: { please: true } });
   assert.equal(r.status, 400, 'a body on a route that takes none');
   r = await call('POST', '/api/v1/domains', { key: K.admin, raw: 'name=x.test', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-  assert.equal(r.status, 400);
+  assert.equal(r.status, 415, 'not JSON: unsupported media type (issue 16)');
+  assert.equal(r.body.error.code, 'unsupported_media_type');
 
   // Over api.max_body_size (64k here): 413, whether Content-Length says so or not.
   r = await call('POST', '/api/v1/aliases', { key: K.admin, raw: JSON.stringify({ address: 'big@m.test', targets: ['x'.repeat(70 * 1024)] }) });

@@ -18,6 +18,7 @@ import { startAppliance, applianceCert, type Appliance } from './helpers/applian
 import { TestDns } from './helpers/dns.ts';
 import { RawSmtp, authPlain } from './helpers/proof-smtp.ts';
 import { sendReliably, mailboxTokens, Ledger, token } from './helpers/proof-load.ts';
+import { parseAuthResults } from '../src/verdicts/auth-results.ts';
 
 const SCALE = Math.max(1, Number(process.env.PROOF_FUZZ_SCALE ?? 1));
 const SEED = process.env.PROOF_FUZZ_SEED ? Number(process.env.PROOF_FUZZ_SEED) : undefined;
@@ -406,6 +407,49 @@ test(`fuzz: ${400 * SCALE} requests with random JSON to every API route`, async 
   console.log(`# fuzz API: ${hit.size}/${routes.length} routes hit, statuses ${JSON.stringify(statuses)}`);
   console.log(`# fuzz API: most frequent 400s: ${JSON.stringify([...reasons].sort((a, b) => b[1] - a[1]).slice(0, 5))}`);
   assert.ok(hit.size >= routes.length * 0.8, `most routes were exercised (${hit.size}/${routes.length})`);
+});
+
+// Authentication-Results grammar (RFC 8601 section 2.2): authserv-id (plain or quoted, any case,
+// trailing dots, a version), resinfos with ptype.property values (tokens or quoted strings that
+// carry ";method=pass" text), comments (nested, with quoted-pairs) and folding anywhere CFWS is
+// allowed. Property: the parser returns exactly the generated methods and results, never a result
+// from inside a quoted string or comment, and our authserv-id in every spelling is recognised.
+test(`fuzz: ${500 * SCALE} Authentication-Results headers (RFC 8601 grammar) parse to exactly what they say`, () => {
+  const cfws = fc.constantFrom(' ', '  ', '\r\n ', '\r\n\t', ' (c) ', ' (a (nested; dmarc=pass) \\) b)\r\n ', '(dmarc=pass;arc=pass)');
+  const trap = fc.constantFrom('x;dmarc=pass', 'a; arc=pass', '(dmarc=pass)', 'p\\"q;spf=pass', ';', 'dkim=pass;');
+  const quoted = trap.map((t) => `"${t.replace(/[\\"]/g, (c) => '\\' + c)}"`);
+  const token = fc.stringMatching(/^[a-z0-9@._+-]{1,20}$/);
+  const prop = fc.record({ ptype: fc.constantFrom('smtp', 'header', 'body', 'policy'), name: fc.constantFrom('mailfrom', 'helo', 'from', 'd', 's', 'i', 'dmarc'), value: fc.oneof(token, quoted), sp: cfws });
+  const method = fc.constantFrom('spf', 'dkim', 'dmarc', 'arc', 'iprev', 'auth', 'bimi');
+  const result = fc.constantFrom('pass', 'fail', 'none', 'softfail', 'neutral', 'temperror', 'permerror', 'policy');
+  const resinfo = fc.record({ method, result, props: fc.array(prop, { maxLength: 3 }), comment: fc.option(cfws, { nil: undefined }) });
+  const idSpelling = fc.record({ upper: fc.boolean(), dots: fc.nat(2), quote: fc.boolean(), version: fc.boolean(), lead: fc.option(cfws, { nil: undefined }) });
+  fc.assert(
+    fc.property(idSpelling, fc.array(resinfo, { maxLength: 6 }), cfws, (id, infos, sp) => {
+      let name = 'mail.letterbox.test';
+      if (id.upper) name = name.toUpperCase();
+      name += '.'.repeat(id.dots);
+      if (id.quote) name = `"${name}"`;
+      let header = `${id.lead ?? ''}${name}${id.version ? ' 1' : ''}`;
+      const seen = new Set<string>();
+      const want: [string, string][] = [];
+      for (const r of infos) {
+        // RFC 8601 allows one resinfo per method here except dkim (several signatures): keep the
+        // first of the others, as a parser that keeps the first would.
+        if (r.method !== 'dkim' && seen.has(r.method)) continue;
+        seen.add(r.method);
+        want.push([r.method, r.result]);
+        header += `;${sp}${r.method}=${r.result}${r.comment ?? ''}`;
+        for (const p of r.props) header += ` ${p.ptype}.${p.name}=${p.value}${p.sp}`;
+      }
+      if (!infos.length) header += '; none';
+      const parsed = parseAuthResults(header);
+      assert.equal(parsed.authservId, 'mail.letterbox.test', header);
+      const got = parsed.results.map((r) => [r.method, r.result]).sort();
+      assert.deepEqual(got, want.slice().sort(), header);
+    }),
+    { numRuns: 500 * SCALE, seed: SEED, endOnFailure: true },
+  );
 });
 
 test('after the fuzz: alive, a normal session delivers, /healthz is 200, memory bounded', async () => {

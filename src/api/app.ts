@@ -94,7 +94,7 @@ export function buildApi(host: ApiHost, routes: RouteSpec[]): { koa: Koa<ApiStat
       const params = validate('path', spec.params ?? EMPTY, (ctx as any).params ?? {});
       const query = validate('query', spec.query ?? EMPTY, { ...ctx.query });
       let body: unknown = undefined;
-      const raw = await readJsonBody(ctx, api.max_body_size);
+      const raw = await readJsonBody(ctx, api.max_body_size, { takesBody: !!spec.body });
       if (spec.body) body = validate('body', spec.body, raw);
       else if (raw !== undefined && !(raw && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 0)) {
         throw new LetterboxError('validation_error', `body: ${ctx.method} ${spec.path} takes no body`, { issues: [{ path: 'body', message: 'no body expected' }] });

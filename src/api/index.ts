@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { LetterboxError } from '../errors.ts';
 import type { AppContext, Component } from '../server.ts';
 import { buildApi } from './app.ts';
+import { recoverClaims } from './idempotency.ts';
 import { relayedHandler } from './forward.ts';
 import { apiHttpServer, apiListenAddress, listen } from './http-server.ts';
 import { allRoutes } from './routes/index.ts';
@@ -29,6 +30,9 @@ export function apiComponent(app: AppContext): Component {
   return {
     name: 'api',
     async start() {
+      // Before any request: claims a killed process left "in progress" (src/api/idempotency.ts).
+      const settled = recoverClaims(app.db);
+      if (settled.resolved || settled.released) app.log.warn({ component: 'api', ...settled }, 'settled idempotency claims left in progress by the previous process');
       http = apiHttpServer(threaded ? relayedHandler(koa.callback()) : koa.callback());
       const { host, port, where } = apiListenAddress(config);
       if (!threaded) await listen(http.server, where, { port, host });

@@ -16,6 +16,7 @@ const ERROR_TEXT: Record<number, string> = {
   404: 'No such resource, or not visible to this key (not_found)',
   409: 'Conflict with the current state (conflict)',
   413: 'Request body over api.max_body_size (payload_too_large)',
+  415: 'The body is not sent as Content-Type: application/json (unsupported_media_type)',
   429: 'Rate limit exceeded (rate_limited); see Retry-After',
   500: 'Internal error (internal_error)',
   502: 'An upstream server failed: IMAP (imap_error) or SMTP (smtp_error)',
@@ -83,7 +84,7 @@ export function buildOpenApi(routes: RouteSpec[], info: { title: string; version
         content: { 'application/json': { schema: toSchema(envelope, 'output') } },
       };
     }
-    const codes = new Set<number>([...(isKey ? [400, 401, 429] : []), ...(isKey && r.scope ? [403] : []), ...(r.params ? [404] : []), ...(r.body ? [400, 413] : []), ...(r.query ? [400] : []), ...(r.errors ?? []), 500]);
+    const codes = new Set<number>([...(isKey ? [400, 401, 429] : []), ...(isKey && r.scope ? [403] : []), ...(r.params ? [404] : []), ...(r.body ? [400, 413, 415] : []), ...(r.query ? [400] : []), ...(r.errors ?? []), 500]);
     const responses: Record<string, unknown> = { [status]: success };
     for (const c of r.altStatus ?? []) codes.delete(c);
     for (const c of [...codes].sort()) responses[String(c)] = { $ref: `#/components/responses/E${c}` };

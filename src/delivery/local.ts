@@ -70,12 +70,14 @@ export class LocalDelivery {
 /**
  * The SMTP reply for a recipient Dovecot refused, as the MX gives it to the sending MTA (and as
  * the DSN reports it): Dovecot's enhanced code and text (addresses removed), except that Dovecot
- * not knowing a mailbox our database has means its users file is a moment behind: retry.
+ * not knowing a mailbox our database has means its users file is a moment behind (retry) while
+ * `usersSettling()` says a change is still being picked up, else the mailbox is gone for good (550:
+ * never an endless 451).
  */
-export function refusalReply(o: LmtpRecipientResult): SmtpReply {
+export function refusalReply(o: LmtpRecipientResult, usersSettling: () => boolean = () => true): SmtpReply {
   const m = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3}) (.*)$/s.exec(o.response);
   const enhanced = m?.[1] ?? (o.status === 'permfail' ? '5.0.0' : '4.0.0');
-  if (enhanced === '5.1.1') return reply(451, '4.3.0', 'Mailbox is being set up, try again shortly');
+  if (enhanced === '5.1.1') return usersSettling() ? reply(451, '4.3.0', 'Mailbox is being set up, try again shortly') : reply(550, '5.1.1', 'No such user here');
   const text = (m?.[2] ?? o.response).replace(/\s*<[^>]*>\s*/g, ' ').trim().slice(0, 200) || 'Delivery failed';
   return reply(o.code, enhanced, text);
 }

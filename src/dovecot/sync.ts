@@ -1,3 +1,5 @@
+import { statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import type { DB } from '../db/index.ts';
 import { mailboxLogins } from '../services/mailbox-queries.ts';
 import { dovecotPaths } from './config.ts';
@@ -14,4 +16,32 @@ export function syncUsersFile(db: DB, dataDir: string): boolean {
     dovecotPaths(dataDir).users,
     renderUsersFile(rows.map((r) => ({ ...r, disabled: r.disabled === 1 }))),
   );
+}
+
+/** How long after a users-file change Dovecot may still answer from the old one (see writeDovecotFile). */
+export const USERS_FILE_SETTLE_MS = 5000;
+
+/**
+ * True while a change to Dovecot's users file may not have reached Dovecot yet: it re-reads the
+ * file when the whole-second mtime changes, checked at most once a second (NOTES), and a writer may
+ * set the mtime a second or two ahead. Afterwards, Dovecot not knowing a user is final.
+ */
+export function usersFileSettling(path: string, now = Date.now()): boolean {
+  try {
+    return statSync(path).mtimeMs > now - USERS_FILE_SETTLE_MS;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Ends every Dovecot session of `user` (IMAP, ManageSieve; `doveadm kick`). Resolves once doveadm
+ * has answered; never rejects (no session, or Dovecot not running, is not an error here).
+ */
+export function kickUser(opts: { doveadm: string; config: string; user: string }): Promise<{ ok: boolean; output: string }> {
+  return new Promise((res) => {
+    execFile(opts.doveadm, ['-c', opts.config, 'kick', opts.user], { timeout: 10_000 }, (err, stdout, stderr) => {
+      res({ ok: !err, output: `${stdout}${stderr}`.trim().slice(0, 500) });
+    });
+  });
 }

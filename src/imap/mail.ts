@@ -6,9 +6,11 @@ import { LetterboxError } from '../errors.ts';
 import type { AppContext } from '../context.ts';
 
 /** What reading mail over IMAP needs of the context. */
-export type MailHost = Pick<AppContext, 'imapPool' | 'imapAppender' | 'config'>;
+export type MailHost = Pick<AppContext, 'imapPool' | 'imapAppender' | 'config' | 'db'>;
 import { imapMessage } from './pool.ts';
 import { SENT_FOLDER } from '../dovecot/config.ts';
+import { VERDICT_ID_HEADER, getVerdicts, type AuthVerdicts as StoredAuth, type StoredVerdicts } from '../verdicts/store.ts';
+import { canonicalAuthservId, parseAuthResults, resultOf } from '../verdicts/auth-results.ts';
 
 export interface FolderInfo {
   path: string;
@@ -192,21 +194,41 @@ export interface AuthVerdicts {
   dmarc: string | null;
   arc: string | null;
   raw: string;
+  /** 'stored': what our MX recorded at delivery; 'header': read from our own Authentication-Results (mail stored before verdicts were kept). */
+  source: 'stored' | 'header';
+  /** The stored verdicts with their domains (source 'stored' only). */
+  details: StoredAuth | null;
 }
 
 /**
- * The verdicts of the Authentication-Results headers this server added (authserv-id = our host
- * name); headers claiming another authserv-id came with the message and are not trusted.
+ * What our MX concluded about a message. Served from the verdicts stored at delivery
+ * (src/verdicts/store.ts), found by the X-Letterbox-Id header our MX adds (a copy that came with
+ * the message is removed on receipt; a row is trusted only for the mailboxes it was delivered to).
+ * Mail without a row (stored before verdicts were kept) falls back to our own
+ * Authentication-Results header: parsed per RFC 8601, and only a field above the Received header
+ * our MX added (anything below it came with the message, whatever authserv-id it claims).
  */
-export function authVerdicts(parsed: ParsedMail, hostname: string): AuthVerdicts[] {
+export function authVerdicts(parsed: ParsedMail, hostname: string, stored: (id: string) => StoredVerdicts | null = () => null, mailboxId?: string): AuthVerdicts[] {
+  const lines = parsed.headerLines ?? [];
+  const valueOf = (line: { line: string }) => line.line.slice(line.line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
+  const idLine = lines.find((l) => l.key === VERDICT_ID_HEADER.toLowerCase());
+  const row = idLine ? stored(valueOf(idLine)) : null;
+  if (row && mailboxId && row.mailboxIds.includes(mailboxId)) {
+    const a = row.auth;
+    const dkim = a.dkim.find((d) => d.result === 'pass')?.result ?? a.dkim[0]?.result ?? 'none';
+    return [{ authservId: a.authservId, spf: a.spf.result, dkim, dmarc: a.dmarc.result, arc: a.arc.result, raw: a.header, source: 'stored', details: a }];
+  }
+  const ours = canonicalAuthservId(hostname);
   const out: AuthVerdicts[] = [];
-  for (const line of parsed.headerLines ?? []) {
+  for (const line of lines) {
+    if (line.key === 'received' && /\(Letterbox\)/.test(line.line)) break;
     if (line.key !== 'authentication-results') continue;
-    const value = line.line.slice(line.line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim();
-    const id = value.split(';')[0].trim().split(/\s+/)[0] ?? '';
-    if (id.toLowerCase() !== hostname.toLowerCase()) continue;
-    const get = (method: string) => new RegExp(`(?:^|;)\\s*${method}=([a-z]+)`, 'i').exec(value)?.[1]?.toLowerCase() ?? null;
-    out.push({ authservId: id, spf: get('spf'), dkim: get('dkim'), dmarc: get('dmarc'), arc: get('arc'), raw: value });
+    const value = valueOf(line);
+    const p = parseAuthResults(value);
+    if (p.authservId !== ours) continue;
+    const dkimResults = p.results.filter((r) => r.method === 'dkim');
+    const dkim = dkimResults.find((r) => r.result === 'pass')?.result ?? dkimResults[0]?.result ?? null;
+    out.push({ authservId: p.authservId, spf: resultOf(p, 'spf'), dkim, dmarc: resultOf(p, 'dmarc'), arc: resultOf(p, 'arc'), raw: value, source: 'header', details: null });
   }
   return out;
 }
@@ -223,7 +245,7 @@ function parsedAddrs(v: any): Addr[] {
   return out;
 }
 
-export async function getMessage(app: MailHost, address: string, folder: string, uid: number, markSeen: boolean) {
+export async function getMessage(app: MailHost, address: string, folder: string, uid: number, markSeen: boolean, mailboxId?: string) {
   return app.imapPool.with(address, async (c) => {
     const s = await fetchSource(c, folder, uid);
     let flags = s.flags;
@@ -259,7 +281,7 @@ export async function getMessage(app: MailHost, address: string, folder: string,
         disposition: a.contentDisposition ?? null,
         checksum: a.checksum,
       })),
-      authentication: authVerdicts(parsed, app.config.hostname),
+      authentication: authVerdicts(parsed, app.config.hostname, (id) => getVerdicts(app.db, id), mailboxId),
     };
   });
 }
@@ -357,7 +379,7 @@ export function imapMailstore(app: MailHost) {
     listFolders: (address: string) => listFolders(app, address),
     listMessages: (address: string, q: ListInput) => listMessages(app, address, q),
     getRaw: (address: string, folder: string, uid: number) => getRaw(app, address, folder, uid),
-    getMessage: (address: string, folder: string, uid: number, markSeen: boolean) => getMessage(app, address, folder, uid, markSeen),
+    getMessage: (address: string, folder: string, uid: number, markSeen: boolean, mailboxId?: string) => getMessage(app, address, folder, uid, markSeen, mailboxId),
     getAttachment: (address: string, folder: string, uid: number, index: number) => getAttachment(app, address, folder, uid, index),
     patchMessage: (address: string, folder: string, uid: number, p: PatchInput) => patchMessage(app, address, folder, uid, p),
     deleteMessage: (address: string, folder: string, uid: number, permanent: boolean) => deleteMessage(app, address, folder, uid, permanent),

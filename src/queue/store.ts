@@ -71,6 +71,8 @@ export interface ListQueueFilter {
   status?: string[]; // default: queued + inflight
   domain?: string;
   mailboxId?: string;
+  /** Only entries sent by a mailbox of these domains (a domain-restricted API key). */
+  mailboxDomains?: string[];
   limit?: number;
   /** Entries created before this id's row (pagination by created_at, id). */
   cursor?: string | null;
@@ -84,6 +86,10 @@ export function listQueue(db: DB, f: ListQueueFilter = {}): { entries: QueueEntr
   args.push(...status);
   if (f.domain) (where.push('q.domain = ?'), args.push(normalizeDomain(f.domain)));
   if (f.mailboxId) (where.push('m.mailbox_id = ?'), args.push(f.mailboxId));
+  if (f.mailboxDomains) {
+    where.push('m.mailbox_id IN (SELECT mb.id FROM mailboxes mb JOIN domains d ON d.id = mb.domain_id WHERE d.name IN (SELECT value FROM json_each(?)))');
+    args.push(JSON.stringify(f.mailboxDomains));
+  }
   if (f.cursor) {
     const c = db.prepare('SELECT created_at, id FROM outbound_queue WHERE id = ?').get(f.cursor) as { created_at: number; id: string } | undefined;
     if (c) (where.push('(q.created_at < ? OR (q.created_at = ? AND q.id < ?))'), args.push(c.created_at, c.created_at, c.id));

@@ -2,6 +2,7 @@ import { LetterboxError } from '../errors.ts';
 import { isoNow } from '../clock.ts';
 import { newId } from '../util/ids.ts';
 import { parseAddress } from '../util/address.ts';
+import { checkNewAddress } from './local-part.ts';
 import { findDomain } from './domains.ts';
 import type { ServiceContext } from './context.ts';
 import type { DB } from '../db/index.ts';
@@ -62,6 +63,7 @@ export function listAliases(ctx: ServiceContext, f: { domain?: string; domains?:
  * only with `replace`.
  */
 export function addAlias(ctx: ServiceContext, address: string, targets: string[], opts: { replace?: boolean } = {}): Alias {
+  checkNewAddress(address, { kind: 'alias', catchAll: true });
   const addr = parseAddress(address, { allowWildcard: true });
   const domain = findDomain(ctx, addr.domain);
   if (!domain) throw new LetterboxError('not_found', `domain ${addr.domain} is not set up here; add it first with 'letterbox domain add ${addr.domain}'`);

@@ -4,8 +4,11 @@ import { newId } from '../util/ids.ts';
 import { stmt } from '../db/stmt.ts';
 import { readCache } from '../db/read-cache.ts';
 import { parseAddress } from '../util/address.ts';
+import { checkNewAddress } from './local-part.ts';
 import { checkPasswordPolicy, generatePassword, hashPassword } from '../auth/passwords.ts';
-import { syncUsersFile } from '../dovecot/sync.ts';
+import { kickUser, syncUsersFile } from '../dovecot/sync.ts';
+import { dovecotPaths } from '../dovecot/config.ts';
+import { doveadmBinary } from './quota.ts';
 import { parseSize } from '../config/schema.ts';
 import { findDomain } from './domains.ts';
 import type { ServiceContext } from './context.ts';
@@ -137,10 +140,8 @@ export interface AddMailboxInput {
 
 /** Creates a mailbox. Without a password, a strong one is generated and returned (shown once). */
 export async function addMailbox(ctx: ServiceContext, input: AddMailboxInput): Promise<{ mailbox: Mailbox; generatedPassword: string | null }> {
+  checkNewAddress(input.address, { kind: 'mailbox' });
   const addr = parseAddress(input.address);
-  if (addr.local.includes('+')) {
-    throw new LetterboxError('validation_error', `invalid mailbox address "${input.address}": "+" is the plus-address delimiter (bob+tag@ is delivered to bob@)`);
-  }
   const domain = findDomain(ctx, addr.domain);
   if (!domain) throw new LetterboxError('not_found', `domain ${addr.domain} is not set up here; add it first with 'letterbox domain add ${addr.domain}'`);
   const quota = parseQuota(input.quota, ctx.config.dovecot.default_quota);
@@ -197,6 +198,7 @@ export async function updateMailbox(ctx: ServiceContext, idOrAddress: string, in
     syncUsersFile(ctx.db, ctx.config.data_dir);
   }).immediate();
   ctx.log.info({ mailbox: m.address, changed: Object.keys(input) }, 'mailbox updated');
+  if (hash !== undefined || input.disabled === true) endSessions(ctx, m.address);
   return getMailbox(ctx, m.id);
 }
 
@@ -208,5 +210,26 @@ export function removeMailbox(ctx: ServiceContext, idOrAddress: string): Mailbox
     syncUsersFile(ctx.db, ctx.config.data_dir);
   }).immediate();
   ctx.log.info({ mailbox: m.address, id: m.id }, 'mailbox removed');
+  endSessions(ctx, m.address);
   return m;
+}
+
+/** How long after a login change its sessions are ended a second time (see endSessions). */
+export const SECOND_KICK_MS = 1500;
+
+/**
+ * Ends the open IMAP sessions of a mailbox whose password changed, or that was disabled or removed
+ * (doveadm kick). Dovecot re-reads the users file within about a second of the change (NOTES:
+ * whole-second mtime, checked at most once a second), so a client that logged in again with the
+ * old password in that window is ended by a second kick SECOND_KICK_MS later; from then on the old
+ * password fails. Fire-and-forget: the change itself is already committed.
+ */
+function endSessions(ctx: ServiceContext, address: string): void {
+  const opts = { doveadm: doveadmBinary(ctx.config.dovecot.binary), config: dovecotPaths(ctx.config.data_dir).config, user: address };
+  const kick = async (round: number) => {
+    const r = await kickUser(opts);
+    ctx.log.info({ mailbox: address, round, ok: r.ok, doveadm: r.output || undefined }, 'IMAP sessions ended');
+  };
+  void kick(1);
+  setTimeout(() => void kick(2), SECOND_KICK_MS);
 }

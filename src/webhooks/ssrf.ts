@@ -1,8 +1,14 @@
 // Where webhooks may be sent: http(s) URLs only, no credentials in the URL, and target addresses
 // checked at delivery time (after DNS resolution, and the connection pinned to the checked address,
-// so a name cannot be re-pointed between the check and the connection). Link-local (cloud metadata
-// at 169.254.169.254 and fd00:ec2::254 is covered by link-local/ULA), multicast, unspecified and
-// reserved addresses are always refused; loopback and private ranges only when configured.
+// so a name cannot be re-pointed between the check and the connection).
+//  - An IPv6 address that embeds an IPv4 address (IPv4-compatible ::a.b.c.d, IPv4-mapped
+//    ::ffff:a.b.c.d, SIIT ::ffff:0:a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16) is judged by that
+//    IPv4 address: the embedding is only a way of writing it.
+//  - Always refused: link-local, multicast, unspecified, documentation and reserved ranges,
+//    deprecated site-local fec0::/10, local-use NAT64 64:ff9b:1::/48 (where the IPv4 part sits
+//    depends on the operator's prefix length, so it cannot be decoded reliably), and the cloud
+//    metadata endpoints (AWS, GCP, Azure, Alibaba, Oracle) even when private targets are allowed.
+//  - Loopback and private ranges only when configured.
 import { BlockList, isIP } from 'node:net';
 import { LetterboxError } from '../errors.ts';
 
@@ -10,7 +16,12 @@ const always = new BlockList();
 for (const [net, bits] of [['0.0.0.0', 8], ['169.254.0.0', 16], ['224.0.0.0', 4], ['240.0.0.0', 4], ['192.0.0.0', 24], ['192.0.2.0', 24], ['198.51.100.0', 24], ['203.0.113.0', 24]] as const) {
   always.addSubnet(net, bits, 'ipv4');
 }
-for (const [net, bits] of [['::', 128], ['fe80::', 10], ['ff00::', 8], ['2001:db8::', 32], ['100::', 64]] as const) always.addSubnet(net, bits, 'ipv6');
+for (const [net, bits] of [['::', 128], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8], ['2001:db8::', 32], ['100::', 64], ['64:ff9b:1::', 48]] as const) always.addSubnet(net, bits, 'ipv6');
+
+// Cloud metadata services: refused whatever webhooks.allow_private / allow_loopback say.
+const metadata = new BlockList();
+for (const a of ['169.254.169.254', '169.254.170.2', '169.254.169.253', '100.100.100.200', '192.0.0.192']) metadata.addAddress(a, 'ipv4');
+for (const a of ['fd00:ec2::254', 'fd00:ec2::23', 'fd00:ec2::253', 'fd20:ce::254']) metadata.addAddress(a, 'ipv6');
 
 const loopback = new BlockList();
 loopback.addSubnet('127.0.0.0', 8, 'ipv4');
@@ -25,16 +36,37 @@ export interface TargetPolicy {
   allow_private: boolean;
 }
 
-/** The IPv4 address embedded in an IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::a.b.c.d) IPv6 address. */
-function embeddedV4(ip: string): string | null {
-  const m = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (m) return m[1];
-  const h = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(ip);
-  if (h) {
-    const a = parseInt(h[1], 16);
-    const b = parseInt(h[2], 16);
-    return `${a >> 8}.${a & 255}.${b >> 8}.${b & 255}`;
+/** The 8 16-bit groups of an IPv6 address (any valid spelling, including a dotted IPv4 tail), or null. */
+function ipv6Groups(ip: string): number[] | null {
+  let s = ip.toLowerCase().split('%')[0];
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
+  if (v4) {
+    const b = v4.slice(1).map(Number);
+    if (b.some((x) => x > 255)) return null;
+    s = s.slice(0, v4.index) + `${((b[0] << 8) | b[1]).toString(16)}:${((b[2] << 8) | b[3]).toString(16)}`;
   }
+  const halves = s.split('::');
+  if (halves.length > 2) return null;
+  const part = (h: string) => (h ? h.split(':').map((g) => parseInt(g, 16)) : []);
+  const head = part(halves[0]);
+  const tail = halves.length === 2 ? part(halves[1]) : [];
+  const fill = 8 - head.length - tail.length;
+  if (halves.length === 1 ? fill !== 0 : fill < 0) return null;
+  const groups = [...head, ...new Array(halves.length === 2 ? fill : 0).fill(0), ...tail];
+  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : null;
+}
+
+/** The IPv4 address an IPv6 address embeds (compatible, mapped, SIIT, NAT64 well-known prefix, 6to4), or null. */
+export function embeddedV4(ip: string): string | null {
+  const g = ipv6Groups(ip);
+  if (!g) return null;
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const zero = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  if (zero(0, 6) && (g[6] !== 0 || g[7] > 1)) return v4(g[6], g[7]); // ::a.b.c.d (not :: or ::1)
+  if (zero(0, 5) && g[5] === 0xffff) return v4(g[6], g[7]); // ::ffff:a.b.c.d
+  if (zero(0, 4) && g[4] === 0xffff && g[5] === 0) return v4(g[6], g[7]); // ::ffff:0:a.b.c.d
+  if (g[0] === 0x64 && g[1] === 0xff9b && zero(2, 6)) return v4(g[6], g[7]); // 64:ff9b::a.b.c.d
+  if (g[0] === 0x2002) return v4(g[1], g[2]); // 6to4
   return null;
 }
 
@@ -44,10 +76,14 @@ export function addressProblem(ip: string, p: TargetPolicy): string | null {
   if (!fam) return `"${ip}" is not an IP address`;
   if (fam === 6) {
     const v4 = embeddedV4(ip);
-    if (v4) return addressProblem(v4, p);
+    if (v4) {
+      const why = addressProblem(v4, p);
+      return why ? `${ip} embeds ${v4}: ${why}` : null;
+    }
   }
   const type = fam === 4 ? 'ipv4' : 'ipv6';
-  if (always.check(ip, type)) return `${ip} is a link-local, metadata, multicast or reserved address`;
+  if (metadata.check(ip, type)) return `${ip} is a cloud metadata address (always refused)`;
+  if (always.check(ip, type)) return `${ip} is a link-local, metadata, multicast, deprecated or reserved address`;
   if (loopback.check(ip, type) && !p.allow_loopback) return `${ip} is a loopback address (allowed only with webhooks.allow_loopback = true)`;
   if (privateNets.check(ip, type) && !p.allow_private) return `${ip} is a private address (allowed only with webhooks.allow_private = true)`;
   return null;

@@ -10,6 +10,12 @@ import type { ApiContext } from '../types.ts';
  * that fail authentication draw from a per-IP bucket, so guessing keys is rate limited too (429).
  */
 export function authenticate(ctx: ApiContext, verifier: KeyVerifier, ipBuckets: TokenBuckets): ApiKey {
+  // Node keeps only the first of repeated Authorization headers; which one a proxy in front of us
+  // would use is anyone's guess, so two are refused rather than one picked.
+  let seen = 0;
+  const raw = ctx.req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 13 && raw[i].toLowerCase() === 'authorization') seen++;
+  if (seen > 1) throw new LetterboxError('validation_error', 'the request has more than one Authorization header; send exactly one');
   const header = ctx.get('Authorization');
   let reason: string;
   if (!header) reason = 'missing API key: send Authorization: Bearer lb_live_…';

@@ -1,3 +1,4 @@
+import { checkNewAddress } from '../../services/local-part.ts';
 import { z } from 'zod';
 import { LetterboxError } from '../../errors.ts';
 import { parseHostPort, type Config } from '../../config/schema.ts';
@@ -54,6 +55,7 @@ function precheck(req: ApiRequest<any, any, any, ThreadContext>, items: CreateIn
     const where = items.length > 1 ? `body[${i}].address` : 'body.address';
     let address: string;
     try {
+      checkNewAddress(it.address, { kind: 'mailbox' });
       address = parseAddress(it.address).address;
     } catch (err: any) {
       throw new LetterboxError('validation_error', `${where}: ${err.message}`);

@@ -54,7 +54,7 @@ export const messageRoutes: RouteSpec[] = [
     params: MailboxUidParams, query: GetMessageQuery, response: MessageSchema,
     handler: async (req) => {
       const m = visibleMailbox(req, req.params.id);
-      return { data: await req.app.mail.getMessage(m.address, req.query.folder, req.params.uid, !!req.query.markSeen) };
+      return { data: await req.app.mail.getMessage(m.address, req.query.folder, req.params.uid, !!req.query.markSeen, m.id) };
     },
   }),
   defineRoute({

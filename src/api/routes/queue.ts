@@ -34,7 +34,8 @@ export const queueRoutes: RouteSpec[] = [
     handler: (req) => {
       const q = req.query;
       const mailboxId = q.mailbox ? visibleMailbox(req, q.mailbox).id : undefined;
-      const r = listQueue(req.app.db, { status: q.state, domain: q.domain, mailboxId, limit: q.limit, cursor: decodeCursor(q.cursor) ?? null });
+      const r = listQueue(req.app.db, { status: q.state, domain: q.domain, mailboxId, mailboxDomains: req.key?.domains ?? undefined, limit: q.limit, cursor: decodeCursor(q.cursor) ?? null });
+      // Filtered in SQL: a page (and its nextCursor) never holds another domain's entry.
       return { data: r.entries.filter((e) => visibleEntry(req, e)), nextCursor: r.nextCursor ? encodeCursor(r.nextCursor) : null };
     },
   }),

@@ -3,11 +3,11 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
 import { LetterboxError } from '../../errors.ts';
-import { claimIdempotencyKey, completeIdempotencyKey, releaseIdempotencyKey } from '../idempotency-store.ts';
 import { acceptOutbound } from '../../smtp/submission/accept.ts';
 import { parseAddress } from '../../util/address.ts';
 import { defineRoute, type RouteSpec } from '../route.ts';
 import { visibleMailbox } from '../access.ts';
+import { claimKey, completeClaim, getClaim, pruneClaims, releaseClaim } from '../idempotency.ts';
 import { IdParams } from '../schemas/common.ts';
 import { SendBody, SendResultSchema } from '../schemas/send.ts';
 import type { ApiRequest } from '../types.ts';
@@ -93,7 +93,7 @@ async function compose(req: ApiRequest<any, any, Body>, from: Addr, b: Body, mes
   return { message, recipients };
 }
 
-async function send(req: ApiRequest<{ id: string }, any, Body>) {
+async function send(req: ApiRequest<{ id: string }, any, Body>, messageId: string) {
   const { app } = req;
   const m = visibleMailbox(req, req.params.id);
   const b = req.body;
@@ -101,7 +101,6 @@ async function send(req: ApiRequest<{ id: string }, any, Body>) {
   if (fromList.length !== 1) throw new LetterboxError('validation_error', 'body.from: exactly one address');
   const from = fromList[0];
   const now = new Date(app.clock.now());
-  const messageId = `<${randomBytes(12).toString('hex')}@${m.domain}>`;
   const { message, recipients } = await compose(req, from, b, messageId, now);
   // The Sent copy is stored while the submission path runs (its wait for Dovecot overlaps the
   // spool and queue fsyncs instead of adding to them); if the submission then sends nothing, the
@@ -171,9 +170,12 @@ export const sendRoutes: RouteSpec[] = [
       const sandboxLabel = String(req.sandbox);
       const idem = req.ctx.get('Idempotency-Key');
       if (idem && !/^[\x21-\x7e]{1,255}$/.test(idem)) throw new LetterboxError('validation_error', 'Idempotency-Key: 1-255 visible ASCII characters');
+      // Chosen before the Idempotency-Key claim, which records it: after a crash, the queue tells
+      // from it whether the message was accepted (recoverClaims, at the next start).
+      const messageId = `<${randomBytes(12).toString('hex')}@${visibleMailbox(req, req.params.id).domain}>`;
       if (!idem) {
         try {
-          const data = await send(req);
+          const data = await send(req, messageId);
           metrics.apiSends.inc({ outcome: 'accepted', sandbox: sandboxLabel });
           return { data };
         } catch (err) {
@@ -184,21 +186,23 @@ export const sendRoutes: RouteSpec[] = [
       const keyId = req.key!.id;
       const hash = createHash('sha256').update(stable({ mailbox: visibleMailbox(req, req.params.id).id, body: req.body })).digest('hex');
       const now = clock.now();
-      const row = claimIdempotencyKey(db, keyId, idem, hash, now);
-      if (row) {
-        if (row.request_hash !== hash) throw new LetterboxError('conflict', 'this Idempotency-Key was already used with a different request body in the last 24 hours; use a new key');
+      pruneClaims(db, now - DAY);
+      const claimed = claimKey(db, keyId, idem, hash, now, messageId);
+      if (!claimed) {
+        const row = getClaim(db, keyId, idem)!;
+        if (row.requestHash !== hash) throw new LetterboxError('conflict', 'this Idempotency-Key was already used with a different request body in the last 24 hours; use a new key');
         if (row.status === null) throw new LetterboxError('conflict', 'a request with this Idempotency-Key is still in progress; retry in a moment');
         metrics.apiSends.inc({ outcome: 'replayed', sandbox: sandboxLabel });
         return { status: row.status, data: JSON.parse(row.response!), headers: { 'Idempotent-Replayed': 'true' } };
       }
       try {
-        const data = await send(req);
-        completeIdempotencyKey(db, keyId, idem, 200, JSON.stringify(data));
+        const data = await send(req, messageId);
+        completeClaim(db, keyId, idem, 200, data);
         metrics.apiSends.inc({ outcome: 'accepted', sandbox: sandboxLabel });
         return { data };
       } catch (err) {
         // Nothing was sent: the key may be used again.
-        releaseIdempotencyKey(db, keyId, idem);
+        releaseClaim(db, keyId, idem);
         metrics.apiSends.inc({ outcome: (err as any)?.code === 'validation_error' ? 'rejected' : 'error', sandbox: sandboxLabel });
         throw err;
       }

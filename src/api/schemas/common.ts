@@ -4,7 +4,18 @@ import { LetterboxError } from '../../errors.ts';
 // Shared building blocks of the API's schemas. Schemas with `.meta({ id })` become named
 // components in the OpenAPI document (response shapes only: request schemas are inlined).
 
-export const Limit = z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1-500, default 50).');
+/**
+ * A whole number written in plain decimal digits, as path and query values arrive (strings):
+ * z.coerce.number() would also take "0x5", " 5", "1e3" or "5.0", which no client means.
+ */
+export const decimal = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^(0|[1-9][0-9]{0,15})$/, 'a whole number in decimal digits')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+export const Limit = decimal(1, 500).default(50).describe('Page size (1-500, default 50).');
 export const Cursor = z.string().min(1).max(1024).optional().describe('The `nextCursor` of the previous page.');
 
 /** Query flags: 1/true/yes or 0/false/no. */

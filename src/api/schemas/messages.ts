@@ -1,13 +1,22 @@
 import { z } from 'zod';
-import { Flag } from './common.ts';
+import { Flag, decimal } from './common.ts';
 
-const Folder = z.string().min(1).max(500).regex(/^[^\r\n\0]*$/, 'no line breaks').default('INBOX').describe('Folder path (default INBOX).');
-const Uid = z.coerce.number().int().min(1).max(4294967295);
+// A folder path as IMAP clients see it ("INBOX", "Archive/2026"). Refused: control characters,
+// the IMAP LIST wildcards * and %, and anything that reads as a file path rather than a folder
+// name (leading / or ~, a . or .. segment), which Dovecot would refuse anyway (502 before).
+const FolderName = z
+  .string()
+  .min(1)
+  .max(500)
+  .refine((f) => !/[\u0000-\u001f\u007f*%]/.test(f), 'no control characters, * or %')
+  .refine((f) => !/^[/~.]/.test(f) && !f.includes('..') && !f.split('/').some((seg) => seg === '' || seg === '.'), 'a folder name, not a path: no leading / ~ or ., no empty, . or .. segment');
+const Folder = FolderName.default('INBOX').describe('Folder path (default INBOX).');
+const Uid = decimal(1, 4294967295);
 // IMAP keywords and system flags: \Seen, \Flagged..., or atoms such as $Label1.
 const ImapFlag = z.string().regex(/^\\?[A-Za-z0-9$_.-]{1,64}$/, 'an IMAP flag such as \\Flagged or a keyword such as $Label1');
 
 export const MailboxUidParams = z.strictObject({ id: z.string().min(1).max(320), uid: Uid });
-export const AttachmentParams = z.strictObject({ id: z.string().min(1).max(320), uid: Uid, index: z.coerce.number().int().min(0).max(10000) });
+export const AttachmentParams = z.strictObject({ id: z.string().min(1).max(320), uid: Uid, index: decimal(0, 10000) });
 
 export const FolderQuery = z.strictObject({ folder: Folder });
 export const GetMessageQuery = z.strictObject({ folder: Folder, markSeen: Flag.optional().describe('1 to set \\Seen (fetching never sets it otherwise).') });
@@ -15,7 +24,7 @@ export const DeleteQuery = z.strictObject({ folder: Folder, permanent: Flag.opti
 
 export const ListMessagesQuery = z.strictObject({
   folder: Folder,
-  limit: z.coerce.number().int().min(1).max(200).default(25),
+  limit: decimal(1, 200).default(25),
   before: Uid.optional().describe('Only messages with a UID below this one: the nextBefore of the previous page.'),
   unseen: Flag.optional().describe('1 for messages without \\Seen only.'),
 });
@@ -26,7 +35,7 @@ export const PatchMessageBody = z.strictObject({
   answered: z.boolean().optional(),
   addFlags: z.array(ImapFlag).max(20).optional(),
   removeFlags: z.array(ImapFlag).max(20).optional(),
-  folder: z.string().min(1).max(500).regex(/^[^\r\n\0]*$/, 'no line breaks').optional().describe('Move the message to this folder.'),
+  folder: FolderName.optional().describe('Move the message to this folder.'),
 });
 
 const AddrSchema = z.object({ name: z.string(), address: z.string() });
@@ -98,8 +107,29 @@ export const MessageSchema = z
       }),
     ),
     authentication: z
-      .array(z.object({ authservId: z.string(), spf: z.string().nullable(), dkim: z.string().nullable(), dmarc: z.string().nullable(), arc: z.string().nullable(), raw: z.string() }))
-      .describe('Verdicts of the Authentication-Results headers added by this server (other authserv-ids are not trusted).'),
+      .array(
+        z.object({
+          authservId: z.string(),
+          spf: z.string().nullable(),
+          dkim: z.string().nullable(),
+          dmarc: z.string().nullable(),
+          arc: z.string().nullable(),
+          raw: z.string().describe('The Authentication-Results header this server wrote.'),
+          source: z.enum(['stored', 'header']).describe('stored: recorded by the MX at delivery; header: read from our own Authentication-Results (mail stored before verdicts were kept).'),
+          details: z
+            .object({
+              authservId: z.string(),
+              spf: z.object({ result: z.string(), domain: z.string().nullable() }),
+              dkim: z.array(z.object({ result: z.string(), domain: z.string().nullable(), selector: z.string().nullable() })),
+              dmarc: z.object({ result: z.string(), domain: z.string().nullable(), policy: z.string().nullable() }),
+              arc: z.object({ result: z.string() }),
+              header: z.string(),
+            })
+            .nullable()
+            .describe('The stored verdicts with their domains (source stored), else null.'),
+        }),
+      )
+      .describe('What this server concluded at delivery (never headers that came with the message); empty for mail that did not arrive over our MX.'),
   })
   .meta({ id: 'Message' });
 

@@ -20,6 +20,8 @@ import { headerSection, readHeaderSection } from '../../mail/headers.ts';
 import { parseAddress } from '../../mail/address.ts';
 import { srsForward } from './srs.ts';
 import { lmtpAddress, resolveRecipient, type Target } from '../../routing/resolve.ts';
+import { VERDICT_ID_HEADER, authVerdictsOf, saveVerdicts } from '../../verdicts/store.ts';
+import { usersFileSettling } from '../../dovecot/sync.ts';
 
 /** Messages up to this size are also kept in memory while spooled (read back from the file above it). */
 const KEEP_IN_MEMORY = 256 * 1024;
@@ -160,8 +162,9 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       recipient: tx.rcpts.length === 1 ? tx.rcpts[0].address : null,
       date: arrival,
     });
-    const prefix = Buffer.from(auth.headers + received, 'utf8');
+    const prefix = Buffer.from(`${VERDICT_ID_HEADER}: ${file!.id}\r\n` + auth.headers + received, 'utf8');
 
+    if (locals.length > 0) saveVerdicts(app.db, file!.id, { auth: authVerdictsOf(auth, app.config.hostname), mailboxIds: locals.map((d) => d.target.mailboxId), now: app.clock.now() });
     // Act: local delivery, then forwards.
     const local = await deliverLocal(deps, session, tx, file, prefix, locals, decision.action === 'quarantine');
     const fwd = await queueForwards(deps, session, tx, file, prefix, forwards, filter.info.messageId);
@@ -280,7 +283,7 @@ async function deliverLocal(
   results.forEach((res, i) => {
     const d = locals[i];
     if (res.status === 'delivered') delivered.push({ d, folder: quarantine ? 'Junk' : d.target.detail });
-    else failures.push({ originals: d.originals, final: d.target.address, reply: refusalReply(res), diagnostic: res.response });
+    else failures.push({ originals: d.originals, final: d.target.address, reply: refusalReply(res, () => usersFileSettling(deps.app.dovecot.paths.users)), diagnostic: res.response });
   });
   return { delivered, failures };
 }

@@ -1,4 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { canonicalAuthservId, parseAuthResults } from '../../verdicts/auth-results.ts';
 
 /**
  * SMTP smuggling guard for the DATA stream (after smtp-server removed dot-stuffing; smtp-server
@@ -111,7 +112,7 @@ export class HeaderFilter extends Transform {
 
   constructor(authservId: string, maxHeaderBytes = 1024 * 1024) {
     super();
-    this.authservId = authservId.toLowerCase();
+    this.authservId = canonicalAuthservId(authservId);
     this.max = maxHeaderBytes;
   }
 
@@ -158,7 +159,9 @@ export class HeaderFilter extends Transform {
       const colon = f.indexOf(':');
       const name = colon > 0 ? f.slice(0, colon).trim().toLowerCase() : '';
       const value = colon > 0 ? f.slice(colon + 1) : '';
-      if (name === 'authentication-results' && authservIdOf(value) === this.authservId) {
+      // Only we may write these: an Authentication-Results claiming our authserv-id (any spelling),
+      // and the X-Letterbox-Id that keys our stored verdicts (src/verdicts/store.ts).
+      if ((name === 'authentication-results' && authservIdOf(value) === this.authservId) || name === 'x-letterbox-id') {
         this.info.removedAuthResults++;
         changed = true;
         continue;
@@ -173,15 +176,9 @@ export class HeaderFilter extends Transform {
   }
 }
 
-/** The authserv-id of an Authentication-Results value: the first token, comments removed. */
+/** The authserv-id of an Authentication-Results value, canonical (RFC 8601 parser: comments, quoting, folding). */
 export function authservIdOf(value: string): string {
-  return value
-    .replace(/\([^)]*\)/g, ' ')
-    .split(';')[0]
-    .trim()
-    .split(/\s+/)[0]
-    .replace(/^"|"$/g, '')
-    .toLowerCase();
+  return parseAuthResults(Buffer.from(value, 'latin1').toString('utf8')).authservId;
 }
 
 // Header values are read as latin1 (byte-preserving); re-decode as UTF-8 for SMTPUTF8 messages.

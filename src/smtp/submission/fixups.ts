@@ -66,7 +66,7 @@ export function applyFixups(i: FixupInput): FixupResult {
   // Bare-LF messages (some scripts) are normalised to CRLF, as SMTP and DKIM expect.
   const raw = i.message.includes('\r\n') ? i.message : Buffer.from(i.message.toString('latin1').replace(/\n/g, '\r\n'), 'latin1');
   const { header, body } = splitMessage(raw);
-  let fields = parseHeader(header).filter((f) => f.name !== 'bcc');
+  let fields = parseHeader(header).filter((f) => f.name !== 'bcc' && f.name !== 'x-letterbox-id'); // X-Letterbox-Id keys the MX's stored verdicts: only the MX writes it
   let messageIdField = fields.find((f) => f.name === 'message-id');
   let messageId = messageIdField ? headerValue(messageIdField) : '';
   const add: HeaderField[] = [];
