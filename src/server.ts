@@ -9,6 +9,8 @@ import { DovecotSupervisor } from './dovecot/supervisor.ts';
 import type { ServiceContext } from './services/context.ts';
 import type { Handoff } from './queue/handoff.ts';
 import { createResolver, type Resolver } from './dns/resolver.ts';
+import { createLoginGuard, type LoginGuard } from './auth/guard-setup.ts';
+import { startPolicyEndpoint } from './auth/dovecot-policy.ts';
 
 /** Everything a long-running component of `letterbox serve` may use, passed in (no singletons). */
 export interface AppContext extends ServiceContext {
@@ -18,6 +20,8 @@ export interface AppContext extends ServiceContext {
   resolver: Resolver;
   /** Cross-component hand-offs, filled in by the components that provide them. */
   handoff: Handoff;
+  /** The one login guard (submission AUTH and, through Dovecot's auth policy, IMAP). */
+  loginGuard: LoginGuard;
 }
 
 /** A part of the appliance with a lifecycle: listeners, the queue, the API, jobs. */
@@ -45,7 +49,10 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
     log.warn({ cert: config.tls.cert }, 'generated a self-signed certificate; mail clients will warn until a real one is configured');
   }
   const db: DB = openDatabase(dbPath(config.data_dir), { log, clock });
-  const dovecot = await prepareDovecot(config);
+  const loginGuard = createLoginGuard(config, clock, log);
+  const policyListen = parseHostPort(config.submission.auth_policy_listen)!;
+  const policy = await startPolicyEndpoint({ guard: loginGuard, log, host: policyListen.host, port: policyListen.port });
+  const dovecot = await prepareDovecot(config, { authPolicy: policy.dovecot });
   syncUsersFile(db, config.data_dir);
   let supervisor: DovecotSupervisor | null = null;
   const started: Component[] = [];
@@ -58,6 +65,7 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
       }
     }
     if (supervisor) await supervisor.stop();
+    await policy.close();
     db.close();
   };
   try {
@@ -74,7 +82,7 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
       await supervisor.start();
     }
     const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout_ms, clock });
-    const app: AppContext = { db, config, log, clock, dovecot, supervisor, resolver, handoff: { queue: null } };
+    const app: AppContext = { db, config, log, clock, dovecot, supervisor, resolver, handoff: { queue: null }, loginGuard };
     for (const factory of opts.components) {
       const c = await factory(app);
       await c.start();
