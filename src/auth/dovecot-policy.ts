@@ -60,6 +60,7 @@ export async function startPolicyEndpoint(o: { guard: LoginGuard; log: Logger; h
     res.end(JSON.stringify({ status, msg }));
   };
   const handle = (r: PolicyRequest): { status: number; msg?: string } => {
+    log.debug({ command: r.command, user: r.login, ip: r.remote, protocol: r.protocol, session: r.session, success: r.success }, 'auth policy request');
     if (!r.remote) return { status: 0 }; // local socket: not a network client
     if (r.command === 'allow') {
       const held = r.session ? tickets.get(r.session) : undefined;
