@@ -78,6 +78,7 @@ export class LoginGuard {
   private readonly accounts = new Map<string, Counter>();
   private readonly known = new Map<string, number>(); // account \n network → last success
   private readonly open = new Set<Ticket>(); // in reservation order (= time order)
+  private lastSweep = 0;
   private readonly p: GuardPolicy;
   private readonly now: () => number;
   private readonly onEvent: (e: GuardEvent) => void;
@@ -137,7 +138,12 @@ export class LoginGuard {
     }
     const nf = this.fail(n, 'network', t.network, t.protocol, now);
     const af = this.fail(a, 'account', t.account, t.protocol, now);
-    if (this.networks.size + this.accounts.size + this.known.size > 100_000) this.sweep(now);
+    // Expired entries are dropped in a sweep, at most once a minute: under an attack from many
+    // networks every entry may still be live, and sweeping on every failure would cost O(n) each.
+    if (this.networks.size + this.accounts.size + this.known.size > 100_000 && now - this.lastSweep >= 60_000) {
+      this.lastSweep = now;
+      this.sweep(now);
+    }
     return failureDelay(Math.max(nf, af), this.p);
   }
 
