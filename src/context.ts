@@ -23,6 +23,7 @@ import { Queue } from './queue/engine.ts';
 import type { QueueService } from './queue/handoff.ts';
 import type { Component } from './server.ts';
 import { LocalDelivery } from './delivery/local.ts';
+import { createLoginGuard, type LoginGuard } from './auth/guard-setup.ts';
 
 /** Everything a long-running component of `letterbox serve` may use, built by createAppContext (no singletons). */
 export interface AppContext extends ServiceContext {
@@ -50,6 +51,8 @@ export interface AppContext extends ServiceContext {
   tlsReload: TlsReloadHooks;
   /** Submission caps: sends that passed the caps and are not committed yet. */
   sendReservations: SendReservations;
+  /** The one login guard (submission AUTH and, through Dovecot's auth policy, IMAP). */
+  loginGuard: LoginGuard;
   /** Local delivery (LMTP to Dovecot): the MX, submission, the API's send, the queue and DSNs. */
   delivery: LocalDelivery;
   /** The outbound queue, started and stopped by its component; hand messages to it with runningQueue(). */
@@ -72,6 +75,7 @@ export interface AppContextOverrides {
   supervisor?: DovecotSupervisor | null;
   resolver?: Resolver;
   dkim?: DkimSigner;
+  loginGuard?: LoginGuard;
   webhooks?: (app: AppContext) => WebhookDispatcher;
   queue?: (app: AppContext) => QueueService & Component;
 }
@@ -126,6 +130,7 @@ async function buildServices(config: Config, o: AppContextOverrides, db: DB): Pr
     supervisor,
     resolver,
     dkim: o.dkim ?? new DkimSigner(db, log),
+    loginGuard: o.loginGuard ?? createLoginGuard(config, clock, log),
     delivery: new LocalDelivery({ socketPath: dovecot.paths.lmtpSocket, lhlo: config.hostname }),
     get srsSecret(): string {
       // Read (or created) when first needed, not at start: an appliance that never rewrites keeps no secret.

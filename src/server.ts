@@ -4,6 +4,10 @@ import type { Clock } from './clock.ts';
 import { ensureSelfSignedCert } from './tls/selfsigned.ts';
 import { syncUsersFile } from './dovecot/sync.ts';
 import { createAppContext, type AppContext, type AppContextOverrides } from './context.ts';
+import { parseHostPort } from './config/schema.ts';
+import { prepareDovecot } from './dovecot/setup.ts';
+import { createLoginGuard } from './auth/guard-setup.ts';
+import { startPolicyEndpoint } from './auth/dovecot-policy.ts';
 
 export type { AppContext } from './context.ts';
 
@@ -32,7 +36,19 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
   if (await ensureSelfSignedCert({ cert: config.tls.cert, key: config.tls.key, hostname: config.hostname, ips: config.ips })) {
     log.warn({ cert: config.tls.cert }, 'generated a self-signed certificate; mail clients will warn until a real one is configured');
   }
-  const app = await createAppContext(config, { ...opts.overrides, log, clock });
+  // The one login guard, and the endpoint Dovecot asks before and after each IMAP login (its
+  // address and secret go into Dovecot's config, so it listens before that config is written).
+  const loginGuard = opts.overrides?.loginGuard ?? createLoginGuard(config, clock, log);
+  const policyListen = parseHostPort(config.submission.auth_policy_listen)!;
+  const policy = await startPolicyEndpoint({ guard: loginGuard, log, host: policyListen.host, port: policyListen.port });
+  let app: AppContext;
+  try {
+    const dovecot = opts.overrides?.dovecot ?? (await prepareDovecot(config, { authPolicy: policy.dovecot }));
+    app = await createAppContext(config, { ...opts.overrides, log, clock, dovecot, loginGuard });
+  } catch (err) {
+    await policy.close();
+    throw err;
+  }
   const { db, supervisor } = app;
   syncUsersFile(db, config.data_dir);
   const started: Component[] = [];
@@ -45,6 +61,7 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
       }
     }
     if (supervisor) await supervisor.stop();
+    await policy.close();
     db.close();
   };
   try {

@@ -3,6 +3,7 @@
 //   - MX sessions: random and mutated commands, arguments, addresses, long lines, random bytes,
 //     pipelined or one by one, BDAT (not advertised), STARTTLS/AUTH where they do not belong;
 //   - submission (465) sessions: AUTH with random payloads, then random commands;
+//   - From headers from a grammar (valid and hostile) sent on submission: never guessed at;
 //   - MIME and headers through the whole inbound path (spool, mailauth, LMTP into Dovecot);
 //   - JSON (and not-JSON) to every route of the management API, from its OpenAPI document.
 // Properties: every reply is well-formed, no internal failure (451 with a reference / HTTP 500),
@@ -14,6 +15,8 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
+import nodemailer from 'nodemailer';
+import emailAddresses from 'email-addresses';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { RawSmtp, authPlain } from './helpers/proof-smtp.ts';
@@ -172,6 +175,61 @@ test(`fuzz: ${30 * SCALE} submission sessions (465) with random AUTH payloads an
     }),
     { numRuns: 30 * SCALE, seed: SEED, endOnFailure: true },
   );
+});
+
+// ---- From-header grammar on submission (issue #16) ----
+// Well-formed single-mailbox From headers of the logged-in user must be accepted; hostile or broken
+// ones (an address as display name, two addresses, groups, junk) must be refused 550 5.6.0 (or
+// 553 5.7.1 when unambiguous but not ours); whatever is accepted must be read by a strict RFC 5322
+// parser as exactly one mailbox of the sender.
+const atext = fc.stringMatching(/^[A-Za-z0-9!#$%&'*+\/=?^_`{|}~-]{1,10}$/);
+const phrase = fc.array(atext, { minLength: 1, maxLength: 3 }).map((a) => a.join(' '));
+const quotedName = fc.string({ maxLength: 20 }).map((x) => `"${x.replace(/[\\"]/g, '\\$&')}"`);
+const encodedName = fc.uint8Array({ maxLength: 20 }).map((a) => `=?utf-8?B?${Buffer.from(a).toString('base64')}?=`);
+const commentArb = fc.string({ maxLength: 15 }).map((x) => `(${x.replace(/[()\\]/g, '')})`);
+const ours = fc.constantFrom(`alice@${DOMAIN}`, `alice+tag@${DOMAIN}`);
+const anyAddr = fc.oneof(ours, fc.constantFrom('mallory@evil.test', 'x@y.example', `mime@${DOMAIN}`), fc.emailAddress());
+const validFrom = fc.oneof(
+  ours,
+  fc.tuple(fc.oneof(phrase, quotedName, encodedName), ours).map(([n, a]) => `${n} <${a}>`),
+  fc.tuple(ours, commentArb).map(([a, c]) => `${a} ${c}`),
+  fc.tuple(commentArb, ours).map(([c, a]) => `${c} <${a}>`),
+  ours.map((a) => `<${a}>`),
+);
+const hostileFrom = fc.oneof(
+  fc.tuple(anyAddr, ours).map(([x, a]) => `${x} <${a}>`),
+  fc.tuple(ours, anyAddr).map(([a, x]) => `${a} ${x}`),
+  fc.tuple(ours, anyAddr).map(([a, x]) => `${a}, ${x}`),
+  fc.tuple(ours, anyAddr).map(([a, x]) => `<${a}> <${x}>`),
+  fc.tuple(ours, anyAddr).map(([a, x]) => `<${a}>${x}`),
+  fc.tuple(phrase, ours).map(([p, a]) => `${p}: ${a};`),
+  fc.tuple(phrase, ours).map(([p, a]) => `${p} <${a}`),
+  fc.tuple(anyAddr, ours).map(([x, a]) => `"${x}" ${a}`),
+  fc.tuple(validFrom, fc.string({ minLength: 1, maxLength: 12 })).map(([v, junk]) => v + junk),
+  fc.tuple(fc.string({ maxLength: 12 }), validFrom).map(([junk, v]) => junk + v),
+);
+
+test(`fuzz: ${60 * SCALE} From headers from a grammar on submission (465)`, async () => {
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port: app.ports.submissions, secure: true, auth: { user: `alice@${DOMAIN}`, pass: PW }, tls: { ca, servername: app.hostname } });
+  try {
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(validFrom.map((v) => ({ valid: true, v })), hostileFrom.map((v) => ({ valid: false, v }))), async ({ valid, v }) => {
+        const reply = await t
+          .sendMail({ envelope: { from: `alice@${DOMAIN}`, to: [`alice@${DOMAIN}`] }, raw: `From: ${v}\r\nTo: alice@${DOMAIN}\r\nSubject: from fuzz\r\n\r\nx\r\n` })
+          .then((r) => String(r.response), (err: any) => String(err.response ?? err.message));
+        assert.match(reply, /^(250|550 5\.6\.0|553 5\.7\.1) /, `From: ${v} → ${reply}`);
+        if (valid) assert.match(reply, /^250 /, `a well-formed From of the sender was refused: From: ${v} → ${reply}`);
+        if (reply.startsWith('250')) {
+          const parsed = emailAddresses.parseFrom({ input: v, rfc6532: true });
+          assert.ok(parsed && parsed.length === 1 && parsed[0].type === 'mailbox', `accepted but not exactly one mailbox: From: ${v}`);
+          assert.match((parsed[0] as { address: string }).address.toLowerCase(), new RegExp(`^alice(\\+[^@]*)?@${DOMAIN.replace('.', '\\.')}$`), `accepted with someone else's address: From: ${v}`);
+        }
+      }),
+      { numRuns: 60 * SCALE, seed: SEED, endOnFailure: true },
+    );
+  } finally {
+    t.close();
+  }
 });
 
 // ---- MIME and headers through the inbound path ----

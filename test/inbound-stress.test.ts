@@ -118,10 +118,42 @@ test('above the threshold idle sessions without a transaction get 421 4.4.2 and 
     dropped++;
   }
   assert.ok(dropped >= 1, 'idle sessions were dropped');
-  // The session with a transaction was never cut short.
+  // The session with a transaction was left alone: closing the idle ones brought the load below the
+  // threshold before it had been idle for stress_idle_timeout_ms (under stress it would be closed too).
   assert.equal(busy.closed, false);
   assert.equal((await busy.cmd('RCPT TO:<alice@ours.test>'))?.code, 250);
   await busy.close();
   await settle();
   assert.ok(app.logs.some((l) => l.includes('under load: closed idle sessions')), 'stress closes are logged');
+});
+
+test('above the threshold a session that gave MAIL FROM and only sends NOOP is closed too; one actively sending DATA is kept', async () => {
+  // 7 of 8 slots: above the threshold (6). Five sessions keep making progress (EHLO), so the load stays.
+  const idle = await open(5, ['127.0.0.2', '127.0.0.3']);
+  const [noop, data] = await open(2, ['127.0.0.4']);
+  for (const c of [noop, data]) {
+    assert.equal((await c.cmd('EHLO tx.example'))?.code, 250);
+    assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>'))?.code, 250);
+    assert.equal((await c.cmd('RCPT TO:<alice@ours.test>'))?.code, 250);
+  }
+  assert.equal((await data.cmd('DATA'))?.code, 354);
+  data.write('From: sender@remote.test\r\nTo: alice@ours.test\r\nSubject: slow but steady\r\n\r\n');
+  // The transaction holder keeps sending NOOP (not progress); the DATA sender keeps sending lines.
+  const deadline = Date.now() + 20000;
+  while (!noop.closed && Date.now() < deadline) {
+    noop.write('NOOP\r\n');
+    data.write(`line ${Date.now()}\r\n`);
+    for (const c of idle) c.write('EHLO busy.example\r\n');
+    await sleep(250);
+  }
+  assert.ok(noop.closed, 'a transaction kept alive only by NOOP was closed under stress');
+  assert.equal(data.closed, false, 'the session sending its message is kept');
+  assert.ok(idle.every((c) => !c.closed), 'sessions making progress are kept');
+  data.write('.\r\n');
+  let r: Reply | null;
+  do r = await data.read(20000);
+  while (r && r.code !== 250 && r.code < 400);
+  assert.equal(r?.code, 250, r?.text);
+  for (const c of [...idle, data]) await c.close();
+  await settle();
 });

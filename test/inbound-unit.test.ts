@@ -15,6 +15,7 @@ import { buildDsn } from '../src/mail/dsn.ts';
 import { receivedHeader } from '../src/mail/received.ts';
 import { SmtpReply } from '../src/mail/reply.ts';
 import { clientKey, closeIdleUnderStress, underStress } from '../src/smtp/inbound/server.ts';
+import { isProgress } from '../src/smtp/stress.ts';
 import { quotaVerdict } from '../src/smtp/inbound/quota.ts';
 import { configSchema, type Config } from '../src/config/schema.ts';
 import { openDatabase } from '../src/db/index.ts';
@@ -284,8 +285,8 @@ test('RCPT-time quota verdict: a full mailbox is 452 4.2.2, or 552 5.2.2 when co
   assert.ok(unknown instanceof Error && !(unknown instanceof SmtpReply));
 });
 
-test('stress mode: idle sessions without a transaction are closed early only above the threshold', () => {
-  const base = { open: 800, maxConnections: 1000, stressThreshold: 0.75, inTransaction: false, waitingForUs: false, idleMs: 10_000, stressIdleMs: 10_000 };
+test('stress mode: every session without progress is closed early only above the threshold (a transaction too); NOOP is no progress', () => {
+  const base = { open: 800, maxConnections: 1000, stressThreshold: 0.75, waitingForUs: false, idleMs: 10_000, stressIdleMs: 10_000 };
   assert.equal(underStress(750, 1000, 0.75), false, 'at the threshold: normal timeouts');
   assert.equal(underStress(751, 1000, 0.75), true);
   assert.equal(underStress(7, 8, 0.75), true);
@@ -293,7 +294,9 @@ test('stress mode: idle sessions without a transaction are closed early only abo
   assert.equal(closeIdleUnderStress(base), true, 'above the threshold, idle, no MAIL FROM');
   assert.equal(closeIdleUnderStress({ ...base, idleMs: 9_999 }), false, 'not idle long enough');
   assert.equal(closeIdleUnderStress({ ...base, open: 750 }), false, 'not under stress');
-  assert.equal(closeIdleUnderStress({ ...base, inTransaction: true, idleMs: 60_000 }), false, 'a transaction is never cut short');
+  assert.equal(closeIdleUnderStress({ ...base, idleMs: 60_000 }), true, 'an idle session with a transaction (MAIL FROM given) is closed too');
+  for (const c of ['NOOP', 'noop', 'RSET', 'HELP', 'VRFY x', 'EXPN x']) assert.equal(isProgress(c), false, c);
+  for (const c of ['EHLO x', 'MAIL FROM:<a@b>', 'RCPT TO:<a@b>', 'DATA', 'STARTTLS', 'AUTH PLAIN x', 'NOOPX']) assert.equal(isProgress(c), true, c);
   assert.equal(closeIdleUnderStress({ ...base, waitingForUs: true, idleMs: 60_000 }), false, 'the client waits for our reply');
   assert.equal(closeIdleUnderStress({ ...base, stressThreshold: 0, open: 1 }), true, 'threshold 0: always in stress mode');
   assert.equal(closeIdleUnderStress({ ...base, stressThreshold: 1, open: 1000 }), false, 'threshold 1: never');

@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { retryDelay, onTempFail, type RetryPolicy } from '../src/queue/schedule.ts';
 import { orderMx, isNullMx } from '../src/queue/mx.ts';
 import { outcomeOf, isHardBounce, enhancedCode } from '../src/queue/classify.ts';
-import { recordFailure, BruteForceGuard, type BruteForcePolicy } from '../src/smtp/submission/bruteforce.ts';
 import { checkMessageCap, checkRecipientCaps } from '../src/smtp/submission/caps.ts';
 import { isAuthorizedSender } from '../src/smtp/submission/authorize.ts';
 import { applyFixups, fromAddresses, parseHeader, splitMessage } from '../src/smtp/submission/fixups.ts';
@@ -69,29 +68,6 @@ test('replies: 2xx delivered, 4xx deferred, 5xx bounced; only address failures a
   assert.equal(isHardBounce(451, '451 4.1.1 try later'), false);
   assert.equal(dsnStatusFor(550, '550 5.1.1 nope', '5.0.0'), '5.1.1');
   assert.equal(dsnStatusFor(550, '550 nope', '5.0.0'), '5.0.0');
-});
-
-test('brute force: growing delay, lockout after max failures in the window, forgotten after it', () => {
-  const p: BruteForcePolicy = { maxFailures: 3, window: 15 * M, lockout: 15 * M, delayMs: 500, delayMaxMs: 1500 };
-  let r = recordFailure(undefined, 0, p);
-  assert.equal(r.delayMs, 500);
-  r = recordFailure(r.state, 1000, p);
-  assert.equal(r.delayMs, 1000);
-  assert.equal(r.state.lockedUntil, 0);
-  r = recordFailure(r.state, 2000, p);
-  assert.equal(r.delayMs, 1500);
-  assert.equal(r.state.lockedUntil, 2000 + 15 * M);
-  // failures outside the window do not count
-  const old = recordFailure(recordFailure(undefined, 0, p).state, 20 * M, p);
-  assert.equal(old.state.failures.length, 1);
-  const g = new BruteForceGuard(p);
-  g.fail('1.2.3.4', 'a@x', 0);
-  g.fail('1.2.3.4', 'b@x', 1);
-  assert.equal(g.locked('1.2.3.4', 'c@x', 2), false);
-  g.fail('1.2.3.4', 'c@x', 2);
-  assert.equal(g.locked('1.2.3.4', 'zzz@x', 3), true, 'IP locked after 3 failures on any accounts');
-  assert.equal(g.locked('5.6.7.8', 'c@x', 3), false);
-  assert.equal(g.locked('1.2.3.4', 'zzz@x', 3 + 15 * M), false, 'lockout expires');
 });
 
 test('caps: messages per hour, recipients per message and per day (0 = unlimited)', () => {

@@ -110,6 +110,15 @@ export const configSchema = z
         auth_lockout: duration.default('15m'),
         auth_delay_ms: int(0, 60000).default(500), // delay after a failure, doubling per failure
         auth_delay_max_ms: int(0, 60000).default(8000),
+        // --- Login protection and connection limits (issue #16; README "Login protection"). ---
+        // The auth_* keys above are the ONE login policy: submission AUTH and IMAP logins count together.
+        auth_known_network_ttl: duration.default('30d'), // a network that logged in keeps working while the account is locked
+        auth_policy_listen: hostPort.default('127.0.0.1:0'), // Dovecot asks the guard here (0: a free port per start)
+        max_connections: int(1, 100000).default(500), // over 587 and 465 together
+        max_connections_per_ip: int(1, 100000).default(20), // per IPv4 address / IPv6 /64
+        stress_threshold: z.coerce.number().min(0).max(1).default(0.75),
+        stress_idle_timeout_ms: int(1000, 3600000).default(10000),
+        // --- end ---
         max_message_size: size.default(50 * 1024 * 1024),
       })
       .strict()

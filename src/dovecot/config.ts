@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import { parseHostPort } from '../config/schema.ts';
+import { renderLoginProtection, type AuthPolicyTarget } from './login-policy.ts';
 
 /** Where Letterbox keeps Dovecot's generated files and state, all under data_dir/dovecot. */
 export interface DovecotPaths {
@@ -52,6 +53,8 @@ export interface RenderOptions {
   mailGid: number;
   /** The user allowed to connect to the LMTP socket (the Letterbox process). */
   clientUser: string;
+  /** Letterbox's login-guard endpoint (serve only): IMAP logins are counted with submission's. */
+  authPolicy?: AuthPolicyTarget;
 }
 
 // Dovecot 2.3 syntax (Debian 12 / Ubuntu 24.04). Pure: the same inputs give the same file.
@@ -194,5 +197,5 @@ plugin {
   quota_status_success = DUNNO
   sieve = file:~/sieve;active=~/.dovecot.sieve
 }
-`;
+${renderLoginProtection(o.authPolicy)}`;
 }

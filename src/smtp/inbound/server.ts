@@ -8,6 +8,11 @@ import { resolveRecipient } from '../../routing/resolve.ts';
 import { probeRecipient, quotaVerdict } from './quota.ts';
 import { receiveMessage, type InboundDeps, type SessionInfo, type Transaction } from './deliver.ts';
 import { smtpMetrics } from '../../metrics/index.ts';
+import { clientNetwork } from '../../auth/client-network.ts';
+import { ClientSlots, sweepIdle, trackProgress } from '../stress.ts';
+import { nonAsciiWithoutSmtpUtf8 } from '../mail-from.ts';
+
+export { closeIdleUnderStress, underStress, type IdleState } from '../stress.ts';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 
@@ -17,8 +22,7 @@ const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
  *    instead of smtp-server's fixed default for the numeric code (550 → 5.1.1 otherwise);
  *  - every 4xx/5xx reply counts as an error; at smtp.max_errors the session gets 421 and is closed;
  *  - command and data deadlines (below);
- *  - lastCommandAt, read by the stress-mode sweep in createMxListener (which also reads
- *    SMTPServer.connections and SMTPConnection's _upgrading, _closing, session.envelope).
+ *  - lastProgressAt (src/smtp/stress.ts), read by the stress-mode sweep.
  * This wraps a few of SMTPConnection's internal members (_onCommand, _onClose, _handlerPending,
  * _parser._dataMode) and re-implements SMTPServer.connect (4 lines): smtp-server is pinned to an
  * exact version in package.json; test/inbound.test.ts exercises every one of these paths.
@@ -49,11 +53,10 @@ class MxSmtpServer extends SMTPServer {
       deadline.unref();
     };
     arm(this.commandTimeoutMs, 'command');
-    // When the client last completed a command (the stress-mode idle sweep reads it).
-    connection.lastCommandAt = Date.now();
+    // When the client last made progress (the stress-mode idle sweep reads it; NOOP is no progress).
+    trackProgress(connection);
     const onCommand = connection._onCommand;
     connection._onCommand = function (command: Buffer, callback: unknown) {
-      connection.lastCommandAt = Date.now();
       const isData = /^data\s*$/i.test(command.toString('latin1', 0, 6).trim());
       arm(isData ? self.dataTimeoutMs : self.commandTimeoutMs, isData ? 'data' : 'command');
       return onCommand.call(this, command, callback);
@@ -80,51 +83,8 @@ class MxSmtpServer extends SMTPServer {
   }
 }
 
-/**
- * What the per-address connection cap counts: an IPv4 address, or an IPv6 /64 (one host usually
- * has a whole /64, so counting single IPv6 addresses would not limit it at all).
- */
-export function clientKey(address: string): string {
-  const a = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
-  if (!a.includes(':')) return a;
-  const [head, tail = ''] = a.toLowerCase().split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const full = a.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-  return full.slice(0, 4).map((x) => x.replace(/^0+(?=.)/, '')).join(':') + '::/64';
-}
-
-export interface IdleState {
-  /** Open (accepted) MX sessions over all listeners. */
-  open: number;
-  maxConnections: number;
-  /** smtp.stress_threshold: a fraction of maxConnections. */
-  stressThreshold: number;
-  /** The session has a transaction (MAIL FROM given) — never cut short. */
-  inTransaction: boolean;
-  /** We owe the client a reply (a handler is running, or the message is being decided). */
-  waitingForUs: boolean;
-  /** Milliseconds since the client last completed a command. */
-  idleMs: number;
-  /** smtp.stress_idle_timeout_ms */
-  stressIdleMs: number;
-}
-
-/**
- * Stress mode (Postfix's "stress" idea): while more than stressThreshold × maxConnections sessions
- * are open, a session that has not started a transaction and has been idle for stressIdleMs is
- * closed, so idle connections cannot hold every slot for the whole RFC 5321 timeout. Otherwise the
- * normal timeouts (socket_timeout_ms, command_timeout_ms, data_timeout_ms) apply.
- */
-export function underStress(open: number, maxConnections: number, stressThreshold: number): boolean {
-  return open > stressThreshold * maxConnections;
-}
-
-export function closeIdleUnderStress(s: IdleState): boolean {
-  if (!underStress(s.open, s.maxConnections, s.stressThreshold)) return false;
-  if (s.inTransaction || s.waitingForUs) return false;
-  return s.idleMs >= s.stressIdleMs;
-}
+/** What the per-address connection cap counts: an IPv4 address or an IPv6 /64 (src/auth/client-network.ts). */
+export const clientKey = clientNetwork;
 
 export interface MxListener {
   servers: SMTPServer[];
@@ -138,8 +98,7 @@ export interface MxListener {
 export function createMxListener(deps: InboundDeps, addresses: { host: string; port: number }[]): MxListener {
   const { app } = deps;
   const cfg = app.config.smtp;
-  const perIp = new Map<string, number>();
-  const counted = new Set<string>();
+  const slots = new ClientSlots(cfg.max_connections, cfg.max_connections_per_ip);
   const txs = new Map<string, Transaction>();
   const log = app.log.child({ component: 'mx' });
   const metrics = smtpMetrics(app, 'mx');
@@ -178,34 +137,29 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
 
     onConnect(session, cb) {
       // smtp-server's maxClients counts per listener; this cap is over all of them.
-      if (counted.size >= cfg.max_connections) {
+      const refused = slots.take(session.id, session.remoteAddress);
+      if (refused === 'total') {
         log.warn({ limit: cfg.max_connections }, 'too many connections; refused');
         metrics.session(session, 'refused');
         return cb(reply(421, '4.7.0', `${app.config.hostname} Too many connections, try again later`));
       }
-      const ip = clientKey(session.remoteAddress);
-      const n = (perIp.get(ip) ?? 0) + 1;
-      if (n > cfg.max_connections_per_ip) {
-        log.warn({ ip, limit: cfg.max_connections_per_ip }, 'too many connections from one address; refused');
+      if (refused === 'client') {
+        log.warn({ ip: clientKey(session.remoteAddress), limit: cfg.max_connections_per_ip }, 'too many connections from one address; refused');
         metrics.session(session, 'refused');
         return cb(reply(421, '4.7.0', `${app.config.hostname} Too many connections from your address, try again later`));
       }
-      perIp.set(ip, n);
-      counted.add(session.id);
       metrics.session(session, 'accepted');
       cb();
     },
 
     onClose(session) {
       txs.delete(session.id);
-      if (!counted.delete(session.id)) return;
-      const ip = clientKey(session.remoteAddress);
-      const n = (perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) perIp.delete(ip);
-      else perIp.set(ip, n);
+      slots.release(session.id);
     },
 
     onMailFrom(address, session, cb) {
+      // RFC 6531: a non-ASCII address needs the SMTPUTF8 parameter (Postfix: 553 5.6.7).
+      if (nonAsciiWithoutSmtpUtf8(address.address, session.envelope)) return cb(reply(553, '5.6.7', 'non-ASCII address requires the SMTPUTF8 parameter'));
       txs.set(session.id, { mailFrom: address.address ?? '', rcpts: [] });
       cb();
     },
@@ -281,35 +235,15 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
   });
 
   // Stress mode: while more than stress_threshold × max_connections sessions are open, every session
-  // without a transaction that has not completed a command for stress_idle_timeout_ms gets 421 and
-  // is closed (closeIdleUnderStress). A sweep runs a few times per stress_idle_timeout_ms.
+  // that has made no progress for stress_idle_timeout_ms gets 421 4.4.2 and is closed, whether or not
+  // it has started a transaction; one sending its message or waiting for our reply is kept
+  // (src/smtp/stress.ts). A sweep runs a few times per stress_idle_timeout_ms.
   const sweepEveryMs = Math.max(250, Math.min(1000, Math.floor(cfg.stress_idle_timeout_ms / 4)));
   let sweeper: NodeJS.Timeout | null = null;
   const sweep = () => {
-    const open = counted.size;
-    if (!underStress(open, cfg.max_connections, cfg.stress_threshold)) return;
-    const now = Date.now();
-    let closed = 0;
-    for (const s of servers) {
-      for (const c of (s as any).connections as Set<any>) {
-        // Not yet greeted/accepted (or refused), closing, or inside a STARTTLS handshake (no reply possible).
-        if (c._closing || c._closed || c._upgrading || !counted.has(c.id)) continue;
-        const close = closeIdleUnderStress({
-          open,
-          maxConnections: cfg.max_connections,
-          stressThreshold: cfg.stress_threshold,
-          inTransaction: Boolean(c.session?.envelope?.mailFrom),
-          waitingForUs: Boolean(c._handlerPending || (c._dataStream && c._parser && !c._parser._dataMode)),
-          idleMs: now - (c.lastCommandAt ?? now),
-          stressIdleMs: cfg.stress_idle_timeout_ms,
-        });
-        if (!close) continue;
-        c.send(421, `4.4.2 ${app.config.hostname} idle timeout under load`);
-        c.close();
-        closed++;
-      }
-    }
-    if (closed) log.warn({ open, closed, limit: cfg.max_connections }, 'under load: closed idle sessions without a transaction');
+    const open = slots.size;
+    const closed = sweepIdle({ servers, slots, maxConnections: cfg.max_connections, stressThreshold: cfg.stress_threshold, stressIdleMs: cfg.stress_idle_timeout_ms, hostname: app.config.hostname, now: Date.now() });
+    if (closed) log.warn({ open, closed, limit: cfg.max_connections }, 'under load: closed idle sessions');
   };
 
   return {

@@ -18,6 +18,7 @@ import { recordEvent } from '../../events/record.ts';
 import { isAuthorizedSender, ownedAddresses } from './authorize.ts';
 import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, unrecordSend, usageOf, type Caps, type Usage } from './caps.ts';
 import { applyFixups } from './fixups.ts';
+import { checkAuthorHeaders } from './from-check.ts';
 
 export interface Sender {
   id: string;
@@ -149,6 +150,7 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
   });
   const fixed = applyFixups({ message: input.message, received, now, newMessageId: () => `<${randomBytes(12).toString('hex')}@${mailbox.domain}>` });
   if (fixed.from.length === 0) throw new LetterboxError('validation_error', 'the message has no From header', { smtp: '550 5.6.0' });
+  checkAuthorHeaders(fixed.headers); // From/Sender read strictly (RFC 5322), never guessed: from-check.ts
   const owned = ownedAddresses(db, mailbox.address);
   for (const f of fixed.from) {
     if (!isAuthorizedSender(f, owned)) {

@@ -5,16 +5,18 @@ import { readFileSync } from 'node:fs';
 import { SMTPServer, type SMTPServerSession, type SMTPServerAuthentication, type SMTPServerAddress } from 'smtp-server';
 import type { Readable } from 'node:stream';
 import type { AppContext, Component } from '../../server.ts';
-import { parseHostPort, parseDuration } from '../../config/schema.ts';
+import { parseHostPort } from '../../config/schema.ts';
 import { isLetterboxError } from '../../errors.ts';
 import { randomBytes } from 'node:crypto';
 import { hashPassword, verifyPassword } from '../../auth/passwords.ts';
 import { findMailbox } from '../../services/mailboxes.ts';
 import { passwordHashOf } from '../../services/mailbox-queries.ts';
-import { BruteForceGuard } from './bruteforce.ts';
 import { acceptOutbound, checkRecipient, checkSender, type Sender } from './accept.ts';
 import { smtpMetrics } from '../../metrics/index.ts';
 import { watchCertificate } from '../../tls/watch.ts';
+import { ClientSlots, sweepIdle, trackProgress } from '../stress.ts';
+import { clientNetwork } from '../../auth/client-network.ts';
+import { nonAsciiWithoutSmtpUtf8 } from '../mail-from.ts';
 
 
 function smtpError(message: string, code: number): Error & { responseCode: number } {
@@ -48,21 +50,16 @@ export class SubmissionListeners implements Component {
   name = 'submission';
   private servers: SMTPServer[] = [];
   private unwatchTls: (() => void) | null = null;
-  private guard: BruteForceGuard;
   // A real hash of a random password: unknown users cost the same time as wrong passwords.
   private dummyHash: Promise<string> = hashPassword(randomBytes(18).toString('base64'));
 
   private app: AppContext;
+  // Per-client (IPv4 address / IPv6 /64) and total session caps over 587 and 465 together.
+  private slots: ClientSlots;
+  private sweeper: NodeJS.Timeout | null = null;
   constructor(app: AppContext) {
     this.app = app;
-    const s = app.config.submission;
-    this.guard = new BruteForceGuard({
-      maxFailures: s.auth_max_failures,
-      window: parseDuration(s.auth_window),
-      lockout: parseDuration(s.auth_lockout),
-      delayMs: s.auth_delay_ms,
-      delayMaxMs: s.auth_delay_max_ms,
-    });
+    this.slots = new ClientSlots(app.config.submission.max_connections, app.config.submission.max_connections_per_ip);
   }
 
   private create(secure: boolean): SMTPServer {
@@ -80,7 +77,7 @@ export class SubmissionListeners implements Component {
       size: max,
       disableReverseLookup: true,
       logger: false,
-      maxClients: 500,
+      maxClients: config.submission.max_connections,
       socketTimeout: 300_000,
       closeTimeout: 4000, // graceful stop: sessions get 4 s to finish (the whole stop must fit in 10 s)
       onAuth: (auth, session, cb) =>
@@ -88,8 +85,21 @@ export class SubmissionListeners implements Component {
           (u) => (metrics.auth('success'), cb(null, u)),
           (e) => (metrics.auth('failure'), cb(e)),
         ),
-      onConnect: (session, cb) => (metrics.session(session, 'accepted'), cb()),
+      onConnect: (session, cb) => {
+        const refused = this.slots.take(session.id, session.remoteAddress);
+        if (refused) {
+          const s = config.submission;
+          log.warn({ ip: clientNetwork(session.remoteAddress), limit: refused === 'total' ? s.max_connections : s.max_connections_per_ip, component: 'submission' }, `too many connections${refused === 'client' ? ' from one address' : ''}; refused`);
+          metrics.session(session, 'refused');
+          return cb(smtpError(`4.7.0 ${config.hostname} Too many connections${refused === 'client' ? ' from your address' : ''}, try again later`, 421));
+        }
+        metrics.session(session, 'accepted');
+        cb();
+      },
+      onClose: (session) => this.slots.release(session.id),
       onMailFrom: (address, session, cb) => {
+        // RFC 6531: a non-ASCII address needs the SMTPUTF8 parameter (Postfix: 553 5.6.7).
+        if (nonAsciiWithoutSmtpUtf8(address.address, session.envelope)) return cb(smtpError('5.6.7 non-ASCII address requires the SMTPUTF8 parameter', 553));
         try {
           (session as any).caps = checkSender(this.app, this.sender(session), address.address);
           cb();
@@ -136,6 +146,7 @@ export class SubmissionListeners implements Component {
     const conns = server.connections as Set<any>;
     const add = conns.add.bind(conns);
     conns.add = (conn: any) => {
+      trackProgress(conn); // for the stress-mode sweep (src/smtp/stress.ts)
       const orig = conn.handler_AUTH;
       conn.handler_AUTH = function (this: any, command: Buffer, callback: () => void) {
         if (!this.secure) {
@@ -174,22 +185,37 @@ export class SubmissionListeners implements Component {
   private async onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<{ user: any }> {
     const ip = session.remoteAddress;
     const name = String(auth.username ?? '').trim();
-    const now = this.app.clock.now();
-    if (this.guard.locked(ip, name, now)) {
-      this.app.log.warn({ ip, user: name, component: 'submission' }, 'authentication refused: too many failures (locked out)');
+    // RFC 4616: an authorization identity (authzid) asks to act as someone else. We have no
+    // proxy authorization, so one that differs from the login name is refused, never ignored.
+    const authzid = String((auth as { authzid?: string }).authzid ?? '').trim();
+    const authcid = String((auth as { authcid?: string }).authcid ?? '').trim();
+    if (authzid && authcid && authzid.toLowerCase() !== authcid.toLowerCase()) {
+      this.app.log.warn({ ip, user: name, component: 'submission' }, 'authentication refused: authorization identity differs from the login name');
+      throw smtpError('5.7.8 authorization identity (authzid) differs from the login name; log in as yourself without an authzid', 535);
+    }
+    // Reserve the attempt BEFORE the password check (src/auth/guard.ts): parallel attempts count.
+    const r = this.app.loginGuard.reserve(name, ip, 'submission');
+    if (!r.ok) {
+      this.app.log.warn({ ip, user: name, component: 'submission', scope: r.scope }, 'authentication refused: too many failures (locked out)');
       throw smtpError('4.7.0 too many failed authentication attempts; try again later', 454);
     }
-    const mb = name.includes('@') ? findMailbox(this.app, name) : null;
-    const hash = mb ? passwordHashOf(this.app.db, mb.id) : undefined;
-    const ok = await verifyPassword(hash ?? (await this.dummyHash), String(auth.password ?? ''));
-    if (ok && mb && hash !== undefined && !mb.disabled) {
-      this.guard.succeed(name);
+    let ok = false;
+    let mb: ReturnType<typeof findMailbox> = null;
+    try {
+      mb = name.includes('@') ? findMailbox(this.app, name) : null;
+      const hash = mb ? passwordHashOf(this.app.db, mb.id) : undefined;
+      ok = (await verifyPassword(hash ?? (await this.dummyHash), String(auth.password ?? ''))) && !!mb && hash !== undefined && !mb.disabled;
+    } catch (err) {
+      this.app.loginGuard.settle(r.ticket, false);
+      throw err;
+    }
+    const delay = this.app.loginGuard.settle(r.ticket, ok);
+    if (ok && mb) {
       this.app.log.info({ ip, user: mb.address, component: 'submission' }, 'authenticated');
       return { user: { id: mb.id, address: mb.address, domain: mb.domain } satisfies Sender };
     }
-    const delay = this.guard.fail(ip, name, now);
     this.app.log.warn({ ip, user: name, component: 'submission' }, 'authentication failed');
-    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    if (delay > 0) await new Promise((res) => setTimeout(res, delay));
     throw smtpError('5.7.8 authentication credentials invalid', 535);
   }
 
@@ -213,10 +239,21 @@ export class SubmissionListeners implements Component {
     this.unwatchTls = watchCertificate(this.app, 'submission', (m) => {
       for (const s of this.servers) (s as any).updateSecureContext(m);
     });
+    // Stress mode, as on the MX: above stress_threshold × max_connections open sessions, every session
+    // without progress for stress_idle_timeout_ms gets 421 4.4.2 (src/smtp/stress.ts).
+    const s = config.submission;
+    this.sweeper = setInterval(() => {
+      const open = this.slots.size;
+      const closed = sweepIdle({ servers: this.servers, slots: this.slots, maxConnections: s.max_connections, stressThreshold: s.stress_threshold, stressIdleMs: s.stress_idle_timeout_ms, hostname: config.hostname, now: Date.now() });
+      if (closed) this.app.log.warn({ open, closed, limit: s.max_connections, component: 'submission' }, 'under load: closed idle sessions');
+    }, Math.max(250, Math.min(1000, Math.floor(s.stress_idle_timeout_ms / 4))));
+    this.sweeper.unref();
     this.app.log.info({ submission: config.listen.submission, submissions: config.listen.submissions }, 'submission listening');
   }
 
   async stop(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
     this.unwatchTls?.();
     this.unwatchTls = null;
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
