@@ -13,6 +13,7 @@ import { SendBody, SendResultSchema } from '../schemas/send.ts';
 import type { ApiRequest } from '../types.ts';
 
 const tag = 'Sending';
+const DAY = 24 * 3600 * 1000;
 
 type Body = z.output<typeof SendBody>;
 interface Addr {
