@@ -80,7 +80,7 @@ apt_install() {
   local prc=/usr/sbin/policy-rc.d created=0
   if [ ! -e "$prc" ]; then printf '#!/bin/sh\nexit 101\n' > "$prc"; chmod 755 "$prc"; created=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${APT_NO_RECOMMENDS:+--no-install-recommends} "${missing[@]}" >&2 || { [ $created -eq 1 ] && rm -f "$prc"; die "apt-get install ${missing[*]} failed"; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2 || { [ $created -eq 1 ] && rm -f "$prc"; die "apt-get install ${missing[*]} failed"; }
   [ $created -eq 1 ] && rm -f "$prc"
   return 0
 }
@@ -438,9 +438,9 @@ prod_node() {
   if ! command -v npm >/dev/null; then
     root_mode && die "no Node.js >= $MIN_NODE_MAJOR.$MIN_NODE_MINOR and no npm to fetch one: install npm or Node.js 24"
     note "no npm: installing Debian's npm to fetch Node 24 from the npm registry"
-    # Only to fetch node@24: without its recommends (git, node-tap and, through them, a compiler
-    # toolchain: ~270 more packages on a fresh Debian 12).
-    APT_NO_RECOMMENDS=1 apt_install npm
+    # With its recommends: they bring the compiler toolchain that 'npm ci' falls back to when a
+    # native module's prebuilt binary cannot be downloaded (better-sqlite3's come from GitHub).
+    apt_install npm
   fi
   note "installing Node 24 from the npm registry into $PROD_RUNTIME (system Node.js is ${sys:-missing} or older than $MIN_NODE_MAJOR.$MIN_NODE_MINOR)"
   mkdir -p "$PROD_RUNTIME"
