@@ -616,7 +616,7 @@ configure_extras() {
   fi
 }
 
-migration_backups() { find "$DATA_DIR" -maxdepth 1 -name 'letterbox.db.before-migration-*.bak' 2>/dev/null | LC_ALL=C sort; }
+migration_backups() { { find "$DATA_DIR" -maxdepth 1 -name 'letterbox.db.before-migration-*.bak' 2>/dev/null || true; } | LC_ALL=C sort; }
 
 state_checksums() {
   local f
