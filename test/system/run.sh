@@ -462,13 +462,22 @@ state_snapshot() {
   } 2>&1 | sort
 }
 
-# Whatever a scenario leaves behind when it stops early (or the suite is interrupted).
-cleanup() {
+# The container a scenario leaves running when it stops early (or the suite is interrupted).
+stop_container() {
   if [ -n "${NSPAWN:-}" ] && kill -0 "$NSPAWN" 2>/dev/null; then
     [ -n "${LEADER:-}" ] && inside systemctl poweroff >/dev/null 2>&1
     for _ in $(seq 1 60); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.5; done
-    kill "$NSPAWN" 2>/dev/null
+    if kill -0 "$NSPAWN" 2>/dev/null; then
+      [ -n "${LEADER:-}" ] && kill -KILL "$LEADER" 2>/dev/null
+      sleep 1; kill "$NSPAWN" 2>/dev/null
+    fi
+    wait "$NSPAWN" 2>/dev/null
   fi
+  NSPAWN=""
+  return 0
+}
+cleanup() {
+  stop_container
   [ -n "${PEERS:-}" ] && kill "$PEERS" 2>/dev/null
   return 0
 }
@@ -498,7 +507,7 @@ main() {
     for _ in $(seq 1 50); do [ -s "$WORK/peers.json" ] && break; sleep 0.2; done
     DNS_SERVER="$(python3 -c 'import json; print(json.load(open("'"$WORK/peers.json"'"))["dnsServer"])')"
     SINK_PORT="$(python3 -c 'import json; print(json.load(open("'"$WORK/peers.json"'"))["sinkPort"])')"
-    [ -z "$ONLY" ] || [ "$ONLY" = install ] && scenario_install
+    if [ -z "$ONLY" ] || [ "$ONLY" = install ]; then scenario_install; stop_container; fi
     # A fresh sink for the next scenario (closed again: its MX is "unreachable" at first).
     kill "$PEERS" 2>/dev/null; wait "$PEERS" 2>/dev/null
     rm -f "$SINK_DIR"/*.eml "$WORK/peers.json"
@@ -507,7 +516,7 @@ main() {
     for _ in $(seq 1 50); do [ -s "$WORK/peers.json" ] && break; sleep 0.2; done
     DNS_SERVER="$(python3 -c 'import json; print(json.load(open("'"$WORK/peers.json"'"))["dnsServer"])')"
     SINK_PORT="$(python3 -c 'import json; print(json.load(open("'"$WORK/peers.json"'"))["sinkPort"])')"
-    [ -z "$ONLY" ] || [ "$ONLY" = upgrade ] && scenario_upgrade
+    if [ -z "$ONLY" ] || [ "$ONLY" = upgrade ]; then scenario_upgrade; stop_container; fi
     kill "$PEERS" 2>/dev/null; wait "$PEERS" 2>/dev/null
     [ "$KEEP" = 1 ] || rm -rf "$WORK/$OS-install" "$WORK/$OS-upgrade"
   done
