@@ -105,12 +105,14 @@ build_deps() {
     cp -L /etc/resolv.conf "$tmp/etc/resolv.conf"
     printf '#!/bin/sh\nexit 101\n' > "$tmp/usr/sbin/policy-rc.d"; chmod 755 "$tmp/usr/sbin/policy-rc.d"
     mount -t proc proc "$tmp/proc"
+    echo force-unsafe-io > "$tmp/etc/dpkg/dpkg.cfg.d/systest-unsafe-io"
     if chroot "$tmp" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${PREFETCH[*]}" > "$CACHE/$1-deps.log" 2>&1; then
       echo "$DEPS_VERSION" > "$tmp/.systest-deps"
     else
       tail -n 5 "$CACHE/$1-deps.log" >&2
     fi
     umount "$tmp/proc"
+    rm -f "$tmp/etc/dpkg/dpkg.cfg.d/systest-unsafe-io"
     rm -f "$tmp/usr/sbin/policy-rc.d"
     chroot "$tmp" apt-get clean
     [ -f "$tmp/.systest-deps" ] && mv "$tmp" "$deps"
@@ -153,6 +155,10 @@ new_root() {
   [ "${2:-}" = deps ] && from="$CACHE/$OS-deps"
   rm -rf "$root"
   cp -a "$from" "$root"
+  # The distribution's Dovecot would start at boot and hold 993, and install.sh's preflight (the
+  # release's too) refuses a port held by another program: as on a server where the admin
+  # installed the package, then stopped it.
+  [ "${2:-}" = deps ] && systemctl --root="$root" disable dovecot.service dovecot.socket >/dev/null 2>&1
   cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
   chroot "$root" update-ca-certificates >/dev/null 2>&1
   echo force-unsafe-io > "$root/etc/dpkg/dpkg.cfg.d/systest-unsafe-io"
