@@ -379,6 +379,7 @@ scenario_upgrade() {
   queued="$(lb --json queue list --status all 2>/dev/null)"
   check "state: the queue holds the message for carol@sink.test, not delivered" bash -c "printf '%s' \"\$1\" | grep -q 'carol@sink.test' && [ \$(grep -l -- '$q1' '$SINK_DIR'/*.eml 2>/dev/null | wc -l) -eq 0 ]" _ "$queued"
   snap_before="$(state_snapshot)"
+  check "state: the snapshot compared below lists every object (2 mailboxes, domain, alias, suppression, key, webhook)" bash -c "s=\"\$1\"; [ \$(grep -c '^mailbox ' <<<\"\$s\") = 2 ] && for k in 'domain example.test' 'alias info@example.test alice@example.test' 'suppression example.test gone@sink.test' 'key ' 'webhook '; do grep -q \"^\$k\" <<<\"\$s\" || { echo \"missing: \$k\"; printf '%s\\n' \"\$s\"; exit 1; }; done" _ "$snap_before"
   dkim_before="$(inside sh -c 'cd /var/lib/letterbox/dkim && find . -type f | sort | xargs sha256sum')"
   dns_before="$(lb dns example.test 2>&1 | grep -i dkim)"
   local migrations_old migrations_new
@@ -462,9 +463,9 @@ state_snapshot() {
     lb --json domain list | python3 -c 'import json,sys; [print("domain", d["name"]) for d in json.load(sys.stdin)]'
     lb --json mailbox list | python3 -c 'import json,sys; [print("mailbox", m["address"]) for m in json.load(sys.stdin)]'
     lb --json alias list | python3 -c 'import json,sys; [print("alias", a["address"], ",".join(sorted(a["targets"]))) for a in json.load(sys.stdin)]'
-    lb --json suppression list | python3 -c 'import json,sys; d=json.load(sys.stdin); [print("suppression", s.get("domain"), s.get("address")) for s in (d if isinstance(d, list) else d.get("items", []))]'
+    lb --json suppression list | python3 -c 'import json,sys; d=json.load(sys.stdin); [print("suppression", s["domain"], s["address"]) for s in (d if isinstance(d, list) else d["data"])]'
     lb --json key list | python3 -c 'import json,sys; [print("key", k["id"], k["name"]) for k in json.load(sys.stdin)]'
-    api "$key" GET /webhooks | sed 's/^[0-9]* //' | python3 -c 'import json,sys; d=json.load(sys.stdin); [print("webhook", w["id"], w["url"]) for w in d.get("data", d.get("items", []))]'
+    api "$key" GET /webhooks | sed 's/^[0-9]* //' | python3 -c 'import json,sys; d=json.load(sys.stdin); [print("webhook", w["id"], w["url"]) for w in d["data"]]'
   } 2>&1 | sort
 }
 
