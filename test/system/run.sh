@@ -494,6 +494,7 @@ trap 'exit 130' INT TERM
 # ---- main ---------------------------------------------------------------------------------------
 main() {
   local oses=("$@")
+  REMOVE=()
   [ "${#oses[@]}" -eq 0 ] && oses=(bookworm)
   need_tools || { echo "run.sh: cannot install systemd-container/debootstrap" >&2; exit 2; }
   mkdir -p "$WORK"
@@ -525,11 +526,13 @@ main() {
     SINK_PORT="$(python3 -c 'import json; print(json.load(open("'"$WORK/peers.json"'"))["sinkPort"])')"
     if [ -z "$ONLY" ] || [ "$ONLY" = upgrade ]; then scenario_upgrade; stop_container; fi
     kill "$PEERS" 2>/dev/null; wait "$PEERS" 2>/dev/null
-    [ "$KEEP" = 1 ] || rm -rf "$WORK/$OS-install" "$WORK/$OS-upgrade"
+    [ "$KEEP" = 1 ] || REMOVE+=("$WORK/$OS-install" "$WORK/$OS-upgrade")
   done
   echo
   if [ "${#FAILURES[@]}" -gt 0 ]; then echo "failed:"; printf '  %s\n' "${FAILURES[@]}"; fi
   echo "system suite (${oses[*]}): $PASSED passed, $FAILED failed in $(( $(date +%s) - T0 )) s"
+  # The container roots (~1.5 GB, many small files: minutes on a busy disk) go after the verdict.
+  [ "${#REMOVE[@]}" -eq 0 ] || rm -rf "${REMOVE[@]}"
   [ "$FAILED" -eq 0 ]
 }
 
