@@ -334,6 +334,18 @@ preflight() {
   fi
 }
 
+# held_by_letterbox SS_LINE: the listener belongs to the installed Letterbox (an upgrade): its process
+# runs in letterbox.service's cgroup or as the service user. (Not by name: Node 24's main thread,
+# which ss shows, is called "MainThread".)
+held_by_letterbox() {
+  local pid
+  for pid in $(grep -o 'pid=[0-9]*' <<<"$1" | cut -d= -f2); do
+    grep -q '/letterbox\.service' "/proc/$pid/cgroup" 2>/dev/null && return 0
+    [ "$(stat -c %U "/proc/$pid" 2>/dev/null)" = "$SVC_USER" ] && return 0
+  done
+  [[ "$1" == *'"node"'* || "$1" == *'"dovecot"'* || "$1" == *'"imap-login"'* ]]
+}
+
 check_ports() {
   if root_mode; then note "preflight: port checks skipped (--root: nothing listens from this tree)"; return 0; fi
   if ! command -v ss >/dev/null; then warn "cannot check ports (no 'ss'; apt-get install iproute2)"; return 0; fi
@@ -342,7 +354,7 @@ check_ports() {
   for port in 25 587 465 993 80 443; do
     line="$(ss -Hltnp "sport = :$port" 2>/dev/null | head -n1 || true)"
     [ -z "$line" ] && continue
-    if [[ "$line" == *'"node"'* || "$line" == *'"dovecot"'* || "$line" == *'"imap-login"'* ]] && [ -f "$CONFIG" ]; then
+    if [ -f "$CONFIG" ] && held_by_letterbox "$line"; then
       note "preflight: port $port is in use by Letterbox itself (upgrade)"
       continue
     fi
@@ -426,6 +438,8 @@ prod_node() {
   if ! command -v npm >/dev/null; then
     root_mode && die "no Node.js >= $MIN_NODE_MAJOR.$MIN_NODE_MINOR and no npm to fetch one: install npm or Node.js 24"
     note "no npm: installing Debian's npm to fetch Node 24 from the npm registry"
+    # With its recommends: they bring the compiler toolchain that 'npm ci' falls back to when a
+    # native module's prebuilt binary cannot be downloaded (better-sqlite3's come from GitHub).
     apt_install npm
   fi
   note "installing Node 24 from the npm registry into $PROD_RUNTIME (system Node.js is ${sys:-missing} or older than $MIN_NODE_MAJOR.$MIN_NODE_MINOR)"
@@ -554,9 +568,14 @@ prod_init() {
     printf '[dry-run] letterbox --config %s %s\n' "$CONFIG" "${args[*]}"
     return 0
   fi
-  local before="" after
+  local before="" after backups b
   before="$(state_checksums)"
+  backups="$(migration_backups)"
   letterbox_cli "${args[@]}" >&2 || die "letterbox init failed (see above)"
+  # 'letterbox init' applies pending schema migrations, each after a copy of the database: name it.
+  while read -r b; do
+    [ -n "$b" ] && changed "migrated the database schema; the copy from before is $b (README: Going back to the previous release)"
+  done < <(comm -13 <(printf '%s\n' "$backups") <(migration_backups))
   if [ "$FRESH_CONFIG" = 1 ]; then
     changed "wrote $CONFIG for $HOSTNAME_ARG${IPS[*]+ (${IPS[*]})}"
     configure_extras
@@ -596,6 +615,8 @@ configure_extras() {
     changed "enabled ACME with contact $ACME_EMAIL"
   fi
 }
+
+migration_backups() { { find "$DATA_DIR" -maxdepth 1 -name 'letterbox.db.before-migration-*.bak' 2>/dev/null || true; } | LC_ALL=C sort; }
 
 state_checksums() {
   local f

@@ -43,15 +43,33 @@ export function developmentDefaults(appDir: string = APP_DIR): Record<string, un
   };
 }
 
-const SECTIONS = ['listen', 'tls', 'dns', 'smtp', 'submission', 'outbound', 'api', 'dovecot', 'acme', 'log'];
+/**
+ * LETTERBOX_* variables that are not config overrides: the loader leaves them alone. Each is used
+ * by the program or its installer (test/config-env.test.ts checks that every LETTERBOX_ name in
+ * README.md, install.sh and systemd/ is either listed here or names a real config key).
+ */
+export const RESERVED_ENV: readonly string[] = [
+  'LETTERBOX_CONFIG', // the config file's path, not a key in it
+  'LETTERBOX_AS_ROOT', // the installed CLI wrapper: stay root instead of dropping to the service user
+  'LETTERBOX_PORT25_PROBE', // install.sh: the host its outbound port-25 preflight connects to
+];
+
+/** The config's sections (its keys that hold a table), from the schema: [listen], [smtp], [webhooks]... */
+function schemaSections(): string[] {
+  const unwrap = (t: any): any => (t && ['default', 'prefault', 'optional'].includes(t.def?.type) ? unwrap(t.def.innerType) : t);
+  return Object.entries(configSchema.shape)
+    .filter(([, t]) => unwrap(t)?.def?.type === 'object')
+    .map(([k]) => k)
+    .sort((a, b) => b.length - a.length); // the longest first, should one section's name prefix another's
+}
+const SECTIONS = schemaSections();
 
 /** LETTERBOX_<SECTION>_<KEY>=value (or LETTERBOX_<KEY> for top-level keys) → nested overrides. */
 export function envOverrides(env: Env): Record<string, unknown> {
   const out: Record<string, any> = {};
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('LETTERBOX_') || value === undefined) continue;
+    if (!name.startsWith('LETTERBOX_') || value === undefined || RESERVED_ENV.includes(name)) continue;
     const rest = name.slice('LETTERBOX_'.length).toLowerCase();
-    if (rest === 'config') continue; // the config file's path, not a key in it
     const section = SECTIONS.find((s) => rest.startsWith(s + '_'));
     if (section) {
       out[section] ??= {};
