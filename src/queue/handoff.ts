@@ -51,4 +51,6 @@ export interface OutboundQueue {
 /** Filled in by the queue component when it is created; read at use time by the others. */
 export interface Handoff {
   queue: OutboundQueue | null;
+  /** Spam scanning and learning (src/spam/), set by the spam component when rspamd runs. */
+  spam?: import('../spam/service.ts').SpamService | null;
 }

@@ -154,11 +154,11 @@ api = "127.0.0.1:${ports.api}"
 cert = "${join(dir, 'certs', 'fullchain.pem')}"
 key = "${join(dir, 'certs', 'privkey.pem')}"
 ${opts.extraToml ?? ''}
-`;
+${/^\[spam\]/m.test(opts.extraToml ?? '') ? '' : '# Spam filtering (rspamd) is tested in test/spam.test.ts; elsewhere it would add start-up time\n# and score the synthetic test mail.\n[spam]\nenabled = false\n'}`;
 }
 
 /** Extra TOML appended to the generated config (sections such as [smtp], [dns], [outbound]). */
-export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string>; ports?: Partial<Ports> } = {}): Promise<Appliance> {
+export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string>; ports?: Partial<Ports>; readyTimeoutMs?: number } = {}): Promise<Appliance> {
   const dir = mkdtempSync(join(tmpdir(), 'lbt-'));
   chmodSync(dir, 0o755); // Dovecot's mail uid must traverse into data/
   const ports: Ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort(), ...opts.ports };
@@ -175,7 +175,7 @@ export async function startAppliance(opts: { extraToml?: string; hostname?: stri
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let ready = false;
-      const timer = setTimeout(() => rej(new Error(`appliance not ready after 30 s:\n${logs.slice(-30).join('\n')}`)), 30000);
+      const timer = setTimeout(() => rej(new Error(`appliance not ready after ${(opts.readyTimeoutMs ?? 30000) / 1000} s:\n${logs.slice(-30).join('\n')}`)), opts.readyTimeoutMs ?? 30000);
       for (const s of [child.stdout!, child.stderr!]) {
         createInterface({ input: s }).on('line', (line) => {
           logs.push(line);

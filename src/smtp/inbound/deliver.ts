@@ -124,7 +124,31 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       ...(seal ? { seal } : {}),
     });
     const evidence = evidenceOf(auth);
-    const decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
+    let decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
+    // --- spam scan (issue #14; all logic in src/spam/): only what authentication did not refuse ---
+    const spamService = app.handoff.spam;
+    const spam =
+      spamService && locals.size > 0 && (decision.action === 'accept' || decision.action === 'quarantine')
+        ? await spamService.scanInbound({
+            message: file!.data ?? (() => fsp.readFile(path)),
+            size: file!.size,
+            queueId: file!.id,
+            ip: session.remoteAddress,
+            helo: session.helo,
+            clientHostname: session.clientHostname,
+            tls: session.tls,
+            mailFrom: tx.mailFrom,
+            rcpts: tx.rcpts.map((r) => r.address),
+            mailboxes: [...locals.values()].map((d) => ({ id: d.target.mailboxId, address: d.target.address })),
+            auth: { ...evidence, dmarc: evidence.dmarc, arc: (auth as any).arc?.status?.result },
+          })
+        : null;
+    if (spam) {
+      evidence.spam = spam.evidence;
+      decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
+    }
+    const spamJunk = (i: number) => spam?.recipients[i] === 'junk' || spam?.recipients[i] === 'reject';
+    // --- end spam scan ---
     if (decision.action === 'reject') {
       app.log.info({ session: session.id, from: tx.mailFrom, reason: decision.reason, component: 'mx' }, 'message rejected by policy');
       throw reply(decision.code, decision.enhanced, decision.text);
@@ -145,7 +169,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       recipient: tx.rcpts.length === 1 ? tx.rcpts[0].address : null,
       date: arrival,
     });
-    const prefix = Buffer.from(auth.headers + received, 'utf8');
+    const prefix = Buffer.from((spam?.headerText ?? '') + auth.headers + received, 'utf8');
 
     // 3. Local delivery over LMTP.
     const failed: FailedRecipient[] = [];
@@ -159,7 +183,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     };
     if (locals.size > 0) {
       const list = [...locals.values()];
-      const rcpts = list.map((d) => (decision.action === 'quarantine' ? `${d.target.local}+Junk@${d.target.domain}` : d.lmtpRcpt));
+      const rcpts = list.map((d, i) => (decision.action === 'quarantine' || spamJunk(i) ? `${d.target.local}+Junk@${d.target.domain}` : d.lmtpRcpt));
       let results: LmtpRecipientResult[];
       try {
         const data = file!.data;
@@ -172,7 +196,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       results.forEach((res, i) => {
         const d = list[i];
         if (res.status === 'delivered') {
-          delivered.push({ d, folder: decision.action === 'quarantine' ? 'Junk' : d.target.detail });
+          delivered.push({ d, folder: decision.action === 'quarantine' || spamJunk(i) ? 'Junk' : d.target.detail });
           return;
         }
         noteFailure(d.originals, d.target.address, lmtpReply(res), res.response);
@@ -347,6 +371,7 @@ async function recordReceived(deps: InboundDeps, delivered: { d: LocalDelivery; 
             size: file.size,
             authentication,
             policy: decision.action,
+            spam: e.spam ? { verdict: e.spam.verdict, score: e.spam.score } : null, // issue #14
           },
         });
       }
