@@ -102,14 +102,14 @@ export async function spamStat(ctx: ServiceContext) {
 }
 
 /**
- * Messages learned for one mailbox's Bayes statistics (rspamd's Redis keys: statfile symbol + user,
- * field "learns"), read from Redis directly: rspamd's /stat sums users only every few minutes.
+ * Messages learned for one mailbox's Bayes statistics (rspamd 3.4's Redis hash RS<user>, fields
+ * learns_spam and learns_ham), read from Redis directly: rspamd's /stat sums users only every few minutes.
  */
 export async function learnedFor(ctx: ServiceContext, ref: string): Promise<{ mailbox: string; spam: number; ham: number }> {
   const m = getMailbox(ctx, ref);
   const sock = spamPaths(ctx.config.data_dir).redisSocket;
   try {
-    const [spam, ham] = await Promise.all(['BAYES_SPAM', 'BAYES_HAM'].map((sym) => redisCommand(sock, ['HGET', `${sym}${m.address}`, 'learns'])));
+    const [spam, ham] = await Promise.all(['learns_spam', 'learns_ham'].map((field) => redisCommand(sock, ['HGET', `RS${m.address}`, field])));
     return { mailbox: m.address, spam: Number(spam ?? 0), ham: Number(ham ?? 0) };
   } catch (err: any) {
     throw new LetterboxError('unavailable', `Redis is not reachable (${err.message}): is Letterbox running with spam filtering on?`);

@@ -8,6 +8,9 @@ import { LetterboxError } from '../errors.ts';
 // exits for any reason, even SIGKILL, the pipe closes and the guard stops the daemon, so it is
 // never left orphaned (Node has no PR_SET_PDEATHSIG). The same guard as Dovecot's supervisor
 // (src/dovecot/supervisor.ts), generalised to any command line: "$@" is the daemon and its args.
+// The guard leads its own process group (spawned detached): once the daemon's main process is gone,
+// whatever it left in the group (rspamd workers whose main process was SIGKILLed keep serving
+// otherwise) is stopped too, TERM then KILL.
 const GUARD = `
 exec 3<&0 </dev/null
 "$@" &
@@ -17,7 +20,15 @@ trap 'kill -TERM $d 2>/dev/null' TERM INT
 w=$!
 wait $d; rc=$?
 while kill -0 $d 2>/dev/null; do wait $d; rc=$?; done
-kill $w 2>/dev/null
+kill $w 2>/dev/null; wait $w 2>/dev/null
+trap '' TERM
+g=$(ps -o pid= -g $$ 2>/dev/null)
+for p in $g; do [ "$p" = $$ ] || kill -TERM $p 2>/dev/null; done
+for p in $g; do
+  [ "$p" = $$ ] && continue
+  n=0; while [ $n -lt 50 ] && kill -0 $p 2>/dev/null; do sleep 0.1; n=$((n+1)); done
+  kill -KILL $p 2>/dev/null
+done
 exit $rc
 `;
 
@@ -74,6 +85,7 @@ export class SupervisedProcess {
   private spawn(): void {
     const child = spawn('/bin/sh', ['-c', GUARD, 'guard', this.o.command, ...this.o.args], {
       stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
       ...(this.o.uid !== undefined ? { uid: this.o.uid, gid: this.o.gid } : {}),
     });
     this.child = child;
