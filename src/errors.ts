@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'method_not_allowed'
   | 'conflict'
   | 'payload_too_large'
+  | 'message_rejected' // refused as spam by the outbound check (issue #14)
   | 'rate_limited'
   | 'smtp_error'
   | 'imap_error'
@@ -23,6 +24,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   method_not_allowed: 405,
   conflict: 409,
   payload_too_large: 413,
+  message_rejected: 422,
   rate_limited: 429,
   smtp_error: 502,
   imap_error: 502,

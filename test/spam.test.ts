@@ -15,6 +15,7 @@ import { ImapFlow } from 'imapflow';
 import { dkimSign } from 'mailauth';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
+import { Sink, testCert } from './helpers/sink.ts';
 
 const PW = 'spam test password 123';
 const HOST = 'mail.letterbox.test';
@@ -25,6 +26,8 @@ const tok = (p: string) => `${p}-${randomBytes(4).toString('hex')}`;
 
 let app: Appliance;
 let dns: TestDns;
+let sink: Sink;
+let sinkCert: { key: string; cert: string; dir: string };
 let cert: string;
 const imaps = new Map<string, ImapFlow>();
 const dkimKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -32,6 +35,8 @@ const dkimKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
 before(async () => {
   assert.ok(existsSync('/usr/bin/rspamd') && existsSync('/usr/bin/redis-server'), 'rspamd and redis-server must be installed (install.sh --dev --test-tools)');
   dns = await new TestDns().start();
+  sinkCert = testCert(['mx.remote.test']);
+  sink = await new Sink(sinkCert).start();
   app = await startAppliance({
     hostname: HOST,
     readyTimeoutMs: 240000,
@@ -41,6 +46,8 @@ servers = ["${dns.server}"]
 timeout_ms = 1500
 [outbound]
 mta_sts = false
+port = ${sink.port}
+poll_interval_ms = 200
 [spam]
 enabled = true
 greylist = 3
@@ -62,7 +69,9 @@ hs_cache_dir = "${join(tmpdir(), 'letterbox-test-rspamd-hs')}"
     .txt('sel1._domainkey.pass.test', `v=DKIM1; k=rsa; p=${p}`)
     .mx('pass.test', 'mx.pass.test')
     .a('mx.pass.test', '127.0.0.1')
-    .a('client.pass.test', '127.0.0.1');
+    .a('client.pass.test', '127.0.0.1')
+    .mx('remote.test', 'mx.remote.test')
+    .a('mx.remote.test', '127.0.0.1');
   await sleep(1500); // Dovecot re-reads its users file at most once a second
 });
 
@@ -72,6 +81,8 @@ after(async () => {
   await app?.stop();
   app?.cleanup();
   await dns?.stop();
+  await sink?.stop();
+  if (sinkCert) Sink.cleanupCert(sinkCert.dir);
 });
 
 function message(o: { from: string; to: string; subject: string; body?: string; extra?: string[]; noIds?: boolean }): string {
@@ -313,4 +324,36 @@ test('rspamd killed: 451 4.3.0 while it is down, delivered once the supervisor r
   assert.match(metrics, /^letterbox_redis_up 1$/m);
   assert.match(metrics, /^letterbox_spam_verdicts_total\{direction="inbound",verdict="reject"\} [1-9]/m);
   assert.match(metrics, /^letterbox_spam_scan_duration_seconds_count\{direction="inbound"\} [1-9]/m);
+});
+
+test('outbound abuse check: spam from an authenticated session is refused (550 5.7.1 / API 422), nothing reaches the remote', async () => {
+  const t = nodemailer.createTransport({ host: '127.0.0.1', port: app.ports.submission, secure: false, requireTLS: true, auth: { user: 'alice@ours.test', pass: PW }, tls: { ca: cert, servername: HOST } });
+  try {
+    await assert.rejects(t.sendMail({ from: 'alice@ours.test', to: 'victim@remote.test', subject: tok('out-spam'), text: `Buy now\n${GTUBE}\n` }), (err: any) => {
+      assert.equal(err.responseCode, 550, err.response);
+      assert.match(String(err.response), /5\.7\.1 .*spam/);
+      return true;
+    });
+    // The same path still sends clean mail: proof the sink would have seen the spam.
+    const clean = tok('out-clean');
+    await t.sendMail({ from: 'alice@ours.test', to: 'friend@remote.test', subject: clean, text: 'Hello, see you on Thursday for the planning meeting.\n' });
+    await sink.waitFor((r) => r.some((x) => x.data.toString().includes(clean)));
+  } finally {
+    t.close();
+  }
+  const api = await fetch(`http://127.0.0.1:${app.ports.api}/api/v1/mailboxes/alice@ours.test/send`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await apiKey()}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ to: 'victim2@remote.test', subject: tok('api-spam'), text: `Cheap\n${GTUBE}\n` }),
+  });
+  const body = (await api.json()) as any;
+  assert.equal(api.status, 422, JSON.stringify(body));
+  assert.equal(body.error.code, 'message_rejected');
+  await sleep(1000); // the queue polls every 200 ms: anything queued would have been sent by now
+  assert.ok(!sink.received.some((r) => r.to.some((x) => x.startsWith('victim'))), 'no spam reached the remote');
+  const res = await fetch(`http://127.0.0.1:${app.ports.api}/api/v1/events?type=message.blocked_outbound`, { headers: { authorization: `Bearer ${await apiKey()}` } });
+  const events = ((await res.json()) as any).data as any[];
+  assert.equal(events.length, 2, JSON.stringify(events));
+  assert.deepEqual(events.map((e) => e.data.origin).sort(), ['api', 'submission']);
+  assert.ok(events.every((e) => e.data.score >= 10));
 });

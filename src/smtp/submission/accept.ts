@@ -11,6 +11,7 @@ import { stmt } from '../../db/stmt.ts';
 import { parseAddress } from '../../util/address.ts';
 import { deliverLmtp } from '../../delivery/lmtp.ts';
 import { DkimSigner } from '../../dkim/sign.ts';
+import { checkOutboundSpam } from '../../spam/outbound.ts';
 import { isLocalDomain, resolveRecipient, splitTargets, type Resolution } from '../../routing/resolve.ts';
 import { ensureSecret } from '../../secrets.ts';
 import { isSuppressed } from '../../queue/store.ts';
@@ -188,6 +189,8 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
   const { mailbox } = input;
   const fixed = { message, messageId, from: fromHeader };
   // d= is the From domain (one of ours: the mailbox's or an owned alias's domain).
+  // Outbound abuse check (issue #14, src/spam/outbound.ts): refuses spam before anything is queued.
+  await checkOutboundSpam(app, { message, mailbox: mailbox.address, mailboxId: mailbox.id, domain: mailbox.domain, from: input.envelope.from, rcpts, origin: input.origin, ip: input.client?.ip, messageId });
   const signingDomain = parseAddress(fixed.from[0]).domain;
   const signed = await signerFor(app).sign(signingDomain, fixed.message, now);
 
