@@ -5,6 +5,7 @@ import { applySpam, assess, authSymbols, effectiveSettings, headerText, recipien
 import { renderRedisConfig, renderRspamdFiles, spamPaths } from '../src/spam/config.ts';
 import { renderImapSieveBlock, renderLearnScript, renderSieveScripts } from '../src/spam/dovecot.ts';
 import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
+import { classifyDnsblProbe } from '../src/spam/doctor.ts';
 
 const on: EffectiveSpamSettings = { mode: 'on', reject: 15, junk: 6 };
 const off: EffectiveSpamSettings = { mode: 'off', reject: 15, junk: 6 };
@@ -124,4 +125,14 @@ test('IMAPSieve learning block and scripts', () => {
   assert.match(s['learn-spam.sieve'], /pipe :copy "rspamd-learn" \["learn_spam", "\$\{user\}"\]/);
   assert.match(s['learn-ham.sieve'], /if string "\$\{mailbox\}" \["Trash", "Junk"\] \{ stop; \}/);
   assert.match(renderLearnScript(paths), /exec \/usr\/bin\/rspamc -h \/d\/rspamd\/run\/controller\.sock -t 30 -d "\$2" "\$1"/);
+});
+
+test('doctor: the DNSBL test entry tells whether blocklist lookups work through the resolver', () => {
+  assert.equal(classifyDnsblProbe(['127.0.0.2', '127.0.0.10'], null).status, 'ok');
+  const refused = classifyDnsblProbe(['127.255.255.254'], null);
+  assert.equal(refused.status, 'fail');
+  assert.match(refused.message, /refused/);
+  assert.match(refused.fix!, /unbound/);
+  assert.equal(classifyDnsblProbe([], null).status, 'warn');
+  assert.equal(classifyDnsblProbe(null, 'ETIMEOUT').status, 'warn');
 });

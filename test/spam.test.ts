@@ -70,6 +70,8 @@ hs_cache_dir = "${join(tmpdir(), 'letterbox-test-rspamd-hs')}"
     .mx('pass.test', 'mx.pass.test')
     .a('mx.pass.test', '127.0.0.1')
     .a('client.pass.test', '127.0.0.1')
+    // The blocklist's test entry as a public resolver sees it: "query refused" (Spamhaus's 127.255.255.254).
+    .a('2.0.0.127.zen.spamhaus.org', '127.255.255.254')
     .mx('remote.test', 'mx.remote.test')
     .a('mx.remote.test', '127.0.0.1');
   await sleep(1500); // Dovecot re-reads its users file at most once a second
@@ -356,4 +358,42 @@ test('outbound abuse check: spam from an authenticated session is refused (550 5
   assert.equal(events.length, 2, JSON.stringify(events));
   assert.deepEqual(events.map((e) => e.data.origin).sort(), ['api', 'submission']);
   assert.ok(events.every((e) => e.data.score >= 10));
+});
+
+test('/healthz and letterbox doctor report rspamd and Redis, and a blocklist refusing our resolver', async () => {
+  const h = (await (await fetch(`http://127.0.0.1:${app.ports.api}/healthz`)).json()) as any;
+  assert.deepEqual(h.checks.spam, { ok: true, problem: null, enabled: true, rspamd: true, redis: true });
+  const r = await app.cli(['--json', 'doctor', '--outbound-probe', '', '--ntp', '', '--timeout-ms', '1000']);
+  const checks = (JSON.parse(r.stdout).checks ?? JSON.parse(r.stdout).data.checks) as any[];
+  const spam = checks.filter((c) => c.area === 'spam');
+  assert.equal(spam.find((c) => c.name === 'rspamd').status, 'ok', JSON.stringify(spam));
+  assert.equal(spam.find((c) => c.name === 'redis').status, 'ok');
+  const bl = spam.find((c) => c.name === 'blocklist resolver');
+  assert.equal(bl.status, 'fail');
+  assert.match(bl.message, /refused/);
+  assert.match(bl.fix, /unbound/);
+});
+
+test('API: spam settings per domain and mailbox (PUT/GET …/spam) and POST /mailboxes/:id/spam/learn', async () => {
+  const call = async (method: string, path: string, body?: unknown) => {
+    const r = await fetch(`http://127.0.0.1:${app.ports.api}/api/v1${path}`, { method, headers: { authorization: `Bearer ${await apiKey()}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: r.status, body: (await r.json()) as any };
+  };
+  const d = await call('PUT', '/domains/ours.test/spam', { junk: 4 });
+  assert.equal(d.status, 200, JSON.stringify(d.body));
+  assert.deepEqual(d.body.data.effective, { mode: 'on', reject: 15, junk: 4 });
+  const m = await call('GET', '/mailboxes/alice@ours.test/spam');
+  assert.equal(m.body.data.effective.junk, 4, 'the mailbox inherits the domain');
+  const p = await call('PUT', '/mailboxes/alice@ours.test/spam', { junk: 8, reject: null });
+  assert.deepEqual(p.body.data.effective, { mode: 'on', reject: 15, junk: 8 });
+  assert.equal((await call('PUT', '/mailboxes/alice@ours.test/spam', { junk: 'high' })).status, 400);
+  assert.equal((await call('PUT', '/mailboxes/alice@ours.test/spam', { mode: 'maybe' })).status, 400);
+  await call('PUT', '/domains/ours.test/spam', { junk: null });
+  await call('PUT', '/mailboxes/alice@ours.test/spam', { junk: null });
+  const before = await stat('alice@ours.test');
+  const l = await call('POST', '/mailboxes/alice@ours.test/spam/learn', { as: 'ham', message: message({ from: 'x@pass.test', to: 'alice@ours.test', subject: tok('api-learn'), body: `${LONG} ${randomBytes(16).toString('hex')}` }) });
+  assert.equal(l.status, 200, JSON.stringify(l.body));
+  assert.equal(l.body.data.learned, true);
+  assert.equal((await stat('alice@ours.test')).ham, before.ham + 1);
+  assert.equal((await call('POST', '/mailboxes/alice@ours.test/spam/learn', { as: 'junk', message: 'x' })).status, 400);
 });
