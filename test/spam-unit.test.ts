@@ -136,3 +136,14 @@ test('doctor: the DNSBL test entry tells whether blocklist lookups work through 
   assert.equal(classifyDnsblProbe([], null).status, 'warn');
   assert.equal(classifyDnsblProbe(null, 'ETIMEOUT').status, 'warn');
 });
+
+test('backup skips rspamd sockets and caches, keeps Redis dump and the generated config', async () => {
+  const { spamBackupSkip } = await import('../src/spam/manage.ts');
+  assert.equal(spamBackupSkip('rspamd/run'), true);
+  assert.equal(spamBackupSkip('rspamd/run/normal.sock'), true);
+  assert.equal(spamBackupSkip('rspamd/db/abc.hsmp'), true);
+  assert.equal(spamBackupSkip('redis/redis.sock'), true);
+  assert.equal(spamBackupSkip('redis/dump.rdb'), false);
+  assert.equal(spamBackupSkip('rspamd/conf/local.d/actions.conf'), false);
+  assert.equal(spamBackupSkip('rspamdx/db'), false);
+});

@@ -115,3 +115,21 @@ export async function learnedFor(ctx: ServiceContext, ref: string): Promise<{ ma
     throw new LetterboxError('unavailable', `Redis is not reachable (${err.message}): is Letterbox running with spam filtering on?`);
   }
 }
+
+/**
+ * Before a backup: Redis writes its dataset (Bayes, greylisting) to data_dir/redis/dump.rdb, so
+ * the archive holds what rspamd learned up to now. Best effort: no Redis running, nothing to do.
+ */
+export async function flushSpamState(dataDir: string): Promise<void> {
+  const sock = spamPaths(dataDir).redisSocket;
+  try {
+    await redisCommand(sock, ['SAVE'], 30000);
+  } catch {
+    // not running (or spam filtering off): the last dump.rdb, if any, is archived as it is
+  }
+}
+
+/** Spam-filter files under data_dir that a backup skips: runtime sockets and regenerable caches. */
+export function spamBackupSkip(rel: string): boolean {
+  return /^rspamd[\\/](run|db)([\\/]|$)/.test(rel) || /^redis[\\/]redis\.sock$/.test(rel);
+}
