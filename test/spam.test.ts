@@ -70,6 +70,9 @@ hs_cache_dir = "${join(tmpdir(), 'letterbox-test-rspamd-hs')}"
     .mx('pass.test', 'mx.pass.test')
     .a('mx.pass.test', '127.0.0.1')
     .a('client.pass.test', '127.0.0.1')
+    .txt('fresh.test', 'v=spf1 ip4:127.0.0.1 -all')
+    .txt('_dmarc.fresh.test', 'v=DMARC1; p=none')
+    .txt('sel1._domainkey.fresh.test', `v=DKIM1; k=rsa; p=${p}`)
     // The blocklist's test entry as a public resolver sees it: "query refused" (Spamhaus's 127.255.255.254).
     .a('2.0.0.127.zen.spamhaus.org', '127.255.255.254')
     .mx('remote.test', 'mx.remote.test')
@@ -100,8 +103,8 @@ function message(o: { from: string; to: string; subject: string; body?: string; 
   ].join('\r\n');
 }
 
-async function signed(raw: string): Promise<string> {
-  const r = await dkimSign(raw, { signingDomain: 'pass.test', selector: 'sel1', privateKey: dkimKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
+async function signed(raw: string, signingDomain = 'pass.test'): Promise<string> {
+  const r = await dkimSign(raw, { signingDomain, selector: 'sel1', privateKey: dkimKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
   return r.signatures + raw;
 }
 
@@ -243,6 +246,17 @@ test('greylisting: 451 4.7.1 first and on an early retry, accepted after the (te
   const later = await send('stranger@unknown.test', ['alice@ours.test'], raw);
   assert.equal(later.code, 250, later.response);
   assert.equal((await find('alice@ours.test', 'INBOX', subject)).length, 1);
+});
+
+test('greylisting exemption: a DMARC-pass sender domain seen before is not greylisted, a new one is', async () => {
+  // All-caps subject, no Date, no Message-ID: ~4 points, over the test's greylist = 3 even with the
+  // SPF/DKIM/DMARC pass credits.
+  const caps = (from: string, to: string) => message({ from, to, subject: `HELLO THERE FRIEND ${randomBytes(3).toString('hex').toUpperCase()}`, noIds: true, body: `An ordinary note ${randomBytes(8).toString('hex')} about the meeting on Thursday.` });
+  const first = await send('a@fresh.test', ['alice@ours.test'], await signed(caps('a@fresh.test', 'alice@ours.test'), 'fresh.test'));
+  assert.equal(first.code, 451, `first DMARC pass from fresh.test: greylisted (${first.response})`);
+  assert.match(first.response, /4\.7\.1/);
+  const second = await send('b@fresh.test', ['alice@ours.test'], await signed(caps('b@fresh.test', 'alice@ours.test'), 'fresh.test'));
+  assert.equal(second.code, 250, `fresh.test passed DMARC before: exempt (${second.response})`);
 });
 
 test('per-mailbox "off": GTUBE is delivered to INBOX, unscanned', async () => {
