@@ -130,7 +130,8 @@ export const spamComponent: ComponentFactory = (app: AppContext): Component => {
         ...asUser,
         ready: () => redisPing(paths.redisSocket),
         readyTimeoutMs: 20000,
-        levelOf: (l) => (/# WARNING Memory overcommit/.test(l) ? 'debug' : /#/.test(l) ? 'warn' : 'info'),
+        // Redis prints its start and shutdown notes at warning level too.
+        levelOf: (l) => (/WARNING Memory overcommit|Redis is starting|Redis version=|Configuration loaded|Server initialized|shutdown|Saving|DB saved|ready to exit/i.test(l) ? 'info' : /#/.test(l) ? 'warn' : 'info'),
         log: app.log,
       });
       const registry = metricsFor(app).registry;
