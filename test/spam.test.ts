@@ -55,6 +55,7 @@ greylist_delay = "3s"
 timeout_ms = 8000
 fuzzy = false
 test_patterns = true
+max_scan_size = "100k"
 # Compiled regexps shared between test runs (rspamd compiles them for ~a minute the first time).
 hs_cache_dir = "${join(tmpdir(), 'letterbox-test-rspamd-hs')}"
 `,
@@ -410,4 +411,30 @@ test('API: spam settings per domain and mailbox (PUT/GET …/spam) and POST /mai
   assert.equal(l.body.data.learned, true);
   assert.equal((await stat('alice@ours.test')).ham, before.ham + 1);
   assert.equal((await call('POST', '/mailboxes/alice@ours.test/spam/learn', { as: 'junk', message: 'x' })).status, 400);
+});
+
+test('over max_scan_size: delivered unscanned with a header saying so, never refused for size', async () => {
+  const subject = tok('big');
+  const body = Array.from({ length: 2000 }, (_, i) => `line ${i} of a long report ${'x'.repeat(60)}`).join('\r\n');
+  const r = await send('friend@pass.test', ['alice@ours.test'], await signed(message({ from: 'friend@pass.test', to: 'alice@ours.test', subject, body: `${body}\r\n${GTUBE}` })));
+  assert.equal(r.code, 250, r.response);
+  const [m] = await find('alice@ours.test', 'INBOX', subject);
+  assert.ok(m);
+  assert.match(headerOf(m.source), /^X-Spam-Status: Unknown, not scanned \(message larger than 102400 bytes\)$/m);
+});
+
+test('malformed MIME, 8-bit garbage and a huge header are scanned or passed, never a crash', async () => {
+  const garbage = Buffer.from(Array.from({ length: 4000 }, (_, i) => (i * 7919) % 256).filter((b) => b !== 0 && b !== 10 && b !== 13)).toString('latin1');
+  const cases = [
+    message({ from: 'x@unknown2.test', to: 'bob@ours.test', subject: tok('mime'), extra: ['MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="never-closed"'], body: '--never-closed\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n--wrong' }),
+    message({ from: 'x@unknown2.test', to: 'bob@ours.test', subject: tok('garbage'), body: garbage.match(/.{1,200}/gs)!.join('\r\n') }),
+    message({ from: 'x@unknown2.test', to: 'bob@ours.test', subject: tok('header'), extra: [`X-Long: ${Array.from({ length: 3000 }, (_, i) => `part${i}`).join('\r\n\t')}`] }),
+  ];
+  for (const raw of cases) {
+    const r = await send('x@unknown2.test', ['bob@ours.test'], raw);
+    assert.ok(r.code === 250 || r.code === 451 || (r.code >= 500 && r.code < 600), r.response);
+    assert.doesNotMatch(r.response, /4\.3\.0/, 'not an internal failure');
+  }
+  const h = (await (await fetch(`http://127.0.0.1:${app.ports.api}/healthz`)).json()) as any;
+  assert.equal(h.checks.spam.rspamd, true);
 });
