@@ -5,13 +5,16 @@
 #                                          Node 24 (system's if >= 22.19, else the npm registry's
 #                                          node@24 under .runtime/), npm dependencies (npm ci),
 #                                          and, when run as root, Dovecot's Debian packages and the
-#                                          'vmail' user. --test-tools adds swaks, python3-dkim, dnsmasq.
+#                                          'vmail' user, rspamd and redis-server (spam filtering).
+#                                          --test-tools adds swaks, python3-dkim, dnsmasq.
 #
 #   bash install.sh [options]              production install (or upgrade) on Debian 12 / Ubuntu 24.04:
 #     --hostname NAME       the server's FQDN (MX target, EHLO, certificate); default: hostname -f
 #     --ip ADDR             a public IP of this server (repeatable); default: the global addresses
 #     --acme-email ADDR     contact for Let's Encrypt certificates (enables ACME)
 #     --smarthost [USER[:PASS]@]HOST:PORT   relay all outbound mail through this host
+#     --resolver IP         resolver for rspamd's blocklist lookups (default: a local unbound,
+#                           installed on 127.0.0.1: blocklists refuse public resolvers)
 #     --no-start            install and enable, but do not start the service
 #     --dry-run             print every action, change nothing
 #     --root DIR            install into the tree DIR instead of / (tests, staging): no users, no
@@ -26,6 +29,8 @@ MIN_NODE_MAJOR=22
 MIN_NODE_MINOR=19
 DOVECOT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve)
 TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl systemd)
+# Spam filtering (issue #14): supervised by Letterbox like Dovecot; their own services stay off.
+SPAM_PACKAGES=(rspamd redis-server)
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -88,6 +93,9 @@ apt_install() {
 disable_system_dovecot() {
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
     systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+    # rspamd and Redis run as Letterbox's children from its generated config (issue #14).
+    systemctl disable --now rspamd.service redis-server.service >/dev/null 2>&1 || true
+    systemctl mask rspamd.service redis-server.service >/dev/null 2>&1 || true
   fi
 }
 
@@ -101,7 +109,7 @@ ensure_vmail_user() {
 
 dev_setup() {
   local with_test_tools="$1" nodebin
-  apt_install "${DOVECOT_PACKAGES[@]}"
+  apt_install "${DOVECOT_PACKAGES[@]}" "${SPAM_PACKAGES[@]}"
   [ "$with_test_tools" = 1 ] && apt_install "${TEST_PACKAGES[@]}"
   disable_system_dovecot
   ensure_vmail_user
@@ -125,6 +133,7 @@ HOSTNAME_ARG=""
 IPS=()
 ACME_EMAIL=""
 SMARTHOST=""
+RESOLVER=""
 CHANGES=()
 WARNINGS=()
 NODE_BIN=""
@@ -213,6 +222,8 @@ parse_prod_args() {
       --acme-email=*) ACME_EMAIL="${1#*=}" ;;
       --smarthost) [ $# -ge 2 ] || die "--smarthost needs a value"; SMARTHOST="$2"; shift ;;
       --smarthost=*) SMARTHOST="${1#*=}" ;;
+      --resolver) [ $# -ge 2 ] || die "--resolver needs an IP"; RESOLVER="$2"; shift ;;
+      --resolver=*) RESOLVER="${1#*=}" ;;
       --no-start) NO_START=1 ;;
       --dry-run) DRY_RUN=1 ;;
       --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT="$2"; shift ;;
@@ -390,7 +401,8 @@ prod_packages() {
     command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ] || warn "Dovecot is not installed on this machine (apt-get install ${DOVECOT_PACKAGES[*]})"
     return 0
   fi
-  local want=("${DOVECOT_PACKAGES[@]}" openssl ca-certificates) missing=() p
+  local want=("${DOVECOT_PACKAGES[@]}" "${SPAM_PACKAGES[@]}" openssl ca-certificates) missing=() p
+  [ -z "$RESOLVER" ] && want+=(unbound) # local recursive resolver for rspamd's blocklists
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ "${#missing[@]}" -eq 0 ]; then note "Debian packages present: ${want[*]}"; return 0; fi
   if [ "$DRY_RUN" = 1 ]; then printf '[dry-run] apt-get install -y %s\n' "${missing[*]}"; return 0; fi
@@ -404,6 +416,17 @@ prod_disable_system_dovecot() {
   if systemctl is-enabled --quiet dovecot.service 2>/dev/null || systemctl is-active --quiet dovecot.service 2>/dev/null; then
     run systemctl disable --now dovecot.service dovecot.socket
     changed "disabled the distribution's dovecot.service (Letterbox runs its own Dovecot)"
+  fi
+  local s
+  for s in rspamd.service redis-server.service; do
+    if [ "$(systemctl is-enabled "$s" 2>/dev/null)" != masked ] && systemctl cat "$s" >/dev/null 2>&1; then
+      run systemctl disable --now "$s"; run systemctl mask "$s"
+      changed "disabled and masked the distribution's $s (Letterbox runs its own rspamd and Redis)"
+    fi
+  done
+  if [ -z "$RESOLVER" ] && systemctl cat unbound.service >/dev/null 2>&1 && ! systemctl is-active --quiet unbound.service; then
+    run systemctl enable --now unbound.service
+    changed "started unbound, a local recursive resolver on 127.0.0.1 for rspamd's blocklist lookups"
   fi
 }
 
@@ -610,6 +633,9 @@ configure_extras() {
     awk -v add="$lines" '{print} /^\[outbound\]/ {print add}' "$CONFIG" > "$CONFIG.new" && mv "$CONFIG.new" "$CONFIG"
     changed "configured smarthost $hp"
   fi
+  # rspamd's blocklist lookups go through the local unbound (or --resolver): big blocklists refuse public resolvers.
+  printf '\n[spam]                           # rspamd + Redis (see README "Spam filtering")\nresolver = [%s]\n' "$(toml_str "${RESOLVER:-127.0.0.1}")" >> "$CONFIG"
+  changed "rspamd resolves blocklists through ${RESOLVER:-the local unbound (127.0.0.1)}"
   if [ -n "$ACME_EMAIL" ]; then
     printf '\n[acme]                           # certificates from Let'"'"'s Encrypt (HTTP-01 on port 80)\nenabled = true\nemail = %s\n' "$(toml_str "$ACME_EMAIL")" >> "$CONFIG"
     changed "enabled ACME with contact $ACME_EMAIL"

@@ -93,7 +93,7 @@ service lmtp {
 }
 
 /** Postfix (private instance, no checks) → LMTP → private Dovecot. */
-export async function classicStack(opts: { domain: string; user: string }): Promise<Stack> {
+export async function classicStack(opts: { domain: string; user: string; extraMainCf?: string }): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'lbb-classic-'));
   chmodSync(dir, 0o755);
   const dov = await privateDovecot(dir);
@@ -107,7 +107,7 @@ export async function classicStack(opts: { domain: string; user: string }): Prom
   }
 }
 
-async function startPostfix(dir: string, dov: { child: ChildProcess; socket: string; mailRoot: string }, opts: { domain: string; user: string }): Promise<Stack> {
+async function startPostfix(dir: string, dov: { child: ChildProcess; socket: string; mailRoot: string }, opts: { domain: string; user: string; extraMainCf?: string }): Promise<Stack> {
   const port = await freePort();
   const cfg = join(dir, 'postfix');
   mkdirSync(cfg);
@@ -145,7 +145,7 @@ disable_dns_lookups = yes
 maillog_file_prefixes = ${dir}
 maillog_file = ${join(dir, 'maillog')}
 biff = no
-`,
+${opts.extraMainCf ?? ''}`,
   );
   writeFileSync(
     join(cfg, 'master.cf'),

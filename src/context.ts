@@ -24,6 +24,7 @@ import type { QueueService } from './queue/handoff.ts';
 import type { Component } from './server.ts';
 import { LocalDelivery } from './delivery/local.ts';
 import { createLoginGuard, type LoginGuard } from './auth/guard-setup.ts';
+import type { SpamService } from './spam/service.ts';
 
 /** Everything a long-running component of `letterbox serve` may use, built by createAppContext (no singletons). */
 export interface AppContext extends ServiceContext {
@@ -51,6 +52,13 @@ export interface AppContext extends ServiceContext {
   tlsReload: TlsReloadHooks;
   /** Submission caps: sends that passed the caps and are not committed yet. */
   sendReservations: SendReservations;
+  /**
+   * Spam scanning and learning over rspamd: `service` is set by the spam component while its
+   * rspamd and Redis run, and null when spam filtering is off (rspamd not installed or disabled).
+   * A slot rather than a service built here, because whether it exists is known only once the
+   * supervised daemons have started.
+   */
+  spam: { service: SpamService | null };
   /** The one login guard (submission AUTH and, through Dovecot's auth policy, IMAP). */
   loginGuard: LoginGuard;
   /** Local delivery (LMTP to Dovecot): the MX, submission, the API's send, the queue and DSNs. */
@@ -145,6 +153,7 @@ async function buildServices(config: Config, o: AppContextOverrides, db: DB): Pr
       return imapAppender;
     },
     tlsReload: new TlsReloadHooks(),
+    spam: { service: null },
     sendReservations: new SendReservations(),
   } as Omit<AppContext, 'metrics' | 'mail' | 'webhooks' | 'queue'> as AppContext;
   app.mail = imapMailstore(app);

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'conflict'
   | 'payload_too_large'
   | 'unsupported_media_type'
+  | 'message_rejected' // refused as spam by the outbound check (issue #14)
   | 'rate_limited'
   | 'smtp_error'
   | 'imap_error'
@@ -25,6 +26,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  message_rejected: 422,
   rate_limited: 429,
   smtp_error: 502,
   imap_error: 502,

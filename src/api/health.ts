@@ -2,6 +2,7 @@ import { parseHostPort } from '../config/schema.ts';
 import { canConnect } from '../dovecot/supervisor.ts';
 import type { AppContext } from '../context.ts';
 import { checkReadable } from '../db/index.ts';
+import { spamHealth } from '../spam/health.ts';
 import type { z } from 'zod';
 import type { HealthSchema } from './schemas/meta.ts';
 
@@ -42,6 +43,8 @@ export function healthChecker(app: AppContext): () => Promise<Health> {
     else if (!imap) dovecotProblem = 'dovecot: no IMAP listener configured (listen.imap)';
     else if (!imapOk) dovecotProblem = `dovecot: not accepting IMAP connections on ${imap}`;
     const listenerChecks = listeners.map((l, i) => ({ ...l, ok: probes[i], problem: probes[i] ? null : `${l.name} listener ${l.address}: not accepting connections` }));
+    const spam = spamHealth(app); // issue #14
+    if (spam.problem) problems.push(spam.problem);
     if (database.problem) problems.push(database.problem);
     if (dovecotProblem) problems.push(dovecotProblem);
     for (const l of listenerChecks) if (l.problem && !(l.name === 'imap' && dovecotProblem)) problems.push(l.problem);
@@ -52,6 +55,7 @@ export function healthChecker(app: AppContext): () => Promise<Health> {
         database,
         dovecot: { ok: !dovecotProblem, problem: dovecotProblem, managed, running, imap: imap ?? '' },
         listeners: listenerChecks,
+        spam,
       },
     };
   };

@@ -7,6 +7,7 @@
 // hard-linked (Dovecot never rewrites them in place; it renames them), everything else is copied —
 // then hashed and archived, so the manifest describes exactly what is in the archive.
 import { chmodSync, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, createReadStream, chownSync } from 'node:fs';
+import { flushSpamState, spamBackupSkip } from '../spam/manage.ts';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -50,6 +51,7 @@ function skipInDataDir(rel: string): boolean {
   if (/^letterbox\.db\..*\.bak$/.test(rel)) return true; // pre-migration copies
   if (rel === join('dovecot', 'run') || rel.startsWith(join('dovecot', 'run') + sep)) return true;
   if (rel === join('dovecot', 'state') || rel.startsWith(join('dovecot', 'state') + sep)) return true;
+  if (spamBackupSkip(rel)) return true; // rspamd sockets and caches (issue #14)
   return false;
 }
 
@@ -136,6 +138,7 @@ export async function createBackup(o: { config: Config; configPath: string | nul
   chmodSync(stage, 0o700);
   try {
     const dataStage = join(stage, 'data');
+    await flushSpamState(config.data_dir); // Redis's dump.rdb up to date (issue #14)
     stageTree(config.data_dir, dataStage, '', skipInDataDir);
     // The database: SQLite's online backup API, a consistent snapshot while Letterbox runs.
     await o.db.backup(join(dataStage, 'letterbox.db'));

@@ -200,6 +200,36 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    // Spam filtering with rspamd + Redis (issue #14; src/spam/). enabled: "auto" = on when rspamd is installed.
+    spam: z
+      .object({
+        enabled: z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.union([z.boolean(), z.literal('auto')])).default('auto'),
+        rspamd_binary: z.string().default('/usr/bin/rspamd'),
+        redis_binary: z.string().default('/usr/bin/redis-server'),
+        // When Letterbox runs as root (development), rspamd and Redis run as this user.
+        user: z.string().default('_rspamd'),
+        timeout_ms: int(100, 120000).default(10000),
+        on_failure: z.enum(['tempfail', 'accept']).default('tempfail'),
+        max_scan_size: size.default(10 * 1024 * 1024),
+        reject: z.coerce.number().default(15),
+        junk: z.coerce.number().default(6),
+        greylist: z.coerce.number().default(4),
+        greylisting: bool.default(true),
+        greylist_delay: duration.default('5m'),
+        outbound_threshold: z.coerce.number().default(10),
+        // Resolvers rspamd uses for blocklists ("ip" or "ip:port"); empty = dns.servers, then the system's.
+        resolver: list(z.string()).default([]),
+        redis_max_memory: size.default(128 * 1024 * 1024),
+        // rspamd's hyperscan cache (compiled regexps); empty = data_dir/rspamd/db. Safe to share.
+        hs_cache_dir: z.string().default(''),
+        // rspamd's fuzzy hashes (fuzzy1/2.rspamd.com over UDP).
+        fuzzy: bool.default(true),
+        // rspamd's test patterns (GTUBE variants for add header / rewrite subject): tests only.
+        test_patterns: bool.default(false),
+        start_timeout_ms: int(1000, 600000).default(120000),
+      })
+      .strict()
+      .prefault({}),
     // Certificates from an ACME CA (HTTP-01 on port 80) and MTA-STS policy hosting (Production issue).
     acme: z
       .object({

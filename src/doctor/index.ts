@@ -19,12 +19,13 @@ import { queueBacklog } from '../queue/reports.ts';
 import type { Resolver } from '../dns/resolver.ts';
 import { isNoData } from '../dns/resolver.ts';
 import type { DnsRecord } from '../dns/records.ts';
+import { checkSpam } from '../spam/doctor.ts';
 import { dovecotPaths } from '../dovecot/config.ts';
 
 const run = promisify(execFile);
 
 export type Status = 'ok' | 'warn' | 'fail' | 'skip';
-export type Area = 'ports' | 'mta-sts' | 'clock' | 'outbound' | 'tls' | 'dns' | 'rdns' | 'dnsbl' | 'dovecot' | 'disk' | 'database' | 'queue';
+export type Area = 'ports' | 'mta-sts' | 'clock' | 'outbound' | 'tls' | 'dns' | 'rdns' | 'dnsbl' | 'dovecot' | 'disk' | 'database' | 'queue' | 'spam';
 
 export interface Check {
   area: Area;
@@ -84,6 +85,7 @@ export async function runDoctor(i: DoctorInput): Promise<DoctorReport> {
     checkReverseDns(i.config, i.resolver),
     checkBlocklists(i.config, i.resolver, i.dnsbls ?? DEFAULT_DNSBLS),
     checkDovecot(i.config),
+    checkSpam(i.config, i.resolver, { dnsbl: (i.dnsbls ?? DEFAULT_DNSBLS).length > 0 }), // rspamd, Redis, blocklist resolver (issue #14)
     checkOutbound(i.config, i.outboundProbe, i.timeoutMs ?? 3000),
     checkClock(i.ntp ?? DEFAULT_NTP, now, i.timeoutMs ?? 3000),
   ]);

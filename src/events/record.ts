@@ -9,6 +9,7 @@ export type EventType =
   | 'message.deferred'
   | 'message.bounced'
   | 'message.suppressed'
+  | 'message.blocked_outbound'
   | 'domain.verified'
   | 'domain.verification_failed';
 

@@ -13,6 +13,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'message.deferred',
   'message.bounced',
   'message.suppressed',
+  'message.blocked_outbound',
   'domain.verified',
   'domain.verification_failed',
 ] as const;

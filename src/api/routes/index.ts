@@ -11,10 +11,11 @@ import { suppressionRoutes } from './suppressions.ts';
 import { eventRoutes } from './events.ts';
 import { webhookRoutes } from './webhooks.ts';
 import { metricsRoutes } from './metrics.ts';
+import { spamRoutes } from './spam.ts';
 
 /**
  * Every route of the API, in registration order (static paths such as /mailboxes/resolve before
  * /mailboxes/:id). A new resource adds its file's list here.
  */
 export const allRoutes: RouteSpec[] = [...systemRoutes, ...meRoutes, ...domainRoutes, ...mailboxRoutes, ...aliasRoutes,
-  ...sendRoutes, ...messageRoutes, ...queueRoutes, ...suppressionRoutes, ...eventRoutes, ...webhookRoutes, ...metricsRoutes];
+  ...sendRoutes, ...messageRoutes, ...queueRoutes, ...suppressionRoutes, ...eventRoutes, ...webhookRoutes, ...metricsRoutes, ...spamRoutes];

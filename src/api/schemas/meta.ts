@@ -24,6 +24,8 @@ export const HealthSchema = z
       database: Check,
       dovecot: Check.extend({ managed: z.boolean(), running: z.boolean().nullable(), imap: z.string() }),
       listeners: z.array(Check.extend({ name: z.string(), address: z.string() })),
+      // rspamd + Redis (issue #14); null = not run (spam filtering off).
+      spam: Check.extend({ enabled: z.boolean(), rspamd: z.boolean().nullable(), redis: z.boolean().nullable() }),
     }),
   })
   .meta({ id: 'Health' });

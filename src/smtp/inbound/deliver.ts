@@ -141,7 +141,30 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
   try {
     // Gather the verdicts, then the policy decides (pure).
     const { auth, evidence } = await checkMessage(deps, file, session, tx, forwards);
-    const decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
+    let decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
+    // Gather 3, the spam scan (issue #14; all logic in src/spam/): only what authentication did not refuse.
+    const spamService = app.spam.service;
+    const spam =
+      spamService && locals.length > 0 && (decision.action === 'accept' || decision.action === 'quarantine')
+        ? await spamService.scanInbound({
+            message: file.data ?? (() => fsp.readFile(file.path!)),
+            size: file.size,
+            queueId: file.id,
+            ip: session.remoteAddress,
+            helo: session.helo,
+            clientHostname: session.clientHostname,
+            tls: session.tls,
+            mailFrom: tx.mailFrom,
+            rcpts: tx.rcpts.map((r) => r.address),
+            mailboxes: locals.map((d) => ({ id: d.target.mailboxId, address: d.target.address })),
+            auth: { ...evidence, dmarc: evidence.dmarc, arc: (auth as any).arc?.status?.result },
+          })
+        : null;
+    if (spam) {
+      evidence.spam = spam.evidence;
+      decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
+    }
+    const spamJunk = (i: number) => spam?.recipients[i] === 'junk' || spam?.recipients[i] === 'reject';
     if (decision.action === 'reject') {
       app.log.info({ session: session.id, from: tx.mailFrom, reason: decision.reason, component: 'mx' }, 'message rejected by policy');
       throw reply(decision.code, decision.enhanced, decision.text);
@@ -162,11 +185,18 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       recipient: tx.rcpts.length === 1 ? tx.rcpts[0].address : null,
       date: arrival,
     });
-    const prefix = Buffer.from(`${VERDICT_ID_HEADER}: ${file!.id}\r\n` + auth.headers + received, 'utf8');
+    const prefix = Buffer.from(`${VERDICT_ID_HEADER}: ${file.id}\r\n` + (spam?.headerText ?? '') + auth.headers + received, 'utf8');
 
-    if (locals.length > 0) saveVerdicts(app.db, file!.id, { auth: authVerdictsOf(auth, app.config.hostname), mailboxIds: locals.map((d) => d.target.mailboxId), now: app.clock.now() });
-    // Act: local delivery, then forwards.
-    const local = await deliverLocal(deps, session, tx, file, prefix, locals, decision.action === 'quarantine');
+    if (locals.length > 0) {
+      saveVerdicts(app.db, file.id, {
+        auth: authVerdictsOf(auth, app.config.hostname),
+        spam: spam ? { verdict: spam.evidence.verdict, score: spam.evidence.score, action: spam.evidence.action } : undefined,
+        mailboxIds: locals.map((d) => d.target.mailboxId),
+        now: app.clock.now(),
+      });
+    }
+    // Act: local delivery (Junk when quarantined or scored as spam for that recipient), then forwards.
+    const local = await deliverLocal(deps, session, tx, file, prefix, locals, (i) => decision.action === 'quarantine' || spamJunk(i));
     const fwd = await queueForwards(deps, session, tx, file, prefix, forwards, filter.info.messageId);
     const failures = [...local.failures, ...fwd.failures];
 
@@ -266,12 +296,12 @@ async function deliverLocal(
   file: SpoolFile,
   prefix: Buffer,
   locals: LocalTarget[],
-  quarantine: boolean,
+  toJunk: (i: number) => boolean,
 ): Promise<{ delivered: { d: LocalTarget; folder: string | null }[]; failures: Failure[] }> {
   const delivered: { d: LocalTarget; folder: string | null }[] = [];
   const failures: Failure[] = [];
   if (locals.length === 0) return { delivered, failures };
-  const rcpts = locals.map((d) => (quarantine ? `${d.target.local}+Junk@${d.target.domain}` : d.lmtpRcpt));
+  const rcpts = locals.map((d, i) => (toJunk(i) ? `${d.target.local}+Junk@${d.target.domain}` : d.lmtpRcpt));
   const data = file.data;
   const path = file.path!;
   const results: LocalOutcome[] = await deps.delivery.deliver({ from: tx.mailFrom, body: data ? Buffer.concat([prefix, data]) : () => concat(prefix, path) }, rcpts);
@@ -282,7 +312,7 @@ async function deliverLocal(
   }
   results.forEach((res, i) => {
     const d = locals[i];
-    if (res.status === 'delivered') delivered.push({ d, folder: quarantine ? 'Junk' : d.target.detail });
+    if (res.status === 'delivered') delivered.push({ d, folder: toJunk(i) ? 'Junk' : d.target.detail });
     else failures.push({ originals: d.originals, final: d.target.address, reply: refusalReply(res, () => usersFileSettling(deps.app.dovecot.paths.users)), diagnostic: res.response });
   });
   return { delivered, failures };
@@ -421,6 +451,7 @@ async function recordReceived(deps: InboundDeps, delivered: { d: LocalTarget; fo
             size: file.size,
             authentication,
             policy: decision.action,
+            spam: e.spam ? { verdict: e.spam.verdict, score: e.spam.score } : null, // issue #14
           },
         });
       }

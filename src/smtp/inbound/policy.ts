@@ -2,6 +2,8 @@
  * The inbound policy: a pure function of the authentication evidence and the [smtp] settings.
  * No I/O, no clock: tested without sockets (test/inbound-unit.test.ts).
  */
+import { applySpam, type SpamEvidence } from '../../spam/policy.ts';
+
 export type AuthResult = 'pass' | 'fail' | 'softfail' | 'neutral' | 'none' | 'temperror' | 'permerror' | 'policy';
 
 export interface Evidence {
@@ -15,6 +17,8 @@ export interface Evidence {
   };
   /** 'pass' when any DKIM signature verified, else the first signature's result, else 'none'. */
   dkim: AuthResult;
+  /** The spam scan's message-level verdict (issue #14), when the message was scanned. */
+  spam?: SpamEvidence;
 }
 
 export interface PolicySettings {
@@ -31,6 +35,11 @@ export type Decision =
   | { action: 'tempfail'; reason: string };
 
 export function decide(e: Evidence, s: PolicySettings): Decision {
+  // Spam (issue #14): rspamd's verdict on top of the authentication decision (src/spam/policy.ts).
+  return applySpam(decideAuth(e, s), e.spam);
+}
+
+function decideAuth(e: Evidence, s: PolicySettings): Decision {
   const d = e.dmarc;
   // A DMARC verdict we could not reach (DNS failure) might have been a reject: ask to retry.
   if (d && d.result === 'temperror') return { action: 'tempfail', reason: `DMARC lookup for ${d.domain} failed temporarily` };

@@ -166,6 +166,11 @@ export class HeaderFilter extends Transform {
         changed = true;
         continue;
       }
+      // Spam headers are ours to write (issue #14): any the message brings are removed first.
+      if (name.startsWith('x-spam-')) {
+        changed = true;
+        continue;
+      }
       if (name === 'from' && this.info.from === null) this.info.from = unfold(value);
       else if (name === 'subject' && this.info.subject === null) this.info.subject = unfold(value);
       else if (name === 'message-id' && this.info.messageId === null) this.info.messageId = unfold(value);

@@ -11,6 +11,7 @@ import { sendingState } from '../../services/mailbox-queries.ts';
 import { parseAddress } from '../../mail/address.ts';
 import { refusalText, type LocalOutcome } from '../../delivery/local.ts';
 import { receivedValue } from '../../mail/received.ts';
+import { checkOutboundSpam } from '../../spam/outbound.ts';
 import { isLocalDomain, resolveRecipient, splitTargets, type Resolution } from '../../routing/resolve.ts';
 import { runningQueue } from '../../queue/handoff.ts';
 import { isSuppressed } from '../../queue/store.ts';
@@ -183,6 +184,8 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
   const { mailbox } = input;
   const fixed = { message, messageId, from: fromHeader };
   // d= is the From domain (one of ours: the mailbox's or an owned alias's domain).
+  // Outbound abuse check (issue #14, src/spam/outbound.ts): refuses spam before anything is queued.
+  await checkOutboundSpam(app, { message, mailbox: mailbox.address, mailboxId: mailbox.id, domain: mailbox.domain, from: input.envelope.from, rcpts, origin: input.origin, ip: input.client?.ip, messageId });
   const signingDomain = parseAddress(fixed.from[0]).domain;
   const signed = await app.dkim.sign(signingDomain, fixed.message, now);
 

@@ -1,0 +1,149 @@
+// The spam decisions and generated configs as pure functions, without sockets (issue #14).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { applySpam, assess, authSymbols, effectiveSettings, headerText, recipientVerdict, type EffectiveSpamSettings } from '../src/spam/policy.ts';
+import { renderRedisConfig, renderRspamdFiles, spamPaths } from '../src/spam/config.ts';
+import { renderImapSieveBlock, renderLearnScript, renderSieveScripts } from '../src/spam/dovecot.ts';
+import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
+import { classifyDnsblProbe } from '../src/spam/doctor.ts';
+
+const on: EffectiveSpamSettings = { mode: 'on', reject: 15, junk: 6 };
+const off: EffectiveSpamSettings = { mode: 'off', reject: 15, junk: 6 };
+const scanned = (score: number, action = 'no action') => ({ kind: 'scanned' as const, result: { score, action }, ms: 5 });
+
+test('effective settings: mailbox overrides domain overrides config; null inherits', () => {
+  const g = { reject: 15, junk: 6 };
+  assert.deepEqual(effectiveSettings(g, null, null), { mode: 'on', reject: 15, junk: 6 });
+  assert.deepEqual(effectiveSettings(g, { mode: 'off', reject: 20, junk: null }, null), { mode: 'off', reject: 20, junk: 6 });
+  assert.deepEqual(effectiveSettings(g, { mode: 'off', reject: 20, junk: null }, { mode: 'on', reject: null, junk: 3 }), { mode: 'on', reject: 20, junk: 3 });
+});
+
+test('recipient verdict by score and thresholds', () => {
+  assert.equal(recipientVerdict(15, on), 'reject');
+  assert.equal(recipientVerdict(14.99, on), 'junk');
+  assert.equal(recipientVerdict(6, on), 'junk');
+  assert.equal(recipientVerdict(5.9, on), 'ham');
+  assert.equal(recipientVerdict(-3, on), 'ham');
+  assert.equal(recipientVerdict(100, off), 'off');
+});
+
+test('assess: reject only when every recipient rejects; a partial reject goes to Junk', () => {
+  const all = assess(scanned(15, 'reject'), [on, on], 'tempfail');
+  assert.equal(all.evidence.action, 'reject');
+  assert.deepEqual(all.recipients, ['reject', 'reject']);
+  const mixed = assess(scanned(15, 'reject'), [on, { mode: 'on', reject: 100, junk: 6 }], 'tempfail');
+  assert.equal(mixed.evidence.action, 'accept');
+  assert.deepEqual(mixed.recipients, ['reject', 'junk']);
+  assert.equal(mixed.evidence.verdict, 'junk');
+  const withOff = assess(scanned(15, 'reject'), [on, off], 'tempfail');
+  assert.equal(withOff.evidence.action, 'accept', 'a recipient with filtering off still gets it');
+  assert.deepEqual(withOff.recipients, ['reject', 'off']);
+});
+
+test('assess: soft reject from rspamd (greylisting) → greylist, unless a recipient opted out', () => {
+  assert.equal(assess(scanned(4.2, 'soft reject'), [on], 'tempfail').evidence.action, 'greylist');
+  assert.equal(assess(scanned(4.2, 'soft reject'), [on, off], 'tempfail').evidence.action, 'accept');
+});
+
+test('assess: headers carry score and status; junk says Yes', () => {
+  const a = assess(scanned(7.256, 'add header'), [on], 'tempfail');
+  assert.deepEqual(a.headers, [['X-Spam-Score', '7.26'], ['X-Spam-Status', 'Yes, score=7.26 action=add header']]);
+  assert.equal(headerText(a.headers), 'X-Spam-Score: 7.26\r\nX-Spam-Status: Yes, score=7.26 action=add header\r\n');
+  const h = assess(scanned(-1), [on], 'tempfail');
+  assert.equal(h.headers[1][1], 'No, score=-1.00 action=no action');
+  assert.equal(h.evidence.verdict, 'ham');
+});
+
+test('assess: scanner failure → tempfail by default, or accept with a "not scanned" header', () => {
+  const t = assess({ kind: 'failed', error: 'ECONNREFUSED' }, [on], 'tempfail');
+  assert.equal(t.evidence.action, 'tempfail');
+  const a = assess({ kind: 'failed', error: 'ECONNREFUSED' }, [on], 'accept');
+  assert.equal(a.evidence.action, 'accept');
+  assert.match(a.headers[0][1], /not scanned/);
+  const big = assess({ kind: 'too_big', size: 20, max: 10 }, [on], 'tempfail');
+  assert.equal(big.evidence.action, 'accept');
+  assert.match(big.headers[0][1], /not scanned \(message larger than 10 bytes\)/);
+  assert.deepEqual(assess({ kind: 'off' }, [off], 'tempfail').headers, []);
+});
+
+test('applySpam on the authentication decision: auth reject/tempfail stand; spam reject 550 5.7.1, greylist 451 4.7.1', () => {
+  const authReject = { action: 'reject' as const, code: 550, enhanced: '5.7.1', text: 'DMARC', reason: 'dmarc' };
+  const spamReject = { action: 'reject' as const, reason: 'spam score 15', verdict: 'reject', score: 15 };
+  assert.equal(applySpam(authReject, spamReject), authReject);
+  assert.equal(applySpam({ action: 'tempfail', reason: 'dns' }, spamReject).action, 'tempfail');
+  const r = applySpam({ action: 'quarantine', reason: 'dmarc quarantine' }, spamReject);
+  assert.deepEqual(r, { action: 'reject', code: 550, enhanced: '5.7.1', text: 'Message rejected as spam', reason: 'spam score 15' });
+  const g = applySpam({ action: 'accept', reason: 'ok' }, { action: 'greylist', reason: 'g', verdict: 'greylist', score: 4 });
+  assert.equal((g as any).code, 451);
+  assert.equal((g as any).enhanced, '4.7.1');
+  assert.equal(applySpam({ action: 'accept', reason: 'ok' }, { action: 'tempfail', reason: 'down', verdict: 'failed', score: null }).action, 'tempfail');
+  assert.deepEqual(applySpam({ action: 'quarantine', reason: 'q' }, { action: 'accept', reason: 'ham', verdict: 'ham', score: 0 }), { action: 'quarantine', reason: 'q' });
+});
+
+test('decide() includes the spam evidence; a DMARC reject still wins over it', () => {
+  const base: Evidence = { spf: 'pass', dkim: 'pass', dmarc: { result: 'pass', policy: 'reject', domain: 'a.test' } };
+  const s = { dmarcReject: 'reject' as const, spfFail: 'accept' as const };
+  assert.equal(decide(base, s).action, 'accept');
+  assert.equal(decide({ ...base, spam: { action: 'reject', reason: 'x', verdict: 'reject', score: 20 } }, s).action, 'reject');
+  const dm = decide({ ...base, dmarc: { result: 'fail', policy: 'reject', domain: 'a.test' }, spam: { action: 'greylist', reason: 'g', verdict: 'greylist', score: 4 } }, s);
+  assert.equal((dm as any).code, 550);
+  assert.match((dm as any).text, /DMARC/);
+});
+
+test('our SPF/DKIM/DMARC/ARC verdicts become rspamd stock symbols', () => {
+  assert.deepEqual(authSymbols({ spf: 'pass', dkim: 'pass', dmarc: { result: 'pass', policy: 'reject' }, arc: 'pass' }), { R_SPF_ALLOW: 1, R_DKIM_ALLOW: 1, DMARC_POLICY_ALLOW: 1, ARC_ALLOW: 1 });
+  assert.deepEqual(authSymbols({ spf: 'fail', dkim: 'fail', dmarc: { result: 'fail', policy: 'quarantine' } }), { R_SPF_FAIL: 1, R_DKIM_REJECT: 1, DMARC_POLICY_QUARANTINE: 1 });
+  assert.deepEqual(authSymbols({ spf: 'none', dkim: 'none', dmarc: null }), { R_SPF_NA: 1, R_DKIM_NA: 1, DMARC_NA: 1 });
+});
+
+test('generated rspamd config: Unix sockets only, no proxy, our auth modules off, thresholds and resolver', () => {
+  const paths = spamPaths('/var/lib/letterbox');
+  const files = renderRspamdFiles({ paths, nameservers: ['127.0.0.1:5353'], thresholds: { reject: 12, junk: 5, greylist: 3.5 }, greylisting: true, greylistDelaySeconds: 120, hsCacheDir: paths.dbDir, fuzzy: false, maxScanSize: 1000, redisMaxMemory: 1 << 20, source: 'test' });
+  assert.match(files['override.d/worker-normal.inc'], /^bind_socket = "\/var\/lib\/letterbox\/rspamd\/run\/normal\.sock mode=0666";$/m);
+  assert.match(files['override.d/worker-controller.inc'], /^bind_socket = "\/var\/lib\/letterbox\/rspamd\/run\/controller\.sock mode=0666";$/m);
+  assert.match(files['override.d/worker-proxy.inc'], /enabled = false/);
+  for (const m of ['spf', 'dkim', 'dmarc', 'arc', 'dkim_signing', 'fuzzy_check']) assert.match(files[`override.d/${m}.conf`], /enabled = false/, m);
+  assert.match(files['local.d/actions.conf'], /reject = 12;\nadd_header = 5;\ngreylist = 3.5;/);
+  assert.match(files['local.d/options.inc'], /nameserver = \["127\.0\.0\.1:5353"\]/);
+  assert.match(files['local.d/greylist.conf'], /timeout = 120s;/);
+  assert.doesNotMatch(files['local.d/greylist.conf'], /enabled = false/);
+  assert.match(files['local.d/classifier-bayes.conf'], /per_user = true;/);
+  const redis = renderRedisConfig({ paths, nameservers: [], thresholds: { reject: 15, junk: 6, greylist: 4 }, greylisting: false, greylistDelaySeconds: 300, hsCacheDir: '', fuzzy: true, maxScanSize: 1, redisMaxMemory: 1048576, source: 'test' });
+  assert.match(redis, /^port 0$/m, 'no TCP listener');
+  assert.match(redis, /^unixsocket \/var\/lib\/letterbox\/redis\/redis\.sock$/m);
+  assert.match(redis, /^dir \/var\/lib\/letterbox\/redis$/m);
+  assert.match(redis, /^maxmemory 1048576$/m);
+});
+
+test('IMAPSieve learning block and scripts', () => {
+  const paths = spamPaths('/d');
+  const block = renderImapSieveBlock(paths);
+  assert.match(block, /imapsieve_mailbox1_name = Junk/);
+  assert.match(block, /imapsieve_mailbox2_from = Junk/);
+  assert.match(block, /sieve_pipe_bin_dir = \/d\/rspamd\/sieve-bin/);
+  const s = renderSieveScripts();
+  assert.match(s['learn-spam.sieve'], /pipe :copy "rspamd-learn" \["learn_spam", "\$\{user\}"\]/);
+  assert.match(s['learn-ham.sieve'], /if string "\$\{mailbox\}" \["Trash", "Junk"\] \{ stop; \}/);
+  assert.match(renderLearnScript(paths), /exec \/usr\/bin\/rspamc -h \/d\/rspamd\/run\/controller\.sock -t 30 -d "\$2" "\$1"/);
+});
+
+test('doctor: the DNSBL test entry tells whether blocklist lookups work through the resolver', () => {
+  assert.equal(classifyDnsblProbe(['127.0.0.2', '127.0.0.10'], null).status, 'ok');
+  const refused = classifyDnsblProbe(['127.255.255.254'], null);
+  assert.equal(refused.status, 'fail');
+  assert.match(refused.message, /refused/);
+  assert.match(refused.fix!, /unbound/);
+  assert.equal(classifyDnsblProbe([], null).status, 'warn');
+  assert.equal(classifyDnsblProbe(null, 'ETIMEOUT').status, 'warn');
+});
+
+test('backup skips rspamd sockets and caches, keeps Redis dump and the generated config', async () => {
+  const { spamBackupSkip } = await import('../src/spam/manage.ts');
+  assert.equal(spamBackupSkip('rspamd/run'), true);
+  assert.equal(spamBackupSkip('rspamd/run/normal.sock'), true);
+  assert.equal(spamBackupSkip('rspamd/db/abc.hsmp'), true);
+  assert.equal(spamBackupSkip('redis/redis.sock'), true);
+  assert.equal(spamBackupSkip('redis/dump.rdb'), false);
+  assert.equal(spamBackupSkip('rspamd/conf/local.d/actions.conf'), false);
+  assert.equal(spamBackupSkip('rspamdx/db'), false);
+});
