@@ -177,6 +177,9 @@ export const configSchema = z
         binary: z.string().default('/usr/sbin/dovecot'),
         mail_user: z.string().default('vmail'),
         default_quota: size.default(0),
+        // As root, when Dovecot's users (dovecot, the mail user) cannot traverse data_dir (a clone in
+        // /root), Dovecot's files and the mail go to <fallback_dir>/letterbox-dev-<hash> instead.
+        fallback_dir: z.string().default('/var/lib'),
       })
       .strict()
       .prefault({}),

@@ -1,6 +1,16 @@
+import { readFileSync } from 'node:fs';
 import type { DB } from '../db/index.ts';
-import { dovecotPaths } from './config.ts';
+import { dovecotPaths, dovecotSeries, type DovecotPaths, type DovecotSeries } from './config.ts';
 import { renderUsersFile, writeDovecotFile } from './users.ts';
+
+/** The series the files under data_dir/dovecot were last generated for (written by prepareDovecot). */
+export function writtenSeries(paths: DovecotPaths): DovecotSeries {
+  try {
+    return dovecotSeries(readFileSync(paths.series, 'utf8')) ?? '2.3';
+  } catch {
+    return '2.3';
+  }
+}
 
 /**
  * Rewrites Dovecot's users file from the database. Call it inside the IMMEDIATE transaction that
@@ -11,8 +21,9 @@ export function syncUsersFile(db: DB, dataDir: string): boolean {
   const rows = db
     .prepare('SELECT m.address, m.password_hash AS passwordHash, m.quota_bytes AS quotaBytes, m.disabled FROM mailboxes m')
     .all() as { address: string; passwordHash: string; quotaBytes: number; disabled: number }[];
+  const paths = dovecotPaths(dataDir);
   return writeDovecotFile(
-    dovecotPaths(dataDir).users,
-    renderUsersFile(rows.map((r) => ({ ...r, disabled: r.disabled === 1 }))),
+    paths.users,
+    renderUsersFile(rows.map((r) => ({ ...r, disabled: r.disabled === 1 })), writtenSeries(paths)),
   );
 }
