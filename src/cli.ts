@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { loadConfig } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import { LetterboxError, isLetterboxError } from './errors.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, logFormat, type Logger } from './log.ts';
 import { systemClock } from './clock.ts';
 import { openDatabase, dbPath } from './db/index.ts';
 import type { ServiceContext } from './services/context.ts';
@@ -86,9 +86,12 @@ export function buildProgram(io: CliIO): Command {
     .action(async (_o, cmd: Command) => {
       const g = cmd.optsWithGlobals() as Globals;
       const config = loadConfig({ path: g.config });
-      const log = createLogger({ level: config.log.level });
+      const format = logFormat(process.stdout.isTTY === true, config.log.format);
+      const log = createLogger({ level: config.log.level, format });
       const { serve } = await import('./main.ts');
-      await serve(config, log);
+      // With human-readable logs (a terminal), say what to do next once ready.
+      const banner = format === 'pretty' ? (text: string) => void process.stdout.write(text) : undefined;
+      await serve(config, log, { banner });
       // Everything is stopped and flushed; don't wait for stray handles (e.g. pipes still held by
       // Dovecot's exiting children) to close on their own.
       log.flush?.();
