@@ -474,7 +474,12 @@ export function renderDovecotConfig(o: RenderOptions): string {
   return renderDovecotModel(buildDovecotModel(o), o.series ?? '2.3');
 }
 
-/** The users-file extra field that sets a mailbox's quota, in each series' setting name. */
+/**
+ * The users-file extra fields that set a mailbox's quota, in each series' setting names. 2.3's grace
+ * (the last message may take a mailbox up to 10 % over its quota) is a percentage by default; 2.4's
+ * quota_storage_grace is a size (default 10M, more than a small quota itself), so 2.4 gets 10 % of
+ * the quota explicitly and both series accept and refuse the same messages.
+ */
 export function quotaUserField(series: DovecotSeries, bytes: number): string {
-  return series === '2.4' ? `userdb_quota_storage_size=${bytes}B` : `userdb_quota_rule=*:storage=${bytes}B`;
+  return series === '2.4' ? `userdb_quota_storage_size=${bytes}B userdb_quota_storage_grace=${Math.floor(bytes / 10)}B` : `userdb_quota_rule=*:storage=${bytes}B`;
 }
