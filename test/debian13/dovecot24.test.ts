@@ -2,7 +2,7 @@
 // or several IMAP listeners (IPv4 and IPv6), 452 or 552 for a full mailbox — is read without a
 // warning by the real Dovecot 2.4 `doveconf`, and says what the 2.3 one says. The running appliance
 // against 2.4 (login, LMTP with quota, Sieve, master user) is test/dovecot-features.test.ts, which
-// .ci/run runs with LETTERBOX_DOVECOT_BINARY set to the wrapper.
+// .ci/run runs with LETTERBOX_DOVECOT_BINARY set to the wrapper, and rootless24.test.ts (rootless).
 // Needs the Debian 13 root: LETTERBOX_DOVECOT_BINARY = the wrapper written by
 // `test/debian13/setup.sh --wrappers DIR` (.ci/run builds the root and sets it).
 import { test } from 'node:test';

@@ -4,7 +4,7 @@
 # registry also serves trixie: debootstrap --variant=minbase (about 3 minutes), then
 # dovecot-imapd dovecot-lmtpd dovecot-sieve inside it (service starts forbidden by a policy-rc.d).
 #
-#   test/debian13/setup.sh            build or reuse $LETTERBOX_TRIXIE_ROOT (default
+#   test/debian13/setup.sh            build or reuse $LB_TRIXIE_ROOT (default
 #                                     /var/cache/letterbox-ci/trixie); prints the root's path
 #   test/debian13/setup.sh --wrappers DIR   also writes DIR/dovecot and DIR/doveadm: run the root's
 #                                     Dovecot 2.4 as if installed here (see below)
@@ -16,7 +16,7 @@
 # config generated on the host names the same file inside; the namespace, and with it every mount,
 # goes away with the process. Needs root. Cached: a root whose marker is current is reused.
 set -euo pipefail
-ROOT="${LETTERBOX_TRIXIE_ROOT:-/var/cache/letterbox-ci/trixie}"
+ROOT="${LB_TRIXIE_ROOT:-/var/cache/letterbox-ci/trixie}"
 MARK="$ROOT/.letterbox-root"
 PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve"
 log() { printf 'debian13/setup.sh: %s\n' "$*" >&2; }
