@@ -45,7 +45,7 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
     log.warn({ cert: config.tls.cert }, 'generated a self-signed certificate; mail clients will warn until a real one is configured');
   }
   const db: DB = openDatabase(dbPath(config.data_dir), { log, clock });
-  const dovecot = await prepareDovecot(config, { log });
+  const dovecot = await prepareDovecot(config, { log, relocate: true });
   syncUsersFile(db, config.data_dir);
   let supervisor: DovecotSupervisor | null = null;
   const started: Component[] = [];

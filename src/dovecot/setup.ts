@@ -140,9 +140,9 @@ function moveAndLink(from: string, to: string): void {
  * reach their files. When data_dir sits where they cannot (e.g. a clone in /root, mode 0700),
  * data_dir/dovecot and data_dir/mail move to relocationDir(data_dir) and become symlinks to it, so
  * every path under data_dir still works; when even that cannot help, a config_error (exit 78) names
- * the path, the user and the fix.
+ * the path, the user and the fix. Only with `relocate` (serve).
  */
-export async function prepareDovecot(config: Config, opts: { log?: { warn(o: object, m: string): void } } = {}): Promise<DovecotSetup> {
+export async function prepareDovecot(config: Config, opts: { log?: { warn(o: object, m: string): void }; relocate?: boolean } = {}): Promise<DovecotSetup> {
   const isRoot = process.getuid?.() === 0;
   const mode = isRoot ? 'root' : 'rootless';
   let mailUser: string;
@@ -169,7 +169,9 @@ export async function prepareDovecot(config: Config, opts: { log?: { warn(o: obj
   const logical = dovecotPaths(config.data_dir);
   let paths = dovecotPathsAt(realish(logical.dir), realish(logical.mailRoot));
   let needs: ((p: DovecotPaths) => Need[]) | null = null;
-  if (isRoot) {
+  // Only `serve` (which runs Dovecot as root right after) moves files and checks; `init` may prepare a
+  // data_dir for a service that runs as another user, and must not move it anywhere.
+  if (isRoot && opts.relocate) {
     const auth = principal('dovecot');
     const mail = principal(mailUser)!;
     needs = (p: DovecotPaths): Need[] => [
