@@ -3,12 +3,14 @@ import type { Logger } from './log.ts';
 import { systemClock } from './clock.ts';
 import { startServer } from './server.ts';
 import { components } from './components.ts';
+import { readyBanner } from './banner.ts';
 
 /** `letterbox serve`: runs until SIGTERM/SIGINT, then stops gracefully and exits 0 (within 10 s). */
-export async function serve(config: Config, log: Logger): Promise<void> {
+export async function serve(config: Config, log: Logger, opts: { banner?: (text: string) => void } = {}): Promise<void> {
   log.info({ config: config.source, dataDir: config.data_dir, hostname: config.hostname }, 'starting');
   const server = await startServer({ config, log, clock: systemClock, components });
-  log.info({ listen: config.listen }, 'letterbox ready');
+  log.info({ listen: config.listen, dataDir: config.data_dir }, 'letterbox ready');
+  opts.banner?.(readyBanner(config, { dovecotSeries: server.app.dovecot.series, relocatedTo: server.app.dovecot.relocatedTo }));
   await new Promise<void>((resolve) => {
     let stopping = false;
     const onSignal = (signal: string) => {

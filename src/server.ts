@@ -43,7 +43,7 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
   const policy = await startPolicyEndpoint({ guard: loginGuard, log, host: policyListen.host, port: policyListen.port });
   let app: AppContext;
   try {
-    const dovecot = opts.overrides?.dovecot ?? (await prepareDovecot(config, { authPolicy: policy.dovecot }));
+    const dovecot = opts.overrides?.dovecot ?? (await prepareDovecot(config, { authPolicy: policy.dovecot, log, relocate: true }));
     app = await createAppContext(config, { ...opts.overrides, log, clock, dovecot, loginGuard });
   } catch (err) {
     await policy.close();

@@ -10,6 +10,7 @@ import { ImapFlow } from 'imapflow';
 import { ImapAppender, parseTagged, uidSet, type AppenderOptions } from '../src/imap/append.ts';
 import { LetterboxError } from '../src/errors.ts';
 import { startAppliance, applianceCert, applianceImapLogin, doveadm as doveadmOf, type Appliance } from './helpers/appliance.ts';
+import { doveadmBinary } from '../src/services/quota.ts';
 import { waitFor } from './helpers/mailapi.ts';
 
 const PW = 'a password 123456';
@@ -408,7 +409,7 @@ test('a session killed from the server side (doveadm kick; imap process SIGKILLe
     return pids[0];
   };
   const dying = await imapPid();
-  execFileSync('/bin/sh', ['-c', '/usr/bin/doveadm -c "$1" kick "$2" >/dev/null && for i in $(seq 500); do grep -qs "^State:[[:space:]]*[^ZX]" /proc/$3/status || exit 0; sleep 0.01; done; echo "imap process $3 still running" >&2; exit 1', 'sh', dovecotConf, address, String(dying)]);
+  execFileSync('/bin/sh', ['-c', '"$4" -c "$1" kick "$2" >/dev/null && for i in $(seq 500); do grep -qs "^State:[[:space:]]*[^ZX]" /proc/$3/status || exit 0; sleep 0.01; done; echo "imap process $3 still running" >&2; exit 1', 'sh', dovecotConf, address, String(dying), doveadmBinary(process.env.LETTERBOX_DOVECOT_BINARY || '/usr/sbin/dovecot')]);
   const raced = await rejection(a.append(address, 'Trash', message(address, 'raced the BYE')));
   assert.ok(raced instanceof LetterboxError, String(raced));
   assert.equal(raced.code, 'imap_error');

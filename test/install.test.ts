@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, readdirSync } from 'node:fs';
+import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -96,6 +96,31 @@ test('preflight refuses a hostname that is not an FQDN, with a clear message', a
   assert.equal(r3.code, 1);
   assert.match(r3.stderr, /unknown option --bogus/);
   assert.equal(existsSync(join(base, 'never')), false);
+});
+
+test('preflight accepts Debian 12 and 13, Ubuntu 24.04 and 26.04 (Dovecot 2.3 or 2.4) and names the others', async () => {
+  const releases: [string, string, string | null][] = [
+    ['debian', '12', '2.3'],
+    ['debian', '13', '2.4'],
+    ['ubuntu', '24.04', '2.3'],
+    ['ubuntu', '26.04', '2.4'],
+    ['debian', '11', null],
+    ['ubuntu', '22.04', null],
+    ['fedora', '41', null],
+  ];
+  for (const [id, ver, dovecot] of releases) {
+    const osr = join(base, `os-release-${id}-${ver}`);
+    writeFileSync(osr, `PRETTY_NAME="${id} ${ver}"\nID=${id}\nVERSION_ID="${ver}"\n`);
+    const r = await sh('bash', [INSTALL, ...common(), '--dry-run'], { LETTERBOX_OS_RELEASE: osr });
+    assert.equal(r.code, 0, r.stderr);
+    if (dovecot) {
+      assert.ok(r.stderr.includes(`preflight: OS ${id} ${ver}: supported (Dovecot ${dovecot})`), `${id} ${ver}:\n${r.stderr}`);
+      assert.doesNotMatch(r.stderr, /unsupported OS/);
+    } else {
+      // --root only warns (the tree is not this system); a real install stops on the same check.
+      assert.match(r.stderr, new RegExp(`WARNING: unsupported OS '${id} ${ver.replace('.', '\\.')}': Letterbox supports Debian 12 and 13, Ubuntu 24\\.04 and 26\\.04`), r.stderr);
+    }
+  }
 });
 
 test('a real --root install: program, Node, config, secrets, modes, unit', { timeout: 300000 }, async () => {

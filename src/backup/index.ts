@@ -57,7 +57,8 @@ function skipInDataDir(rel: string): boolean {
 
 /** Copies src (a directory) into dst: hard links for Maildir message files, copies for the rest. */
 function stageTree(src: string, dst: string, rel: string, filter: (rel: string) => boolean): void {
-  const st = lstatSync(src);
+  // data_dir/dovecot and data_dir/mail may be symlinks to where Dovecot can reach them (dovecot/setup.ts).
+  const st = rel === 'dovecot' || rel === 'mail' ? statSync(src) : lstatSync(src);
   if (st.isDirectory()) {
     mkdirSync(dst, { recursive: true });
     chmodSync(dst, st.mode & 0o7777);

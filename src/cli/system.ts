@@ -1,7 +1,7 @@
 // CLI: letterbox serve and letterbox init.
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.ts';
-import { createLogger } from '../log.ts';
+import { createLogger, logFormat } from '../log.ts';
 import { runInit } from '../init.ts';
 import type { CliHelpers, CommandModule, Globals } from './shared.ts';
 
@@ -12,9 +12,12 @@ export const systemCommands: CommandModule = (program: Command, { print, io }: C
     .action(async (_o, cmd: Command) => {
       const g = cmd.optsWithGlobals() as Globals;
       const config = loadConfig({ path: g.config });
-      const log = createLogger({ level: config.log.level });
+      const format = logFormat(process.stdout.isTTY === true, config.log.format);
+      const log = createLogger({ level: config.log.level, format });
       const { serve } = await import('../main.ts');
-      await serve(config, log);
+      // With human-readable logs (a terminal), say what to do next once ready.
+      const banner = format === 'pretty' ? (text: string) => void process.stdout.write(text) : undefined;
+      await serve(config, log, { banner });
       // Everything is stopped and flushed; don't wait for stray handles (e.g. pipes still held by
       // Dovecot's exiting children) to close on their own.
       log.flush?.();

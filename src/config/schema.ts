@@ -197,6 +197,9 @@ export const configSchema = z
         binary: z.string().default('/usr/sbin/dovecot'),
         mail_user: z.string().default('vmail'),
         default_quota: size.default(0),
+        // As root, when Dovecot's users (dovecot, the mail user) cannot traverse data_dir (a clone in
+        // /root), Dovecot's files and the mail go to <fallback_dir>/letterbox-dev-<hash> instead.
+        fallback_dir: z.string().default('/var/lib'),
       })
       .strict()
       .prefault({}),
@@ -246,7 +249,11 @@ export const configSchema = z
       .strict()
       .prefault({}),
     log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        // serve's log on stdout: 'auto' = human-readable on a terminal, JSON lines otherwise.
+        format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+      })
       .strict()
       .prefault({}),
   })

@@ -20,7 +20,7 @@ import type { Resolver } from '../dns/resolver.ts';
 import { isNoData } from '../dns/resolver.ts';
 import type { DnsRecord } from '../dns/records.ts';
 import { checkSpam } from '../spam/doctor.ts';
-import { dovecotPaths } from '../dovecot/config.ts';
+import { dovecotPaths, dovecotSeries } from '../dovecot/config.ts';
 
 const run = promisify(execFile);
 
@@ -621,8 +621,9 @@ export async function checkDovecot(config: Config): Promise<Check[]> {
   try {
     const { stdout } = await run(bin, ['--version'], { timeout: 5000 });
     const v = stdout.trim();
-    if (/^2\.3\./.test(v)) out.push({ area: 'dovecot', name: 'version', status: 'ok', message: v });
-    else out.push({ area: 'dovecot', name: 'version', status: 'fail', message: `Dovecot ${v}: Letterbox generates Dovecot 2.3 configuration`, fix: 'use Debian 12 or Ubuntu 24.04, whose Dovecot is 2.3' });
+    const series = dovecotSeries(v);
+    if (series) out.push({ area: 'dovecot', name: 'version', status: 'ok', message: `${v} (configuration written in Dovecot ${series} syntax)` });
+    else out.push({ area: 'dovecot', name: 'version', status: 'fail', message: `Dovecot ${v}: Letterbox generates Dovecot 2.3 and 2.4 configuration only`, fix: "use the distribution's Dovecot on Debian 12/13 or Ubuntu 24.04/26.04" });
   } catch (err: any) {
     out.push({ area: 'dovecot', name: 'version', status: 'fail', message: `${bin} --version failed: ${err.message}`, fix: install });
   }

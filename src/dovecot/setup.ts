@@ -1,20 +1,27 @@
-import { chmodSync, chownSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { Config } from '../config/schema.ts';
 import { LetterboxError } from '../errors.ts';
 import { hashPassword } from '../auth/passwords.ts';
 import { ensureSecret } from '../secrets.ts';
-import { dovecotPaths, renderDovecotConfig, MASTER_USER, type DovecotPaths } from './config.ts';
-import type { AuthPolicyTarget } from './login-policy.ts';
+import { dovecotPaths, dovecotPathsAt, dovecotSeries, renderDovecotConfig, buildDovecotModel, missingOn24, MASTER_USER, type RenderOptions, type DovecotPaths, type DovecotSeries } from './config.ts';
 import { writeDovecotFile } from './users.ts';
+import type { AuthPolicyTarget } from './login-policy.ts';
 import { spamDovecotBlock } from '../spam/component.ts'; // spam learning (issue #14)
+import { blockedAt, type Blocked, type NodeStat, type Principal } from './access.ts';
 
 export interface DovecotSetup {
+  /** The paths Dovecot uses (after any relocation: see relocate below). */
   paths: DovecotPaths;
   mode: 'root' | 'rootless';
   masterUser: string;
   masterPassword: string;
+  series: DovecotSeries;
+  /** Set when Dovecot's files and the mail live outside data_dir (symlinked from it). */
+  relocatedTo: string | null;
 }
 
 function lookupUser(name: string): { uid: number; gid: number } | null {
@@ -26,12 +33,118 @@ function lookupUser(name: string): { uid: number; gid: number } | null {
   }
 }
 
+function principal(name: string): Principal | null {
+  const u = lookupUser(name);
+  if (!u) return null;
+  let gids = [u.gid];
+  try {
+    gids = execFileSync('id', ['-G', name], { encoding: 'utf8' }).trim().split(/\s+/).map(Number);
+  } catch {
+    /* primary group only */
+  }
+  return { name, uid: u.uid, gids };
+}
+
+const realStat = (p: string): NodeStat | null => {
+  try {
+    const st = statSync(p);
+    return { mode: st.mode, uid: st.uid, gid: st.gid };
+  } catch {
+    return null;
+  }
+};
+
+/** realpath of the longest existing prefix, with the rest appended (the path need not exist yet). */
+function realish(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    const up = dirname(p);
+    return up === p ? p : join(realish(up), p.slice(up.length + (up.endsWith('/') ? 0 : 1)));
+  }
+}
+
+/** The version line of `dovecot --version` and its series; series 2.3 when Dovecot cannot be asked. */
+export function detectDovecot(binary: string): { version: string | null; series: DovecotSeries } {
+  let version: string;
+  try {
+    version = execFileSync(binary, ['--version'], { encoding: 'utf8', timeout: 15000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  } catch {
+    return { version: null, series: '2.3' }; // not installed: the supervisor says so when it starts it
+  }
+  const series = dovecotSeries(version);
+  if (!series) {
+    throw new LetterboxError('config_error', `Dovecot ${version} (${binary}): Letterbox writes configuration for Dovecot 2.3 and 2.4 only; install the distribution's package (Debian 12/13, Ubuntu 24.04/26.04) or set dovecot.binary`);
+  }
+  return { version, series };
+}
+
+/**
+ * Where Dovecot's files and the mail go when Dovecot's unprivileged users cannot reach data_dir (a
+ * checkout under /root run as root): one folder per data_dir, under dovecot.fallback_dir (/var/lib).
+ */
+export function relocationDir(dataDir: string, fallbackDir: string): string {
+  return join(fallbackDir, 'letterbox-dev-' + createHash('sha256').update(dataDir).digest('hex').slice(0, 12));
+}
+
+interface Need {
+  who: Principal;
+  role: string;
+  path: string;
+  perms: string;
+}
+
+function describe(n: Need, b: Blocked): string {
+  const what = n.perms.includes('w') ? 'write to' : 'read';
+  return `Dovecot's ${n.role} (user ${n.who.name}) cannot ${what} ${n.path}: ${b.at} (mode ${b.mode.toString(8).padStart(4, '0')}, owner uid ${b.owner}) does not give it ${b.lacks === 'x' ? 'search (x)' : b.lacks} permission`;
+}
+
+function firstBlocked(needs: Need[]): { need: Need; blocked: Blocked } | null {
+  for (const need of needs) {
+    const blocked = blockedAt(need.path, need.who, need.perms, realStat);
+    if (blocked) return { need, blocked };
+  }
+  return null;
+}
+
+/** Moves folder `from` (if it is a real folder) to `to`, then leaves a symlink at `from`. */
+function moveAndLink(from: string, to: string): void {
+  let st;
+  try {
+    st = lstatSync(from);
+  } catch {
+    st = null;
+  }
+  if (st?.isSymbolicLink()) rmSync(from);
+  else if (st?.isDirectory()) {
+    if (existsSync(to) && readdirSync(to).length) renameSync(to, `${to}.before-${Date.now()}`);
+    rmSync(to, { recursive: true, force: true });
+    try {
+      renameSync(from, to);
+    } catch (err: any) {
+      if (err.code !== 'EXDEV') throw err;
+      cpSync(from, to, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+      execFileSync('chown', ['-R', '--reference', from, to]);
+      rmSync(from, { recursive: true, force: true });
+    }
+  } else if (st) {
+    throw new LetterboxError('config_error', `${from} is neither a folder nor a symlink; move it away`);
+  }
+  mkdirSync(to, { recursive: true });
+  symlinkSync(to, from);
+}
+
 /**
  * Writes Dovecot's generated config and master-user file under data_dir/dovecot and prepares the
  * folders with the ownership its processes need. Idempotent; called by `serve` and `init`.
+ *
+ * As root, Dovecot's auth process runs as `dovecot` and mail is stored as the mail user: both must
+ * reach their files. When data_dir sits where they cannot (e.g. a clone in /root, mode 0700),
+ * data_dir/dovecot and data_dir/mail move to relocationDir(data_dir) and become symlinks to it, so
+ * every path under data_dir still works; when even that cannot help, a config_error (exit 78) names
+ * the path, the user and the fix. Only with `relocate` (serve).
  */
-export async function prepareDovecot(config: Config, opts: { authPolicy?: AuthPolicyTarget } = {}): Promise<DovecotSetup> {
-  const paths = dovecotPaths(config.data_dir);
+export async function prepareDovecot(config: Config, opts: { log?: { warn(o: object, m: string): void }; relocate?: boolean; authPolicy?: AuthPolicyTarget } = {}): Promise<DovecotSetup> {
   const isRoot = process.getuid?.() === 0;
   const mode = isRoot ? 'root' : 'rootless';
   let mailUser: string;
@@ -49,14 +162,58 @@ export async function prepareDovecot(config: Config, opts: { authPolicy?: AuthPo
     mailUser = me.username;
     ids = { uid: me.uid, gid: me.gid };
   }
+  const { series } = detectDovecot(config.dovecot.binary);
   mkdirSync(config.data_dir, { recursive: true });
   // Dovecot's processes (mail uid, auth as 'dovecot') must traverse data_dir, not list it.
   if (isRoot) chmodSync(config.data_dir, statSync(config.data_dir).mode & 0o777 | 0o711);
+
+  let relocatedTo: string | null = null;
+  const logical = dovecotPaths(config.data_dir);
+  let paths = dovecotPathsAt(realish(logical.dir), realish(logical.mailRoot));
+  let needs: ((p: DovecotPaths) => Need[]) | null = null;
+  // Only `serve` (which runs Dovecot as root right after) moves files and checks; `init` may prepare a
+  // data_dir for a service that runs as another user, and must not move it anywhere.
+  if (isRoot && opts.relocate) {
+    const auth = principal('dovecot');
+    const mail = principal(mailUser)!;
+    needs = (p: DovecotPaths): Need[] => [
+      ...(auth ? [{ who: auth, role: 'auth process', path: p.users, perms: 'r' }] : []),
+      { who: mail, role: 'mail processes', path: p.mailRoot, perms: 'rwx' },
+      { who: mail, role: 'mail processes', path: p.baseDir, perms: '' },
+    ];
+    const problem = firstBlocked(needs(paths));
+    if (problem) {
+      const target = relocationDir(realish(config.data_dir), config.dovecot.fallback_dir);
+      const before = describe(problem.need, problem.blocked);
+      try {
+        mkdirSync(target, { recursive: true, mode: 0o711 });
+        chmodSync(target, 0o711);
+        writeFileSync(join(target, 'DATA_DIR'), `Dovecot's files and the mail of the Letterbox data_dir ${config.data_dir} (symlinked from there)\n`);
+        moveAndLink(logical.dir, join(target, 'dovecot'));
+        moveAndLink(logical.mailRoot, join(target, 'mail'));
+      } catch (err: any) {
+        if (err instanceof LetterboxError) throw err;
+        throw new LetterboxError('config_error', `${before}; moving Dovecot's files to ${target} failed (${err.code ?? err.message}). Fix: set data_dir to a folder outside private directories (e.g. /var/lib/letterbox), run Letterbox as an unprivileged user (Dovecot then runs as that user), or set dovecot.fallback_dir to a writable folder everyone can traverse`);
+      }
+      relocatedTo = target;
+      paths = dovecotPathsAt(realish(logical.dir), realish(logical.mailRoot));
+      opts.log?.warn({ dataDir: config.data_dir, movedTo: target, reason: before }, `Dovecot's users cannot reach data_dir: its Dovecot files and mail are kept in ${target} (symlinked from data_dir)`);
+    } else if (lstatSafe(logical.dir)?.isSymbolicLink()) {
+      relocatedTo = dirname(paths.dir);
+    }
+  }
   mkdirSync(paths.dir, { recursive: true });
   chmodSync(paths.dir, 0o755); // explicit: the process umask (027) must not lock Dovecot's auth out
   mkdirSync(paths.stateDir, { recursive: true, mode: 0o750 });
   if (!existsSync(paths.mailRoot)) mkdirSync(paths.mailRoot, { mode: 0o700 });
   if (isRoot) chownSync(paths.mailRoot, ids.uid, ids.gid);
+  if (needs) {
+    // What still stops them (e.g. dovecot.fallback_dir inside a private folder): stop here, exit 78.
+    const problem = firstBlocked(needs(paths));
+    if (problem) {
+      throw new LetterboxError('config_error', `${describe(problem.need, problem.blocked)}. Fix: set data_dir to a folder outside private directories (e.g. /var/lib/letterbox), run Letterbox as an unprivileged user (Dovecot then runs as that user), or set dovecot.fallback_dir to a folder those users can traverse`);
+    }
+  }
 
   const masterPassword = ensureSecret(config.data_dir, 'dovecot-master');
   // The master hash is regenerated only when the file is missing (argon2 salts differ per run).
@@ -64,9 +221,24 @@ export async function prepareDovecot(config: Config, opts: { authPolicy?: AuthPo
     writeDovecotFile(paths.masterUsers, `${MASTER_USER}:${await hashPassword(masterPassword)}\n`);
   }
   if (!existsSync(paths.users)) writeDovecotFile(paths.users, '# Generated by Letterbox from its database - do not edit.\n');
-  writeDovecotFile(
-    paths.config,
-    renderDovecotConfig({ config, paths, mode, mailUser, mailUid: ids.uid, mailGid: ids.gid, clientUser: userInfo().username, authPolicy: opts.authPolicy }) + spamDovecotBlock(config),
-  );
-  return { paths, mode, masterUser: MASTER_USER, masterPassword };
+  writeDovecotFile(paths.series, `${series}\n`);
+  const spamBlock = spamDovecotBlock(config);
+  const renderOpts: RenderOptions = {
+    config, paths, mode, mailUser, mailUid: ids.uid, mailGid: ids.gid, clientUser: userInfo().username, series, authPolicy: opts.authPolicy,
+    // Spam learning from Junk moves (IMAPSieve), written in 2.3 syntax only so far.
+    extraBlocks: spamBlock ? [{ name: 'spam learning', v23: spamBlock, v24: null, missingOn24: 'moving mail into or out of Junk does not train the spam filter (IMAPSieve settings for 2.4 not written yet); `letterbox spam learn` and the API still do' }] : [],
+  };
+  if (series === '2.4') {
+    for (const gap of missingOn24(buildDovecotModel(renderOpts))) opts.log?.warn({ component: 'dovecot' }, `Dovecot 2.4: ${gap}`);
+  }
+  writeDovecotFile(paths.config, renderDovecotConfig(renderOpts));
+  return { paths, mode, masterUser: MASTER_USER, masterPassword, series, relocatedTo };
+}
+
+function lstatSafe(p: string) {
+  try {
+    return lstatSync(p);
+  } catch {
+    return null;
+  }
 }

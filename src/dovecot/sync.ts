@@ -1,9 +1,18 @@
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import type { DB } from '../db/index.ts';
 import { mailboxLogins } from '../services/mailbox-queries.ts';
-import { dovecotPaths } from './config.ts';
+import { dovecotPaths, dovecotSeries, type DovecotPaths, type DovecotSeries } from './config.ts';
 import { renderUsersFile, writeDovecotFile } from './users.ts';
+
+/** The series the files under data_dir/dovecot were last generated for (written by prepareDovecot). */
+export function writtenSeries(paths: DovecotPaths): DovecotSeries {
+  try {
+    return dovecotSeries(readFileSync(paths.series, 'utf8')) ?? '2.3';
+  } catch {
+    return '2.3';
+  }
+}
 
 /**
  * Rewrites Dovecot's users file from the database. Call it inside the IMMEDIATE transaction that
@@ -12,9 +21,10 @@ import { renderUsersFile, writeDovecotFile } from './users.ts';
  */
 export function syncUsersFile(db: DB, dataDir: string): boolean {
   const rows = mailboxLogins(db);
+  const paths = dovecotPaths(dataDir);
   return writeDovecotFile(
-    dovecotPaths(dataDir).users,
-    renderUsersFile(rows.map((r) => ({ ...r, disabled: r.disabled === 1 }))),
+    paths.users,
+    renderUsersFile(rows.map((r) => ({ ...r, disabled: r.disabled === 1 })), writtenSeries(paths)),
   );
 }
 

@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, utimesSync, writeSync, chownSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { quotaUserField, type DovecotSeries } from './config.ts';
 
 export interface UserEntry {
   address: string;
@@ -12,16 +13,16 @@ export interface UserEntry {
 /**
  * Dovecot passwd-file lines: user:password:uid:gid:gecos:home:shell:extra_fields.
  * A disabled mailbox keeps its line (mail can still be read by the API's master user) but gets
- * `nologin`, so IMAP and SMTP AUTH logins fail.
+ * `nologin`, so IMAP and SMTP AUTH logins fail. The quota field's name depends on the Dovecot series.
  */
-export function renderUsersFile(users: UserEntry[]): string {
+export function renderUsersFile(users: UserEntry[], series: DovecotSeries = '2.3'): string {
   const lines = users
     .slice()
     .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))
     .map((u) => {
       if (/[:\s]/.test(u.address) || /[:\s]/.test(u.passwordHash)) throw new Error(`unsafe users-file entry for ${u.address}`);
       const extra: string[] = [];
-      if (u.quotaBytes > 0) extra.push(`userdb_quota_rule=*:storage=${u.quotaBytes}B`);
+      if (u.quotaBytes > 0) extra.push(quotaUserField(series, u.quotaBytes));
       if (u.disabled) extra.push('nologin', 'reason=mailbox_disabled');
       return `${u.address}:${u.passwordHash}::::::${extra.join(' ')}`;
     });

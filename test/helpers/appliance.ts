@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import type { ImapLogin } from '../../src/imap/append.ts';
 import { MASTER_USER } from '../../src/dovecot/config.ts';
 import { silentLogger } from '../../src/log.ts';
+import { doveadmBinary } from '../../src/services/quota.ts';
 
 export const APP_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(APP_DIR, 'src', 'cli.ts');
@@ -267,7 +268,7 @@ export function applianceImapLogin(app: Appliance): ImapLogin {
 /** doveadm against the appliance's Dovecot: exit code and output (never throws). */
 export function doveadm(app: Appliance, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) =>
-    execFile('/usr/bin/doveadm', ['-c', join(app.dataDir, 'dovecot', 'dovecot.conf'), ...args], { timeout: 10000 }, (err: any, stdout, stderr) =>
+    execFile(doveadmBinary(process.env.LETTERBOX_DOVECOT_BINARY || '/usr/sbin/dovecot'), ['-c', join(app.dataDir, 'dovecot', 'dovecot.conf'), ...args], { timeout: 10000 }, (err: any, stdout, stderr) =>
       res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
     ),
   );
