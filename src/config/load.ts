@@ -52,6 +52,7 @@ export const RESERVED_ENV: readonly string[] = [
   'LETTERBOX_CONFIG', // the config file's path, not a key in it
   'LETTERBOX_AS_ROOT', // the installed CLI wrapper: stay root instead of dropping to the service user
   'LETTERBOX_PORT25_PROBE', // install.sh: the host its outbound port-25 preflight connects to
+  'LETTERBOX_OS_RELEASE', // install.sh: an os-release file to read instead of /etc/os-release (its tests)
 ];
 
 /** The config's sections (its keys that hold a table), from the schema: [listen], [smtp], [webhooks]... */
