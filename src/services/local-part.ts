@@ -39,6 +39,9 @@ export function checkNewAddress(input: string, opts: { kind: 'mailbox' | 'alias'
   if (opts.catchAll && local === '*') return checkDomainChars(domain, bad);
   for (const ch of local) {
     if (ALLOWED.test(ch)) continue;
+    // An alias is matched by its exact address before any plus-address split, so info+sales@ can
+    // be an alias; a mailbox named bob+tag@ could never be reached (mail to it goes to bob@).
+    if (ch === '+' && opts.kind === 'alias') continue;
     if (ch === '+') throw bad('"+" is the plus-address delimiter (bob+tag@ is delivered to bob@)');
     throw bad(`the name before @ has ${describeChar(ch)}; use only letters a-z, digits, ".", "_" and "-"`);
   }
