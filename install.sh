@@ -24,7 +24,7 @@ APP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RUNTIME_DIR="$APP_DIR/.runtime"
 MIN_NODE_MAJOR=22
 MIN_NODE_MINOR=19
-DOVECOT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve)
+DOVECOT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve dovecot-managesieved)
 TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl systemd)
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }

@@ -5,6 +5,7 @@ import { backupCommands } from './backup/cli.ts';
 import { tlsCommands } from './tls/cli.ts';
 import { queueCommands } from './queue/cli.ts';
 import { apiCommands } from './api/cli.ts';
+import { sieveCommands } from './sieve/cli.ts';
 
 export interface CliHelpers {
   /** Prints `json` with --json, else `text`. */
@@ -22,3 +23,4 @@ extraCommands.push(apiCommands);
 extraCommands.push(doctorCommands);
 extraCommands.push(backupCommands);
 extraCommands.push(tlsCommands);
+extraCommands.push(sieveCommands);

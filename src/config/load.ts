@@ -38,12 +38,14 @@ export function developmentDefaults(appDir: string = APP_DIR): Record<string, un
       submissions: ['127.0.0.1:10465'],
       imap: ['127.0.0.1:10993'],
       api: '127.0.0.1:10080',
+      managesieve: ['127.0.0.1:14190'],
+      inject: '127.0.0.1:10026',
     },
     tls: { cert: resolve(appDir, 'certs', 'fullchain.pem'), key: resolve(appDir, 'certs', 'privkey.pem') },
   };
 }
 
-const SECTIONS = ['listen', 'tls', 'dns', 'smtp', 'submission', 'outbound', 'api', 'dovecot', 'acme', 'log'];
+const SECTIONS = ['listen', 'tls', 'dns', 'smtp', 'submission', 'outbound', 'api', 'sieve', 'dovecot', 'acme', 'log'];
 
 /** LETTERBOX_<SECTION>_<KEY>=value (or LETTERBOX_<KEY> for top-level keys) → nested overrides. */
 export function envOverrides(env: Env): Record<string, unknown> {

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import { parseHostPort } from '../config/schema.ts';
+import { renderSelfServiceBlock } from './selfservice.ts';
 
 /** Where Letterbox keeps Dovecot's generated files and state, all under data_dir/dovecot. */
 export interface DovecotPaths {
@@ -194,5 +195,5 @@ plugin {
   quota_status_success = DUNNO
   sieve = file:~/sieve;active=~/.dovecot.sieve
 }
-`;
+${renderSelfServiceBlock(o)}`;
 }
