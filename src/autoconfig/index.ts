@@ -235,7 +235,8 @@ export function handleAutoconfig(o: AutoconfigHandlerOptions, req: IncomingMessa
   const host = hostOf(req);
   if (THUNDERBIRD_PATHS.has(url.pathname)) {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      req.resume(); // the body is not read: the connection is not reused
+      res.writeHead(405, { allow: 'GET, HEAD', connection: 'close' }).end();
       return true;
     }
     const domain = requestDomain(host, url.searchParams.get('emailaddress'), o.settings.host);
@@ -245,19 +246,21 @@ export function handleAutoconfig(o: AutoconfigHandlerOptions, req: IncomingMessa
   }
   if (AUTODISCOVER_PATHS.has(url.pathname)) {
     if (req.method !== 'POST') {
-      res.writeHead(405, { allow: 'POST' }).end();
+      req.resume();
+      res.writeHead(405, { allow: 'POST', connection: 'close' }).end();
       return true;
     }
     const chunks: Buffer[] = [];
     let size = 0;
     let tooBig = false;
     req.on('data', (c: Buffer) => {
+      if (tooBig) return;
       size += c.length;
       if (size > MAX_AUTODISCOVER_BODY) {
         tooBig = true;
-        req.pause();
+        res.setHeader('connection', 'close');
         send(res, req, 413, 'text/plain; charset=utf-8', 'request too large\n');
-        req.destroy();
+        req.resume(); // the rest is read and dropped; the connection closes after the answer
       } else chunks.push(c);
     });
     req.on('end', () => {
