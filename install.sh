@@ -27,7 +27,7 @@ APP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RUNTIME_DIR="$APP_DIR/.runtime"
 MIN_NODE_MAJOR=22
 MIN_NODE_MINOR=19
-DOVECOT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve)
+DOVECOT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve dovecot-managesieved)
 TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl systemd)
 # Spam filtering (issue #14): supervised by Letterbox like Dovecot; their own services stay off.
 SPAM_PACKAGES=(rspamd redis-server)

@@ -2,6 +2,7 @@ import type { ComponentFactory } from './server.ts';
 import { mxComponent } from './smtp/inbound/index.ts';
 import { createQueueComponent } from './queue/engine.ts';
 import { createSubmissionComponent } from './smtp/submission/server.ts';
+import { createInjectComponent } from './smtp/inject/server.ts';
 import { apiComponent } from './api/index.ts';
 import { acmeComponent } from './tls/acme-component.ts';
 import { dailyVerifyComponent } from './doctor/daily.ts';
@@ -14,4 +15,4 @@ import { spamComponent } from './spam/component.ts';
  * adds its factory here: the MX listener, submission listeners, the outbound queue, the API, jobs.
  */
 // The IMAP pool comes first so that it closes last (after the API that uses it).
-export const components: ComponentFactory[] = [createImapPoolComponent, createQueueComponent, spamComponent, mxComponent, createSubmissionComponent, apiComponent, createWebhookComponent, acmeComponent, dailyVerifyComponent];
+export const components: ComponentFactory[] = [createImapPoolComponent, createQueueComponent, spamComponent, mxComponent, createSubmissionComponent, createInjectComponent, apiComponent, createWebhookComponent, acmeComponent, dailyVerifyComponent];

@@ -37,6 +37,8 @@ submission = [${q(p(587))}]          # STARTTLS required before AUTH
 submissions = [${q(p(465))}]         # implicit TLS
 imap = [${q(p(993))}]                # implicit TLS, served by Dovecot
 api = ${q(o.dev ? '127.0.0.1:10080' : '127.0.0.1:8025')}            # management API: keep it local, or put TLS in front
+managesieve = [${q(o.dev ? '127.0.0.1:14190' : '0.0.0.0:4190')}]     # Sieve filters (RFC 5804), served by Dovecot; STARTTLS before AUTH
+inject = "127.0.0.1:10026"       # loopback only: vacation replies and Sieve redirects, DKIM-signed and queued
 
 [tls]
 cert = ${q(resolve(o.certDir, 'fullchain.pem'))}

@@ -465,7 +465,17 @@ test('domains: records on creation, dns as JSON and zone, delete refused while m
   const d = r.body.data;
   assert.equal(d.name, 'xn--bcher-kva.example');
   assert.equal(d.unicodeName, 'bücher.example');
-  assert.deepEqual(d.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'mx', 'spf']);
+  assert.deepEqual(d.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
+  assert.deepEqual(
+    d.records.filter((x: any) => x.type === 'SRV').map((x: any) => `${x.name} ${x.priority} ${x.weight} ${x.port} ${x.value}`),
+    [
+      `_submissions._tcp.xn--bcher-kva.example 0 1 ${app.ports.submissions} mail.letterbox.test`,
+      `_submission._tcp.xn--bcher-kva.example 10 1 ${app.ports.submission} mail.letterbox.test`,
+      `_imaps._tcp.xn--bcher-kva.example 0 1 ${app.ports.imap} mail.letterbox.test`,
+      '_imap._tcp.xn--bcher-kva.example 0 0 0 .',
+    ],
+    'RFC 6186/8314 SRV records: implicit TLS first, plain IMAP not offered',
+  );
   assert.equal(d.dkim.length, 2);
   assert.equal((await admin('POST', '/api/v1/domains', { name: 'bücher.example' })).status, 409);
 
@@ -514,13 +524,25 @@ test('domain verification against a real DNS server: correct records, then wrong
     for (const x of records) {
       if (x.type === 'MX') dns.mx(x.name, x.value, x.priority);
       else if (x.type === 'TXT') dns.txt(x.name, x.value);
+      else if (x.type === 'SRV') dns.add({ type: 'SRV', name: x.name, data: { priority: x.priority, weight: x.weight, port: x.port, target: x.value } });
     }
   };
-  publish(d.records);
+  // Without the SRV records the domain still verifies (they are for mail clients): reported as not ok, not required.
+  publish(d.records.filter((x: any) => x.type !== 'SRV'));
   dns.a('mail.letterbox.test', '127.0.0.1');
   let v = await adminOk('POST', `/api/v1/domains/${d.id}/verify`);
   assert.equal(v.ok, true, JSON.stringify(v.records.filter((x: any) => !x.ok)));
-  assert.deepEqual(v.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'mx', 'spf']);
+  const srv = v.records.filter((x: any) => x.purpose === 'srv');
+  assert.equal(srv.length, 4);
+  for (const x of srv) assert.deepEqual([x.ok, x.required, x.type], [false, false, 'SRV'], JSON.stringify(x));
+  assert.match(srv[0].problem, /not published/);
+  publish(d.records.filter((x: any) => x.type === 'SRV'));
+  v = await adminOk('POST', `/api/v1/domains/${d.id}/verify`);
+  assert.equal(v.ok, true, JSON.stringify(v.records.filter((x: any) => !x.ok)));
+  assert.deepEqual(v.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
+  assert.deepEqual(v.records.filter((x: any) => x.type === 'SRV').map((x: any) => x.found), [
+    [`0 1 ${app.ports.submissions} mail.letterbox.test`], [`10 1 ${app.ports.submission} mail.letterbox.test`], [`0 1 ${app.ports.imap} mail.letterbox.test`], ['0 0 0 .'],
+  ]);
   for (const x of v.records) {
     assert.equal(x.ok, true);
     assert.equal(x.problem, null);
@@ -531,7 +553,7 @@ test('domain verification against a real DNS server: correct records, then wrong
   const db = new Database(join(app.dataDir, 'letterbox.db'), { readonly: true });
   try {
     const ev = db.prepare("SELECT * FROM events WHERE type = 'domain.verified' AND domain = 'verify.test'").all();
-    assert.equal(ev.length, 1, 'a domain.verified event');
+    assert.equal(ev.length, 2, 'a domain.verified event per successful check (without, then with the SRV records)');
   } finally {
     db.close();
   }

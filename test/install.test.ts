@@ -219,7 +219,7 @@ test('the installed program runs from the tree: /healthz, send on 587, receive o
   const opt = join(root, 'opt/letterbox');
   const config = join(root, 'etc/letterbox/letterbox.toml');
   const wrapper = join(root, 'usr/local/bin/letterbox');
-  const ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort() };
+  const ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort(), managesieve: await freePort(), inject: await freePort() };
   const env = {
     LETTERBOX_DNS_SERVERS: dns.server,
     LETTERBOX_OUTBOUND_MTA_STS: 'false',
@@ -228,6 +228,9 @@ test('the installed program runs from the tree: /healthz, send on 587, receive o
     LETTERBOX_LISTEN_SUBMISSIONS: `127.0.0.1:${ports.submissions}`,
     LETTERBOX_LISTEN_IMAP: `127.0.0.1:${ports.imap}`,
     LETTERBOX_LISTEN_API: `127.0.0.1:${ports.api}`,
+    // init writes ManageSieve on 0.0.0.0:4190 and the injection listener on 127.0.0.1:10026: test ports instead.
+    LETTERBOX_LISTEN_MANAGESIEVE: `127.0.0.1:${ports.managesieve}`,
+    LETTERBOX_LISTEN_INJECT: `127.0.0.1:${ports.inject}`,
     LETTERBOX_OUTBOUND_SMARTHOST: '',
     // rspamd (on by default when installed) is tested in test/spam.test.ts; here it would compile its
     // rules for a minute and query the config's resolver (127.0.0.1:53, nothing listens in tests).

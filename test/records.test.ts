@@ -36,3 +36,24 @@ test('zone snippet: absolute names, long TXT split into 255-octet strings', () =
   assert.ok(strings.length >= 2 && strings.every((s) => s.length <= 255));
   assert.equal(strings.join(''), `v=DKIM1; k=rsa; p=${'A'.repeat(400)}`);
 });
+
+test('records: RFC 6186/8314 SRV records for mail clients; "." where a service is not offered; autoconfig names', () => {
+  const r = recordsForDomain({ ...base, clientPorts: { imaps: 993, submissions: 465, submission: null }, autoconfig: true });
+  assert.deepEqual(
+    r.filter((x) => x.type === 'SRV').map((x) => `${x.name} ${x.priority} ${x.weight} ${x.port} ${x.value}`),
+    [
+      '_submissions._tcp.example.com 0 1 465 mail.example.com',
+      '_submission._tcp.example.com 0 0 0 .',
+      '_imaps._tcp.example.com 0 1 993 mail.example.com',
+      '_imap._tcp.example.com 0 0 0 .',
+    ],
+  );
+  assert.deepEqual(
+    r.filter((x) => x.purpose === 'autoconfig').map((x) => `${x.type} ${x.name} ${x.value}`),
+    ['CNAME autoconfig.example.com mail.example.com', 'CNAME autodiscover.example.com mail.example.com'],
+  );
+  const z = toZone(r);
+  assert.match(z, /^_submissions\._tcp\.example\.com\.\t3600\tIN\tSRV\t0 1 465 mail\.example\.com\.$/m);
+  assert.match(z, /^_imap\._tcp\.example\.com\.\t3600\tIN\tSRV\t0 0 0 \.$/m);
+  assert.equal(recordsForDomain(base).filter((x) => x.type === 'SRV' || x.purpose === 'autoconfig').length, 0, 'only when asked');
+});

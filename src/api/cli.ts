@@ -62,12 +62,12 @@ export function apiCommands(program: Command, { print }: CliHelpers): void {
   if (domain) {
     domain
       .command('verify <domain>')
-      .description("check the domain's published DNS records (MX, SPF, DKIM, DMARC) with live lookups")
+      .description("check the domain's published DNS records (MX, SPF, DKIM, DMARC; the mail-client SRV records as warnings) with live lookups")
       .action((name: string, _o, cmd: Command) =>
         withContext(cmd, async (ctx) => {
           const resolve = createResolver({ servers: ctx.config.dns.servers, timeoutMs: ctx.config.dns.timeout_ms, clock: ctx.clock, cacheMs: 0, negativeCacheMs: 0 }).resolve;
           const v = await verifyDomain(ctx, resolve, name);
-          const rows = v.records.map((r) => ({ check: r.ok ? 'ok' : 'FAIL', purpose: r.purpose, name: r.name, problem: r.problem ?? '' }));
+          const rows = v.records.map((r) => ({ check: r.ok ? 'ok' : r.required ? 'FAIL' : 'warn', purpose: r.purpose, name: r.name, problem: r.problem ?? '' }));
           const fixes = v.records
             .filter((r) => !r.ok)
             .map((r) => `${r.type} ${r.name}\n  expected: ${r.expected}\n  found:    ${r.found.length ? r.found.join('\n            ') : '(nothing)'}\n`)

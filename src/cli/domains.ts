@@ -6,7 +6,7 @@ import { toZone } from '../dns/records.ts';
 import { table, withContext, type CliHelpers, type CommandModule, type Globals } from './shared.ts';
 
 function recordsText(d: Domain, ctx: ServiceContext): string {
-  const rows = domainRecords(ctx, d).map((r) => ({ type: r.type, name: r.name, value: r.priority !== undefined ? `${r.priority} ${r.value}` : r.value }));
+  const rows = domainRecords(ctx, d).map((r) => ({ type: r.type, name: r.name, value: r.type === 'SRV' ? `${r.priority} ${r.weight} ${r.port} ${r.value}` : r.priority !== undefined ? `${r.priority} ${r.value}` : r.value }));
   return table(rows, ['type', 'name', 'value']);
 }
 

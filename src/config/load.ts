@@ -38,6 +38,8 @@ export function developmentDefaults(appDir: string = APP_DIR): Record<string, un
       submissions: ['127.0.0.1:10465'],
       imap: ['127.0.0.1:10993'],
       api: '127.0.0.1:10080',
+      managesieve: ['127.0.0.1:14190'],
+      inject: '127.0.0.1:10026',
     },
     tls: { cert: resolve(appDir, 'certs', 'fullchain.pem'), key: resolve(appDir, 'certs', 'privkey.pem') },
   };

@@ -69,6 +69,14 @@ export const configSchema = z
         submissions: list(hostPort),
         imap: list(hostPort),
         api: hostPort,
+        // ManageSieve (RFC 5804, served by Dovecot; STARTTLS required before AUTH). Empty = off.
+        managesieve: list(hostPort).default([]),
+        // Local injection for mail Dovecot's Sieve sends (vacation replies, redirects): a loopback
+        // SMTP listener without AUTH that DKIM-signs and queues like submission. Empty = off
+        // (then Sieve vacation and redirect are refused).
+        inject: z.union([z.literal(''), hostPort]).default('').refine((s) => s === '' || /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d+$/.test(s), {
+          message: 'must be a loopback address ("127.0.0.1:10026"): it accepts mail without authentication',
+        }),
       })
       .strict(),
     tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict(),
@@ -188,6 +196,20 @@ export const configSchema = z
         retention: duration.default('7d'), // delivery log kept this long
         poll_interval_ms: int(20, 600000).default(1000),
         concurrency: int(1, 1000).default(8),
+      })
+      .strict()
+      .prefault({}),
+    // Mailbox self-service: Sieve filters and vacation replies (enforced by Dovecot and the API).
+    sieve: z
+      .object({
+        max_script_size: size.default(64 * 1024),
+        max_scripts: int(1, 1000).default(20),
+        // Redirects one message may cause (each counts against the mailbox's sending caps).
+        max_redirects: int(0, 100).default(4),
+        // Vacation: text (plain + HTML) size; reply interval bounds in days.
+        vacation_max_text: size.default(16 * 1024),
+        vacation_min_days: int(1, 365).default(1),
+        vacation_default_days: int(1, 365).default(7),
       })
       .strict()
       .prefault({}),

@@ -2,12 +2,24 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { dkimTxt, type DkimAlgorithm } from '../dkim/keys.ts';
 
 export interface DnsRecord {
-  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc' | 'host' | 'tlsrpt' | 'mta-sts' | 'ptr';
-  type: 'MX' | 'TXT' | 'A' | 'AAAA' | 'CNAME' | 'PTR';
+  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc' | 'host' | 'tlsrpt' | 'mta-sts' | 'ptr' | 'autoconfig' | 'srv';
+  type: 'MX' | 'TXT' | 'A' | 'AAAA' | 'CNAME' | 'PTR' | 'SRV';
   name: string; // fully qualified, no trailing dot
+  /** The target host for MX, CNAME, PTR and SRV ("." for an SRV service that is not offered). */
   value: string;
+  /** MX preference; SRV priority. */
   priority?: number;
+  /** SRV only. */
+  weight?: number;
+  port?: number;
   ttl: number;
+}
+
+/** Ports mail clients use (null: that listener is not configured). */
+export interface ClientPorts {
+  imaps: number | null;
+  submissions: number | null;
+  submission: number | null;
 }
 
 export interface RecordInput {
@@ -17,6 +29,10 @@ export interface RecordInput {
   dkim: { selector: string; algorithm: DkimAlgorithm; publicKey: string }[];
   /** When Letterbox hosts the domain's MTA-STS policy ([acme] enabled): the policy's id. */
   mtaStsId?: string | null;
+  /** The client ports for the RFC 6186/8314 SRV records (left out when not given). */
+  clientPorts?: ClientPorts | null;
+  /** When Letterbox serves mail-client autoconfiguration on its public HTTPS listener ([acme] enabled). */
+  autoconfig?: boolean;
 }
 
 /** The records a domain needs published. One function for the CLI, the API and install.sh. */
@@ -36,6 +52,28 @@ export function recordsForDomain(i: RecordInput): DnsRecord[] {
       { purpose: 'mta-sts', type: 'CNAME', name: `mta-sts.${i.domain}`, value: i.hostname, ttl },
       { purpose: 'mta-sts', type: 'TXT', name: `_mta-sts.${i.domain}`, value: `v=STSv1; id=${i.mtaStsId}`, ttl },
       { purpose: 'tlsrpt', type: 'TXT', name: `_smtp._tls.${i.domain}`, value: `v=TLSRPTv1; rua=mailto:postmaster@${i.domain}`, ttl },
+    );
+  }
+  if (i.autoconfig) {
+    // Thunderbird's autoconfig.<domain> and Outlook's autodiscover.<domain> reach this server's
+    // public HTTPS listener (which then adds them to its certificate).
+    out.push(
+      { purpose: 'autoconfig', type: 'CNAME', name: `autoconfig.${i.domain}`, value: i.hostname, ttl },
+      { purpose: 'autoconfig', type: 'CNAME', name: `autodiscover.${i.domain}`, value: i.hostname, ttl },
+    );
+  }
+  if (i.clientPorts) {
+    // RFC 6186 with RFC 8314's preference for implicit TLS: submissions first (priority 0), then
+    // submission with STARTTLS; IMAP over TLS; plain IMAP (143) is not offered: target "." says so.
+    const srv = (service: string, port: number | null, priority: number): DnsRecord =>
+      port
+        ? { purpose: 'srv', type: 'SRV', name: `_${service}._tcp.${i.domain}`, value: i.hostname, priority, weight: 1, port, ttl }
+        : { purpose: 'srv', type: 'SRV', name: `_${service}._tcp.${i.domain}`, value: '.', priority: 0, weight: 0, port: 0, ttl };
+    out.push(
+      srv('submissions', i.clientPorts.submissions, 0),
+      srv('submission', i.clientPorts.submission, 10),
+      srv('imaps', i.clientPorts.imaps, 0),
+      srv('imap', null, 0),
     );
   }
   // The host's own address records, when the domain is the one the server is named under.
@@ -77,6 +115,7 @@ export function toZone(records: DnsRecord[]): string {
       const name = r.name + '.';
       if (r.type === 'MX') return `${name}\t${r.ttl}\tIN\tMX\t${r.priority ?? 10} ${r.value}.`;
       if (r.type === 'TXT') return `${name}\t${r.ttl}\tIN\tTXT\t${quoteTxt(r.value)}`;
+      if (r.type === 'SRV') return `${name}\t${r.ttl}\tIN\tSRV\t${r.priority ?? 0} ${r.weight ?? 0} ${r.port ?? 0} ${r.value === '.' ? '.' : r.value + '.'}`;
       if (r.type === 'CNAME' || r.type === 'PTR') return `${name}\t${r.ttl}\tIN\t${r.type}\t${r.value}.`;
       return `${name}\t${r.ttl}\tIN\t${r.type}\t${r.value}`;
     })

@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.ts';
 import { parseHostPort } from '../config/schema.ts';
 import { renderLoginProtection, type AuthPolicyTarget } from './login-policy.ts';
 import { LetterboxError } from '../errors.ts';
+import { renderSelfServiceBlock } from './selfservice.ts';
 
 /** Where Letterbox keeps Dovecot's generated files and state, all under data_dir/dovecot. */
 export interface DovecotPaths {
@@ -219,6 +220,13 @@ export function buildDovecotModel(o: RenderOptions): DovecotModel {
         v23: renderLoginProtection(o.authPolicy),
         v24: o.authPolicy ? null : renderLoginProtection(undefined),
         missingOn24: 'IMAP logins are not counted by the login guard (Dovecot 2.4 auth policy settings not written yet); Dovecot\'s own auth penalty still applies',
+      },
+      // Mailbox self-service (issue #17): ManageSieve, Sieve limits, vacation via sieve_before.
+      {
+        name: 'mailbox self-service',
+        v23: renderSelfServiceBlock({ config, mode: o.mode }),
+        v24: null,
+        missingOn24: 'ManageSieve, the Sieve size and count limits and vacation replies are not configured (their Dovecot 2.4 settings are not written yet); Sieve scripts set over the API still filter',
       },
       ...(o.extraBlocks ?? []),
     ],

@@ -6,6 +6,7 @@ import { displayDomain, normalizeDomain } from '../util/address.ts';
 import { dkimKeyPath, generateDkimKey, writeDkimKey, type DkimAlgorithm } from '../dkim/keys.ts';
 import { recordsForDomain, type DnsRecord } from '../dns/records.ts';
 import { mtaStsPolicy, mtaStsRecordId } from '../mtasts/index.ts';
+import { clientSettings } from '../autoconfig/settings.ts';
 import { syncUsersFile } from '../dovecot/sync.ts';
 import type { ServiceContext } from './context.ts';
 import type { DB } from '../db/index.ts';
@@ -154,6 +155,8 @@ export function domainRecords(ctx: ServiceContext, d: Domain): DnsRecord[] {
       ctx.config.acme.enabled && ctx.config.acme.mta_sts_mode !== 'none'
         ? mtaStsRecordId(mtaStsPolicy({ mode: ctx.config.acme.mta_sts_mode, mx: [ctx.config.hostname], maxAge: ctx.config.acme.mta_sts_max_age }))
         : null,
+    clientPorts: clientSettings(ctx.config),
+    autoconfig: ctx.config.acme.enabled,
   });
 }
 

@@ -7,8 +7,8 @@ import { domainRecords, getDomain, saveVerification } from './domains.ts';
 import type { ServiceContext } from './context.ts';
 
 export interface RecordCheck {
-  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc';
-  type: 'MX' | 'TXT';
+  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc' | 'srv';
+  type: 'MX' | 'TXT' | 'SRV';
   name: string;
   /** What should be published (the value `letterbox dns` prints). */
   expected: string;
@@ -17,10 +17,16 @@ export interface RecordCheck {
   ok: boolean;
   /** Why it is not ok; null when ok. */
   problem: string | null;
+  /**
+   * false for records that help mail clients but not mail delivery (the RFC 6186 SRV records): a
+   * wrong one is reported but does not make the domain's verification fail.
+   */
+  required: boolean;
 }
 
 export interface Verification {
   domain: string;
+  /** true when every required record is correct. */
   ok: boolean;
   checkedAt: string;
   /** When every record was last found correct (this run or an earlier one). */
@@ -63,7 +69,7 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
   const d = getDomain(ctx, idOrName);
   const expected = domainRecords(ctx, d);
   const hostname = dot(ctx.config.hostname);
-  const checks: Promise<RecordCheck>[] = [];
+  const checks: Promise<Omit<RecordCheck, 'required'> & { required?: boolean }>[] = [];
 
   const mxExpected = expected.find((r) => r.purpose === 'mx')!;
   checks.push(
@@ -128,15 +134,36 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
     }),
   );
 
-  const records = await Promise.all(checks);
-  const ok = records.every((r) => r.ok);
+  // RFC 6186/8314 SRV records: a mail client finds the server and port from the address alone.
+  for (const want of expected.filter((r) => r.type === 'SRV')) {
+    const exp = `${want.priority} ${want.weight} ${want.port} ${want.value}`;
+    checks.push(
+      lookup(resolve, want.name, 'SRV').then((l) => {
+        const found = l.values.map((v: any) => `${v.priority} ${v.weight} ${v.port} ${dot(v.name ?? '') || '.'}`);
+        const matches = (f: string) => {
+          const [, , port, target] = f.split(' ');
+          return want.value === '.' ? target === '.' : target === dot(want.value) && Number(port) === want.port;
+        };
+        const ok = !l.error && found.length > 0 && found.every(matches);
+        return {
+          purpose: 'srv', type: 'SRV', name: want.name, expected: exp, found, ok, required: false,
+          problem: ok
+            ? null
+            : l.error ?? (found.length === 0 ? 'not published (mail clients cannot find the server from the address alone)' : want.value === '.' ? 'should say the service is not offered (target ".")' : `should point at ${want.value} port ${want.port}`),
+        };
+      }),
+    );
+  }
+
+  const records: RecordCheck[] = (await Promise.all(checks)).map((r) => ({ ...r, required: r.required ?? true }));
+  const ok = records.filter((r) => r.required).every((r) => r.ok);
   const checkedAt = isoNow(ctx.clock);
   const result: Verification = { domain: d.name, ok, checkedAt, lastVerifiedAt: ok ? checkedAt : d.lastVerifiedAt, records };
   ctx.db.transaction(() => {
     saveVerification(ctx, d.id, result, ok ? checkedAt : null);
     if (ok) recordEvent(ctx.db, ctx.clock, { type: 'domain.verified', domain: d.name, data: { domainId: d.id, checkedAt } });
     else {
-      const failing = records.filter((r) => !r.ok).map((r) => ({ purpose: r.purpose, name: r.name, problem: r.problem }));
+      const failing = records.filter((r) => !r.ok && r.required).map((r) => ({ purpose: r.purpose, name: r.name, problem: r.problem }));
       recordEvent(ctx.db, ctx.clock, { type: 'domain.verification_failed', domain: d.name, data: { domainId: d.id, checkedAt, failing } });
     }
   }).immediate();

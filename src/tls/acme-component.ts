@@ -13,7 +13,11 @@ import type { AppContext, Component, ComponentFactory } from '../server.ts';
 import { parseHostPort } from '../config/schema.ts';
 import { listDomains } from '../services/domains.ts';
 import { handleMtaSts } from '../mtasts/index.ts';
+import { clientSettings, handleAutoconfig } from '../autoconfig/index.ts';
 import { ChallengeStore, acmeIssuer, accountKeyPath, handleChallenge, installCertificate, readCertificate, renewalDue, retryDelayMs, type CertificateIssuer } from './acme.ts';
+
+/** Hosts under each domain this listener serves: MTA-STS policies and mail-client autoconfiguration. */
+const SERVED_PREFIXES = ['mta-sts', 'autoconfig', 'autodiscover'] as const;
 
 export interface AcmeComponentOptions {
   /** Builds the issuer (default: acme-client against acme.directory_url). */
@@ -52,6 +56,7 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
       ? opts.issuer(app, store)
       : acmeIssuer({ directoryUrl: acme.directory_url, email: acme.email, accountKeyPath: accountKeyPath(config.data_dir), store });
     const isDomain = (d: string) => listDomains(app).some((x) => x.name === d);
+    const autoconfig = { settings: clientSettings(config), isDomain };
     const servers: (HttpServer | HttpsServer)[] = [];
     const httpsServers: HttpsServer[] = [];
     let task: ScheduledTask | null = null;
@@ -60,7 +65,10 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
     let running: Promise<void> | null = null;
     let stopped = false;
 
-    /** The names to certify: the hostname, plus mta-sts.<domain> where that name points at us. */
+    /**
+     * The names to certify: the hostname, plus mta-sts.<domain>, autoconfig.<domain> and
+     * autodiscover.<domain> where that name points at us.
+     */
     async function wantedNames(): Promise<string[]> {
       const ours = new Set(config.ips);
       for (const t of ['A', 'AAAA']) {
@@ -69,8 +77,7 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
         } catch {}
       }
       const names = [config.hostname.toLowerCase()];
-      for (const d of listDomains(app)) {
-        const n = `mta-sts.${d.name}`;
+      for (const n of listDomains(app).flatMap((d) => SERVED_PREFIXES.map((p) => `${p}.${d.name}`))) {
         let addrs: string[] = [];
         for (const t of ['A', 'AAAA']) {
           try {
@@ -78,7 +85,7 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
           } catch {}
         }
         if (addrs.some((a) => ours.has(a))) names.push(n);
-        else alog.info({ name: n }, `${n} does not point at this server yet; it is left out of the certificate (publish it to serve MTA-STS)`);
+        else alog.info({ name: n }, `${n} does not point at this server yet; it is left out of the certificate (publish the record \`letterbox dns\` prints to serve it)`);
       }
       return names;
     }
@@ -140,8 +147,9 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
       name: 'acme',
       async start() {
         for (const addr of acme.http_listen) {
+          // Thunderbird falls back to plain http://autoconfig.<domain>/ when HTTPS fails: served here too.
           const s = createHttpServer((req, res) => {
-            if (!handleChallenge(store, req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+            if (!handleChallenge(store, req, res) && !handleAutoconfig(autoconfig, req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
           });
           // A busy port 80 must not take mail down: log it; certificate requests then fail and retry.
           try {
@@ -153,7 +161,7 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
         }
         for (const addr of acme.https_listen) {
           const s = createHttpsServer({ key: readFileSync(config.tls.key), cert: readFileSync(config.tls.cert) }, (req, res) => {
-            if (!handleMtaSts({ hostname: config.hostname, mode: acme.mta_sts_mode, maxAge: acme.mta_sts_max_age, isDomain }, req, res)) {
+            if (!handleMtaSts({ hostname: config.hostname, mode: acme.mta_sts_mode, maxAge: acme.mta_sts_max_age, isDomain }, req, res) && !handleAutoconfig(autoconfig, req, res)) {
               res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
             }
           });
@@ -165,7 +173,7 @@ export function createAcmeComponent(opts: AcmeComponentOptions = {}): ComponentF
             alog.error({ listen: addr, err: err.code ?? err.message }, `cannot listen on ${addr} for MTA-STS policies: free the port or change acme.https_listen`);
           }
         }
-        alog.info({ http: acme.http_listen, https: acme.https_listen, directory: acme.directory_url }, 'ACME challenge responder and MTA-STS policy host listening');
+        alog.info({ http: acme.http_listen, https: acme.https_listen, directory: acme.directory_url }, 'ACME challenge responder, MTA-STS policy host and mail-client autoconfiguration listening');
         task = schedule(opts.cron ?? '17 3 * * *', () => void check());
         void check();
       },

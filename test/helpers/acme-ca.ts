@@ -140,7 +140,8 @@ export class TestAcmeCa {
   }
 
   private sign(csrB64u: string, names: string[]): string {
-    const csr = `-----BEGIN CERTIFICATE REQUEST-----\n${unb64u(csrB64u).toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE REQUEST-----\n`;
+    // Lines of 64; no empty line before END when the length is a multiple of 64 (openssl refuses it).
+    const csr = `-----BEGIN CERTIFICATE REQUEST-----\n${unb64u(csrB64u).toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END CERTIFICATE REQUEST-----\n`;
     const id = String(++this.seq);
     const csrFile = join(this.dir, `${id}.csr`);
     const ext = join(this.dir, `${id}.ext`);

@@ -7,11 +7,11 @@ import { createServer, type Server } from 'node:net';
 import dnsPacket from 'dns-packet';
 import { freePort } from './appliance.ts';
 
-export type RecordType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'PTR' | 'CNAME';
+export type RecordType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'PTR' | 'CNAME' | 'SRV';
 export interface TestRecord {
   type: RecordType;
   name: string;
-  /** A/AAAA/PTR/CNAME: string; MX: { preference, exchange }; TXT: string (split at 255) or string[] */
+  /** A/AAAA/PTR/CNAME: string; MX: { preference, exchange }; TXT: string (split at 255) or string[]; SRV: { priority, weight, port, target } */
   data: any;
   ttl?: number;
 }

@@ -3,6 +3,7 @@ import { systemRoutes } from './system.ts';
 import { meRoutes } from './me.ts';
 import { domainRoutes } from './domains.ts';
 import { mailboxRoutes } from './mailboxes.ts';
+import { selfServiceRoutes } from './selfservice.ts';
 import { aliasRoutes } from './aliases.ts';
 import { sendRoutes } from './send.ts';
 import { messageRoutes } from './messages.ts';
@@ -17,5 +18,5 @@ import { spamRoutes } from './spam.ts';
  * Every route of the API, in registration order (static paths such as /mailboxes/resolve before
  * /mailboxes/:id). A new resource adds its file's list here.
  */
-export const allRoutes: RouteSpec[] = [...systemRoutes, ...meRoutes, ...domainRoutes, ...mailboxRoutes, ...aliasRoutes,
+export const allRoutes: RouteSpec[] = [...systemRoutes, ...meRoutes, ...domainRoutes, ...mailboxRoutes, ...selfServiceRoutes, ...aliasRoutes,
   ...sendRoutes, ...messageRoutes, ...queueRoutes, ...suppressionRoutes, ...eventRoutes, ...webhookRoutes, ...metricsRoutes, ...spamRoutes];

@@ -66,11 +66,13 @@ export const ErrorSchema = z
 
 export const DnsRecordSchema = z
   .object({
-    purpose: z.enum(['mx', 'spf', 'dkim', 'dmarc', 'host', 'tlsrpt', 'mta-sts', 'ptr']),
-    type: z.enum(['MX', 'TXT', 'A', 'AAAA', 'CNAME', 'PTR']),
+    purpose: z.enum(['mx', 'spf', 'dkim', 'dmarc', 'host', 'tlsrpt', 'mta-sts', 'ptr', 'autoconfig', 'srv']),
+    type: z.enum(['MX', 'TXT', 'A', 'AAAA', 'CNAME', 'PTR', 'SRV']),
     name: z.string(),
-    value: z.string(),
-    priority: z.number().int().optional(),
+    value: z.string().describe('The target host for MX, CNAME, PTR and SRV ("." for an SRV service that is not offered).'),
+    priority: z.number().int().optional().describe('MX preference, SRV priority.'),
+    weight: z.number().int().optional().describe('SRV only.'),
+    port: z.number().int().optional().describe('SRV only.'),
     ttl: z.number().int(),
   })
   .meta({ id: 'DnsRecord' });

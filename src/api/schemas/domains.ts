@@ -41,18 +41,19 @@ export const DomainDnsSchema = z
 export const VerificationSchema = z
   .object({
     domain: z.string(),
-    ok: z.boolean().describe('true when every record is correct.'),
+    ok: z.boolean().describe('true when every required record is correct.'),
     checkedAt: z.string(),
     lastVerifiedAt: z.string().nullable(),
     records: z.array(
       z.object({
-        purpose: z.enum(['mx', 'spf', 'dkim', 'dmarc']),
-        type: z.enum(['MX', 'TXT']),
+        purpose: z.enum(['mx', 'spf', 'dkim', 'dmarc', 'srv']),
+        type: z.enum(['MX', 'TXT', 'SRV']),
         name: z.string(),
         expected: z.string(),
         found: z.array(z.string()),
         ok: z.boolean(),
         problem: z.string().nullable(),
+        required: z.boolean().describe('false for the SRV records mail clients use: reported, but they do not make `ok` false.'),
       }),
     ),
   })

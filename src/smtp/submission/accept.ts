@@ -32,11 +32,20 @@ export interface AcceptInput {
   mailbox: Sender;
   /** The complete RFC 5322 message (for the API: built with nodemailer's MailComposer). */
   message: Buffer;
-  /** Envelope: MAIL FROM ('' is not allowed for submission) and RCPT TO addresses. */
+  /**
+   * Envelope: MAIL FROM and RCPT TO addresses. '' (the null sender) only for origin 'sieve'
+   * (vacation replies, RFC 5230 §5.6).
+   */
   envelope: { from: string; to: string[] };
   /** Sandbox (API test keys): checked and recorded as delivered, never delivered. */
   sandbox?: boolean;
-  origin: 'submission' | 'api';
+  /**
+   * 'sieve': sent by Dovecot's Sieve for the mailbox (vacation reply or redirect) through the
+   * loopback injection listener (src/smtp/inject/server.ts): a vacation reply has the null sender
+   * and the mailbox's From; a redirect keeps the original author's From (signed with the
+   * mailbox's domain) and has the mailbox's address as envelope sender.
+   */
+  origin: 'submission' | 'api' | 'sieve';
   /** The client, for the Received header. */
   client?: { ip?: string; helo?: string; tls?: string | null; protocol?: string };
 }
@@ -61,12 +70,12 @@ export interface AcceptResult {
 }
 
 /** Checks made at MAIL FROM (and again by acceptOutbound): may this mailbox send as `from` now? */
-export function checkSender(app: AppContext, mailbox: Sender, from: string): { caps: Caps; usage: Usage } {
+export function checkSender(app: AppContext, mailbox: Sender, from: string, opts: { allowNullSender?: boolean } = {}): { caps: Caps; usage: Usage } {
   const st = sendingState(app.db, mailbox.id);
   if (!st || st.disabled) throw new LetterboxError('unauthorized', 'mailbox is disabled or no longer exists', { smtp: '535 5.7.8' });
   if (!st.outbound_enabled) throw new LetterboxError('forbidden', `outbound mail for ${mailbox.domain} is suspended by the administrator`, { smtp: '550 5.7.1' });
-  if (!from) throw new LetterboxError('forbidden', 'the null sender cannot be used for submission', { smtp: '553 5.7.1' });
-  if (!isAuthorizedSender(from, ownedAddresses(app.db, mailbox.address))) {
+  if (!from && !opts.allowNullSender) throw new LetterboxError('forbidden', 'the null sender cannot be used for submission', { smtp: '553 5.7.1' });
+  if (from && !isAuthorizedSender(from, ownedAddresses(app.db, mailbox.address))) {
     throw new LetterboxError('forbidden', `${mailbox.address} may not send as <${from}>: use your own address or an alias that points only to you`, { smtp: '553 5.7.1' });
   }
   const cs = capsState(app, mailbox);
@@ -128,7 +137,10 @@ function routedAddress(app: AppContext, rcpt: string): string {
 export async function acceptOutbound(app: AppContext, input: AcceptInput): Promise<AcceptResult> {
   const { db, clock, config } = app;
   const { mailbox } = input;
-  const st = checkSender(app, mailbox, input.envelope.from);
+  // A Sieve redirect (origin 'sieve' with the mailbox's address as envelope sender) keeps the
+  // original author's From; everything else must be From the mailbox.
+  const redirect = input.origin === 'sieve' && input.envelope.from !== '';
+  const st = checkSender(app, mailbox, input.envelope.from, { allowNullSender: input.origin === 'sieve' });
   const rejected: RejectedRecipient[] = [];
   const rcpts: string[] = [];
   for (const r of input.envelope.to) {
@@ -153,7 +165,7 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
   if (fixed.from.length === 0) throw new LetterboxError('validation_error', 'the message has no From header', { smtp: '550 5.6.0' });
   checkAuthorHeaders(fixed.headers); // From/Sender read strictly (RFC 5322), never guessed: from-check.ts
   const owned = ownedAddresses(db, mailbox.address);
-  for (const f of fixed.from) {
+  for (const f of redirect ? [] : fixed.from) {
     if (!isAuthorizedSender(f, owned)) {
       throw new LetterboxError('forbidden', `${mailbox.address} may not send with From: ${f}: use your own address or an alias that points only to you`, { smtp: '553 5.7.1' });
     }
@@ -168,7 +180,7 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
   const log: { id: number | null } = { id: null };
   const count = input.sandbox ? () => {} : () => void (log.id = recordSend(db, mailbox.id, clock.now(), rcpts.length));
   try {
-    const r = await deliverAccepted(app, input, fixed.message, fixed.from, fixed.messageId, rcpts, rejected, now, count);
+    const r = await deliverAccepted(app, input, fixed.message, fixed.from, fixed.messageId, rcpts, rejected, now, count, redirect ? mailbox.domain : null);
     if (r.accepted.length === 0 && log.id !== null) unrecordSend(db, log.id);
     return r;
   } catch (err) {
@@ -179,14 +191,15 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
   }
 }
 
-async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buffer, fromHeader: string[], messageId: string, rcpts: string[], rejected: RejectedRecipient[], now: Date, inTransaction: () => void): Promise<AcceptResult> {
+async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buffer, fromHeader: string[], messageId: string, rcpts: string[], rejected: RejectedRecipient[], now: Date, inTransaction: () => void, signAs: string | null): Promise<AcceptResult> {
   const { db, config } = app;
   const { mailbox } = input;
   const fixed = { message, messageId, from: fromHeader };
-  // d= is the From domain (one of ours: the mailbox's or an owned alias's domain).
+  // d= is the From domain (one of ours: the mailbox's or an owned alias's domain); a Sieve
+  // redirect is signed with the mailbox's domain (its From is the original author's).
   // Outbound abuse check (issue #14, src/spam/outbound.ts): refuses spam before anything is queued.
   await checkOutboundSpam(app, { message, mailbox: mailbox.address, mailboxId: mailbox.id, domain: mailbox.domain, from: input.envelope.from, rcpts, origin: input.origin, ip: input.client?.ip, messageId });
-  const signingDomain = parseAddress(fixed.from[0]).domain;
+  const signingDomain = signAs ?? parseAddress(fixed.from[0]).domain;
   const signed = await app.dkim.sign(signingDomain, fixed.message, now);
 
   // Split recipients: local mailboxes (LMTP now), external (queue).

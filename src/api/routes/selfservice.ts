@@ -1,0 +1,165 @@
+// Mailbox self-service over the API: the Apple configuration profile, Sieve scripts and the vacation
+// reply. Scopes: within `mailboxes:*` (read to look, write to change), like the mailbox itself.
+import { z } from 'zod';
+import { LetterboxError } from '../../errors.ts';
+import { clientSettings, mobileconfig } from '../../autoconfig/index.ts';
+import { mailboxPasswordMatches } from '../../services/mailbox-credentials.ts';
+import { defineRoute, type RouteSpec } from '../route.ts';
+import { visibleMailbox } from '../access.ts';
+import { IdParams } from '../schemas/common.ts';
+import type { ApiRequest } from '../types.ts';
+import type { ThreadContext } from '../../context.ts';
+import { VacationBody } from '../../sieve/vacation.ts';
+import { readVacation, removeVacation, setVacation } from '../../sieve/vacation-service.ts';
+import { activateScript, checkLimits, checkScriptName, deactivateScripts, deleteScript, getScript, listScripts, putScript, type SieveTarget } from '../../sieve/scripts.ts';
+
+const tag = 'Mailbox self-service';
+const MOBILECONFIG = 'application/x-apple-aspen-config';
+
+function profileReply(req: ApiRequest<any, any, any, ThreadContext>, m: { id: string; address: string }, password?: string) {
+  const body = mobileconfig({ address: m.address, mailboxId: m.id, settings: clientSettings(req.app.config), password });
+  return {
+    raw: body,
+    contentType: MOBILECONFIG,
+    headers: { 'Content-Disposition': `attachment; filename="${m.address.replace(/[^\w.@-]/g, '_')}.mobileconfig"`, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' },
+  };
+}
+
+/** Dovecot must be up for doveadm to find the user; the mailbox must be visible to the key. */
+function sieveTarget(req: ApiRequest<any, any, any>): SieveTarget {
+  const m = visibleMailbox(req, req.params.id);
+  if (req.app.supervisor && !req.app.supervisor.running) throw new LetterboxError('unavailable', 'Dovecot is not running; Sieve scripts are unavailable (see the log)');
+  return { doveadm: req.runtime.doveadm, config: req.app.dovecot.paths.config, user: m.address };
+}
+
+const ScriptParams = z.strictObject({ id: IdParams.shape.id, name: z.string().min(1).max(64).describe('The script name: 1-64 letters, digits, space . _ + -') });
+const ScriptInfoSchema = z.object({ name: z.string(), active: z.boolean() }).meta({ id: 'SieveScriptInfo' });
+const ScriptSchema = z.object({ name: z.string(), active: z.boolean(), script: z.string() }).meta({ id: 'SieveScript' });
+const SIEVE_DOC =
+  'Stored and compiled by Dovecot (Pigeonhole), the same storage ManageSieve clients use. Extensions: fileinto (folders are created on demand), redirect (through Letterbox\'s outbound queue, counted against the mailbox\'s caps), reject, vacation, imap4flags, envelope, body, date, relational and the rest of Pigeonhole\'s standard set; programs (extprograms) are never available.';
+
+const VacationSchema = z
+  .object({
+    enabled: z.boolean(),
+    subject: z.string(),
+    text: z.string(),
+    html: z.string().nullable(),
+    from: z.string(),
+    start: z.string().nullable().describe('UTC'),
+    end: z.string().nullable().describe('UTC'),
+    days: z.number().int(),
+    active: z.boolean().describe('Replies are being sent now (enabled, and now is between start and end).'),
+    updatedAt: z.string(),
+  })
+  .meta({ id: 'Vacation' });
+const VACATION_DOC =
+  "Letterbox turns the object into a Sieve script (RFC 5230) that runs before the mailbox's own active script: at most one reply per sender per `days`; never to the null sender, mailing lists (List-Id and friends), Precedence bulk/list/junk or Auto-Submitted mail, or the mailbox's own addresses. Replies carry `Auto-Submitted: auto-replied`, are DKIM-signed and leave through the outbound queue (counted against the mailbox's sending caps). Needs listen.inject.";
+
+export const selfServiceRoutes: RouteSpec[] = [
+  defineRoute({
+    method: 'get', path: '/mailboxes/:id/vacation', operationId: 'getVacation', anyThread: true, tag, scope: 'mailboxes:read', errors: [404],
+    summary: "The mailbox's vacation reply (404 when none is set)", description: VACATION_DOC,
+    params: IdParams, response: VacationSchema,
+    handler: (req) => ({ data: readVacation(req.app, visibleMailbox(req, req.params.id)) }),
+  }),
+  defineRoute({
+    method: 'put', path: '/mailboxes/:id/vacation', operationId: 'setVacation', tag, scope: 'mailboxes:write', errors: [404],
+    summary: 'Set (create or replace) the vacation reply', description: VACATION_DOC,
+    params: IdParams, body: VacationBody, response: VacationSchema,
+    handler: (req) => ({ data: setVacation(req.app, visibleMailbox(req, req.params.id), req.body) }),
+  }),
+  defineRoute({
+    method: 'delete', path: '/mailboxes/:id/vacation', operationId: 'deleteVacation', tag, scope: 'mailboxes:write', errors: [404],
+    summary: 'Remove the vacation reply', description: 'Answers with the settings that were removed.',
+    params: IdParams, response: VacationSchema,
+    handler: (req) => ({ data: removeVacation(req.app, visibleMailbox(req, req.params.id)) }),
+  }),
+  defineRoute({
+    method: 'get', path: '/mailboxes/:id/sieve/scripts', operationId: 'listSieveScripts', tag, scope: 'mailboxes:read', errors: [404, 503],
+    summary: "The mailbox's Sieve scripts (at most one active)", description: SIEVE_DOC,
+    params: IdParams, response: z.array(ScriptInfoSchema),
+    handler: async (req) => ({ data: await listScripts(sieveTarget(req)) }),
+  }),
+  defineRoute({
+    method: 'get', path: '/mailboxes/:id/sieve/scripts/:name', operationId: 'getSieveScript', tag, scope: 'mailboxes:read', errors: [404, 503],
+    summary: 'One Sieve script, with its source',
+    params: ScriptParams, response: ScriptSchema,
+    handler: async (req) => {
+      const t = sieveTarget(req);
+      const name = checkScriptName(req.params.name);
+      const script = await getScript(t, name);
+      const active = (await listScripts(t)).some((s) => s.name === name && s.active);
+      return { data: { name, active, script } };
+    },
+  }),
+  defineRoute({
+    method: 'put', path: '/mailboxes/:id/sieve/scripts/:name', operationId: 'putSieveScript', tag, scope: 'mailboxes:write', errors: [404, 409, 413, 503],
+    summary: 'Create or replace a Sieve script (compiled first; refused with the line of the error)',
+    description: `${SIEVE_DOC} A script that does not compile answers 400 with the compiler's messages (\`details.issues[].path\` is \`script:<line>\`) and changes nothing. Limits: sieve.max_script_size bytes, sieve.max_scripts scripts (409 beyond).`,
+    params: ScriptParams, body: z.strictObject({ script: z.string().max(1024 * 1024), activate: z.boolean().optional().describe('Make it the active script.') }), response: ScriptSchema,
+    handler: async (req) => {
+      const t = sieveTarget(req);
+      const name = checkScriptName(req.params.name);
+      const limits = req.app.config.sieve;
+      await checkLimits(t, name, req.body.script, { maxSize: limits.max_script_size, maxScripts: limits.max_scripts });
+      await putScript(t, name, req.body.script, { activate: req.body.activate });
+      const active = (await listScripts(t)).some((s) => s.name === name && s.active);
+      req.log.info({ mailbox: t.user, script: name, active }, 'Sieve script stored');
+      return { data: { name, active, script: req.body.script } };
+    },
+  }),
+  defineRoute({
+    method: 'delete', path: '/mailboxes/:id/sieve/scripts/:name', operationId: 'deleteSieveScript', tag, scope: 'mailboxes:write', errors: [404, 503],
+    summary: 'Delete a Sieve script (the active one too: then no script runs)',
+    params: ScriptParams, response: ScriptInfoSchema,
+    handler: async (req) => {
+      const t = sieveTarget(req);
+      const name = checkScriptName(req.params.name);
+      const was = (await listScripts(t)).find((s) => s.name === name);
+      if (!was) throw new LetterboxError('not_found', `no Sieve script "${name}" for ${t.user}`);
+      // Dovecot refuses to delete the active script: deactivate it first.
+      if (was.active) await deactivateScripts(t);
+      await deleteScript(t, name);
+      return { data: { name, active: false } };
+    },
+  }),
+  defineRoute({
+    method: 'post', path: '/mailboxes/:id/sieve/scripts/:name/activate', operationId: 'activateSieveScript', tag, scope: 'mailboxes:write', errors: [404, 503],
+    summary: 'Make this script the active one (the one that runs on delivery)',
+    params: ScriptParams, response: ScriptInfoSchema,
+    handler: async (req) => {
+      const t = sieveTarget(req);
+      const name = checkScriptName(req.params.name);
+      await activateScript(t, name);
+      return { data: { name, active: true } };
+    },
+  }),
+  defineRoute({
+    method: 'post', path: '/mailboxes/:id/sieve/deactivate', operationId: 'deactivateSieveScripts', tag, scope: 'mailboxes:write', errors: [404, 503],
+    summary: 'No active script: mail is kept in INBOX (the vacation reply still runs)',
+    params: IdParams, response: z.array(ScriptInfoSchema),
+    handler: async (req) => {
+      const t = sieveTarget(req);
+      await deactivateScripts(t);
+      return { data: await listScripts(t) };
+    },
+  }),
+  defineRoute({
+    method: 'get', path: '/mailboxes/:id/mobileconfig', operationId: 'getMobileconfig', anyThread: true, tag, scope: 'mailboxes:read', produces: MOBILECONFIG,
+    summary: 'Apple configuration profile (.mobileconfig) for the mailbox, without its password',
+    description: 'An unsigned profile with one IMAP account (IMAP over TLS, submission over TLS). iOS and macOS ask for the password when it is installed. To embed the password, POST it to this path.',
+    params: IdParams,
+    handler: (req) => profileReply(req, visibleMailbox(req, req.params.id)),
+  }),
+  defineRoute({
+    method: 'post', path: '/mailboxes/:id/mobileconfig', operationId: 'createMobileconfigWithPassword', tag, scope: 'mailboxes:read', produces: MOBILECONFIG,
+    summary: 'Apple configuration profile with the password embedded',
+    description: "The password must be the mailbox's current password (checked; 400 otherwise): the profile then installs without asking. It is never stored or logged; treat the file like the password.",
+    params: IdParams, body: z.strictObject({ password: z.string().min(1).max(1024) }),
+    handler: async (req) => {
+      const m = visibleMailbox(req, req.params.id);
+      if (!(await mailboxPasswordMatches(req.app, m.id, req.body.password))) throw new LetterboxError('validation_error', "body.password: not the mailbox's current password");
+      return profileReply(req, m, req.body.password);
+    },
+  }),
+];
