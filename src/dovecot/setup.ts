@@ -201,6 +201,13 @@ export async function prepareDovecot(config: Config, opts: { log?: { warn(o: obj
     } else if (lstatSafe(logical.dir)?.isSymbolicLink()) {
       relocatedTo = dirname(paths.dir);
     }
+    // rspamd and Redis (issue #14) run as their own user too: their folders go to the same place.
+    if (relocatedTo) {
+      for (const d of ['rspamd', 'redis']) {
+        const from = join(config.data_dir, d);
+        if (!lstatSafe(from)?.isSymbolicLink()) moveAndLink(from, join(relocatedTo, d));
+      }
+    }
   }
   mkdirSync(paths.dir, { recursive: true });
   chmodSync(paths.dir, 0o755); // explicit: the process umask (027) must not lock Dovecot's auth out

@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -29,10 +30,23 @@ export interface SpamPaths {
   sieveDir: string;
 }
 
+/**
+ * The folders as the daemons must open them: symlinks resolved. When Letterbox runs as root from a
+ * folder rspamd's user cannot traverse (a clone under /root), serve keeps these two folders next to
+ * Dovecot's in /var/lib/letterbox-dev-<hash> (src/dovecot/setup.ts) and data_dir holds symlinks,
+ * which the daemons could not follow through the private folder.
+ */
 export function spamPaths(dataDir: string): SpamPaths {
-  const rspamdDir = join(dataDir, 'rspamd');
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const rspamdDir = real(join(dataDir, 'rspamd'));
   const runDir = join(rspamdDir, 'run');
-  const redisDir = join(dataDir, 'redis');
+  const redisDir = real(join(dataDir, 'redis'));
   return {
     rspamdDir,
     confDir: join(rspamdDir, 'conf'),
