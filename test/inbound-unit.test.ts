@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
 import { parseRecipient, resolveRecipient } from '../src/routing/resolve.ts';
-import { srsForward, srsReverse } from '../src/smtp/inbound/srs.ts';
+import { srsForward, srsReverse } from '../src/mail/srs.ts';
 import { HeaderFilter, LineEndingGuard, authservIdOf, decodeWords } from '../src/smtp/inbound/stream.ts';
 import { buildDsn } from '../src/mail/dsn.ts';
 import { receivedHeader } from '../src/mail/received.ts';

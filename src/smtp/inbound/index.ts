@@ -14,7 +14,7 @@ import type { InboundDeps } from './deliver.ts';
 export { receiveMessage } from './deliver.ts';
 export { decide } from './policy.ts';
 export { resolveRecipient, parseRecipient } from '../../routing/resolve.ts';
-export { srsForward, srsReverse } from './srs.ts';
+export { srsForward, srsReverse } from '../../mail/srs.ts';
 
 /**
  * The MX listener (listen.mx): receives mail for our domains and delivers it to Dovecot or the

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { hashPassword, verifyPassword } from '../../auth/passwords.ts';
 import { findMailbox } from '../../services/mailboxes.ts';
 import { passwordHashOf } from '../../services/mailbox-queries.ts';
-import { acceptOutbound, checkRecipient, checkSender, type Sender } from './accept.ts';
+import { acceptOutbound, checkRecipient, checkSender, type Sender } from '../../submit/accept.ts';
 import { smtpMetrics } from '../../metrics/index.ts';
 import { watchCertificate } from '../../tls/watch.ts';
 import { ClientSlots, sweepIdle, trackProgress } from '../stress.ts';
