@@ -4,7 +4,7 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { AppContext } from '../../server.ts';
 import { SmtpReply, internalFailure, newRef } from './replies.ts';
-import { resolveRecipient } from '../../routing/resolve.ts';
+import { resolveRecipient, type Target } from '../../routing/resolve.ts';
 import { probeRecipient, quotaVerdict } from './quota.ts';
 import { receiveMessage, type InboundDeps, type Transaction } from './deliver.ts';
 import { connectRefusal, dataRefusal, mailFromRefusal, quotaProbeTarget, rcptRefusal, sessionInfo, sweepEveryMs } from './session.ts';
@@ -179,12 +179,7 @@ function mxHandlers(deps: InboundDeps, slots: ClientSlots, log: AppContext['log'
   const txs = new Map<string, Transaction>();
   const metrics = smtpMetrics(app, 'mx');
 
-  const fail = (err: unknown, what: string, session: SMTPServerSession): SmtpReply => {
-    if (err instanceof SmtpReply) return err;
-    const ref = newRef();
-    log.error({ ref, session: session.id, err: (err as any)?.message ?? String(err) }, `internal error during ${what}; answered 451`);
-    return internalFailure(ref);
-  };
+  const fail = (err: unknown, what: string, session: SMTPServerSession): SmtpReply => failureReply(log, err, what, session.id);
 
   return {
     onConnect(session, cb) {
@@ -217,32 +212,13 @@ function mxHandlers(deps: InboundDeps, slots: ClientSlots, log: AppContext['log'
       const tx = txs.get(session.id);
       const refusal = rcptRefusal(tx);
       if (refusal || !tx) return cb(refusal ?? undefined);
-      let res;
-      try {
-        // A bare `postmaster` (RFC 5321 4.5.1) reaches here as is: smtp-server 3.21.6 exempts it from
-        // its address syntax check, and resolveRecipient maps it to our host's domain (tested).
-        res = resolveRecipient(app.db, address.address, { srsSecret: deps.srsSecret, now: app.clock.now(), hostname: app.config.hostname });
-      } catch (err) {
-        return cb(fail(err, 'RCPT', session));
-      }
-      if (!res.ok) return cb(res.reply);
-      const targets = res.targets;
-      const probe = quotaProbeTarget(targets);
-      if (!probe) {
-        tx.rcpts.push({ address: address.address, targets });
-        return cb();
-      }
-      // A mailbox with a quota: is it already full? (Dovecot knows.)
-      probeRecipient(app.dovecot.paths.lmtpSocket, probe.address, { lhlo: app.config.hostname }).then(
-        (a) => {
-          const v = quotaVerdict(a, cfg.quota_full_reply);
-          if (v === null) {
-            tx.rcpts.push({ address: address.address, targets });
-            return cb();
-          }
-          cb(v instanceof SmtpReply ? v : fail(v, 'RCPT quota check', session));
+      admitRecipient(deps, address.address).then(
+        (res) => {
+          if (!res.ok) return cb(res.reply);
+          tx.rcpts.push({ address: address.address, targets: res.targets });
+          cb();
         },
-        (err) => cb(fail(err, 'RCPT quota check', session)),
+        (err) => cb(fail(err, 'RCPT', session)),
       );
     },
 
@@ -267,6 +243,34 @@ function mxHandlers(deps: InboundDeps, slots: ClientSlots, log: AppContext['log'
       );
     },
   };
+}
+
+/** An unexpected error as the reply: an SmtpReply as is, anything else 451 with a reference that is in the log. */
+function failureReply(log: AppContext['log'], err: unknown, what: string, sessionId: string): SmtpReply {
+  if (err instanceof SmtpReply) return err;
+  const ref = newRef();
+  log.error({ ref, session: sessionId, err: (err as any)?.message ?? String(err) }, `internal error during ${what}; answered 451`);
+  return internalFailure(ref);
+}
+
+/**
+ * RCPT TO: resolve the recipient (gather), and when it is one mailbox with a quota (decide:
+ * quotaProbeTarget) ask Dovecot whether it is already full (act: an LMTP RCPT probe). Resolves to
+ * the targets, or to the refusal; rejects on an internal failure (answered 451 by the caller).
+ */
+async function admitRecipient(deps: InboundDeps, address: string): Promise<{ ok: true; targets: Target[] } | { ok: false; reply: SmtpReply }> {
+  const { app } = deps;
+  // A bare `postmaster` (RFC 5321 4.5.1) reaches here as is: smtp-server 3.21.6 exempts it from
+  // its address syntax check, and resolveRecipient maps it to our host's domain (tested).
+  const res = resolveRecipient(app.db, address, { srsSecret: deps.srsSecret, now: app.clock.now(), hostname: app.config.hostname });
+  if (!res.ok) return res;
+  const probe = quotaProbeTarget(res.targets);
+  if (!probe) return res;
+  const answer = await probeRecipient(app.dovecot.paths.lmtpSocket, probe.address, { lhlo: app.config.hostname });
+  const v = quotaVerdict(answer, app.config.smtp.quota_full_reply);
+  if (v === null) return res;
+  if (v instanceof SmtpReply) return { ok: false, reply: v };
+  throw v;
 }
 
 /** Starts every listener; rejects when one cannot bind. */
