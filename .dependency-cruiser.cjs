@@ -3,7 +3,7 @@
 //
 //   composition     src/main.ts, src/server.ts, src/context.ts, src/components.ts, src/cli.ts
 //   protocol        src/smtp/, src/api/, src/imap/ (the API's IMAP reader), the CLI commands
-//   mail core       src/queue/, src/routing/, src/delivery/, src/webhooks/, ...
+//   mail core       src/submit/, src/queue/, src/routing/, src/delivery/, src/webhooks/, ...
 //   vocabulary      src/mail/
 //   stores          src/services/, */store.ts
 //   foundation      src/db/, src/config/, src/util/, src/errors.ts, src/log.ts
@@ -47,6 +47,13 @@ module.exports = {
       comment: 'The queue is mail core: it never imports the SMTP listeners (their shared words live in src/mail/).',
       from: { path: '^src/queue/' },
       to: { path: '^src/smtp/', dependencyTypesNot: ['type-only'] },
+    },
+    {
+      name: 'core-not-adapters',
+      severity: 'error',
+      comment: 'Routing (who a recipient is), submission (accept an outbound message), local delivery and webhooks are mail core: they never import a protocol adapter; the SMTP listeners and the API import them.',
+      from: { path: '^src/(routing|submit|delivery|webhooks)/' },
+      to: { path: ADAPTERS, dependencyTypesNot: ['type-only'] },
     },
     {
       name: 'foundation-below',

@@ -13,7 +13,7 @@ import { silentLogger } from '../src/log.ts';
 import { createQueueComponent, type Queue } from '../src/queue/engine.ts';
 import { addDomain } from '../src/services/domains.ts';
 import { addMailbox } from '../src/services/mailboxes.ts';
-import { acceptOutbound } from '../src/smtp/submission/accept.ts';
+import { acceptOutbound } from '../src/submit/accept.ts';
 import { freePort } from '../test/helpers/appliance.ts';
 import { arg } from './lib.ts';
 

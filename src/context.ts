@@ -18,7 +18,7 @@ import { ImapAppender } from './imap/append.ts';
 import { imapMailstore, type Mailstore } from './imap/mail.ts';
 import { WebhookDispatcher } from './webhooks/dispatcher.ts';
 import { TlsReloadHooks } from './tls/reload.ts';
-import { SendReservations } from './smtp/submission/caps.ts';
+import { SendReservations } from './submit/caps.ts';
 import { Queue } from './queue/engine.ts';
 import type { QueueService } from './queue/handoff.ts';
 import type { Component } from './server.ts';

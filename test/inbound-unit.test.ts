@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
 import { parseRecipient, resolveRecipient } from '../src/routing/resolve.ts';
-import { srsForward, srsReverse } from '../src/smtp/inbound/srs.ts';
+import { srsForward, srsReverse } from '../src/mail/srs.ts';
 import { HeaderFilter, LineEndingGuard, authservIdOf, decodeWords } from '../src/smtp/inbound/stream.ts';
 import { buildDsn } from '../src/mail/dsn.ts';
 import { receivedHeader } from '../src/mail/received.ts';
@@ -17,6 +17,7 @@ import { SmtpReply } from '../src/mail/reply.ts';
 import { clientKey, closeIdleUnderStress, underStress } from '../src/smtp/inbound/server.ts';
 import { isProgress } from '../src/smtp/stress.ts';
 import { quotaVerdict } from '../src/smtp/inbound/quota.ts';
+import { connectRefusal, dataRefusal, mailFromRefusal, quotaProbeTarget, rcptRefusal, sessionInfo, sweepEveryMs } from '../src/smtp/inbound/session.ts';
 import { configSchema, type Config } from '../src/config/schema.ts';
 import { openDatabase } from '../src/db/index.ts';
 import { silentLogger } from '../src/log.ts';
@@ -312,4 +313,48 @@ test('config: smtp defaults for connections and stress mode', () => {
   assert.equal(c.smtp.max_connections, 1000);
   assert.equal(c.smtp.stress_threshold, 0.75);
   assert.equal(c.smtp.stress_idle_timeout_ms, 10000);
+});
+
+test('MX session decisions: connect caps, MAIL FROM, RCPT without MAIL, DATA without recipients', () => {
+  assert.equal(connectRefusal(null, 'mx.test'), null);
+  const total = connectRefusal('total', 'mx.test');
+  assert.ok(total instanceof SmtpReply && total.responseCode === 421 && /^4\.7\.0 mx\.test Too many connections, try/.test(total.message));
+  const client = connectRefusal('client', 'mx.test');
+  assert.ok(client instanceof SmtpReply && client.responseCode === 421 && /from your address/.test(client.message));
+
+  assert.equal(mailFromRefusal('a@b.test', {}), null);
+  assert.equal(mailFromRefusal('', {}), null, 'the null sender');
+  assert.equal(mailFromRefusal('ü@b.test', { smtpUtf8: true }), null);
+  const utf8 = mailFromRefusal('ü@b.test', {});
+  assert.ok(utf8 instanceof SmtpReply && utf8.responseCode === 553 && utf8.message.startsWith('5.6.7 '));
+
+  const tx = { mailFrom: 'a@b.test', rcpts: [] };
+  assert.equal(rcptRefusal(tx), null);
+  assert.equal(rcptRefusal(undefined)?.responseCode, 503);
+  assert.equal(dataRefusal(undefined)?.responseCode, 503);
+  assert.equal(dataRefusal(tx)?.responseCode, 503, 'no accepted recipient');
+  assert.equal(dataRefusal({ ...tx, rcpts: [{ address: 'x@y.test', targets: [] }] }), null);
+});
+
+test('MX session decisions: which recipient needs a quota probe', () => {
+  const local = (quotaBytes: number) => ({ kind: 'local' as const, mailboxId: 'm', address: 'bob@y.test', local: 'bob', domain: 'y.test', detail: null, quotaBytes });
+  const fwd = { kind: 'forward' as const, address: 'x@elsewhere.test', via: 'y.test' };
+  assert.equal(quotaProbeTarget([local(1024)])?.address, 'bob@y.test');
+  assert.equal(quotaProbeTarget([local(0)]), null, 'unlimited mailboxes are never full');
+  assert.equal(quotaProbeTarget([fwd]), null);
+  assert.equal(quotaProbeTarget([local(1024), local(1024)]), null, 'an alias to several targets is accepted as resolved');
+  assert.equal(quotaProbeTarget([]), null);
+});
+
+test('MX session decisions: session info for Received, and the stress sweep interval', () => {
+  const base = { id: 's1', remoteAddress: '192.0.2.1', hostNameAppearsAs: 'client.test', clientHostname: '[192.0.2.1]', transmissionType: 'ESMTPS', secure: true, tlsOptions: { version: 'TLSv1.3', name: 'TLS_AES_256_GCM_SHA384' } } as any;
+  assert.deepEqual(sessionInfo(base), { id: 's1', remoteAddress: '192.0.2.1', helo: 'client.test', clientHostname: null, transmissionType: 'ESMTPS', tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' } });
+  const plain = sessionInfo({ ...base, secure: false, hostNameAppearsAs: '', clientHostname: 'ptr.client.test', transmissionType: '' });
+  assert.equal(plain.tls, null);
+  assert.equal(plain.helo, '192.0.2.1', 'no HELO: the address');
+  assert.equal(plain.clientHostname, 'ptr.client.test');
+  assert.equal(plain.transmissionType, 'ESMTP');
+  assert.equal(sweepEveryMs(10_000), 1000);
+  assert.equal(sweepEveryMs(2000), 500);
+  assert.equal(sweepEveryMs(100), 250);
 });

@@ -8,14 +8,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startServer } from '../src/server.ts';
 import { createAppContext, type AppContext } from '../src/context.ts';
+import { getVerdicts, saveVerdicts } from '../src/verdicts/store.ts';
 import { loadConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/log.ts';
 import { createQueueComponent, type Queue } from '../src/queue/engine.ts';
 import { addDomain, setOutbound } from '../src/services/domains.ts';
 import { SMTPServer } from 'smtp-server';
 import { addMailbox } from '../src/services/mailboxes.ts';
-import { acceptOutbound } from '../src/smtp/submission/accept.ts';
-import { setLimits } from '../src/smtp/submission/caps.ts';
+import { acceptOutbound } from '../src/submit/accept.ts';
+import { setLimits } from '../src/submit/caps.ts';
 import { TestDns } from './helpers/dns.ts';
 import { Sink, testCert } from './helpers/sink.ts';
 import { freePort } from './helpers/appliance.ts';
@@ -305,11 +306,17 @@ test('retention: finished messages and their attempts are purged after outbound.
   const waiting = db.prepare("SELECT count(*) FROM outbound_queue WHERE status IN ('queued', 'inflight')").pluck().get();
   const saved = t;
   t = T0 + 5 * 24 * H + 31 * 24 * H; // every message here was created at or before T0 + 5 days
+  // The same hourly job removes the MX's stored verdicts older than smtp.verdicts_retention (365 days).
+  const auth = { authservId: 'mx.test', spf: { result: 'pass', domain: null }, dkim: [], dmarc: { result: 'none', domain: null, policy: null }, arc: { result: 'none' }, header: '' };
+  saveVerdicts(db, 'verdict-old', { auth, now: t - 366 * 24 * H });
+  saveVerdicts(db, 'verdict-kept', { auth, now: t - 364 * 24 * H });
   try {
     assert.equal(queue.purge(), before);
   } finally {
     t = saved;
   }
+  assert.equal(getVerdicts(db, 'verdict-old'), null, 'verdicts older than smtp.verdicts_retention are removed');
+  assert.equal(getVerdicts(db, 'verdict-kept')?.auth.spf.result, 'pass', 'younger verdicts are kept');
   assert.equal(db.prepare('SELECT count(*) FROM outbound_messages WHERE pending <= 0').pluck().get(), 0);
   assert.equal(db.prepare("SELECT count(*) FROM outbound_queue WHERE status NOT IN ('queued', 'inflight')").pluck().get(), 0);
   assert.equal(db.prepare('SELECT count(*) FROM outbound_attempts a LEFT JOIN outbound_queue q ON q.id = a.queue_id WHERE q.id IS NULL').pluck().get(), 0);

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { retryDelay, onTempFail, type RetryPolicy } from '../src/queue/schedule.ts';
 import { orderMx, isNullMx } from '../src/queue/mx.ts';
 import { outcomeOf, isHardBounce, enhancedCode } from '../src/queue/classify.ts';
-import { checkMessageCap, checkRecipientCaps } from '../src/smtp/submission/caps.ts';
-import { isAuthorizedSender } from '../src/smtp/submission/authorize.ts';
-import { applyFixups, fromAddresses, parseHeader, splitMessage } from '../src/smtp/submission/fixups.ts';
+import { checkMessageCap, checkRecipientCaps } from '../src/submit/caps.ts';
+import { isAuthorizedSender } from '../src/submit/authorize.ts';
+import { applyFixups, fromAddresses, parseHeader, splitMessage } from '../src/submit/fixups.ts';
 import { buildDsn, dsnStatusFor } from '../src/mail/dsn.ts';
 import { parseDuration } from '../src/config/schema.ts';
 
@@ -215,7 +215,7 @@ test('group commit on a file: committed with no fsync on the event loop, answere
 
 test('caps: a reserved send counts until released, so concurrent sessions cannot pass the same cap before its row is committed', async () => {
   const Database = (await import('better-sqlite3')).default;
-  const { SendReservations, usageOf, recordSend } = await import('../src/smtp/submission/caps.ts');
+  const { SendReservations, usageOf, recordSend } = await import('../src/submit/caps.ts');
   const { withState } = await import('../src/db/index.ts');
   const db = withState(new Database(':memory:'));
   const reserved = new SendReservations();

@@ -103,6 +103,9 @@ export const configSchema = z
         quota_full_reply: z.enum(['452', '552']).default('452'),
         // Bare LF / bare CR in DATA (SMTP smuggling): refuse the message, or rewrite them to CRLF.
         bare_newline: z.enum(['reject', 'normalize']).default('reject'),
+        // The MX's stored verdicts (SPF, DKIM, DMARC, ARC) of each delivered message are kept this long;
+        // the API then reads our own Authentication-Results header instead (src/verdicts/store.ts).
+        verdicts_retention: duration.default('365d'),
       })
       .strict()
       .prefault({}),

@@ -18,6 +18,7 @@ import type { QueueRow } from './decide.ts';
 import { prepareEnqueue, insertEnqueued } from './enqueue.ts';
 import { DSN_RETRY_MS, finishAttempt, runAttempt, type AttemptDeps } from './attempt.ts';
 import { Scheduler } from './scheduler.ts';
+import { pruneVerdicts } from '../verdicts/store.ts';
 import { cancelRecipients, getMessage, inflightRowsOf, pendingOf, purgeFinished, releaseRows, requeueInflight } from './store.ts';
 import { pruneSendLog } from '../services/sending-limits.ts';
 
@@ -161,7 +162,11 @@ export class Queue implements QueueService, Component {
     this.running = false;
   }
 
-  /** Hourly: drop cap counters older than a day and finished messages older than outbound.retention. */
+  /**
+   * Hourly: drop cap counters older than a day, finished messages older than outbound.retention and
+   * the MX's stored verdicts older than smtp.verdicts_retention (the one hourly job of the server).
+   * Returns the number of finished messages purged.
+   */
   purge(): number {
     const { db, clock, config, log } = this.app;
     const now = clock.now();
@@ -169,6 +174,8 @@ export class Queue implements QueueService, Component {
       pruneSendLog(db, now);
       const n = purgeFinished(db, now - parseDuration(config.outbound.retention));
       if (n) log.info({ purged: n }, 'finished outbound messages purged');
+      const v = pruneVerdicts(db, now - parseDuration(config.smtp.verdicts_retention));
+      if (v) log.info({ pruned: v }, 'stored inbound verdicts older than smtp.verdicts_retention removed');
       return n;
     } catch (err: any) {
       log.error({ err: err.message }, 'queue housekeeping failed');

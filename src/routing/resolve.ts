@@ -5,7 +5,7 @@ import { aliasTargetsJson } from '../services/aliases.ts';
 import { normalizeDomain } from '../util/address.ts';
 import { SmtpReply, reply } from '../mail/reply.ts';
 import { OWNER_ONLY_FOLDERS } from '../dovecot/config.ts';
-import { srsReverse } from '../smtp/inbound/srs.ts';
+import { srsReverse } from '../mail/srs.ts';
 
 /**
  * Recipient resolution: one address in one of our domains → the places the message goes. The one

@@ -1,5 +1,5 @@
 // The sending_limits and send_log tables (the submission caps): every statement on them is here.
-// The decisions on these numbers are pure, in src/smtp/submission/caps.ts.
+// The decisions on these numbers are pure, in src/submit/caps.ts.
 import type { DB } from '../db/index.ts';
 import { stmt } from '../db/stmt.ts';
 import type { Config } from '../config/schema.ts';

@@ -4,7 +4,7 @@ import { LetterboxError } from '../errors.ts';
 import type { ServiceContext } from '../services/context.ts';
 import { listMailboxes, type Mailbox } from '../services/mailboxes.ts';
 import { dovecotPaths } from '../dovecot/config.ts';
-import { isAuthorizedSender, ownedAddresses } from '../smtp/submission/authorize.ts';
+import { isAuthorizedSender, ownedAddresses } from '../submit/authorize.ts';
 import { deleteVacation, getVacation, listVacations, saveVacation } from '../services/vacation-store.ts';
 import { existsSync } from 'node:fs';
 import { checkVacation, vacationActive, vacationPath, vacationScript, writeVacationScript, type VacationInput, type VacationSettings } from './vacation.ts';

@@ -134,6 +134,8 @@ export const mailboxRoutes: RouteSpec[] = [
     handler: (req) => {
       requireVisibleDomainOf(req, req.query.address);
       // The inbound path's own resolver, so the answer is what an incoming message would get.
+      // ensureSecret, not app.srsSecret: this route is `anyThread`, and a worker thread's ThreadContext
+      // (db, config, log, clock) has no srsSecret; the secret file is read (created once) per call.
       const r = resolveRecipient(req.app.db, req.query.address, { srsSecret: ensureSecret(req.app.config.data_dir, 'srs'), now: req.app.clock.now() });
       if (!r.ok) throw new LetterboxError(r.reply.responseCode === 553 ? 'validation_error' : 'not_found', `mail for ${req.query.address} would be refused: ${r.reply.enhanced} ${r.reply.text}`);
       const p = parseRecipient(req.query.address) as { local: string; detail: string | null; domain: string };

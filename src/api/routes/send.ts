@@ -3,7 +3,7 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import addressparser from 'nodemailer/lib/addressparser';
 import { z } from 'zod';
 import { LetterboxError } from '../../errors.ts';
-import { acceptOutbound } from '../../smtp/submission/accept.ts';
+import { acceptOutbound } from '../../submit/accept.ts';
 import { parseAddress } from '../../util/address.ts';
 import { defineRoute, type RouteSpec } from '../route.ts';
 import { visibleMailbox } from '../access.ts';

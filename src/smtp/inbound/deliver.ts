@@ -18,7 +18,7 @@ import { SmtpReply, internalFailure, newRef, reply } from '../../mail/reply.ts';
 import { buildDsn, dsnSigningDomains, type DsnRecipient } from '../../mail/dsn.ts';
 import { headerSection, readHeaderSection } from '../../mail/headers.ts';
 import { parseAddress } from '../../mail/address.ts';
-import { srsForward } from './srs.ts';
+import { srsForward } from '../../mail/srs.ts';
 import { lmtpAddress, resolveRecipient, type Target } from '../../routing/resolve.ts';
 import { VERDICT_ID_HEADER, authVerdictsOf, saveVerdicts } from '../../verdicts/store.ts';
 import { usersFileSettling } from '../../dovecot/sync.ts';

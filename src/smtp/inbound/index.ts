@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import type { AppContext, Component, ComponentFactory } from '../../server.ts';
 import { parseHostPort } from '../../config/schema.ts';
 import { Spool } from '../../spool/index.ts';
-import { ensureSecret } from '../../secrets.ts';
 import { findDomain } from '../../services/domains.ts';
 import { createMxListener, type MxListener } from './server.ts';
 import type { InboundDeps } from './deliver.ts';
@@ -14,7 +13,7 @@ import type { InboundDeps } from './deliver.ts';
 export { receiveMessage } from './deliver.ts';
 export { decide } from './policy.ts';
 export { resolveRecipient, parseRecipient } from '../../routing/resolve.ts';
-export { srsForward, srsReverse } from './srs.ts';
+export { srsForward, srsReverse } from '../../mail/srs.ts';
 
 /**
  * The MX listener (listen.mx): receives mail for our domains and delivers it to Dovecot or the
@@ -40,7 +39,7 @@ export const mxComponent: ComponentFactory = (app: AppContext): Component => {
         delivery,
         dkim: app.dkim,
         spool: new Spool(spoolRoot),
-        srsSecret: ensureSecret(app.config.data_dir, 'srs'),
+        srsSecret: app.srsSecret,
         async sealKey(domain) {
           const hit = keys.get(domain);
           if (hit && hit.until > Date.now()) return hit.key;

@@ -3,14 +3,14 @@ import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { AppContext } from '../../server.ts';
-import { SmtpReply, internalFailure, newRef, reply } from './replies.ts';
-import { resolveRecipient } from '../../routing/resolve.ts';
+import { SmtpReply, internalFailure, newRef } from './replies.ts';
+import { resolveRecipient, type Target } from '../../routing/resolve.ts';
 import { probeRecipient, quotaVerdict } from './quota.ts';
-import { receiveMessage, type InboundDeps, type SessionInfo, type Transaction } from './deliver.ts';
+import { receiveMessage, type InboundDeps, type Transaction } from './deliver.ts';
+import { connectRefusal, dataRefusal, mailFromRefusal, quotaProbeTarget, rcptRefusal, sessionInfo, sweepEveryMs } from './session.ts';
 import { smtpMetrics } from '../../metrics/index.ts';
 import { clientNetwork } from '../../auth/client-network.ts';
 import { ClientSlots, sweepIdle, trackProgress } from '../stress.ts';
-import { nonAsciiWithoutSmtpUtf8 } from '../mail-from.ts';
 
 export { closeIdleUnderStress, underStress, type IdleState } from '../stress.ts';
 
@@ -99,18 +99,50 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
   const { app } = deps;
   const cfg = app.config.smtp;
   const slots = new ClientSlots(cfg.max_connections, cfg.max_connections_per_ip);
-  const txs = new Map<string, Transaction>();
   const log = app.log.child({ component: 'mx' });
-  const metrics = smtpMetrics(app, 'mx');
+  const options: SMTPServerOptions = { ...mxServerOptions(app), ...mxHandlers(deps, slots, log) };
+  const servers = addresses.map(() => {
+    const s = new MxSmtpServer(options);
+    s.maxErrors = cfg.max_errors;
+    s.commandTimeoutMs = cfg.command_timeout_ms;
+    s.dataTimeoutMs = cfg.data_timeout_ms;
+    s.on('error', (err) => log.warn({ err: err.message }, 'SMTP connection error'));
+    return s;
+  });
 
-  const fail = (err: unknown, what: string, session: SMTPServerSession): SmtpReply => {
-    if (err instanceof SmtpReply) return err;
-    const ref = newRef();
-    log.error({ ref, session: session.id, err: (err as any)?.message ?? String(err) }, `internal error during ${what}; answered 451`);
-    return internalFailure(ref);
+  // Stress mode: while more than stress_threshold × max_connections sessions are open, every session
+  // that has made no progress for stress_idle_timeout_ms gets 421 4.4.2 and is closed, whether or not
+  // it has started a transaction; one sending its message or waiting for our reply is kept
+  // (src/smtp/stress.ts). A sweep runs a few times per stress_idle_timeout_ms.
+  let sweeper: NodeJS.Timeout | null = null;
+  const sweep = () => {
+    const open = slots.size;
+    const closed = sweepIdle({ servers, slots, maxConnections: cfg.max_connections, stressThreshold: cfg.stress_threshold, stressIdleMs: cfg.stress_idle_timeout_ms, hostname: app.config.hostname, now: Date.now() });
+    if (closed) log.warn({ open, closed, limit: cfg.max_connections }, 'under load: closed idle sessions');
   };
 
-  const options: SMTPServerOptions = {
+  return {
+    servers,
+    async listen() {
+      await listenAll(servers, addresses);
+      sweeper = setInterval(sweep, sweepEveryMs(cfg.stress_idle_timeout_ms));
+      sweeper.unref();
+    },
+    updateTls(m) {
+      for (const s of servers) (s as any).updateSecureContext(m);
+    },
+    async close() {
+      if (sweeper) clearInterval(sweeper);
+      sweeper = null;
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    },
+  };
+}
+
+/** smtp-server's options for the MX (everything but the handlers), from the configuration. */
+function mxServerOptions(app: AppContext): SMTPServerOptions {
+  const cfg = app.config.smtp;
+  return {
     name: app.config.hostname,
     banner: 'Letterbox',
     key: readFileSync(app.config.tls.key),
@@ -134,19 +166,31 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
     // Reverse lookups go through the one configured resolver (never the system's by surprise).
     resolver: { reverse: (ip, cb) => app.resolver.reverse(ip).then((names) => cb(null, names), (err) => cb(err)) },
     logger: false,
+  };
+}
 
+/**
+ * The MX's command handlers, one shape each: gather (slot, resolution, quota probe), decide (the
+ * pure functions of ./session.ts), act (answer, remember the transaction, receive the message).
+ */
+function mxHandlers(deps: InboundDeps, slots: ClientSlots, log: AppContext['log']): Pick<SMTPServerOptions, 'onConnect' | 'onClose' | 'onMailFrom' | 'onRcptTo' | 'onData'> {
+  const { app } = deps;
+  const cfg = app.config.smtp;
+  const txs = new Map<string, Transaction>();
+  const metrics = smtpMetrics(app, 'mx');
+
+  const fail = (err: unknown, what: string, session: SMTPServerSession): SmtpReply => failureReply(log, err, what, session.id);
+
+  return {
     onConnect(session, cb) {
       // smtp-server's maxClients counts per listener; this cap is over all of them.
       const refused = slots.take(session.id, session.remoteAddress);
-      if (refused === 'total') {
-        log.warn({ limit: cfg.max_connections }, 'too many connections; refused');
+      const refusal = connectRefusal(refused, app.config.hostname);
+      if (refusal) {
+        if (refused === 'total') log.warn({ limit: cfg.max_connections }, 'too many connections; refused');
+        else log.warn({ ip: clientKey(session.remoteAddress), limit: cfg.max_connections_per_ip }, 'too many connections from one address; refused');
         metrics.session(session, 'refused');
-        return cb(reply(421, '4.7.0', `${app.config.hostname} Too many connections, try again later`));
-      }
-      if (refused === 'client') {
-        log.warn({ ip: clientKey(session.remoteAddress), limit: cfg.max_connections_per_ip }, 'too many connections from one address; refused');
-        metrics.session(session, 'refused');
-        return cb(reply(421, '4.7.0', `${app.config.hostname} Too many connections from your address, try again later`));
+        return cb(refusal);
       }
       metrics.session(session, 'accepted');
       cb();
@@ -158,60 +202,35 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
     },
 
     onMailFrom(address, session, cb) {
-      // RFC 6531: a non-ASCII address needs the SMTPUTF8 parameter (Postfix: 553 5.6.7).
-      if (nonAsciiWithoutSmtpUtf8(address.address, session.envelope)) return cb(reply(553, '5.6.7', 'non-ASCII address requires the SMTPUTF8 parameter'));
+      const refusal = mailFromRefusal(address.address, session.envelope);
+      if (refusal) return cb(refusal);
       txs.set(session.id, { mailFrom: address.address ?? '', rcpts: [] });
       cb();
     },
 
     onRcptTo(address, session, cb) {
       const tx = txs.get(session.id);
-      if (!tx) return cb(reply(503, '5.5.1', 'Error: need MAIL command'));
-      let res;
-      try {
-        // A bare `postmaster` (RFC 5321 4.5.1) reaches here as is: smtp-server 3.21.6 exempts it from
-        // its address syntax check, and resolveRecipient maps it to our host's domain (tested).
-        res = resolveRecipient(app.db, address.address, { srsSecret: deps.srsSecret, now: app.clock.now(), hostname: app.config.hostname });
-      } catch (err) {
-        return cb(fail(err, 'RCPT', session));
-      }
-      if (!res.ok) return cb(res.reply);
-      const only = res.targets.length === 1 ? res.targets[0] : null;
-      if (!only || only.kind !== 'local' || only.quotaBytes <= 0) {
-        tx.rcpts.push({ address: address.address, targets: res.targets });
-        return cb();
-      }
-      // A mailbox with a quota: is it already full? (Dovecot knows; unlimited ones are never full.)
-      probeRecipient(app.dovecot.paths.lmtpSocket, only.address, { lhlo: app.config.hostname }).then(
-        (a) => {
-          const v = quotaVerdict(a, cfg.quota_full_reply);
-          if (v === null) {
-            tx.rcpts.push({ address: address.address, targets: res.targets });
-            return cb();
-          }
-          cb(v instanceof SmtpReply ? v : fail(v, 'RCPT quota check', session));
+      const refusal = rcptRefusal(tx);
+      if (refusal || !tx) return cb(refusal ?? undefined);
+      admitRecipient(deps, address.address).then(
+        (res) => {
+          if (!res.ok) return cb(res.reply);
+          tx.rcpts.push({ address: address.address, targets: res.targets });
+          cb();
         },
-        (err) => cb(fail(err, 'RCPT quota check', session)),
+        (err) => cb(fail(err, 'RCPT', session)),
       );
     },
 
     onData(stream, session, cb) {
       const tx = txs.get(session.id);
       txs.delete(session.id);
-      if (!tx || tx.rcpts.length === 0) {
+      const refusal = dataRefusal(tx);
+      if (refusal || !tx) {
         stream.resume();
-        return cb(reply(503, '5.5.1', 'Error: no valid recipients'));
+        return cb(refusal ?? undefined);
       }
-      const tls = session.secure && session.tlsOptions ? { protocol: String(session.tlsOptions.version ?? ''), cipher: String(session.tlsOptions.name ?? '') } : null;
-      const info: SessionInfo = {
-        id: session.id,
-        remoteAddress: session.remoteAddress,
-        helo: session.hostNameAppearsAs || session.remoteAddress,
-        clientHostname: session.clientHostname && session.clientHostname !== `[${session.remoteAddress}]` ? session.clientHostname : null,
-        transmissionType: session.transmissionType || 'ESMTP',
-        tls,
-      };
-      receiveMessage(deps, stream, info, tx).then(
+      receiveMessage(deps, stream, sessionInfo(session), tx).then(
         (text) => {
           metrics.message(session, 'accepted');
           cb(null, text);
@@ -224,54 +243,49 @@ export function createMxListener(deps: InboundDeps, addresses: { host: string; p
       );
     },
   };
+}
 
-  const servers = addresses.map(() => {
-    const s = new MxSmtpServer(options);
-    s.maxErrors = cfg.max_errors;
-    s.commandTimeoutMs = cfg.command_timeout_ms;
-    s.dataTimeoutMs = cfg.data_timeout_ms;
-    s.on('error', (err) => log.warn({ err: err.message }, 'SMTP connection error'));
-    return s;
-  });
+/** An unexpected error as the reply: an SmtpReply as is, anything else 451 with a reference that is in the log. */
+function failureReply(log: AppContext['log'], err: unknown, what: string, sessionId: string): SmtpReply {
+  if (err instanceof SmtpReply) return err;
+  const ref = newRef();
+  log.error({ ref, session: sessionId, err: (err as any)?.message ?? String(err) }, `internal error during ${what}; answered 451`);
+  return internalFailure(ref);
+}
 
-  // Stress mode: while more than stress_threshold × max_connections sessions are open, every session
-  // that has made no progress for stress_idle_timeout_ms gets 421 4.4.2 and is closed, whether or not
-  // it has started a transaction; one sending its message or waiting for our reply is kept
-  // (src/smtp/stress.ts). A sweep runs a few times per stress_idle_timeout_ms.
-  const sweepEveryMs = Math.max(250, Math.min(1000, Math.floor(cfg.stress_idle_timeout_ms / 4)));
-  let sweeper: NodeJS.Timeout | null = null;
-  const sweep = () => {
-    const open = slots.size;
-    const closed = sweepIdle({ servers, slots, maxConnections: cfg.max_connections, stressThreshold: cfg.stress_threshold, stressIdleMs: cfg.stress_idle_timeout_ms, hostname: app.config.hostname, now: Date.now() });
-    if (closed) log.warn({ open, closed, limit: cfg.max_connections }, 'under load: closed idle sessions');
-  };
+/**
+ * RCPT TO: resolve the recipient (gather), and when it is one mailbox with a quota (decide:
+ * quotaProbeTarget) ask Dovecot whether it is already full (act: an LMTP RCPT probe). Resolves to
+ * the targets, or to the refusal; rejects on an internal failure (answered 451 by the caller).
+ */
+async function admitRecipient(deps: InboundDeps, address: string): Promise<{ ok: true; targets: Target[] } | { ok: false; reply: SmtpReply }> {
+  const { app } = deps;
+  // A bare `postmaster` (RFC 5321 4.5.1) reaches here as is: smtp-server 3.21.6 exempts it from
+  // its address syntax check, and resolveRecipient maps it to our host's domain (tested).
+  const res = resolveRecipient(app.db, address, { srsSecret: deps.srsSecret, now: app.clock.now(), hostname: app.config.hostname });
+  if (!res.ok) return res;
+  const probe = quotaProbeTarget(res.targets);
+  if (!probe) return res;
+  const answer = await probeRecipient(app.dovecot.paths.lmtpSocket, probe.address, { lhlo: app.config.hostname });
+  const v = quotaVerdict(answer, app.config.smtp.quota_full_reply);
+  if (v === null) return res;
+  if (v instanceof SmtpReply) return { ok: false, reply: v };
+  throw v;
+}
 
-  return {
-    servers,
-    async listen() {
-      await Promise.all(
-        servers.map(
-          (s, i) =>
-            new Promise<void>((resolve, reject) => {
-              const onErr = (err: Error) => reject(err);
-              s.server.once('error', onErr);
-              s.listen(addresses[i].port, addresses[i].host, () => {
-                s.server.removeListener('error', onErr);
-                resolve();
-              });
-            }),
-        ),
-      );
-      sweeper = setInterval(sweep, sweepEveryMs);
-      sweeper.unref();
-    },
-    updateTls(m) {
-      for (const s of servers) (s as any).updateSecureContext(m);
-    },
-    async close() {
-      if (sweeper) clearInterval(sweeper);
-      sweeper = null;
-      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    },
-  };
+/** Starts every listener; rejects when one cannot bind. */
+function listenAll(servers: SMTPServer[], addresses: { host: string; port: number }[]): Promise<void> {
+  return Promise.all(
+    servers.map(
+      (s, i) =>
+        new Promise<void>((resolve, reject) => {
+          const onErr = (err: Error) => reject(err);
+          s.server.once('error', onErr);
+          s.listen(addresses[i].port, addresses[i].host, () => {
+            s.server.removeListener('error', onErr);
+            resolve();
+          });
+        }),
+    ),
+  ).then(() => undefined);
 }

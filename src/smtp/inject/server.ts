@@ -11,8 +11,8 @@ import { parseHostPort } from '../../config/schema.ts';
 import { isLetterboxError } from '../../errors.ts';
 import { ensureSecret } from '../../secrets.ts';
 import { resolveRecipient } from '../../routing/resolve.ts';
-import { acceptOutbound, type Sender } from '../submission/accept.ts';
-import { fromAddresses, parseHeader, splitMessage } from '../submission/fixups.ts';
+import { acceptOutbound, type Sender } from '../../submit/accept.ts';
+import { fromAddresses, parseHeader, splitMessage } from '../../submit/fixups.ts';
 import { syncVacationScripts } from '../../sieve/vacation-service.ts';
 
 function smtpError(message: string, code: number): Error & { responseCode: number } {

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { hashPassword, verifyPassword } from '../../auth/passwords.ts';
 import { findMailbox } from '../../services/mailboxes.ts';
 import { passwordHashOf } from '../../services/mailbox-queries.ts';
-import { acceptOutbound, checkRecipient, checkSender, type Sender } from './accept.ts';
+import { acceptOutbound, checkRecipient, checkSender, type Sender } from '../../submit/accept.ts';
 import { smtpMetrics } from '../../metrics/index.ts';
 import { watchCertificate } from '../../tls/watch.ts';
 import { ClientSlots, sweepIdle, trackProgress } from '../stress.ts';
@@ -115,67 +115,40 @@ export class SubmissionListeners implements Component {
           cb(toSmtp(err));
         }
       },
-      onData: (stream, session, cb) => {
-        readAll(stream as any, max)
-          .then(async (message) => {
-            if (!message) throw smtpError(`5.3.4 message exceeds the size limit of ${max} bytes`, 552);
-            const sock = (session as any).tlsOptions ?? null;
-            const r = await acceptOutbound(this.app, {
-              mailbox: this.sender(session),
-              message,
-              envelope: { from: (session.envelope.mailFrom as SMTPServerAddress).address, to: session.envelope.rcptTo.map((r) => r.address) },
-              origin: 'submission',
-              client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs, tls: sock ? `${sock.version ?? ''} ${sock.name ?? ''}`.trim() : null, protocol: 'ESMTPSA' },
-            });
-            if (r.accepted.length === 0) {
-              const first = r.rejected[0];
-              throw smtpError(first ? first.reason : '5.5.1 no valid recipients', first?.code ?? 554);
-            }
-            metrics.message(session, 'accepted');
-            cb(null, `2.0.0 accepted ${r.messageId}`);
-          })
-          .catch((err) => {
-            metrics.message(session, 'rejected');
-            if ((err as any).responseCode) return cb(err);
-            log.error({ err: err.message, stack: err.stack }, 'submission failed');
-            cb(toSmtp(err));
-          });
-      },
+      onData: (stream, session, cb) => this.onData(stream as any, session, max, metrics, cb),
     });
-    // RFC 3207/4954: AUTH before STARTTLS is refused with 530 5.7.0 (smtp-server says 538).
-    const conns = server.connections as Set<any>;
-    const add = conns.add.bind(conns);
-    conns.add = (conn: any) => {
-      trackProgress(conn); // for the stress-mode sweep (src/smtp/stress.ts)
-      const orig = conn.handler_AUTH;
-      conn.handler_AUTH = function (this: any, command: Buffer, callback: () => void) {
-        if (!this.secure) {
-          this.send(530, '5.7.0 Must issue a STARTTLS command first');
-          return callback();
-        }
-        return orig.call(this, command, callback);
-      };
-      // Nor is AUTH advertised before STARTTLS (RFC 4954 section 4: no AUTH over a channel that would
-      // expose the password); smtp-server lists it whenever the command exists, so the plaintext
-      // EHLO reply is filtered here. After STARTTLS (this.secure) the reply is left as it is.
-      const ehlo = conn.handler_EHLO;
-      conn.handler_EHLO = function (this: any, command: Buffer, callback: () => void) {
-        if (this.secure) return ehlo.call(this, command, callback);
-        const send = this.send;
-        this.send = function (this: any, code: number, data: unknown, ...rest: unknown[]) {
-          if (code === 250 && Array.isArray(data)) data = data.filter((l) => !/^AUTH\b/i.test(String(l)));
-          return send.call(this, code, data, ...rest);
-        };
-        try {
-          return ehlo.call(this, command, callback);
-        } finally {
-          delete this.send; // back to the prototype's send
-        }
-      };
-      return add(conn);
-    };
+    authOnlyAfterStartTls(server);
     server.on('error', (err) => log.warn({ err: err.message, component: 'submission' }, 'submission connection error'));
     return server;
+  }
+
+  /** DATA: read the message (size-capped), hand it to acceptOutbound (src/submit/accept.ts), answer. */
+  private onData(stream: Readable, session: SMTPServerSession, max: number, metrics: ReturnType<typeof smtpMetrics>, cb: (err?: Error | null, message?: string) => void): void {
+    const { log } = this.app;
+    readAll(stream as any, max)
+      .then(async (message) => {
+        if (!message) throw smtpError(`5.3.4 message exceeds the size limit of ${max} bytes`, 552);
+        const sock = (session as any).tlsOptions ?? null;
+        const r = await acceptOutbound(this.app, {
+          mailbox: this.sender(session),
+          message,
+          envelope: { from: (session.envelope.mailFrom as SMTPServerAddress).address, to: session.envelope.rcptTo.map((r) => r.address) },
+          origin: 'submission',
+          client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs, tls: sock ? `${sock.version ?? ''} ${sock.name ?? ''}`.trim() : null, protocol: 'ESMTPSA' },
+        });
+        if (r.accepted.length === 0) {
+          const first = r.rejected[0];
+          throw smtpError(first ? first.reason : '5.5.1 no valid recipients', first?.code ?? 554);
+        }
+        metrics.message(session, 'accepted');
+        cb(null, `2.0.0 accepted ${r.messageId}`);
+      })
+      .catch((err) => {
+        metrics.message(session, 'rejected');
+        if ((err as any).responseCode) return cb(err);
+        log.error({ err: err.message, stack: err.stack }, 'submission failed');
+        cb(toSmtp(err));
+      });
   }
 
   private sender(session: SMTPServerSession): Sender {
@@ -263,4 +236,43 @@ export class SubmissionListeners implements Component {
 
 export function createSubmissionComponent(app: AppContext): Component {
   return new SubmissionListeners(app);
+}
+
+/**
+ * RFC 3207/4954: AUTH before STARTTLS is refused with 530 5.7.0 (smtp-server says 538) and not
+ * advertised; each new connection is also tracked for the stress-mode sweep. Wraps smtp-server's
+ * per-connection handlers (pinned version; test/submission.test.ts covers both).
+ */
+function authOnlyAfterStartTls(server: SMTPServer): void {
+  const conns = server.connections as Set<any>;
+  const add = conns.add.bind(conns);
+  conns.add = (conn: any) => {
+    trackProgress(conn); // for the stress-mode sweep (src/smtp/stress.ts)
+    const orig = conn.handler_AUTH;
+    conn.handler_AUTH = function (this: any, command: Buffer, callback: () => void) {
+      if (!this.secure) {
+        this.send(530, '5.7.0 Must issue a STARTTLS command first');
+        return callback();
+      }
+      return orig.call(this, command, callback);
+    };
+    // Nor is AUTH advertised before STARTTLS (RFC 4954 section 4: no AUTH over a channel that would
+    // expose the password); smtp-server lists it whenever the command exists, so the plaintext
+    // EHLO reply is filtered here. After STARTTLS (this.secure) the reply is left as it is.
+    const ehlo = conn.handler_EHLO;
+    conn.handler_EHLO = function (this: any, command: Buffer, callback: () => void) {
+      if (this.secure) return ehlo.call(this, command, callback);
+      const send = this.send;
+      this.send = function (this: any, code: number, data: unknown, ...rest: unknown[]) {
+        if (code === 250 && Array.isArray(data)) data = data.filter((l) => !/^AUTH\b/i.test(String(l)));
+        return send.call(this, code, data, ...rest);
+      };
+      try {
+        return ehlo.call(this, command, callback);
+      } finally {
+        delete this.send; // back to the prototype's send
+      }
+    };
+    return add(conn);
+  };
 }

@@ -1,7 +1,7 @@
 // Sender-address authorization: which addresses an authenticated mailbox may send as.
-import type { DB } from '../../db/index.ts';
-import { aliasesOnlyTo } from '../../services/aliases.ts';
-import { parseAddress, splitDetail } from '../../util/address.ts';
+import type { DB } from '../db/index.ts';
+import { aliasesOnlyTo } from '../services/aliases.ts';
+import { parseAddress, splitDetail } from '../util/address.ts';
 
 export interface OwnedAddresses {
   mailbox: string; // the mailbox's own address

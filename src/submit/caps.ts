@@ -1,9 +1,9 @@
 // Abuse caps on sending: decisions are pure; counts come from send_log by index range (the
 // sending_limits and send_log tables belong to src/services/sending-limits.ts).
-import type { DB } from '../../db/index.ts';
-import { sendCounts, type Caps, type Usage } from '../../services/sending-limits.ts';
+import type { DB } from '../db/index.ts';
+import { sendCounts, type Caps, type Usage } from '../services/sending-limits.ts';
 
-export { effectiveCaps, recordSend, unrecordSend, setLimits, pruneSendLog, type Caps, type Usage } from '../../services/sending-limits.ts';
+export { effectiveCaps, recordSend, unrecordSend, setLimits, pruneSendLog, type Caps, type Usage } from '../services/sending-limits.ts';
 
 export interface CapViolation {
   cap: 'max_messages_per_hour' | 'max_recipients_per_day' | 'max_recipients_per_message';

@@ -7,7 +7,7 @@
 // RFC 6532 grammar); nodemailer's addressparser, which fixups.ts uses, is lenient by design, so the
 // address it finds must also be the one the strict parser finds.
 import emailAddresses from 'email-addresses';
-import { LetterboxError } from '../../errors.ts';
+import { LetterboxError } from '../errors.ts';
 import { fromAddresses, headerValue, type HeaderField } from './fixups.ts';
 
 export type AuthorProblem = { field: 'From' | 'Sender'; reason: string } | null;

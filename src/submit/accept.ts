@@ -5,17 +5,17 @@
 // durably in the queue first, then local ones over LMTP now (the queue keeps those Dovecot could
 // not take now), remote ones delivered by the queue.
 import { randomBytes } from 'node:crypto';
-import type { AppContext } from '../../server.ts';
-import { LetterboxError } from '../../errors.ts';
-import { sendingState } from '../../services/mailbox-queries.ts';
-import { parseAddress } from '../../mail/address.ts';
-import { refusalText, type LocalOutcome } from '../../delivery/local.ts';
-import { receivedValue } from '../../mail/received.ts';
-import { checkOutboundSpam } from '../../spam/outbound.ts';
-import { isLocalDomain, resolveRecipient, splitTargets, type Resolution } from '../../routing/resolve.ts';
-import { runningQueue } from '../../queue/handoff.ts';
-import { isSuppressed } from '../../queue/store.ts';
-import { recordEvent } from '../../events/record.ts';
+import type { AppContext } from '../server.ts';
+import { LetterboxError } from '../errors.ts';
+import { sendingState } from '../services/mailbox-queries.ts';
+import { parseAddress } from '../mail/address.ts';
+import { refusalText, type LocalOutcome } from '../delivery/local.ts';
+import { receivedValue } from '../mail/received.ts';
+import { checkOutboundSpam } from '../spam/outbound.ts';
+import { isLocalDomain, resolveRecipient, splitTargets, type Resolution } from '../routing/resolve.ts';
+import { runningQueue } from '../queue/handoff.ts';
+import { isSuppressed } from '../queue/store.ts';
+import { recordEvent } from '../events/record.ts';
 import { isAuthorizedSender, ownedAddresses } from './authorize.ts';
 import { checkMessageCap, checkRecipientCaps, effectiveCaps, recordSend, unrecordSend, usageOf, type Caps, type Usage } from './caps.ts';
 import { applyFixups } from './fixups.ts';

@@ -1,7 +1,7 @@
 // Header fix-ups of submitted messages (pure): Message-ID and Date when missing, Bcc removed, a
 // Received header on top. Only the header block is touched; the body is passed through as bytes.
 import addressparser from 'nodemailer/lib/addressparser';
-import { rfc5322Date } from '../../mail/date.ts';
+import { rfc5322Date } from '../mail/date.ts';
 
 export interface HeaderField {
   name: string; // lower-case
