@@ -329,7 +329,7 @@ test('caps hold under concurrent sends: 5 parallel sends with a cap of 2 per hou
   const sender = { id: mailbox.id, address: mailbox.address, domain: mailbox.domain };
   const results = await Promise.allSettled(
     [1, 2, 3, 4, 5].map((i) =>
-      acceptOutbound(app, { mailbox: sender, message: Buffer.from(`From: bulk@example.test\r\nSubject: ${i}\r\n\r\nx\r\n`), envelope: { from: 'bulk@example.test', to: [`c${i}@remote.test`] }, sandbox: true, origin: 'api' }),
+      acceptOutbound(app, { mailbox: sender, message: Buffer.from(`From: bulk@example.test\r\nSubject: ${i}\r\n\r\nx\r\n`), envelope: { from: 'bulk@example.test', to: [`c${i}@remote.test`] }, sandbox: false, origin: 'api' }),
     ),
   );
   assert.equal(results.filter((r) => r.status === 'fulfilled').length, 2);
