@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
+import { availableParallelism, totalmem } from 'node:os';
+import { autoApiThreads } from '../api/threads-auto.ts';
 
 // Accepts "host:port", "[v6]:port". Used by every listener key.
 const hostPort = z.string().refine((s) => parseHostPort(s) !== null, {
@@ -168,8 +170,12 @@ export const configSchema = z
         send_rate_burst: int(1, 1000000).default(10),
         max_body_size: size.default(30 * 1024 * 1024),
         // Worker threads serving listen.api (read routes answered there, the rest by the main
-        // thread); 0 = the main thread listens itself.
-        threads: int(0, 64).default(2),
+        // thread); 0 = the main thread listens itself; "auto" (default) = 2 on a machine with at
+        // least 4 cores and 2 GiB, else 0 (each thread is a V8 isolate of ~70 MB RSS).
+        threads: z
+          .union([z.literal('auto'), int(0, 64)])
+          .transform((v) => (v === 'auto' ? autoApiThreads(availableParallelism(), totalmem()) : v))
+          .prefault('auto'),
       })
       .strict()
       .prefault({}),
