@@ -4,7 +4,7 @@
 //   2. idle with --mailboxes (10,000) mailboxes, seeded straight into SQLite as bench/api-load.ts does,
 //   3. peak under a short inbound load (bench/inbound.ts's DKIM-signed 4 KB message via smtp-source),
 //   4. after the load, once it has settled (--settle seconds, then a GC).
-//   node bench/memory.ts [--mailboxes 10000] [--messages 1000] [--settle 20] [--threads N] [--node-flags "..."]
+//   node bench/memory.ts [--mailboxes 10000] [--messages 1000] [--settle 20] [--threads N] [--node-flags "..."] [--env K=V,...]
 // RSS is /proc/PID/status VmRSS of the Node process alone (Dovecot's processes are separate).
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
@@ -22,6 +22,8 @@ const N = Number(arg('messages', '1000'));
 const SETTLE = Number(arg('settle', '20'));
 const THREADS = arg('threads', '');
 const NODE_FLAGS = arg('node-flags', '');
+// --env K=V[,K=V]: extra environment of the serve process (e.g. MALLOC_ARENA_MAX=2).
+const EXTRA_ENV = Object.fromEntries(arg('env', '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const DOMAIN = 'bench.test';
 const USER = 'user';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -85,7 +87,7 @@ console.log(`# memory benchmark — ${machine()}`);
 
 // The serve process gets an inspector on a free port (to read its heap); NODE_OPTIONS reaches
 // only it, the CLI runs of the harness have their own environment.
-const env = { NODE_OPTIONS: `--inspect=127.0.0.1:0 ${NODE_FLAGS}`.trim() };
+const env = { NODE_OPTIONS: `--inspect=127.0.0.1:0 ${NODE_FLAGS}`.trim(), ...EXTRA_ENV };
 const stack = await letterboxStack({
   dnsServer: dns.server,
   domain: DOMAIN,
@@ -132,6 +134,13 @@ try {
   const pid = app.process.pid!;
   let peak = 0;
   const timer = setInterval(() => (peak = Math.max(peak, rssKb(pid))), 250);
+  // What the peak is made of: the main isolate's heap and Buffers (no GC forced), once a second.
+  const heapPeak = { heapTotal: 0, heapUsed: 0, external: 0 };
+  const heapTimer = setInterval(async () => {
+    const r = await insp.call('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true });
+    const m = JSON.parse(r.result.value);
+    for (const k of ['heapTotal', 'heapUsed', 'external'] as const) heapPeak[k] = Math.max(heapPeak[k], Math.round(m[k] / 1048576));
+  }, 1000);
   const before = stack.delivered();
   const cpu0 = cpuMs([pid]);
   const t0 = performance.now();
@@ -140,10 +149,11 @@ try {
   }
   const all = await waitFor(() => stack.delivered() >= before + N, 600000, 50);
   clearInterval(timer);
+  clearInterval(heapTimer);
   const got = stack.delivered() - before;
   const secs = (performance.now() - t0) / 1000;
   const cpuPer = (cpuMs([pid]) - cpu0) / Math.max(1, got);
-  const row = { what: `peak under inbound load (${got} messages, 20 reused + 100 one-shot sessions)`, 'Node RSS MB': Math.round(peak / 1024), 'anon MB': '', 'file MB': '', 'heap used MB (main, after GC)': '', 'heap total MB': '', 'external MB': '', 'stack PSS MB (with Dovecot)': '', note: `${(got / secs).toFixed(0)} msg/s, ${cpuPer.toFixed(2)} CPU ms/msg (stack)${all ? '' : `; only ${got} stored`}` };
+  const row = { what: `peak under inbound load (${got} messages, 20 reused + 100 one-shot sessions)`, 'Node RSS MB': Math.round(peak / 1024), 'anon MB': '', 'file MB': '', 'heap used MB (main, after GC)': `(max seen ${heapPeak.heapUsed})`, 'heap total MB': heapPeak.heapTotal, 'external MB': heapPeak.external, 'stack PSS MB (with Dovecot)': '', note: `${(got / secs).toFixed(0)} msg/s, ${cpuPer.toFixed(2)} CPU ms/msg (stack)${all ? '' : `; only ${got} stored`}` };
   console.log(JSON.stringify(row));
   rows.push(row);
   await sleep(SETTLE * 1000);

@@ -1,8 +1,7 @@
 // api.threads = "auto" (the default): worker threads only where there are cores and memory for them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { autoApiThreads } from '../src/api/threads-auto.ts';
-import { configSchema } from '../src/config/schema.ts';
+import { autoApiThreads, configSchema } from '../src/config/schema.ts';
 
 const GiB = 1024 ** 3;
 

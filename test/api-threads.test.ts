@@ -126,7 +126,7 @@ test("the main thread's socket is private (0600) and removed when the appliance 
   const st = statSync(sock);
   assert.ok(st.isSocket());
   assert.equal(st.mode & 0o777, 0o600);
-  const other = await startAppliance();
+  const other = await startAppliance({ extraToml: `[api]\nthreads = 2\n` });
   try {
     assert.ok(existsSync(join(other.dataDir, 'api.sock')));
     assert.equal(await other.stop(), 0);

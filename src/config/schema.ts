@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
 import { availableParallelism, totalmem } from 'node:os';
-import { autoApiThreads } from '../api/threads-auto.ts';
 
 // Accepts "host:port", "[v6]:port". Used by every listener key.
 const hostPort = z.string().refine((s) => parseHostPort(s) !== null, {
@@ -58,6 +57,17 @@ const hostname = z
   .min(1)
   .max(253)
   .regex(/^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/, 'expected a host name such as mail.example.com');
+
+/**
+ * api.threads = "auto": how many API worker threads a machine gets. Each worker thread is a V8
+ * isolate that loads the API's modules again (~60 MB RSS each, bench/README.md "Memory (#15)"),
+ * and the threads only help when there are cores to spare for API reads besides SMTP, Dovecot and
+ * rspamd: 2 threads with at least 4 cores and 2 GiB of memory, else none (the main thread serves
+ * the API, as with api.threads = 0).
+ */
+export function autoApiThreads(cores: number, memBytes: number): number {
+  return cores >= 4 && memBytes >= 2 * 1024 ** 3 ? 2 : 0;
+}
 
 export const configSchema = z
   .object({
