@@ -4,7 +4,7 @@
 //   2. idle with --mailboxes (10,000) mailboxes, seeded straight into SQLite as bench/api-load.ts does,
 //   3. peak under a short inbound load (bench/inbound.ts's DKIM-signed 4 KB message via smtp-source),
 //   4. after the load, once it has settled (--settle seconds, then a GC).
-//   node bench/memory.ts [--mailboxes 10000] [--messages 1000] [--settle 20] [--threads N] [--node-flags "..."] [--env K=V,...]
+//   node bench/memory.ts [--mailboxes 10000] [--messages 1000] [--settle 20] [--threads N] [--bare] [--node-flags "..."] [--env K=V,...]
 // RSS is /proc/PID/status VmRSS of the Node process alone (Dovecot's processes are separate).
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
@@ -21,9 +21,16 @@ const MAILBOXES = Number(arg('mailboxes', '10000'));
 const N = Number(arg('messages', '1000'));
 const SETTLE = Number(arg('settle', '20'));
 const THREADS = arg('threads', '');
-const NODE_FLAGS = arg('node-flags', '');
-// --env K=V[,K=V]: extra environment of the serve process (e.g. MALLOC_ARENA_MAX=2).
-const EXTRA_ENV = Object.fromEntries(arg('env', '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+// The harness starts `node src/cli.ts serve` itself, not src/bin/letterbox (what the systemd unit
+// runs): by default the serve process gets the wrapper's memory settings, read from the wrapper;
+// --bare leaves them out (Node's defaults).
+const wrapper = readFileSync(new URL('../src/bin/letterbox', import.meta.url), 'utf8');
+const BARE = process.argv.includes('--bare');
+const wrapperFlags = BARE ? '' : (/serve_node_flags="\$\{LETTERBOX_NODE_FLAGS-([^}]*)\}"/.exec(wrapper)?.[1] ?? '');
+const wrapperArenas = BARE ? '' : (/MALLOC_ARENA_MAX:-(\d+)/.exec(wrapper)?.[1] ?? '');
+const NODE_FLAGS = arg('node-flags', wrapperFlags);
+// --env K=V[,K=V]: the environment of the serve process (default: the wrapper's MALLOC_ARENA_MAX).
+const EXTRA_ENV = Object.fromEntries(arg('env', wrapperArenas ? `MALLOC_ARENA_MAX=${wrapperArenas}` : '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const DOMAIN = 'bench.test';
 const USER = 'user';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -84,6 +91,7 @@ const dir = mkdtempSync(join(tmpdir(), 'lbb-mem-'));
 const file = join(dir, 'message.eml');
 writeFileSync(file, makeMessage(privateKey, USER, DOMAIN).replace(/\r\n/g, '\n'));
 console.log(`# memory benchmark — ${machine()}`);
+console.log(`# serve process: node flags "${NODE_FLAGS}", env ${JSON.stringify(EXTRA_ENV)}, api.threads ${THREADS || 'default'}`);
 
 // The serve process gets an inspector on a free port (to read its heap); NODE_OPTIONS reaches
 // only it, the CLI runs of the harness have their own environment.
