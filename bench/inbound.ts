@@ -2,12 +2,12 @@
 // each receiving stack; we time until every message is stored, and count the CPU of the whole stack
 // (all its processes, from /proc) and its peak RSS.
 //   node bench/inbound.ts [--messages 2000] [--stacks letterbox,classic,haraka]
-import { generateKeyPairSync, createPrivateKey } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestDns } from '../test/helpers/dns.ts';
-import { dkimSignatures } from '../src/dkim/sign.ts';
+import { makeMessage, SENDER_DOMAIN } from './inbound-message.ts';
 import { cpuMs, ownCpuMs, rssSampler, run, machine, table, arg, waitFor } from './lib.ts';
 import { letterboxStack, classicStack, harakaStack, type Stack } from './stacks.ts';
 
@@ -15,21 +15,6 @@ const N = Number(arg('messages', '2000'));
 const STACKS = arg('stacks', 'letterbox,classic,haraka').split(',');
 const DOMAIN = 'bench.test';
 const USER = 'user';
-const SENDER_DOMAIN = 'sender.bench.test';
-
-/** A ~4 KB multipart/alternative message with a valid DKIM signature of SENDER_DOMAIN. */
-function makeMessage(privateKeyPem: string): string {
-  const para = 'The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs.\r\n';
-  const text = para.repeat(18);
-  const html = `<html><body><p>${para.repeat(14)}</p></body></html>\r\n`;
-  const unsigned =
-    `From: Bench Sender <news@${SENDER_DOMAIN}>\r\nTo: <${USER}@${DOMAIN}>\r\nSubject: Benchmark message\r\n` +
-    `Date: ${new Date().toUTCString()}\r\nMessage-ID: <bench.1@${SENDER_DOMAIN}>\r\nMIME-Version: 1.0\r\n` +
-    `Content-Type: multipart/alternative; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${text}\r\n` +
-    `--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n${html}--b1--\r\n`;
-  const sig = dkimSignatures(Buffer.from(unsigned), [{ domain: SENDER_DOMAIN, selector: 'b1', algorithm: 'rsa', key: createPrivateKey(privateKeyPem) }], new Date());
-  return sig + unsigned;
-}
 
 interface Row {
   stack: string;
@@ -80,7 +65,7 @@ dns.txt(SENDER_DOMAIN, 'v=spf1 ip4:127.0.0.1 -all');
 dns.txt(`_dmarc.${SENDER_DOMAIN}`, 'v=DMARC1; p=reject');
 const dir = mkdtempSync(join(tmpdir(), 'lbb-msg-'));
 const file = join(dir, 'message.eml');
-const msg = makeMessage(privateKey);
+const msg = makeMessage(privateKey, USER, DOMAIN);
 writeFileSync(file, msg.replace(/\r\n/g, '\n')); // smtp-source appends CRLF to each line
 console.log(`# inbound benchmark — ${machine()}`);
 console.log(`# message: ${Buffer.byteLength(msg)} bytes, multipart/alternative, DKIM rsa-sha256 (SPF pass, DKIM pass, DMARC p=reject pass at Letterbox)`);

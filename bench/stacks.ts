@@ -24,9 +24,10 @@ export interface Stack {
 }
 
 /** `smtpToml` replaces the [smtp] section (default: limits raised for load from one address). */
-export async function letterboxStack(opts: { dnsServer: string; domain: string; user: string; extraToml?: string; smtpToml?: string }): Promise<Stack & { app: Appliance }> {
+export async function letterboxStack(opts: { dnsServer: string; domain: string; user: string; extraToml?: string; smtpToml?: string; env?: Record<string, string> }): Promise<Stack & { app: Appliance }> {
   const app = await startAppliance({
     extraToml: `[dns]\nservers = ["${opts.dnsServer}"]\n${opts.smtpToml ?? '[smtp]\nmax_connections = 1000\nmax_connections_per_ip = 500\n'}${opts.extraToml ?? ''}`,
+    env: opts.env,
   });
   await app.cliJson(['domain', 'add', opts.domain]);
   const r = await app.cli(['mailbox', 'add', `${opts.user}@${opts.domain}`, '--password', 'bench password 123']);

@@ -1,4 +1,4 @@
-// The API served by worker threads (api.threads, default 2): every request reaches a worker (the
+// The API served by worker threads (api.threads = 2): every request reaches a worker (the
 // kernel spreads connections over them); read routes are answered there, the rest by the main thread
 // through the private Unix socket. What must hold across threads: one rate limit per key and per
 // client address, one access line and one request id per request, one set of metrics; and with
@@ -16,7 +16,7 @@ let app: Appliance;
 
 before(async () => {
   // Six requests at once, then one a minute: nothing refills during the test.
-  app = await startAppliance({ extraToml: `[api]\nrate_per_minute = 1\nrate_burst = 6\n` });
+  app = await startAppliance({ extraToml: `[api]\nthreads = 2\nrate_per_minute = 1\nrate_burst = 6\n` });
 });
 after(async () => {
   await app?.stop();
@@ -126,7 +126,7 @@ test("the main thread's socket is private (0600) and removed when the appliance 
   const st = statSync(sock);
   assert.ok(st.isSocket());
   assert.equal(st.mode & 0o777, 0o600);
-  const other = await startAppliance();
+  const other = await startAppliance({ extraToml: `[api]\nthreads = 2\n` });
   try {
     assert.ok(existsSync(join(other.dataDir, 'api.sock')));
     assert.equal(await other.stop(), 0);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
+import { availableParallelism, totalmem } from 'node:os';
 
 // Accepts "host:port", "[v6]:port". Used by every listener key.
 const hostPort = z.string().refine((s) => parseHostPort(s) !== null, {
@@ -56,6 +57,17 @@ const hostname = z
   .min(1)
   .max(253)
   .regex(/^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/, 'expected a host name such as mail.example.com');
+
+/**
+ * api.threads = "auto": how many API worker threads a machine gets. Each worker thread is a V8
+ * isolate that loads the API's modules again (~60 MB RSS each, bench/README.md "Memory (#15)"),
+ * and the threads only help when there are cores to spare for API reads besides SMTP, Dovecot and
+ * rspamd: 2 threads with at least 4 cores and 2 GiB of memory, else none (the main thread serves
+ * the API, as with api.threads = 0).
+ */
+export function autoApiThreads(cores: number, memBytes: number): number {
+  return cores >= 4 && memBytes >= 2 * 1024 ** 3 ? 2 : 0;
+}
 
 export const configSchema = z
   .object({
@@ -179,8 +191,12 @@ export const configSchema = z
         send_rate_burst: int(1, 1000000).default(10),
         max_body_size: size.default(30 * 1024 * 1024),
         // Worker threads serving listen.api (read routes answered there, the rest by the main
-        // thread); 0 = the main thread listens itself.
-        threads: int(0, 64).default(2),
+        // thread); 0 = the main thread listens itself; "auto" (default) = 2 on a machine with at
+        // least 4 cores and 2 GiB, else 0 (each thread is a V8 isolate of ~70 MB RSS).
+        threads: z
+          .union([z.literal('auto'), int(0, 64)])
+          .transform((v) => (v === 'auto' ? autoApiThreads(availableParallelism(), totalmem()) : v))
+          .prefault('auto'),
       })
       .strict()
       .prefault({}),

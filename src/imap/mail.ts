@@ -1,7 +1,8 @@
 // Mail reading and changing for the API, over IMAP as the master user (through the pool): folders,
 // message lists, parsed messages, raw source, attachments, flags, moves, deletion, and APPEND.
 import type { ImapFlow, FetchMessageObject, MessageStructureObject, MessageEnvelopeObject } from 'imapflow';
-import { simpleParser, type ParsedMail, type SimpleParserOptions } from 'mailparser';
+// mailparser (~26 MB RSS) is imported where a message is parsed, on the first API read of a message.
+import type { ParsedMail, SimpleParserOptions } from 'mailparser';
 import { LetterboxError } from '../errors.ts';
 import type { AppContext } from '../context.ts';
 
@@ -254,7 +255,7 @@ export async function getMessage(app: MailHost, address: string, folder: string,
       await c.messageFlagsAdd(String(uid), ['\\Seen'], { uid: true });
       flags = [...flags, '\\Seen'];
     }
-    const parsed = await simpleParser(s.source, { skipImageLinks: true, skipTextToHtml: true } as SimpleParserOptions);
+    const parsed = await (await import('mailparser')).simpleParser(s.source, { skipImageLinks: true, skipTextToHtml: true } as SimpleParserOptions);
     return {
       uid,
       folder: s.path,
@@ -288,7 +289,7 @@ export async function getMessage(app: MailHost, address: string, folder: string,
 
 export async function getAttachment(app: MailHost, address: string, folder: string, uid: number, index: number) {
   const raw = await getRaw(app, address, folder, uid);
-  const parsed = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true, skipHtmlToText: true } as SimpleParserOptions);
+  const parsed = await (await import('mailparser')).simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true, skipHtmlToText: true } as SimpleParserOptions);
   const a = parsed.attachments[index];
   if (!a) throw new LetterboxError('not_found', `message ${uid} has ${parsed.attachments.length} attachment(s); there is no index ${index}`);
   return { content: a.content, contentType: a.contentType || 'application/octet-stream', filename: a.filename ?? null };

@@ -5,7 +5,7 @@
 // waits at most `acquireTimeoutMs` for one (then 503). IMAP failures become 502 `imap_error`.
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import { ImapFlow } from 'imapflow';
+import type { ImapFlow } from 'imapflow';
 import { ImapAppender, type ImapLogin } from './append.ts';
 import { LetterboxError, isLetterboxError } from '../errors.ts';
 import { parseHostPort } from '../config/schema.ts';
@@ -136,7 +136,23 @@ export class ImapPool {
 
   private async open(address: string): Promise<Conn> {
     this.opening.set(address, (this.opening.get(address) ?? 0) + 1);
-    const client = new ImapFlow({
+    const opened = () => {
+      const n = (this.opening.get(address) ?? 1) - 1;
+      if (n <= 0) this.opening.delete(address);
+      else this.opening.set(address, n);
+      // A failed open frees capacity for someone waiting.
+      queueMicrotask(() => this.pump());
+    };
+    // imapflow is loaded with the first IMAP session (~30 MB RSS, bench/README.md "Memory"): an
+    // appliance whose API never reads mail does not pay for it.
+    let Client: typeof ImapFlow;
+    try {
+      Client = (await import('imapflow')).ImapFlow;
+    } catch (err) {
+      opened();
+      throw err;
+    }
+    const client = new Client({
       host: this.o.host,
       port: this.o.port,
       secure: true,
@@ -159,11 +175,7 @@ export class ImapPool {
       } catch {}
       throw new LetterboxError('imap_error', `cannot open an IMAP session for ${address}: ${imapMessage(err)}`, undefined, { cause: err });
     } finally {
-      const n = (this.opening.get(address) ?? 1) - 1;
-      if (n <= 0) this.opening.delete(address);
-      else this.opening.set(address, n);
-      // A failed open frees capacity for someone waiting.
-      queueMicrotask(() => this.pump());
+      opened();
     }
     const conn: Conn = { address, client, busy: true, idleTimer: null };
     client.on('close', () => {

@@ -5,7 +5,6 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, chmodSync, chownSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
-import acme from 'acme-client';
 import { LetterboxError } from '../errors.ts';
 
 // ---- HTTP-01 ------------------------------------------------------------------------------------
@@ -82,8 +81,17 @@ function writeAtomic(path: string, data: string, mode: number): void {
   renameSync(tmp, path);
 }
 
+/**
+ * acme-client, loaded on first use: it costs ~38 MB RSS once imported (bench/README.md "Memory"),
+ * and an appliance without [acme] never issues a certificate.
+ */
+async function acmeClient(): Promise<typeof import('acme-client')> {
+  return (await import('acme-client')).default;
+}
+
 async function accountKey(path: string): Promise<string> {
   if (existsSync(path)) return readFileSync(path, 'utf8');
+  const acme = await acmeClient();
   const key = (await acme.crypto.createPrivateEcdsaKey('P-256')).toString();
   writeAtomic(path, key, 0o600);
   return key;
@@ -94,6 +102,7 @@ export function acmeIssuer(o: AcmeIssuerOptions): CertificateIssuer {
   return {
     async issue(names) {
       if (names.length === 0) throw new LetterboxError('validation_error', 'no names to certify');
+      const acme = await acmeClient();
       const client = new acme.Client({
         directoryUrl: o.directoryUrl,
         accountKey: await accountKey(o.accountKeyPath),
