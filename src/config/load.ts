@@ -55,6 +55,7 @@ export const RESERVED_ENV: readonly string[] = [
   'LETTERBOX_AS_ROOT', // the installed CLI wrapper: stay root instead of dropping to the service user
   'LETTERBOX_PORT25_PROBE', // install.sh: the host its outbound port-25 preflight connects to
   'LETTERBOX_OS_RELEASE', // install.sh: an os-release file to read instead of /etc/os-release (its tests)
+  'LETTERBOX_NODE_FLAGS', // src/bin/letterbox: the Node flags for serve (replaces the measured defaults)
 ];
 
 /** The config's sections (its keys that hold a table), from the schema: [listen], [smtp], [webhooks]... */
