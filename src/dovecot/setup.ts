@@ -12,6 +12,7 @@ import { writeDovecotFile } from './users.ts';
 import type { AuthPolicyTarget } from './login-policy.ts';
 import { spamDovecotBlock } from '../spam/component.ts'; // spam learning (issue #14)
 import { blockedAt, type Blocked, type NodeStat, type Principal } from './access.ts';
+import { lookupUser } from '../util/system-user.ts';
 
 export interface DovecotSetup {
   /** The paths Dovecot uses (after any relocation: see relocate below). */
@@ -22,15 +23,6 @@ export interface DovecotSetup {
   series: DovecotSeries;
   /** Set when Dovecot's files and the mail live outside data_dir (symlinked from it). */
   relocatedTo: string | null;
-}
-
-function lookupUser(name: string): { uid: number; gid: number } | null {
-  try {
-    const f = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim().split(':');
-    return { uid: Number(f[2]), gid: Number(f[3]) };
-  } catch {
-    return null;
-  }
 }
 
 function principal(name: string): Principal | null {

@@ -11,6 +11,7 @@ import { renderImapSieveBlock, renderLearnScript, renderSieveScripts } from './d
 import { renderRedisConfig, renderRspamdFiles, rspamdArgs, spamPaths, type SpamPaths } from './config.ts';
 import { SpamService } from './service.ts';
 import { Gauge, Counter } from 'prom-client';
+import { lookupUser } from '../util/system-user.ts';
 
 /** Whether spam filtering runs: "auto" = when rspamd is installed; true without rspamd = a start error. */
 export function spamEnabled(config: Config): boolean {
@@ -22,15 +23,6 @@ export function spamEnabled(config: Config): boolean {
     throw new LetterboxError('config_error', `spam.enabled = true but ${missing} is not installed: apt-get install rspamd redis-server (or run install.sh), or set spam.enabled = false`);
   }
   return installed;
-}
-
-function lookupUser(name: string): { uid: number; gid: number } | null {
-  try {
-    const f = execFileSync('getent', ['passwd', name], { encoding: 'utf8' }).trim().split(':');
-    return { uid: Number(f[2]), gid: Number(f[3]) };
-  } catch {
-    return null;
-  }
 }
 
 /**
