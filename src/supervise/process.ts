@@ -37,6 +37,8 @@ export interface SupervisedOptions {
   name: string;
   command: string;
   args: string[];
+  /** Working directory: one the daemon's user can enter (it may not enter Letterbox's own). */
+  cwd?: string;
   /** Run as this uid/gid (when Letterbox runs as root); omitted = as Letterbox itself. */
   uid?: number;
   gid?: number;
@@ -86,6 +88,7 @@ export class SupervisedProcess {
     const child = spawn('/bin/sh', ['-c', GUARD, 'guard', this.o.command, ...this.o.args], {
       stdio: ['pipe', 'pipe', 'pipe'],
       detached: true,
+      ...(this.o.cwd ? { cwd: this.o.cwd } : {}),
       ...(this.o.uid !== undefined ? { uid: this.o.uid, gid: this.o.gid } : {}),
     });
     this.child = child;
