@@ -232,6 +232,12 @@ test('a message over the add-header threshold is delivered to Junk with X-Spam-S
   const [m] = await find('bob@ours.test', 'Junk', subject);
   assert.ok(m, 'in Junk');
   assert.match(headerOf(m.source), /^X-Spam-Status: Yes, score=/m);
+  // The messages API serves the verdict the MX stored at delivery (not the header).
+  const r2 = await fetch(`http://127.0.0.1:${app.ports.api}/api/v1/mailboxes/bob@ours.test/messages/${m.uid}?folder=Junk`, { headers: { authorization: `Bearer ${await apiKey()}` } });
+  assert.equal(r2.status, 200);
+  const spam = ((await r2.json()) as any).data.spam;
+  assert.equal(spam?.verdict, 'junk', JSON.stringify(spam));
+  assert.equal(typeof spam.score, 'number');
 });
 
 test('greylisting: 451 4.7.1 first and on an early retry, accepted after the (test-shortened) delay', async () => {

@@ -234,6 +234,26 @@ export function authVerdicts(parsed: ParsedMail, hostname: string, stored: (id: 
   return out;
 }
 
+export interface SpamVerdictView {
+  verdict: string;
+  score: number | null;
+  action: string;
+}
+
+/**
+ * The spam verdict our MX stored for this message at delivery (src/verdicts/store.ts), for the
+ * mailboxes it was delivered to; null otherwise. X-Spam headers in the message are never read: a
+ * sender could have written them (they are stripped on receipt, but mail may come from elsewhere).
+ */
+export function spamVerdict(parsed: ParsedMail, stored: (id: string) => StoredVerdicts | null, mailboxId?: string): SpamVerdictView | null {
+  const idLine = (parsed.headerLines ?? []).find((l) => l.key === VERDICT_ID_HEADER.toLowerCase());
+  if (!idLine || !mailboxId) return null;
+  const row = stored(idLine.line.slice(idLine.line.indexOf(':') + 1).replace(/\r?\n[ \t]+/g, ' ').trim());
+  if (!row || !row.mailboxIds.includes(mailboxId) || !row.spam) return null;
+  const s = row.spam as Partial<SpamVerdictView>;
+  return { verdict: String(s.verdict ?? 'unknown'), score: typeof s.score === 'number' ? s.score : null, action: String(s.action ?? 'accept') };
+}
+
 function parsedAddrs(v: any): Addr[] {
   if (!v) return [];
   const list = Array.isArray(v) ? v : [v];
@@ -283,6 +303,7 @@ export async function getMessage(app: MailHost, address: string, folder: string,
         checksum: a.checksum,
       })),
       authentication: authVerdicts(parsed, app.config.hostname, (id) => getVerdicts(app.db, id), mailboxId),
+      spam: spamVerdict(parsed, (id) => getVerdicts(app.db, id), mailboxId),
     };
   });
 }

@@ -130,6 +130,14 @@ export const MessageSchema = z
         }),
       )
       .describe('What this server concluded at delivery (never headers that came with the message); empty for mail that did not arrive over our MX.'),
+    spam: z
+      .object({
+        verdict: z.string().describe('ham, junk, reject, greylist, off, unscanned or failed.'),
+        score: z.number().nullable().describe("rspamd's score (null when not scanned)."),
+        action: z.string(),
+      })
+      .nullable()
+      .describe('The spam verdict our MX stored at delivery (never an X-Spam header); null when the message was not scanned here or predates stored verdicts.'),
   })
   .meta({ id: 'Message' });
 
