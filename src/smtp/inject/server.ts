@@ -5,25 +5,19 @@
 // (the envelope sender for a redirect, the From address for a null-sender vacation reply) and then
 // takes the one outbound path of submission (acceptOutbound: caps, DKIM signing, the queue).
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
-import type { Readable } from 'node:stream';
 import type { AppContext, Component } from '../../server.ts';
 import { parseHostPort } from '../../config/schema.ts';
 import { isLetterboxError } from '../../errors.ts';
-import { ensureSecret } from '../../secrets.ts';
 import { resolveRecipient } from '../../routing/resolve.ts';
 import { acceptOutbound, type Sender } from '../../submit/accept.ts';
 import { fromAddresses, parseHeader, splitMessage } from '../../submit/fixups.ts';
 import { syncVacationScripts } from '../../sieve/vacation-service.ts';
+import { readAll, smtpError } from '../session-io.ts';
 
-function smtpError(message: string, code: number): Error & { responseCode: number } {
-  const e = new Error(message) as Error & { responseCode: number };
-  e.responseCode = code;
-  return e;
-}
 
 /** The one mailbox `address` belongs to (itself, a plus-address, or an alias with that single mailbox as target). */
 export function senderMailbox(app: AppContext, address: string): Sender | null {
-  const r = resolveRecipient(app.db, address, { srsSecret: ensureSecret(app.config.data_dir, 'srs'), now: app.clock.now(), hostname: app.config.hostname });
+  const r = resolveRecipient(app.db, address, { srsSecret: app.srsSecret, now: app.clock.now(), hostname: app.config.hostname });
   if (!r.ok) return null;
   const locals = [...new Map(r.targets.filter((t) => t.kind === 'local').map((t) => [t.mailboxId, t])).values()];
   if (locals.length !== 1 || r.targets.some((t) => t.kind === 'forward')) return null;
@@ -31,15 +25,6 @@ export function senderMailbox(app: AppContext, address: string): Sender | null {
   return { id: t.mailboxId, address: t.address, domain: t.domain };
 }
 
-async function readAll(stream: Readable & { sizeExceeded?: boolean }, max: number): Promise<Buffer | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of stream) {
-    size += c.length;
-    if (size <= max) chunks.push(c);
-  }
-  return stream.sizeExceeded || size > max ? null : Buffer.concat(chunks);
-}
 
 export class InjectListener implements Component {
   name = 'inject';

@@ -17,13 +17,9 @@ import { watchCertificate } from '../../tls/watch.ts';
 import { ClientSlots, sweepIdle, trackProgress } from '../stress.ts';
 import { clientNetwork } from '../../auth/client-network.ts';
 import { nonAsciiWithoutSmtpUtf8 } from '../mail-from.ts';
+import { readAll, smtpError } from '../session-io.ts';
 
 
-function smtpError(message: string, code: number): Error & { responseCode: number } {
-  const e = new Error(message) as Error & { responseCode: number };
-  e.responseCode = code;
-  return e;
-}
 
 /** Maps a LetterboxError from the accept path to an SMTP reply. */
 function toSmtp(err: any): Error {
@@ -36,15 +32,6 @@ function toSmtp(err: any): Error {
   return smtpError('4.3.0 temporary failure, try again later', 451);
 }
 
-async function readAll(stream: Readable & { sizeExceeded?: boolean }, max: number): Promise<Buffer | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of stream) {
-    size += c.length;
-    if (size <= max) chunks.push(c);
-  }
-  return stream.sizeExceeded || size > max ? null : Buffer.concat(chunks);
-}
 
 export class SubmissionListeners implements Component {
   name = 'submission';
