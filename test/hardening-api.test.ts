@@ -384,3 +384,16 @@ test('item 6: password change, disable and removal end open IMAP sessions; the o
   await assertEnded(s, 'removal');
   await waitFor(async () => !(await loginWorks(user, pw2)), 'the removed mailbox to refuse logins', 2500);
 });
+
+test('item 6: removing a domain with --force ends the open IMAP sessions of its mailboxes', async () => {
+  const user = 'lee@gone.test';
+  const pw = 'lee first password 1';
+  await app.cliJson(['domain', 'add', 'gone.test']);
+  await app.cliJson(['mailbox', 'add', user, '--password', pw]);
+  await waitFor(() => loginWorks(user, pw), 'lee can log in');
+  const s = await openSession(user, pw);
+  const r = await app.cli(['domain', 'rm', 'gone.test', '--force']);
+  assert.equal(r.code, 0, r.stderr);
+  await assertEnded(s, 'domain removal');
+  await waitFor(async () => !(await loginWorks(user, pw)), 'the removed mailbox to refuse logins', 2500);
+});

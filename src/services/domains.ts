@@ -8,6 +8,7 @@ import { recordsForDomain, type DnsRecord } from '../dns/records.ts';
 import { mtaStsPolicy, mtaStsRecordId } from '../mtasts/index.ts';
 import { clientSettings } from '../autoconfig/settings.ts';
 import { syncUsersFile } from '../dovecot/sync.ts';
+import { endSessions } from './sessions.ts';
 import type { ServiceContext } from './context.ts';
 import type { DB } from '../db/index.ts';
 import { stmt } from '../db/stmt.ts';
@@ -128,6 +129,8 @@ export function removeDomain(ctx: ServiceContext, idOrName: string, opts: { forc
   if (d.mailboxCount > 0 && !opts.force) {
     throw new LetterboxError('conflict', `domain ${d.name} still has ${d.mailboxCount} mailbox(es); remove them first or use --force (mail stays on disk)`);
   }
+  // Their open IMAP sessions end too, as when a mailbox is removed on its own.
+  const addresses = (ctx.db.prepare('SELECT address FROM mailboxes WHERE domain_id = ?').all(d.id) as { address: string }[]).map((r) => r.address);
   ctx.db.transaction(() => {
     ctx.db.prepare('DELETE FROM aliases WHERE domain_id = ?').run(d.id);
     ctx.db.prepare('DELETE FROM mailboxes WHERE domain_id = ?').run(d.id);
@@ -136,6 +139,7 @@ export function removeDomain(ctx: ServiceContext, idOrName: string, opts: { forc
     syncUsersFile(ctx.db, ctx.config.data_dir);
   }).immediate();
   ctx.log.info({ domain: d.name, id: d.id, force: !!opts.force }, 'domain removed');
+  for (const a of addresses) endSessions(ctx, a);
   return d;
 }
 
