@@ -27,6 +27,8 @@ let series: string;
 function sh(cmd: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
     const c = execFile(cmd, args, { timeout: 30000 }, (err: any, stdout, stderr) => res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }));
+    // `dovecot --version` exits without reading stdin: writing to it may fail with EPIPE.
+    c.stdin!.on('error', () => {});
     c.stdin!.end(input ?? '');
   });
 }

@@ -52,6 +52,7 @@ function cliAs(args: string[], input?: string): Promise<{ code: number; stdout: 
     const c = execFile('setpriv', [...asService(), node, '--disable-warning=ExperimentalWarning', cli, '--config', config, ...args], { cwd: dir, env: { ...process.env, HOME: dir } }, (err: any, stdout, stderr) =>
       res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
     );
+    c.stdin!.on('error', () => {});
     c.stdin!.end(input ?? '');
   });
 }

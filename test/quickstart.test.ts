@@ -67,6 +67,7 @@ function run(cmd: string, args: string[], o: { cwd: string; env: NodeJS.ProcessE
     const c = execFile(cmd, args, { cwd: o.cwd, env: o.env }, (err: any, stdout, stderr) =>
       res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
     );
+    c.stdin!.on('error', () => {});
     c.stdin!.end();
   });
 }

@@ -139,6 +139,7 @@ export class DovecotSupervisor {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.stdin!.on('error', () => {}); // the child may already be gone: EPIPE is not an error here
     child.stdin!.end();
     const timer = setTimeout(() => child.kill('SIGKILL'), 8000);
     await exited;

@@ -40,6 +40,7 @@ const env = () => ({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: dir, LANG: 'C.
 function cli(args: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
     const c = execFile('unshare', cliArgs(args), { env: env() }, (err: any, stdout, stderr) => res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }));
+    c.stdin!.on('error', () => {});
     c.stdin!.end(input);
   });
 }

@@ -135,6 +135,8 @@ export function runCli(configPath: string, args: string[], opts: { input?: strin
       { env: { ...process.env, ...opts.env }, maxBuffer: 20 * 1024 * 1024 },
       (err: any, stdout, stderr) => res({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout: String(stdout), stderr: String(stderr) }),
     );
+    // A child that exits before reading its input must not turn into an EPIPE error here.
+    child.stdin!.on('error', () => {});
     if (opts.input !== undefined) child.stdin!.end(opts.input);
     else child.stdin!.end();
   });
