@@ -9,8 +9,8 @@ let app: Appliance;
 let base: string;
 
 before(async () => {
-  // 3 requests at once, then one every 2 s (30 a minute).
-  app = await startAppliance({ extraToml: `[api]\nrate_per_minute = 30\nrate_burst = 3\n` });
+  // 3 requests at once, then one every 2 s (30 a minute); sends: 2 at once, then one every 6 s.
+  app = await startAppliance({ extraToml: `[api]\nrate_per_minute = 30\nrate_burst = 3\nsend_rate_per_minute = 10\nsend_rate_burst = 2\n` });
   base = `http://127.0.0.1:${app.ports.api}`;
 });
 after(async () => {
@@ -50,6 +50,33 @@ test('per-key token bucket: X-RateLimit-* on every response, then 429 with Retry
   const again = await get('/api/v1/me', a.secret);
   assert.equal(again.status, 200);
   assert.equal(again.headers.get('x-ratelimit-remaining'), '0');
+});
+
+test('the send bucket (api.send_rate_*): 429 with Retry-After once it is empty, nothing sent; other routes draw from their own bucket', async () => {
+  await app.cliJson(['domain', 'add', 'limits.test']);
+  await app.cliJson(['mailbox', 'add', 'alice@limits.test', '--password', 'correct horse battery staple']);
+  const k = await app.cliJson(['key', 'create', '--name', 'sender', '--scopes', 'send:write,messages:read']);
+  const send = (subject: string) =>
+    fetch(`${base}/api/v1/mailboxes/alice@limits.test/send`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${k.secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ to: ['alice@limits.test'], subject, text: 'x' }),
+    });
+  const statuses = [];
+  for (const s of ['bucket 1', 'bucket 2', 'bucket 3']) statuses.push((await send(s)).status);
+  assert.deepEqual(statuses.slice(0, 2), [200, 200]);
+  assert.equal(statuses[2], 429, 'the third send within the burst of 2 is refused');
+  const limited = await send('bucket 4');
+  assert.equal(limited.status, 429);
+  assert.equal(((await limited.json()) as any).error.code, 'rate_limited');
+  const retry = Number(limited.headers.get('retry-after'));
+  assert.ok(retry >= 1 && retry <= 6, `Retry-After ${retry} (one send every 6 s)`);
+  assert.equal(limited.headers.get('x-ratelimit-limit'), '2');
+  // Reading is another bucket: still allowed.
+  const read = await get('/api/v1/mailboxes/alice@limits.test/messages?folder=INBOX', k.secret);
+  assert.equal(read.status, 200);
+  const subjects = ((await read.json()) as any).data.messages.map((m: any) => m.subject).sort();
+  assert.deepEqual(subjects, ['bucket 1', 'bucket 2'], 'the refused sends were not sent');
 });
 
 test('unknown paths (404) and wrong methods (405) with a key are authenticated and counted like any request', async () => {

@@ -10,6 +10,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ImapFlow } from 'imapflow';
 import nodemailer from 'nodemailer';
+import Database from 'better-sqlite3';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { Sink, testCert } from './helpers/sink.ts';
@@ -260,10 +261,42 @@ test('Idempotency-Key: same body replays the first response and sends nothing; a
   const c = await call(app, live, 'POST', '/mailboxes/alice@ours.test/send', { ...body, text: 'something else' }, h);
   assert.equal(c.status, 409);
   assert.equal(c.json.error.code, 'conflict');
-  // A different key id (another API key) has its own namespace.
   await findBySubject('bob@ours.test', 'Idempotent once');
   const all = (await inbox('bob@ours.test')).messages.filter((m) => m.subject === 'Idempotent once');
   assert.equal(all.length, 1, 'delivered exactly once');
+});
+
+test('Idempotency-Key under concurrency: 10 simultaneous sends → one message; another API key has its own namespace; a claim older than 24 hours no longer replays', async () => {
+  const body = { to: 'bob@ours.test', subject: 'Idempotent race', text: 'once' };
+  const h = { 'Idempotency-Key': 'race-1' };
+  const rs = await Promise.all(Array.from({ length: 10 }, () => call(app, live, 'POST', '/mailboxes/alice@ours.test/send', body, h)));
+  const first = rs.filter((r) => r.status === 200 && r.headers.get('idempotent-replayed') === null);
+  assert.equal(first.length, 1, `exactly one request sends: ${rs.map((r) => r.status).join(',')}`);
+  for (const r of rs) {
+    if (r === first[0]) continue;
+    // Either the replay of the first response, or "still in progress" (409) while it runs.
+    if (r.status === 200) assert.deepEqual(r.json.data, first[0].json.data);
+    else assert.equal(r.status, 409, JSON.stringify(r.json));
+  }
+  // The same Idempotency-Key under another API key is another request: it sends.
+  const other = await createKey(app, 'send:write');
+  const o = await call(app, other, 'POST', '/mailboxes/alice@ours.test/send', body, h);
+  assert.equal(o.status, 200);
+  assert.equal(o.headers.get('idempotent-replayed'), null);
+  assert.notEqual(o.json.data.messageId, first[0].json.data.messageId);
+  // Claims are kept 24 hours: make this key's claim 25 hours old; the same request then sends again.
+  const db = new Database(join(app.dataDir, 'letterbox.db'));
+  try {
+    const moved = db.prepare("UPDATE api_idempotency SET created_at = created_at - 25 * 3600 * 1000 WHERE idem_key = 'race-1' AND key_id = (SELECT key_id FROM api_idempotency WHERE idem_key = 'race-1' ORDER BY created_at LIMIT 1)").run();
+    assert.equal(moved.changes, 1);
+  } finally {
+    db.close();
+  }
+  const late = await call(app, live, 'POST', '/mailboxes/alice@ours.test/send', body, h);
+  assert.equal(late.status, 200);
+  assert.equal(late.headers.get('idempotent-replayed'), null, 'an expired claim does not replay');
+  await waitFor(async () => (await inbox('bob@ours.test')).messages.filter((m) => m.subject === 'Idempotent race').length >= 3, 'three copies (first, other key, after expiry)');
+  assert.equal((await inbox('bob@ours.test')).messages.filter((m) => m.subject === 'Idempotent race').length, 3, 'and no more: the 9 concurrent duplicates sent nothing');
 });
 
 test('header injection attempts are refused and send nothing', async () => {
