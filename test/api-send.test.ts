@@ -47,6 +47,8 @@ rate_burst = 100000
 rate_per_minute = 100000
 send_rate_burst = 100000
 send_rate_per_minute = 100000
+[submission]
+max_message_size = "200k"
 `,
   });
   await app.cliJson(['domain', 'add', 'ours.test']);
@@ -372,9 +374,20 @@ test('attachments: size limit, and byte-exact round trip through raw and attachm
   } finally {
     await client.logout();
   }
-  // Over the limit (submission.max_message_size): 413.
-  const big = await call(app, live, 'POST', '/mailboxes/alice@ours.test/send', { to: 'bob@ours.test', subject: 'too big', text: 'x', attachments: [{ filename: 'big.bin', content: Buffer.alloc(1024).toString('base64') }] });
-  assert.equal(big.status, 200, 'small attachments are fine');
+  const small = await call(app, live, 'POST', '/mailboxes/alice@ours.test/send', { to: 'bob@ours.test', subject: 'small enough', text: 'x', attachments: [{ filename: 'small.bin', content: Buffer.alloc(1024).toString('base64') }] });
+  assert.equal(small.status, 200, 'small attachments are fine');
+  // Over submission.max_message_size (200k here), under api.max_body_size: 413 naming the limit,
+  // whether the attachments alone are over it (250 KB) or only the encoded message is (160 KB of
+  // attachment is ~216 KB once base64-encoded in the message).
+  for (const [what, bytes] of [['attachments over the limit', 250 * 1024], ['encoded message over the limit', 160 * 1024]] as const) {
+    const big = await call(app, live, 'POST', '/mailboxes/alice@ours.test/send', { to: 'bob@ours.test', subject: `too big: ${what}`, text: 'x', attachments: [{ filename: 'big.bin', content: Buffer.alloc(bytes, 7).toString('base64') }] });
+    assert.equal(big.status, 413, `${what}: ${JSON.stringify(big.json)}`);
+    assert.equal(big.json.error.code, 'payload_too_large');
+    assert.match(big.json.error.message, /submission\.max_message_size/);
+  }
+  await findBySubject('bob@ours.test', 'small enough');
+  assert.ok(!(await inbox('bob@ours.test')).messages.some((m) => m.subject.startsWith('too big')), 'nothing over the limit was delivered');
+  assert.ok(!(await inbox('alice@ours.test', 'Sent')).messages.some((m) => m.subject.startsWith('too big')), 'and no Sent copy was kept');
 });
 
 test('suppressions: add, list, sends refused per recipient, remove', async () => {
