@@ -18,6 +18,8 @@ export class RawSmtp {
   private pending: Reply[] = [];
   private failure: Error | null = null;
   closed = false;
+  /** Complete lines the server sent that are not SMTP reply lines (fuzz tests require none). */
+  readonly malformed: string[] = [];
 
   private constructor(sock: Socket | TLSSocket) {
     this.sock = sock;
@@ -45,7 +47,17 @@ export class RawSmtp {
     for (;;) {
       // A complete reply ends with a line "ddd<SP>..." (or "ddd" alone).
       const m = /^((?:\d{3}-[^\n]*\n)*)(\d{3})(?: [^\n]*)?\r?\n/.exec(this.buf);
-      if (!m) break;
+      if (!m) {
+        // A complete line that is neither "ddd-…" nor "ddd …" is garbage: record and drop it, so that
+        // it cannot sit in the buffer unseen while the replies after it wait behind it.
+        const cont = /^(?:\d{3}-[^\n]*\n)*/.exec(this.buf)![0];
+        const rest = this.buf.slice(cont.length);
+        const nl = rest.indexOf('\n');
+        if (nl === -1) break; // the next line is not complete yet
+        this.malformed.push(rest.slice(0, nl).replace(/\r$/, ''));
+        this.buf = cont + rest.slice(nl + 1);
+        continue;
+      }
       const raw = m[0];
       this.buf = this.buf.slice(raw.length);
       const lines = raw.split(/\r?\n/).filter(Boolean);
@@ -152,6 +164,11 @@ export class RawSmtp {
       await this.cmd('QUIT', 5000);
     } catch {}
     this.close();
+  }
+
+  /** Bytes received that do not (yet) form a complete line. */
+  get leftover(): string {
+    return this.buf;
   }
 
   get socket(): Socket | TLSSocket {
