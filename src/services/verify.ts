@@ -1,8 +1,8 @@
-import { spf as checkSpf } from 'mailauth/lib/spf/index.js';
 import { isoNow } from '../clock.ts';
 import { recordEvent } from '../events/record.ts';
 import { isNoData, type ResolveFn } from '../dns/resolver.ts';
 import { dkimTxt } from '../dkim/keys.ts';
+import { spfUnauthorised } from '../mail/spf.ts';
 import { domainRecords, getDomain, saveVerification } from './domains.ts';
 import type { ServiceContext } from './context.ts';
 
@@ -61,8 +61,8 @@ export function tags(record: string): Map<string, string> {
 /**
  * Checks a domain's published DNS against what it needs, with live lookups through `resolve` (the
  * configured resolvers; pass one without a cache so a fix shows at once): MX points at this server,
- * SPF authorizes every address in `ips` (evaluated with mailauth, so include:, mx, a and redirect
- * count), each active DKIM selector is published with our public key, and a DMARC policy exists.
+ * SPF authorizes every address in `ips` (the one SPF evaluator, src/mail/spf.ts: include:, mx, a
+ * and redirect count), each active DKIM selector is published with our public key, and a DMARC policy exists.
  * Saves the result; when everything is correct sets lastVerifiedAt and records `domain.verified`.
  */
 export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOrName: string): Promise<Verification> {
@@ -91,11 +91,7 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
       if (l.error) return { ...base, ok: false, problem: l.error };
       if (found.length === 0) return { ...base, ok: false, problem: 'no SPF record (v=spf1) published' };
       if (found.length > 1) return { ...base, ok: false, problem: 'more than one SPF record published (receivers treat that as an error); merge them into one' };
-      const failing: string[] = [];
-      for (const ip of ctx.config.ips) {
-        const r = await checkSpf({ ip, sender: `postmaster@${d.name}`, helo: hostname, mta: hostname, resolver: resolve } as any);
-        if (r.status?.result !== 'pass') failing.push(`${ip} (${r.status?.result})`);
-      }
+      const failing = (await spfUnauthorised(resolve, d.name, ctx.config.ips, hostname)).map((m) => `${m.ip} (${m.result})`);
       const ok = failing.length === 0;
       return { ...base, ok, problem: ok ? null : `the SPF record does not authorize ${failing.join(', ')}` };
     }),
