@@ -74,6 +74,31 @@ test('every problem is reported at once, each naming its key', () => {
   );
 });
 
+test('durations and sizes are parsed at load: milliseconds and bytes in the typed config', () => {
+  const c = loadConfig({ path: file('durations.toml', MIN + '\n[outbound]\nmax_age = "2d"\nretry_schedule = ["90s", "1.5h", "500ms"]\n[sieve]\nmax_script_size = "32k"\n'), env: { LETTERBOX_SUBMISSION_AUTH_WINDOW: '10m' } });
+  assert.equal(c.outbound.max_age, 2 * 86_400_000);
+  assert.deepEqual(c.outbound.retry_schedule, [90_000, 5_400_000, 500]);
+  assert.equal(c.submission.auth_window, 600_000);
+  assert.equal(c.sieve.max_script_size, 32 * 1024);
+  // Defaults go through the same grammar.
+  assert.equal(c.outbound.delay_notice_after, 4 * 3_600_000);
+  assert.deepEqual(c.webhooks.retry_schedule.slice(0, 2), [30_000, 120_000]);
+});
+
+test('a bad duration or size names its key and the expected form', () => {
+  const bad = MIN + '\n[outbound]\nmax_age = "soon"\nretry_schedule = ["5m", "later"]\n[smtp]\nmax_message_size = "lots"\n';
+  assert.throws(
+    () => loadConfig({ path: file('bad-duration.toml', bad), env: {} }),
+    (err: unknown) => {
+      assert.ok(err instanceof LetterboxError);
+      assert.match(err.message, /outbound\.max_age: expected a duration such as "30s"/);
+      assert.match(err.message, /outbound\.retry_schedule\.1: expected a duration/);
+      assert.match(err.message, /smtp\.max_message_size: expected a size such as "512k"/);
+      return true;
+    },
+  );
+});
+
 test('TOML syntax errors give the line', () => {
   assert.throws(() => loadConfig({ path: file('syntax.toml', 'hostname = "x\n'), env: {} }), /invalid TOML .*line 1/);
 });

@@ -43,6 +43,75 @@ export interface SharedBuckets {
 
 const EMPTY = z.strictObject({});
 
+/** Decide: whether a route without a body schema may be sent `raw` (nothing, or an empty JSON object). Pure. */
+export function bodylessAccepts(raw: unknown): boolean {
+  return raw === undefined || (!!raw && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 0);
+}
+
+/** Decide: the JSON body of a success — { data }, plus nextCursor for lists and "sandbox": true for test keys. Pure. */
+export function envelope(spec: Pick<RouteSpec, 'list'>, reply: { data?: unknown; nextCursor?: string | null }, sandbox: boolean): Record<string, unknown> {
+  return { data: reply.data, ...(spec.list ? { nextCursor: reply.nextCursor ?? null } : {}), ...(sandbox ? { sandbox: true } : {}) };
+}
+
+type Buckets = { default: TokenBuckets; send: TokenBuckets; ip: TokenBuckets };
+
+/** The rate-limit buckets (in a worker: over the shared memory every API thread counts in). */
+function rateBuckets(app: ThreadContext, shared: SharedBuckets | undefined): Buckets {
+  const { api } = app.config;
+  return {
+    default: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock, shared?.default),
+    send: new TokenBuckets(api.send_rate_per_minute, api.send_rate_burst, app.clock, shared?.send),
+    // Requests without a valid key, per client IP: key guessing is rate limited too.
+    ip: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock, shared?.ip),
+  };
+}
+
+/** What every route handler of one thread shares. */
+interface HandlerDeps {
+  app: ThreadContext;
+  main: AppContext | null;
+  verifier: KeyVerifier;
+  buckets: Buckets;
+  runtime: ApiRuntime;
+  log: ThreadContext['log'];
+}
+
+/**
+ * One route's handler: authentication (key routes), its rate-limit bucket, its scope, path/query/body
+ * validation, then the route's own handler, whose reply is written as the response.
+ */
+function routeHandler(spec: RouteSpec, d: HandlerDeps): (ctx: ApiContext) => Promise<void> {
+  const { app, main, verifier, buckets, runtime, log } = d;
+  return async (ctx: ApiContext) => {
+    let key = null;
+    if (spec.auth !== 'public') {
+      key = authenticate(ctx, verifier, buckets.ip);
+      applyRateLimit(ctx, spec.bucket === 'send' ? buckets.send : buckets.default, key.id);
+      if (spec.scope) requireScope(key, spec.scope);
+    }
+    const params = validate('path', spec.params ?? EMPTY, (ctx as any).params ?? {});
+    const query = validate('query', spec.query ?? EMPTY, { ...ctx.query });
+    let body: unknown = undefined;
+    const raw = await readJsonBody(ctx, app.config.api.max_body_size, { takesBody: !!spec.body });
+    if (spec.body) body = validate('body', spec.body, raw);
+    else if (!bodylessAccepts(raw)) {
+      throw new LetterboxError('validation_error', `body: ${ctx.method} ${spec.path} takes no body`, { issues: [{ path: 'body', message: 'no body expected' }] });
+    }
+    const sandbox = key?.mode === 'test';
+    const common = { runtime, key, sandbox, params, query, body, requestId: ctx.state.requestId, log, ctx };
+    // A worker hands main-thread routes on, so `main` is set whenever such a handler runs.
+    const reply = await (spec.anyThread ? spec.handler({ ...common, app }) : spec.handler({ ...common, app: main! }));
+    ctx.status = reply.status ?? spec.status ?? 200;
+    for (const [h, v] of Object.entries(reply.headers ?? {})) ctx.set(h, v);
+    if ('raw' in reply) {
+      if (reply.contentType) ctx.type = reply.contentType;
+      ctx.body = reply.raw;
+    } else {
+      ctx.body = envelope(spec, reply, sandbox);
+    }
+  };
+}
+
 /**
  * Builds the Koa application from the route list. Each route runs, in order: authentication (key
  * routes), its rate-limit bucket, its scope, path/query/body validation, then the handler, whose
@@ -53,14 +122,8 @@ export function buildApi(host: ApiHost, routes: RouteSpec[]): { koa: Koa<ApiStat
   const main = host.thread === 'main' ? host.app : null;
   const threading = host.thread === 'worker' ? host : null;
   const log = app.log.child({ component: 'api' });
-  const { api } = app.config;
   const verifier = new KeyVerifier(app);
-  const buckets = {
-    default: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock, threading?.buckets.default),
-    send: new TokenBuckets(api.send_rate_per_minute, api.send_rate_burst, app.clock, threading?.buckets.send),
-    // Requests without a valid key, per client IP: key guessing is rate limited too.
-    ip: new TokenBuckets(api.rate_per_minute, api.rate_burst, app.clock, threading?.buckets.ip),
-  };
+  const buckets = rateBuckets(app, threading?.buckets);
   const forward = threading?.forward;
   const noHealth = () => Promise.reject(new Error('/healthz is answered by the main thread'));
   let doc: OpenApiDoc | null = null;
@@ -78,40 +141,14 @@ export function buildApi(host: ApiHost, routes: RouteSpec[]): { koa: Koa<ApiStat
     health: main ? healthChecker(main) : noHealth,
   };
 
+  const deps: HandlerDeps = { app, main, verifier, buckets, runtime, log };
   const router = new Router<ApiState>();
   for (const spec of routes) {
     if (forward && !spec.anyThread) {
       router[spec.method](fullPath(spec), forward as any);
       continue;
     }
-    const handler = async (ctx: ApiContext) => {
-      let key = null;
-      if (spec.auth !== 'public') {
-        key = authenticate(ctx, verifier, buckets.ip);
-        applyRateLimit(ctx, spec.bucket === 'send' ? buckets.send : buckets.default, key.id);
-        if (spec.scope) requireScope(key, spec.scope);
-      }
-      const params = validate('path', spec.params ?? EMPTY, (ctx as any).params ?? {});
-      const query = validate('query', spec.query ?? EMPTY, { ...ctx.query });
-      let body: unknown = undefined;
-      const raw = await readJsonBody(ctx, api.max_body_size, { takesBody: !!spec.body });
-      if (spec.body) body = validate('body', spec.body, raw);
-      else if (raw !== undefined && !(raw && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 0)) {
-        throw new LetterboxError('validation_error', `body: ${ctx.method} ${spec.path} takes no body`, { issues: [{ path: 'body', message: 'no body expected' }] });
-      }
-      const sandbox = key?.mode === 'test';
-      const common = { runtime, key, sandbox, params, query, body, requestId: ctx.state.requestId, log, ctx };
-      // A worker hands main-thread routes on above, so `main` is set whenever such a handler runs.
-      const reply = await (spec.anyThread ? spec.handler({ ...common, app }) : spec.handler({ ...common, app: main! }));
-      ctx.status = reply.status ?? spec.status ?? 200;
-      for (const [h, v] of Object.entries(reply.headers ?? {})) ctx.set(h, v);
-      if ('raw' in reply) {
-        if (reply.contentType) ctx.type = reply.contentType;
-        ctx.body = reply.raw;
-      } else {
-        ctx.body = { data: reply.data, ...(spec.list ? { nextCursor: reply.nextCursor ?? null } : {}), ...(sandbox ? { sandbox: true } : {}) };
-      }
-    };
+    const handler = routeHandler(spec, deps);
     router[spec.method](fullPath(spec), handler as any);
   }
 

@@ -30,11 +30,11 @@ const RATE_HEADERS = {
 };
 const REQUEST_ID_HEADER = { 'X-Request-Id': { description: 'Unique id of this request (also in error bodies and the server log).', schema: { type: 'string' } } };
 
-export function buildOpenApi(routes: RouteSpec[], info: { title: string; version: string; description: string }): OpenApiDoc {
-  const components: Record<string, unknown> = {};
+type ToSchema = (schema: z.ZodType, io: 'input' | 'output') => any;
 
-  /** JSON Schema of a zod schema, named sub-schemas hoisted into components.schemas. */
-  const toSchema = (schema: z.ZodType, io: 'input' | 'output'): any => {
+/** JSON Schema of a zod schema, named sub-schemas hoisted into `components` (which it fills). */
+function schemaConverter(components: Record<string, unknown>): ToSchema {
+  return (schema, io) => {
     const js = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as any;
     const text = JSON.stringify(js).replaceAll('"#/$defs/', '"#/components/schemas/');
     const out = JSON.parse(text);
@@ -53,55 +53,74 @@ export function buildOpenApi(routes: RouteSpec[], info: { title: string; version
     }
     return out;
   };
+}
 
-  const errorRef = toSchema(ErrorSchema, 'output');
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const r of routes) {
-    const path = fullPath(r).replace(/:(\w+)/g, '{$1}');
-    const parameters: unknown[] = [];
-    for (const [where, schema] of [['path', r.params], ['query', r.query]] as const) {
-      if (!schema) continue;
-      const js = toSchema(schema, 'input');
-      for (const [name, prop] of Object.entries<any>(js.properties ?? {})) {
-        const { description, ...rest } = prop;
-        parameters.push({ name, in: where, required: where === 'path' || (js.required ?? []).includes(name), ...(description ? { description } : {}), schema: rest });
-      }
+/**
+ * The error responses a route documents, sorted: 400/401/429 for keyed routes, 403 with a scope,
+ * 404 with path parameters, 400/413/415 with a body, 400 with a query, its own `errors`, always
+ * 500; less any code it answers as an alternative success (`altStatus`). Pure.
+ */
+export function errorCodes(r: Pick<RouteSpec, 'auth' | 'scope' | 'params' | 'body' | 'query' | 'errors' | 'altStatus'>): number[] {
+  const isKey = r.auth !== 'public';
+  const codes = new Set<number>([...(isKey ? [400, 401, 429] : []), ...(isKey && r.scope ? [403] : []), ...(r.params ? [404] : []), ...(r.body ? [400, 413, 415] : []), ...(r.query ? [400] : []), ...(r.errors ?? []), 500]);
+  for (const c of r.altStatus ?? []) codes.delete(c);
+  return [...codes].sort();
+}
+
+/** The path and query parameters of a route, from its zod schemas. */
+function parametersOf(r: RouteSpec, toSchema: ToSchema): unknown[] {
+  const parameters: unknown[] = [];
+  for (const [where, schema] of [['path', r.params], ['query', r.query]] as const) {
+    if (!schema) continue;
+    const js = toSchema(schema, 'input');
+    for (const [name, prop] of Object.entries<any>(js.properties ?? {})) {
+      const { description, ...rest } = prop;
+      parameters.push({ name, in: where, required: where === 'path' || (js.required ?? []).includes(name), ...(description ? { description } : {}), schema: rest });
     }
-    const isKey = r.auth !== 'public';
-    const status = String(r.status ?? 200);
-    let success: unknown;
-    if (r.produces) success = { description: 'OK', headers: REQUEST_ID_HEADER, content: { [r.produces]: { schema: { type: 'string' } } } };
-    else {
-      const data = r.response ? (r.list ? z.array(r.response) : r.response) : z.unknown();
-      const envelope = r.auth === 'public' ? (r.response ?? z.unknown()) : z.object({
-        data,
-        ...(r.list ? { nextCursor: z.string().nullable().describe('Pass as ?cursor= for the next page; null on the last page.') } : {}),
-        sandbox: z.literal(true).optional().describe('Present (true) when the request was made with a test key.'),
-      });
-      success = {
-        description: 'OK',
-        headers: { ...REQUEST_ID_HEADER, ...(isKey ? RATE_HEADERS : {}) },
-        content: { 'application/json': { schema: toSchema(envelope, 'output') } },
-      };
-    }
-    const codes = new Set<number>([...(isKey ? [400, 401, 429] : []), ...(isKey && r.scope ? [403] : []), ...(r.params ? [404] : []), ...(r.body ? [400, 413, 415] : []), ...(r.query ? [400] : []), ...(r.errors ?? []), 500]);
-    const responses: Record<string, unknown> = { [status]: success };
-    for (const c of r.altStatus ?? []) codes.delete(c);
-    for (const c of [...codes].sort()) responses[String(c)] = { $ref: `#/components/responses/E${c}` };
-    for (const c of r.altStatus ?? []) responses[String(c)] = { ...(success as object), description: c === 201 ? 'Created' : c >= 500 ? 'Unavailable (see the body)' : 'OK' };
-    const scopeText = isKey ? (r.scope ? `Scope: \`${r.scope}\`.` : 'Any valid API key.') : 'No authentication.';
-    paths[path] ??= {};
-    paths[path][r.method] = {
-      operationId: r.operationId,
-      summary: r.summary,
-      description: [r.description, scopeText].filter(Boolean).join('\n\n'),
-      tags: [r.tag],
-      ...(isKey ? { 'x-scope': r.scope ?? null } : { security: [] }),
-      ...(parameters.length ? { parameters } : {}),
-      ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(r.body, 'input') } } } } : {}),
-      responses,
-    };
   }
+  return parameters;
+}
+
+/** The success response: a raw body (`produces`), or JSON in the { data, nextCursor?, sandbox? } envelope (public routes: the bare response). */
+function successOf(r: RouteSpec, toSchema: ToSchema): unknown {
+  if (r.produces) return { description: 'OK', headers: REQUEST_ID_HEADER, content: { [r.produces]: { schema: { type: 'string' } } } };
+  const isKey = r.auth !== 'public';
+  const data = r.response ? (r.list ? z.array(r.response) : r.response) : z.unknown();
+  const envelope = r.auth === 'public' ? (r.response ?? z.unknown()) : z.object({
+    data,
+    ...(r.list ? { nextCursor: z.string().nullable().describe('Pass as ?cursor= for the next page; null on the last page.') } : {}),
+    sandbox: z.literal(true).optional().describe('Present (true) when the request was made with a test key.'),
+  });
+  return {
+    description: 'OK',
+    headers: { ...REQUEST_ID_HEADER, ...(isKey ? RATE_HEADERS : {}) },
+    content: { 'application/json': { schema: toSchema(envelope, 'output') } },
+  };
+}
+
+/** One route's operation object. */
+function operationOf(r: RouteSpec, toSchema: ToSchema): Record<string, unknown> {
+  const isKey = r.auth !== 'public';
+  const parameters = parametersOf(r, toSchema);
+  const success = successOf(r, toSchema);
+  const responses: Record<string, unknown> = { [String(r.status ?? 200)]: success };
+  for (const c of errorCodes(r)) responses[String(c)] = { $ref: `#/components/responses/E${c}` };
+  for (const c of r.altStatus ?? []) responses[String(c)] = { ...(success as object), description: c === 201 ? 'Created' : c >= 500 ? 'Unavailable (see the body)' : 'OK' };
+  const scopeText = isKey ? (r.scope ? `Scope: \`${r.scope}\`.` : 'Any valid API key.') : 'No authentication.';
+  return {
+    operationId: r.operationId,
+    summary: r.summary,
+    description: [r.description, scopeText].filter(Boolean).join('\n\n'),
+    tags: [r.tag],
+    ...(isKey ? { 'x-scope': r.scope ?? null } : { security: [] }),
+    ...(parameters.length ? { parameters } : {}),
+    ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: toSchema(r.body, 'input') } } } } : {}),
+    responses,
+  };
+}
+
+/** The shared error responses E400…E503, each with the error body schema. */
+function errorResponses(errorRef: unknown): Record<string, unknown> {
   const responses: Record<string, unknown> = {};
   for (const [c, text] of Object.entries(ERROR_TEXT)) {
     responses[`E${c}`] = {
@@ -114,6 +133,19 @@ export function buildOpenApi(routes: RouteSpec[], info: { title: string; version
       content: { 'application/json': { schema: errorRef } },
     };
   }
+  return responses;
+}
+
+export function buildOpenApi(routes: RouteSpec[], info: { title: string; version: string; description: string }): OpenApiDoc {
+  const components: Record<string, unknown> = {};
+  const toSchema = schemaConverter(components);
+  const errorRef = toSchema(ErrorSchema, 'output');
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const path = fullPath(r).replace(/:(\w+)/g, '{$1}');
+    paths[path] ??= {};
+    paths[path][r.method] = operationOf(r, toSchema);
+  }
   return {
     openapi: '3.1.0',
     info,
@@ -125,7 +157,7 @@ export function buildOpenApi(routes: RouteSpec[], info: { title: string; version
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API key: lb_live_… or lb_test_… (created with `letterbox key create`).' } },
       schemas: Object.fromEntries(Object.entries(components).sort(([a], [b]) => a.localeCompare(b))),
-      responses,
+      responses: errorResponses(errorRef),
     },
   };
 }

@@ -49,42 +49,67 @@ async function readBody(req: IncomingMessage): Promise<string | null> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * Decide: what one request does with the guard. Not a network client (no remote address) → pass;
+ * allow → reserve an attempt, unless the session already holds an unsettled one (the check after
+ * the password: already counted); report → settle the session's attempt, if it holds one. Pure.
+ */
+export type PolicyAction = { kind: 'pass' } | { kind: 'reserve' } | { kind: 'settle'; ticket: Ticket; success: boolean };
+
+export function policyAction(r: PolicyRequest, held: Ticket | undefined): PolicyAction {
+  if (!r.remote) return { kind: 'pass' }; // local socket: not a network client
+  if (r.command === 'allow') return held && !held.settled ? { kind: 'pass' } : { kind: 'reserve' };
+  if (r.command === 'report' && held) return { kind: 'settle', ticket: held, success: r.success === true };
+  return { kind: 'pass' };
+}
+
+/** The request body as JSON; null when too large or not JSON. */
+function parseJson(text: string | null): unknown {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+/** Dovecot session id → the attempt reserved for it (one attempt at a time per session); acts on the guard. */
+class PolicySessions {
+  private readonly tickets = new Map<string, Ticket>();
+  private readonly guard: LoginGuard;
+  private readonly log: Logger;
+  constructor(guard: LoginGuard, log: Logger) {
+    this.guard = guard;
+    this.log = log;
+  }
+
+  handle(r: PolicyRequest): { status: number; msg?: string } {
+    this.log.debug({ command: r.command, user: r.login, ip: r.remote, protocol: r.protocol, session: r.session, success: r.success }, 'auth policy request');
+    // Tickets of sessions whose report never came are settled by the guard's own expiry; drop
+    // our references to them so this map stays small.
+    if (this.tickets.size > 10_000) for (const [k, t] of this.tickets) if (t.settled) this.tickets.delete(k);
+    const action = policyAction(r, r.session ? this.tickets.get(r.session) : undefined);
+    if (action.kind === 'reserve') {
+      const res = this.guard.reserve(r.login, r.remote, r.protocol);
+      if (!res.ok) {
+        this.log.warn({ ip: r.remote, user: r.login, protocol: r.protocol, scope: res.scope }, 'authentication refused: too many failures (locked out)');
+        return { status: -1, msg: 'too many failed authentication attempts; try again later' };
+      }
+      if (r.session) this.tickets.set(r.session, res.ticket);
+      else this.guard.settle(res.ticket, true); // uncorrelatable: do not hold a slot forever
+    } else if (action.kind === 'settle') {
+      this.tickets.delete(r.session);
+      this.guard.settle(action.ticket, action.success);
+      if (!action.success) this.log.warn({ ip: r.remote, user: r.login, protocol: r.protocol }, 'authentication failed');
+    }
+    return { status: 0 };
+  }
+}
+
 export async function startPolicyEndpoint(o: { guard: LoginGuard; log: Logger; host: string; port: number }): Promise<PolicyEndpoint> {
   const secret = randomBytes(24).toString('hex');
   const secretBuf = Buffer.from(secret);
-  const log = o.log.child({ component: 'login-guard' });
-  // Dovecot session id → the attempt reserved for it (one attempt at a time per session).
-  const tickets = new Map<string, Ticket>();
-  const answer = (res: any, status: number, msg = '') => {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status, msg }));
-  };
-  const handle = (r: PolicyRequest): { status: number; msg?: string } => {
-    log.debug({ command: r.command, user: r.login, ip: r.remote, protocol: r.protocol, session: r.session, success: r.success }, 'auth policy request');
-    if (!r.remote) return { status: 0 }; // local socket: not a network client
-    if (r.command === 'allow') {
-      const held = r.session ? tickets.get(r.session) : undefined;
-      if (held && !held.settled) return { status: 0 }; // the check after the password: already counted
-      const res = o.guard.reserve(r.login, r.remote, r.protocol);
-      if (!res.ok) {
-        log.warn({ ip: r.remote, user: r.login, protocol: r.protocol, scope: res.scope }, 'authentication refused: too many failures (locked out)');
-        return { status: -1, msg: 'too many failed authentication attempts; try again later' };
-      }
-      if (r.session) tickets.set(r.session, res.ticket);
-      else o.guard.settle(res.ticket, true); // uncorrelatable: do not hold a slot forever
-      return { status: 0 };
-    }
-    if (r.command === 'report') {
-      const t = r.session ? tickets.get(r.session) : undefined;
-      if (t) {
-        tickets.delete(r.session);
-        o.guard.settle(t, r.success === true);
-        if (r.success !== true) log.warn({ ip: r.remote, user: r.login, protocol: r.protocol }, 'authentication failed');
-      }
-      return { status: 0 };
-    }
-    return { status: 0 };
-  };
+  const sessions = new PolicySessions(o.guard, o.log.child({ component: 'login-guard' }));
   const server: Server = createServer((req, res) => {
     const given = Buffer.from(String(req.headers[HEADER] ?? ''));
     if (req.method !== 'POST' || given.length !== secretBuf.length || !timingSafeEqual(given, secretBuf)) {
@@ -94,19 +119,11 @@ export async function startPolicyEndpoint(o: { guard: LoginGuard; log: Logger; h
     const command = new URL(req.url ?? '/', 'http://policy').searchParams.get('command') ?? '';
     readBody(req).then(
       (text) => {
-        let body: unknown = null;
-        try {
-          body = text === null ? null : JSON.parse(text);
-        } catch {
-          body = null;
-        }
-        const r = parsePolicyRequest(command, body);
+        const r = parsePolicyRequest(command, parseJson(text));
         if (!r) return void res.writeHead(400).end();
-        // Tickets of sessions whose report never came are settled by the guard's own expiry; drop
-        // our references to them so this map stays small.
-        if (tickets.size > 10_000) for (const [k, t] of tickets) if (t.settled) tickets.delete(k);
-        const out = handle(r);
-        answer(res, out.status, out.msg);
+        const out = sessions.handle(r);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: out.status, msg: out.msg ?? '' }));
       },
       () => res.writeHead(400).end(),
     );

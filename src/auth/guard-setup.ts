@@ -1,6 +1,5 @@
 // Builds the one LoginGuard of a running appliance from [submission] auth_* (shared by IMAP).
 import type { Config } from '../config/schema.ts';
-import { parseDuration } from '../config/schema.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { LoginGuard, type GuardPolicy } from './guard.ts';
@@ -11,11 +10,11 @@ export function guardPolicy(config: Config): GuardPolicy {
   const s = config.submission;
   return {
     maxFailures: s.auth_max_failures,
-    window: parseDuration(s.auth_window),
-    lockout: parseDuration(s.auth_lockout),
+    window: s.auth_window,
+    lockout: s.auth_lockout,
     delayMs: s.auth_delay_ms,
     delayMaxMs: s.auth_delay_max_ms,
-    knownNetworkTtl: parseDuration(s.auth_known_network_ttl),
+    knownNetworkTtl: s.auth_known_network_ttl,
     reservationTtl: 60_000,
   };
 }

@@ -21,7 +21,8 @@ const list = <T extends z.ZodType>(item: T) =>
   z.preprocess((v) => (typeof v === 'string' ? (v.trim() === '' ? [] : v.split(',').map((s) => s.trim())) : v), z.array(item));
 const bool = z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean());
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const size = z.preprocess((v) => (typeof v === 'string' ? parseSize(v) : v), z.number().int().min(0));
+// A size key: "50M", "512k" or a number of bytes, parsed at load into bytes.
+const size = z.preprocess((v) => (typeof v === 'string' ? parseSize(v) : v), z.number({ message: 'expected a size such as "512k", "50M" or "1G", or a number of bytes' }).int().min(0));
 
 /** "50M", "1G", "512k", "1048576" → bytes; NaN when unparseable. */
 export function parseSize(s: string): number {
@@ -49,7 +50,15 @@ export function parseDuration(s: string): number {
 export function parseDurationWithUnit(s: string): number {
   return DURATION.exec(s)?.[2] ? parseDuration(s) : Number.NaN;
 }
-const duration = z.string().refine((s) => Number.isFinite(parseDuration(s)), { message: 'expected a duration such as "30s", "15m", "4h" or "5d"' });
+/**
+ * A duration key: written as text in the config ("30s", "15m", "5d"), parsed once at load into
+ * milliseconds, so consumers read numbers. Defaults are given as text too (`.prefault('5d')`), so
+ * they go through the same grammar.
+ */
+const duration = z
+  .string()
+  .refine((s) => Number.isFinite(parseDuration(s)), { message: 'expected a duration such as "30s", "15m", "4h" or "5d"' })
+  .transform((s) => parseDuration(s));
 
 const ip = z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IPv4 or IPv6 address' });
 const hostname = z
@@ -117,7 +126,7 @@ export const configSchema = z
         bare_newline: z.enum(['reject', 'normalize']).default('reject'),
         // The MX's stored verdicts (SPF, DKIM, DMARC, ARC) of each delivered message are kept this long;
         // the API then reads our own Authentication-Results header instead (src/verdicts/store.ts).
-        verdicts_retention: duration.default('365d'),
+        verdicts_retention: duration.prefault('365d'),
       })
       .strict()
       .prefault({}),
@@ -129,13 +138,13 @@ export const configSchema = z
         max_recipients_per_message: int(1, 100000).default(100),
         // Brute-force protection for AUTH (per client IP and per account name, known or not).
         auth_max_failures: int(1, 100000).default(10), // failures within auth_window → lockout
-        auth_window: duration.default('15m'),
-        auth_lockout: duration.default('15m'),
+        auth_window: duration.prefault('15m'),
+        auth_lockout: duration.prefault('15m'),
         auth_delay_ms: int(0, 60000).default(500), // delay after a failure, doubling per failure
         auth_delay_max_ms: int(0, 60000).default(8000),
         // --- Login protection and connection limits (issue #16; README "Login protection"). ---
         // The auth_* keys above are the ONE login policy: submission AUTH and IMAP logins count together.
-        auth_known_network_ttl: duration.default('30d'), // a network that logged in keeps working while the account is locked
+        auth_known_network_ttl: duration.prefault('30d'), // a network that logged in keeps working while the account is locked
         auth_policy_listen: hostPort.default('127.0.0.1:0'), // Dovecot asks the guard here (0: a free port per start)
         max_connections: int(1, 100000).default(500), // over 587 and 465 together
         max_connections_per_ip: int(1, 100000).default(20), // per IPv4 address / IPv6 /64
@@ -151,14 +160,14 @@ export const configSchema = z
       .object({
         port: int(1, 65535).default(25),
         ipv4_only: bool.default(false),
-        max_age: duration.default('5d'),
-        delay_notice_after: duration.default('4h'),
+        max_age: duration.prefault('5d'),
+        delay_notice_after: duration.prefault('4h'),
         concurrency: int(1, 10000).default(20),
         concurrency_per_domain: int(1, 1000).default(4),
         // Destination domains always delivered over IPv4 (e.g. providers strict about IPv6 rDNS).
         ipv4_only_domains: list(z.string()).default([]),
         // Retry delays after the 1st, 2nd... failure; the last one repeats until max_age. ±retry_jitter.
-        retry_schedule: list(duration).default(['5m', '10m', '30m', '1h', '2h', '4h', '8h']),
+        retry_schedule: list(duration).prefault(['5m', '10m', '30m', '1h', '2h', '4h', '8h']),
         retry_jitter: z.coerce.number().min(0).max(1).default(0.1),
         // Dedicated IPs: source address → its EHLO name (must match its rDNS); sending domain → source address.
         source_ips: z.record(ip, hostname).default({}),
@@ -178,7 +187,7 @@ export const configSchema = z
         // How often the scheduler looks for due or retried entries at most (an index lookup).
         poll_interval_ms: int(50, 600000).default(1000),
         // Finished messages (every recipient delivered, bounced or cancelled) and their attempts are kept this long.
-        retention: duration.default('30d'),
+        retention: duration.prefault('30d'),
       })
       .strict()
       .prefault({}),
@@ -209,10 +218,10 @@ export const configSchema = z
         allow_private: bool.default(false),
         timeout_ms: int(100, 120000).default(10000),
         // Delays after the 1st, 2nd... failed attempt (then the delivery fails for good): ~32 h in all.
-        retry_schedule: list(duration).default(['30s', '2m', '10m', '30m', '1h', '2h', '4h', '8h', '8h', '8h']),
-        disable_after: duration.default('3d'), // an endpoint failing this long is disabled
-        secret_grace: duration.default('24h'), // the old secret stays valid this long after a rotation
-        retention: duration.default('7d'), // delivery log kept this long
+        retry_schedule: list(duration).prefault(['30s', '2m', '10m', '30m', '1h', '2h', '4h', '8h', '8h', '8h']),
+        disable_after: duration.prefault('3d'), // an endpoint failing this long is disabled
+        secret_grace: duration.prefault('24h'), // the old secret stays valid this long after a rotation
+        retention: duration.prefault('7d'), // delivery log kept this long
         poll_interval_ms: int(20, 600000).default(1000),
         concurrency: int(1, 1000).default(8),
       })
@@ -259,7 +268,7 @@ export const configSchema = z
         junk: z.coerce.number().default(6),
         greylist: z.coerce.number().default(4),
         greylisting: bool.default(true),
-        greylist_delay: duration.default('5m'),
+        greylist_delay: duration.prefault('5m'),
         outbound_threshold: z.coerce.number().default(10),
         // Resolvers rspamd uses for blocklists ("ip" or "ip:port"); empty = dns.servers, then the system's.
         resolver: list(z.string()).default([]),

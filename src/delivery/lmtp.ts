@@ -2,6 +2,9 @@ import { connect } from 'node:net';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { LetterboxError } from '../errors.ts';
+import { reply } from '../mail/reply.ts';
+
+const STORED = reply(250, '2.0.0', 'stored by Dovecot').line;
 
 export interface LmtpRecipientResult {
   recipient: string;
@@ -155,7 +158,7 @@ export async function deliverLmtp(
   for (const e of info.rejectedErrors ?? []) if (e.recipient) errors.set(e.recipient, e);
   return env.to.map((recipient) => {
     if ((info.accepted ?? []).includes(recipient) && !errors.has(recipient)) {
-      return { recipient, status: 'delivered', code: 250, response: '250 2.0.0 stored by Dovecot' };
+      return { recipient, status: 'delivered', code: 250, response: STORED };
     }
     const e = errors.get(recipient) ?? (info.rejectedErrors ?? [])[0];
     const response = String(e?.response ?? e?.message ?? 'rejected');

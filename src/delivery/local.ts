@@ -4,7 +4,7 @@
 // here, and the SMTP reply the MX gives for a refused recipient is chosen here (refusalReply).
 import type { Readable } from 'node:stream';
 import { deliverLmtp, probeRecipient, type LmtpPool, type LmtpRecipientResult, type ProbeAnswer } from './lmtp.ts';
-import { SmtpReply, reply } from '../mail/reply.ts';
+import { SmtpReply, parseReply, reply } from '../mail/reply.ts';
 
 /** One recipient's outcome: Dovecot's answer, or `unavailable` when Dovecot could not be reached. */
 export interface LocalOutcome extends LmtpRecipientResult {
@@ -51,7 +51,7 @@ export class LocalDelivery {
       const res = await deliverLmtp(this.socketPath, { from: message.from, to: recipients }, message.body, { lhlo: this.lhlo, pool: this.pool ?? undefined, timeoutMs: this.timeoutMs });
       return res.map((r) => ({ ...r, unavailable: false }));
     } catch (err: any) {
-      const response = `451 4.3.0 ${err?.message ?? 'Dovecot LMTP unavailable'}`;
+      const response = reply(451, '4.3.0', err?.message ?? 'Dovecot LMTP unavailable').line;
       return recipients.map((recipient) => ({ recipient, status: 'tempfail' as const, code: 451, response, unavailable: true }));
     }
   }
@@ -75,14 +75,14 @@ export class LocalDelivery {
  * never an endless 451).
  */
 export function refusalReply(o: LmtpRecipientResult, usersSettling: () => boolean = () => true): SmtpReply {
-  const m = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3}) (.*)$/s.exec(o.response);
-  const enhanced = m?.[1] ?? (o.status === 'permfail' ? '5.0.0' : '4.0.0');
+  const answer = parseReply(o.response);
+  const enhanced = answer?.enhanced || (o.status === 'permfail' ? '5.0.0' : '4.0.0');
   if (enhanced === '5.1.1') return usersSettling() ? reply(451, '4.3.0', 'Mailbox is being set up, try again shortly') : reply(550, '5.1.1', 'No such user here');
-  const text = (m?.[2] ?? o.response).replace(/\s*<[^>]*>\s*/g, ' ').trim().slice(0, 200) || 'Delivery failed';
+  const text = (answer?.enhanced ? answer.text : o.response).replace(/\s*<[^>]*>\s*/g, ' ').trim().slice(0, 200) || 'Delivery failed';
   return reply(o.code, enhanced, text);
 }
 
 /** The reply text a client is given for a refused recipient (code stripped): "5.2.2 Quota exceeded". */
 export function refusalText(o: LmtpRecipientResult): string {
-  return o.response.replace(/^\d{3}[ -]/, '');
+  return parseReply(o.response)?.message ?? o.response;
 }

@@ -4,7 +4,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { tags } from '../services/verify.ts';
 import { existsSync, readFileSync, statfsSync, accessSync, constants as fsc } from 'node:fs';
-import { connect as tcpConnect, createServer, BlockList, isIP, isIPv6 } from 'node:net';
+import { connect as tcpConnect, createServer, isIP, isIPv6 } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { createSocket } from 'node:dgram';
 import { execFile } from 'node:child_process';
@@ -18,6 +18,7 @@ import { hasTable, type DB } from '../db/index.ts';
 import { queueBacklog } from '../queue/reports.ts';
 import type { Resolver } from '../dns/resolver.ts';
 import { isNoData } from '../dns/resolver.ts';
+import { spfUnauthorised } from '../mail/spf.ts';
 import type { DnsRecord } from '../dns/records.ts';
 import { checkSpam } from '../spam/doctor.ts';
 import { dovecotPaths, dovecotSeries } from '../dovecot/config.ts';
@@ -388,47 +389,6 @@ async function addressesOf(r: Resolver, name: string): Promise<string[]> {
   return [...a.values, ...aaaa.values].map(String);
 }
 
-/** Does the SPF policy at `domain` authorise `ip`? Follows include:, a, mx and redirect= (≤ 10 lookups). */
-async function spfCovers(r: Resolver, domain: string, ip: string, budget = { n: 10 }): Promise<boolean> {
-  if (budget.n-- <= 0) return false;
-  const recs = txtOf((await lookup(r, domain, 'TXT')).values).filter((t) => /^v=spf1(\s|$)/i.test(t));
-  if (recs.length !== 1) return false;
-  const fam = isIPv6(ip) ? 'ipv6' : 'ipv4';
-  const inNet = (spec: string, v6: boolean): boolean => {
-    const [net, len] = spec.split('/');
-    if (isIPv6(net) !== v6 || isIPv6(ip) !== v6) return false;
-    const bl = new BlockList();
-    try {
-      bl.addSubnet(net, len === undefined ? (v6 ? 128 : 32) : Number(len), fam);
-      return bl.check(ip, fam);
-    } catch {
-      return false;
-    }
-  };
-  let redirect: string | null = null;
-  for (const term of recs[0].split(/\s+/).slice(1)) {
-    const m = /^([+?~-]?)([a-z0-9]+)(?:[:=](.*))?$/i.exec(term);
-    if (!m) continue;
-    const [, q, mech, arg] = m;
-    const pass = q === '' || q === '+';
-    const name = mech.toLowerCase();
-    let hit = false;
-    if (name === 'ip4') hit = inNet(arg ?? '', false);
-    else if (name === 'ip6') hit = inNet(arg ?? '', true);
-    else if (name === 'a') {
-      budget.n--;
-      hit = (await addressesOf(r, (arg ?? domain).split('/')[0])).includes(ip);
-    } else if (name === 'mx') {
-      budget.n--;
-      const mx = (await lookup(r, (arg ?? domain).split('/')[0], 'MX')).values;
-      for (const x of mx) if ((await addressesOf(r, dot(x.exchange))).includes(ip)) hit = true;
-    } else if (name === 'include' && arg) hit = await spfCovers(r, arg, ip, budget);
-    else if (name === 'redirect' && arg) redirect = arg;
-    if (hit) return pass;
-  }
-  return redirect ? spfCovers(r, redirect, ip, budget) : false;
-}
-
 async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promise<Check[]> {
   const out: Check[] = [];
   const c = (name: string, status: Status, message: string, fix?: string) => out.push({ area: 'dns', name: `${d.name} ${name}`, status, message, ...(fix ? { fix } : {}) });
@@ -450,8 +410,7 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
   else if (spf.length === 0) c('SPF', 'fail', 'no SPF record (receivers will treat our mail as unauthenticated)', `publish: ${spfWant}`);
   else if (spf.length > 1) c('SPF', 'fail', `${spf.length} SPF records (a permanent error for receivers)`, `keep exactly one: ${spfWant}`);
   else {
-    const missing: string[] = [];
-    for (const ip of config.ips) if (!(await spfCovers(r, d.name, ip))) missing.push(ip);
+    const missing = (await spfUnauthorised(r.resolve, d.name, config.ips, dot(config.hostname))).map((m) => m.ip);
     if (missing.length) c('SPF', 'fail', `"${spf[0]}" does not authorise ${missing.join(', ')}`, `publish: ${spfWant}`);
     else if (/[+?]all\b/i.test(spf[0]) || !/\sall\b|[-~]all\b/i.test(spf[0])) c('SPF', 'warn', `"${spf[0]}" does not end in -all or ~all: anyone may send as ${d.name}`, `publish: ${spfWant}`);
     else c('SPF', 'ok', `authorises ${config.ips.join(', ') || '(no ips configured)'}`);

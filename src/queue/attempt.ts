@@ -15,7 +15,7 @@ import { groupCommit } from '../db/group-commit.ts';
 import { newId } from '../util/ids.ts';
 import { parseAddress } from '../mail/address.ts';
 import { recordEvent } from '../events/record.ts';
-import { isLocalDomain, replyLine, resolveRecipient, splitTargets } from '../routing/resolve.ts';
+import { isLocalDomain, resolveRecipient, splitTargets } from '../routing/resolve.ts';
 import { buildDsn, dsnSigningDomains, type DsnRecipient } from '../mail/dsn.ts';
 import { headerValue, readHeaderSection } from '../mail/headers.ts';
 import { outcomeOf } from './classify.ts';
@@ -69,7 +69,7 @@ async function deliverLocal(deps: AttemptDeps, msg: MessageRow, recipients: stri
   for (const r of recipients) {
     // The one routing code path (the MX's and submission's): loops, catch-all, plus folders, disabled.
     const res = resolveRecipient(db, r, { srsSecret: deps.srsSecret(), now: clock.now(), hostname: config.hostname });
-    if (!res.ok) fixed.set(r, { recipient: r, code: res.reply.responseCode, reply: replyLine(res.reply), outcome: outcomeOf(res.reply.responseCode) });
+    if (!res.ok) fixed.set(r, { recipient: r, code: res.reply.responseCode, reply: res.reply.line, outcome: outcomeOf(res.reply.responseCode) });
     else {
       const x = splitTargets(res.targets);
       targets.set(r, x.lmtp);

@@ -4,6 +4,9 @@
 import { onTempFail, type RetryPolicy } from './schedule.ts';
 import { isHardBounce, type Outcome } from './classify.ts';
 import { dsnStatusFor, type DsnRecipient } from '../mail/dsn.ts';
+import { reply } from '../mail/reply.ts';
+
+const FORWARDED = reply(250, '2.1.5', 'forwarded').line;
 
 /** A queue entry as the scheduler claims it. */
 export interface QueueRow {
@@ -91,6 +94,6 @@ export function withoutDsns(decisions: Decision[], now: number, retryMs: number)
  */
 export function combineLocalResults(recipient: string, answers: { code: number; response: string }[], outcomeOf: (code: number) => Outcome): AttemptResult {
   const worst = answers.find((o) => o.code >= 400 && o.code < 500) ?? answers.find((o) => o.code >= 500) ?? answers[0];
-  if (!worst) return { recipient, code: 250, reply: '250 2.1.5 forwarded', outcome: 'delivered' };
+  if (!worst) return { recipient, code: 250, reply: FORWARDED, outcome: 'delivered' };
   return { recipient, code: worst.code, reply: worst.response, outcome: outcomeOf(worst.code) };
 }

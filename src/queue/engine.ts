@@ -8,7 +8,7 @@ import type { AppContext, Component } from '../server.ts';
 import type { EnqueueRequest, EnqueueResult, QueueService } from './handoff.ts';
 import { Spool } from '../spool/index.ts';
 import { groupCommit } from '../db/group-commit.ts';
-import { parseDuration, parseHostPort } from '../config/schema.ts';
+import { parseHostPort } from '../config/schema.ts';
 import type { DkimSigner } from '../dkim/sign.ts';
 import { SmtpClient, type AttemptInfo } from './smtp-client.ts';
 import { MtaSts } from './mta-sts.ts';
@@ -68,10 +68,10 @@ export class Queue implements QueueService, Component {
       smarthost,
     });
     this.policy = {
-      schedule: o.retry_schedule.map(parseDuration),
+      schedule: o.retry_schedule,
       jitter: o.retry_jitter,
-      maxAge: parseDuration(o.max_age),
-      delayNoticeAfter: parseDuration(o.delay_notice_after),
+      maxAge: o.max_age,
+      delayNoticeAfter: o.delay_notice_after,
     };
     this.scheduler = new Scheduler({
       db: app.db,
@@ -172,9 +172,9 @@ export class Queue implements QueueService, Component {
     const now = clock.now();
     try {
       pruneSendLog(db, now);
-      const n = purgeFinished(db, now - parseDuration(config.outbound.retention));
+      const n = purgeFinished(db, now - config.outbound.retention);
       if (n) log.info({ purged: n }, 'finished outbound messages purged');
-      const v = pruneVerdicts(db, now - parseDuration(config.smtp.verdicts_retention));
+      const v = pruneVerdicts(db, now - config.smtp.verdicts_retention);
       if (v) log.info({ pruned: v }, 'stored inbound verdicts older than smtp.verdicts_retention removed');
       return n;
     } catch (err: any) {

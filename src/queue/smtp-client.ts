@@ -11,6 +11,7 @@ import type { Logger } from '../log.ts';
 import { resolveRoute, resolveHost } from './mx.ts';
 import { MtaSts, type StsPolicy } from './mta-sts.ts';
 import { outcomeOf, type Outcome } from './classify.ts';
+import { reply, type SmtpReply } from '../mail/reply.ts';
 
 export interface RcptResult {
   recipient: string;
@@ -114,10 +115,12 @@ export class SmtpClient {
   }
 
   async deliver(job: RemoteJob): Promise<{ results: RcptResult[]; attempt: AttemptInfo }> {
-    const all = (code: number, reply: string, attempt: Partial<AttemptInfo> = {}) => ({
-      results: job.recipients.map((recipient) => ({ recipient, code, reply, outcome: outcomeOf(code) })),
+    // Every recipient gets the same answer: a remote reply line as received, or one we chose (an SmtpReply).
+    const all = (code: number, line: string, attempt: Partial<AttemptInfo> = {}) => ({
+      results: job.recipients.map((recipient) => ({ recipient, code, reply: line, outcome: outcomeOf(code) })),
       attempt: { mx: null, ip: null, sourceIp: null, tlsVersion: null, tlsCipher: null, transcript: '', ...attempt },
     });
+    const allReply = (r: SmtpReply, attempt: Partial<AttemptInfo> = {}) => all(r.responseCode, r.line, attempt);
     const transcript = new Transcript();
     let hosts: { name: string; ips: string[] | null }[];
     let policy: StsPolicy | null = null;
@@ -131,31 +134,31 @@ export class SmtpClient {
       try {
         route = await resolveRoute(this.o.resolver, job.domain);
       } catch (err: any) {
-        return all(451, `451 4.4.3 ${err.message}`);
+        return allReply(reply(451, '4.4.3', err.message));
       }
-      if (route.kind === 'nullmx') return all(556, `556 5.1.10 ${job.domain} does not accept mail (null MX, RFC 7505)`);
-      if (route.kind === 'nxdomain') return all(550, `550 5.1.2 domain ${job.domain} does not exist`);
+      if (route.kind === 'nullmx') return allReply(reply(556, '5.1.10', `${job.domain} does not accept mail (null MX, RFC 7505)`));
+      if (route.kind === 'nxdomain') return allReply(reply(550, '5.1.2', `domain ${job.domain} does not exist`));
       if (this.o.mtaSts) policy = await this.o.mtaSts.policyFor(job.domain);
       const allowed = route.hosts.filter((h) => MtaSts.allows(policy, h));
       if (allowed.length === 0) {
-        return all(451, `451 4.7.5 MTA-STS policy of ${job.domain} (enforce) allows none of its MX hosts (${route.hosts.join(', ')}); will retry`, { mx: route.hosts.join(','), transcript: `MTA-STS policy ${policy?.id}: mx ${policy?.mx.join(', ')}` });
+        return allReply(reply(451, '4.7.5', `MTA-STS policy of ${job.domain} (enforce) allows none of its MX hosts (${route.hosts.join(', ')}); will retry`), { mx: route.hosts.join(','), transcript: `MTA-STS policy ${policy?.id}: mx ${policy?.mx.join(', ')}` });
       }
       hosts = allowed.map((name) => ({ name, ips: null }));
     }
     const enforce = !!policy && policy.mode === 'enforce';
-    let last: { code: number; reply: string; mx: string | null; ip: string | null } = { code: 451, reply: '451 4.4.1 no MX host could be reached', mx: null, ip: null };
+    let last: { code: number; reply: string; mx: string | null; ip: string | null } = { code: 451, reply: reply(451, '4.4.1', 'no MX host could be reached').line, mx: null, ip: null };
     for (const h of hosts) {
       let ips: string[];
       try {
         ips = await resolveHost(this.o.resolver, h.name, ipv4Only);
       } catch (err: any) {
-        last = { code: 451, reply: `451 4.4.3 ${err.message}`, mx: h.name, ip: null };
+        last = { code: 451, reply: reply(451, '4.4.3', err.message).line, mx: h.name, ip: null };
         transcript.push(`* ${err.message}`);
         continue;
       }
       if (ips.length === 0) {
         transcript.push(`* ${h.name} has no ${ipv4Only ? 'IPv4 ' : ''}address`);
-        last = { code: 451, reply: `451 4.4.4 MX host ${h.name} has no address`, mx: h.name, ip: null };
+        last = { code: 451, reply: reply(451, '4.4.4', `MX host ${h.name} has no address`).line, mx: h.name, ip: null };
         continue;
       }
       for (const ip of ips) {
@@ -227,10 +230,10 @@ export class SmtpClient {
       } catch (err: any) {
         conn.close();
         const code = err.responseCode && err.responseCode >= 400 ? err.responseCode : 451;
-        const reply = err.response ? String(err.response) : `451 4.4.1 connection to ${mx} [${ip}] failed: ${err.code ?? ''} ${err.message}`.trim();
+        const line = err.response ? String(err.response) : reply(451, '4.4.1', `connection to ${mx} [${ip}] failed: ${err.code ?? ''} ${err.message}`.trim()).line;
         transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
         // A 5xx greeting/EHLO from one MX is that host's problem: other MX hosts may accept.
-        return { kind: 'next', code: code >= 500 ? 451 : code, reply };
+        return { kind: 'next', code: code >= 500 ? 451 : code, reply: line };
       }
       const sock = conn._socket;
       info = {
@@ -253,7 +256,7 @@ export class SmtpClient {
       if (err.rejectedErrors?.length || err.code === 'EENVELOPE') {
         const byRcpt = new Map<string, any>();
         for (const e of err.rejectedErrors ?? []) if (e.recipient) byRcpt.set(e.recipient, e);
-        const fallback = err.response ? String(err.response) : `451 4.3.0 ${err.message}`;
+        const fallback = err.response ? String(err.response) : reply(451, '4.3.0', err.message).line;
         const fallbackCode = Number(err.responseCode) || 451;
         return {
           kind: 'done',
@@ -261,18 +264,17 @@ export class SmtpClient {
           results: job.recipients.map((recipient) => {
             const e = byRcpt.get(recipient);
             const code = Number(e?.responseCode) || fallbackCode;
-            const reply = e?.response ? String(e.response) : fallback;
-            return { recipient, code, reply, outcome: outcomeOf(code) };
+            return { recipient, code, reply: e?.response ? String(e.response) : fallback, outcome: outcomeOf(code) };
           }),
         };
       }
       if (err.responseCode) {
-        const reply = String(err.response ?? err.message);
-        return { kind: 'done', attempt, results: job.recipients.map((recipient) => ({ recipient, code: err.responseCode, reply, outcome: outcomeOf(err.responseCode) })) };
+        const line = String(err.response ?? err.message);
+        return { kind: 'done', attempt, results: job.recipients.map((recipient) => ({ recipient, code: err.responseCode, reply: line, outcome: outcomeOf(err.responseCode) })) };
       }
       // The connection broke mid-transaction: nothing is known to be delivered.
       transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
-      return { kind: 'next', code: 451, reply: `451 4.4.2 connection to ${mx} [${ip}] lost: ${err.message}` };
+      return { kind: 'next', code: 451, reply: reply(451, '4.4.2', `connection to ${mx} [${ip}] lost: ${err.message}`).line };
     }
     this.put(key, conn, info!);
     const rejected = new Map<string, any>();

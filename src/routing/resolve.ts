@@ -196,8 +196,3 @@ export function splitTargets(targets: Target[]): { lmtp: string[]; forwards: str
   for (const t of targets) (t.kind === 'local' ? lmtp.push(lmtpAddress(t)) : forwards.push(t.address));
   return { lmtp: [...new Set(lmtp)], forwards: [...new Set(forwards)] };
 }
-
-/** The reply of a failed resolution as one line: "550 5.4.6 Alias loop detected". */
-export function replyLine(r: SmtpReply): string {
-  return `${r.responseCode} ${r.enhanced} ${r.text}`;
-}

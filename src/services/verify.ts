@@ -1,8 +1,9 @@
-import { spf as checkSpf } from 'mailauth/lib/spf/index.js';
 import { isoNow } from '../clock.ts';
 import { recordEvent } from '../events/record.ts';
 import { isNoData, type ResolveFn } from '../dns/resolver.ts';
 import { dkimTxt } from '../dkim/keys.ts';
+import { spfUnauthorised, type SpfMiss } from '../mail/spf.ts';
+import type { DnsRecord } from '../dns/records.ts';
 import { domainRecords, getDomain, saveVerification } from './domains.ts';
 import type { ServiceContext } from './context.ts';
 
@@ -34,7 +35,7 @@ export interface Verification {
   records: RecordCheck[];
 }
 
-type Lookup = { values: any[]; error: string | null };
+export type Lookup = { values: any[]; error: string | null };
 
 async function lookup(resolve: ResolveFn, name: string, type: string): Promise<Lookup> {
   try {
@@ -58,107 +59,122 @@ export function tags(record: string): Map<string, string> {
   return m;
 }
 
+type Check = Omit<RecordCheck, 'required'> & { required?: boolean };
+
+// ---- Decide: each record's lookup judged against what should be published (pure) ----
+
+/** MX: one of the domain's MX records points at this server. */
+export function judgeMx(l: Lookup, domain: string, hostname: string, expected: DnsRecord): Check {
+  const found = l.values.map((v: any) => `${v.priority} ${dot(v.exchange)}`);
+  const ok = !l.error && l.values.some((v: any) => dot(v.exchange) === hostname);
+  return {
+    purpose: 'mx', type: 'MX', name: domain, expected: `${expected.priority} ${expected.value}`, found, ok,
+    problem: ok ? null : l.error ?? (found.length ? `no MX record points to ${hostname}` : 'no MX record published'),
+  };
+}
+
+/**
+ * SPF, first step: exactly one v=spf1 record. Returns the finished check when that already fails,
+ * else null (then spfJudged decides from the evaluator's answer).
+ */
+export function judgeSpfRecords(l: Lookup, domain: string, expected: DnsRecord): { base: Omit<Check, 'ok' | 'problem'>; failed: Check | null } {
+  const found = txtValues(l).filter((t) => /^v=spf1(\s|$)/i.test(t));
+  const base = { purpose: 'spf' as const, type: 'TXT' as const, name: domain, expected: expected.value, found };
+  if (l.error) return { base, failed: { ...base, ok: false, problem: l.error } };
+  if (found.length === 0) return { base, failed: { ...base, ok: false, problem: 'no SPF record (v=spf1) published' } };
+  if (found.length > 1) return { base, failed: { ...base, ok: false, problem: 'more than one SPF record published (receivers treat that as an error); merge them into one' } };
+  return { base, failed: null };
+}
+
+/** SPF, second step: every address of ours authorised (misses from the one SPF evaluator, src/mail/spf.ts). */
+export function spfJudged(base: Omit<Check, 'ok' | 'problem'>, misses: readonly SpfMiss[]): Check {
+  const ok = misses.length === 0;
+  return { ...base, ok, problem: ok ? null : `the SPF record does not authorize ${misses.map((m) => `${m.ip} (${m.result})`).join(', ')}` };
+}
+
+/** DKIM: the selector publishes our public key with our algorithm. */
+export function judgeDkim(l: Lookup, domain: string, k: { selector: string; algorithm: Parameters<typeof dkimTxt>[0]; publicKey: string }): Check {
+  const name = `${k.selector}._domainkey.${domain}`;
+  const found = txtValues(l);
+  const ok =
+    !l.error &&
+    found.some((t) => {
+      const tg = tags(t);
+      return tg.get('p') === k.publicKey && (tg.get('k') ?? 'rsa').toLowerCase() === k.algorithm && (tg.get('v') ?? 'DKIM1') === 'DKIM1';
+    });
+  return {
+    purpose: 'dkim', type: 'TXT', name, expected: dkimTxt(k.algorithm, k.publicKey), found, ok,
+    problem: ok ? null : l.error ?? (found.length ? `the published key does not match selector ${k.selector} (${k.algorithm})` : `selector ${k.selector} is not published`),
+  };
+}
+
+/** DMARC: exactly one v=DMARC1 record with a valid policy. */
+export function judgeDmarc(l: Lookup, expected: DnsRecord): Check {
+  const found = txtValues(l).filter((t) => /^v=DMARC1\s*(;|$)/i.test(t));
+  const ok = !l.error && found.length === 1 && /^(none|quarantine|reject)$/i.test(tags(found[0]).get('p') ?? '');
+  return {
+    purpose: 'dmarc', type: 'TXT', name: expected.name, expected: expected.value, found, ok,
+    problem: ok
+      ? null
+      : l.error ?? (found.length === 0 ? 'no DMARC record (v=DMARC1) published' : found.length > 1 ? 'more than one DMARC record published' : 'the DMARC record has no valid policy (p=none, quarantine or reject)'),
+  };
+}
+
+/** RFC 6186/8314 SRV records: a mail client finds the server and port from the address alone (not required). */
+export function judgeSrv(l: Lookup, want: DnsRecord): Check {
+  const found = l.values.map((v: any) => `${v.priority} ${v.weight} ${v.port} ${dot(v.name ?? '') || '.'}`);
+  const matches = (f: string) => {
+    const [, , port, target] = f.split(' ');
+    return want.value === '.' ? target === '.' : target === dot(want.value) && Number(port) === want.port;
+  };
+  const ok = !l.error && found.length > 0 && found.every(matches);
+  return {
+    purpose: 'srv', type: 'SRV', name: want.name, expected: `${want.priority} ${want.weight} ${want.port} ${want.value}`, found, ok, required: false,
+    problem: ok
+      ? null
+      : l.error ?? (found.length === 0 ? 'not published (mail clients cannot find the server from the address alone)' : want.value === '.' ? 'should say the service is not offered (target ".")' : `should point at ${want.value} port ${want.port}`),
+  };
+}
+
+/** Decide: the verification from the checks (ok when every required record is). */
+export function verificationOf(domain: { name: string; lastVerifiedAt: string | null }, checks: readonly Check[], checkedAt: string): Verification {
+  const records: RecordCheck[] = checks.map((r) => ({ ...r, required: r.required ?? true }));
+  const ok = records.filter((r) => r.required).every((r) => r.ok);
+  return { domain: domain.name, ok, checkedAt, lastVerifiedAt: ok ? checkedAt : domain.lastVerifiedAt, records };
+}
+
 /**
  * Checks a domain's published DNS against what it needs, with live lookups through `resolve` (the
  * configured resolvers; pass one without a cache so a fix shows at once): MX points at this server,
- * SPF authorizes every address in `ips` (evaluated with mailauth, so include:, mx, a and redirect
- * count), each active DKIM selector is published with our public key, and a DMARC policy exists.
+ * SPF authorizes every address in `ips` (the one SPF evaluator, src/mail/spf.ts: include:, mx, a
+ * and redirect count), each active DKIM selector is published with our public key, and a DMARC policy exists.
  * Saves the result; when everything is correct sets lastVerifiedAt and records `domain.verified`.
  */
 export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOrName: string): Promise<Verification> {
   const d = getDomain(ctx, idOrName);
   const expected = domainRecords(ctx, d);
   const hostname = dot(ctx.config.hostname);
-  const checks: Promise<Omit<RecordCheck, 'required'> & { required?: boolean }>[] = [];
-
-  const mxExpected = expected.find((r) => r.purpose === 'mx')!;
-  checks.push(
-    lookup(resolve, d.name, 'MX').then((l) => {
-      const found = l.values.map((v: any) => `${v.priority} ${dot(v.exchange)}`);
-      const ok = !l.error && l.values.some((v: any) => dot(v.exchange) === hostname);
-      return {
-        purpose: 'mx', type: 'MX', name: d.name, expected: `${mxExpected.priority} ${mxExpected.value}`, found, ok,
-        problem: ok ? null : l.error ?? (found.length ? `no MX record points to ${hostname}` : 'no MX record published'),
-      };
-    }),
-  );
-
-  const spfExpected = expected.find((r) => r.purpose === 'spf')!;
-  checks.push(
+  const want = (purpose: DnsRecord['purpose']) => expected.find((r) => r.purpose === purpose)!;
+  const dmarc = want('dmarc');
+  // Gather (the lookups run in parallel), each judged as it arrives.
+  const checks: Promise<Check>[] = [
+    lookup(resolve, d.name, 'MX').then((l) => judgeMx(l, d.name, hostname, want('mx'))),
     lookup(resolve, d.name, 'TXT').then(async (l) => {
-      const found = txtValues(l).filter((t) => /^v=spf1(\s|$)/i.test(t));
-      const base = { purpose: 'spf' as const, type: 'TXT' as const, name: d.name, expected: spfExpected.value, found };
-      if (l.error) return { ...base, ok: false, problem: l.error };
-      if (found.length === 0) return { ...base, ok: false, problem: 'no SPF record (v=spf1) published' };
-      if (found.length > 1) return { ...base, ok: false, problem: 'more than one SPF record published (receivers treat that as an error); merge them into one' };
-      const failing: string[] = [];
-      for (const ip of ctx.config.ips) {
-        const r = await checkSpf({ ip, sender: `postmaster@${d.name}`, helo: hostname, mta: hostname, resolver: resolve } as any);
-        if (r.status?.result !== 'pass') failing.push(`${ip} (${r.status?.result})`);
-      }
-      const ok = failing.length === 0;
-      return { ...base, ok, problem: ok ? null : `the SPF record does not authorize ${failing.join(', ')}` };
+      const { base, failed } = judgeSpfRecords(l, d.name, want('spf'));
+      return failed ?? spfJudged(base, await spfUnauthorised(resolve, d.name, ctx.config.ips, hostname));
     }),
-  );
+    ...d.dkim.filter((k) => k.active).map((k) => lookup(resolve, `${k.selector}._domainkey.${d.name}`, 'TXT').then((l) => judgeDkim(l, d.name, k))),
+    lookup(resolve, dmarc.name, 'TXT').then((l) => judgeDmarc(l, dmarc)),
+    ...expected.filter((r) => r.type === 'SRV').map((srv) => lookup(resolve, srv.name, 'SRV').then((l) => judgeSrv(l, srv))),
+  ];
+  const result = verificationOf(d, await Promise.all(checks), isoNow(ctx.clock));
+  recordVerification(ctx, d, result);
+  return result;
+}
 
-  for (const k of d.dkim.filter((k) => k.active)) {
-    const name = `${k.selector}._domainkey.${d.name}`;
-    checks.push(
-      lookup(resolve, name, 'TXT').then((l) => {
-        const found = txtValues(l);
-        const ok =
-          !l.error &&
-          found.some((t) => {
-            const tg = tags(t);
-            return tg.get('p') === k.publicKey && (tg.get('k') ?? 'rsa').toLowerCase() === k.algorithm && (tg.get('v') ?? 'DKIM1') === 'DKIM1';
-          });
-        return {
-          purpose: 'dkim', type: 'TXT', name, expected: dkimTxt(k.algorithm, k.publicKey), found, ok,
-          problem: ok ? null : l.error ?? (found.length ? `the published key does not match selector ${k.selector} (${k.algorithm})` : `selector ${k.selector} is not published`),
-        };
-      }),
-    );
-  }
-
-  const dmarcExpected = expected.find((r) => r.purpose === 'dmarc')!;
-  checks.push(
-    lookup(resolve, dmarcExpected.name, 'TXT').then((l) => {
-      const found = txtValues(l).filter((t) => /^v=DMARC1\s*(;|$)/i.test(t));
-      const ok = !l.error && found.length === 1 && /^(none|quarantine|reject)$/i.test(tags(found[0]).get('p') ?? '');
-      return {
-        purpose: 'dmarc', type: 'TXT', name: dmarcExpected.name, expected: dmarcExpected.value, found, ok,
-        problem: ok
-          ? null
-          : l.error ?? (found.length === 0 ? 'no DMARC record (v=DMARC1) published' : found.length > 1 ? 'more than one DMARC record published' : 'the DMARC record has no valid policy (p=none, quarantine or reject)'),
-      };
-    }),
-  );
-
-  // RFC 6186/8314 SRV records: a mail client finds the server and port from the address alone.
-  for (const want of expected.filter((r) => r.type === 'SRV')) {
-    const exp = `${want.priority} ${want.weight} ${want.port} ${want.value}`;
-    checks.push(
-      lookup(resolve, want.name, 'SRV').then((l) => {
-        const found = l.values.map((v: any) => `${v.priority} ${v.weight} ${v.port} ${dot(v.name ?? '') || '.'}`);
-        const matches = (f: string) => {
-          const [, , port, target] = f.split(' ');
-          return want.value === '.' ? target === '.' : target === dot(want.value) && Number(port) === want.port;
-        };
-        const ok = !l.error && found.length > 0 && found.every(matches);
-        return {
-          purpose: 'srv', type: 'SRV', name: want.name, expected: exp, found, ok, required: false,
-          problem: ok
-            ? null
-            : l.error ?? (found.length === 0 ? 'not published (mail clients cannot find the server from the address alone)' : want.value === '.' ? 'should say the service is not offered (target ".")' : `should point at ${want.value} port ${want.port}`),
-        };
-      }),
-    );
-  }
-
-  const records: RecordCheck[] = (await Promise.all(checks)).map((r) => ({ ...r, required: r.required ?? true }));
-  const ok = records.filter((r) => r.required).every((r) => r.ok);
-  const checkedAt = isoNow(ctx.clock);
-  const result: Verification = { domain: d.name, ok, checkedAt, lastVerifiedAt: ok ? checkedAt : d.lastVerifiedAt, records };
+/** Act: save the result and record domain.verified or domain.verification_failed (one transaction). */
+function recordVerification(ctx: ServiceContext, d: { id: string; name: string }, result: Verification): void {
+  const { ok, checkedAt, records } = result;
   ctx.db.transaction(() => {
     saveVerification(ctx, d.id, result, ok ? checkedAt : null);
     if (ok) recordEvent(ctx.db, ctx.clock, { type: 'domain.verified', domain: d.name, data: { domainId: d.id, checkedAt } });
@@ -168,5 +184,4 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
     }
   }).immediate();
   ctx.log.info({ domain: d.name, ok, failing: records.filter((r) => !r.ok).map((r) => r.name + ' ' + r.purpose) }, 'domain DNS verified');
-  return result;
 }

@@ -1,12 +1,6 @@
-// Small pieces the SMTP listeners built on smtp-server share (submission, local injection).
+// Small pieces the SMTP listeners built on smtp-server share (submission, local injection); their
+// replies are the one SMTP reply shape, src/mail/reply.ts.
 import type { Readable } from 'node:stream';
-
-/** An error smtp-server answers with `code` and `message` as the reply text. */
-export function smtpError(message: string, code: number): Error & { responseCode: number } {
-  const e = new Error(message) as Error & { responseCode: number };
-  e.responseCode = code;
-  return e;
-}
 
 /** The whole DATA stream, or null when it went over `max` bytes (the rest is read and dropped). */
 export async function readAll(stream: Readable & { sizeExceeded?: boolean }, max: number): Promise<Buffer | null> {

@@ -2,7 +2,6 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, write
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config/schema.ts';
-import { parseDuration } from '../config/schema.ts';
 import type { AppContext, Component, ComponentFactory } from '../server.ts';
 import { LetterboxError } from '../errors.ts';
 import { SupervisedProcess } from '../supervise/process.ts';
@@ -43,7 +42,7 @@ export function prepareSpam(config: Config): { paths: SpamPaths; ids: { uid: num
     nameservers: config.spam.resolver.length ? config.spam.resolver : config.dns.servers,
     thresholds: { reject: config.spam.reject, junk: config.spam.junk, greylist: config.spam.greylist },
     greylisting: config.spam.greylisting,
-    greylistDelaySeconds: Math.max(1, Math.round(parseDuration(config.spam.greylist_delay) / 1000)),
+    greylistDelaySeconds: Math.max(1, Math.round(config.spam.greylist_delay / 1000)),
     hsCacheDir: config.spam.hs_cache_dir || paths.dbDir,
     fuzzy: config.spam.fuzzy,
     testPatterns: config.spam.test_patterns,

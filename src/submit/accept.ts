@@ -11,6 +11,7 @@ import { sendingState } from '../services/mailbox-queries.ts';
 import { parseAddress } from '../mail/address.ts';
 import { refusalText, type LocalOutcome } from '../delivery/local.ts';
 import { receivedValue } from '../mail/received.ts';
+import { reply, type SmtpReply } from '../mail/reply.ts';
 import { checkOutboundSpam } from '../spam/outbound.ts';
 import { isLocalDomain, resolveRecipient, splitTargets, type Resolution } from '../routing/resolve.ts';
 import { runningQueue } from '../queue/handoff.ts';
@@ -57,10 +58,16 @@ export interface AcceptedRecipient {
   queueId?: string;
 }
 
+/** A refused recipient as the API reports it (`rejected[]`); the SMTP listeners answer it as replyOf(code, reason). */
 export interface RejectedRecipient {
   recipient: string;
   code: number; // SMTP code (550, 451...)
-  reason: string;
+  reason: string; // the reply's enhanced code and text: "5.7.1 <x@y> is on the suppression list..."
+}
+
+/** A recipient refused with `r` (the one reply shape, src/mail/reply.ts). */
+function refused(recipient: string, r: SmtpReply): RejectedRecipient {
+  return { recipient, code: r.responseCode, reason: r.message };
 }
 
 export interface AcceptResult {
@@ -96,17 +103,17 @@ export function checkRecipient(app: AppContext, mailbox: Sender, rcpt: string, c
   try {
     a = parseAddress(rcpt);
   } catch (err: any) {
-    return { recipient: rcpt, code: 553, reason: `5.1.3 ${err.message}` };
+    return refused(rcpt, reply(553, '5.1.3', err.message));
   }
   const v = checkRecipientCaps(state.caps, state.usage, count);
-  if (v) return { recipient: rcpt, code: 451, reason: `4.7.1 ${v.message}` };
+  if (v) return refused(rcpt, reply(451, '4.7.1', v.message));
   if (isSuppressed(app.db, mailbox.domain, a.address)) {
     recordEvent(app.db, app.clock, { type: 'message.suppressed', mailboxId: mailbox.id, domain: mailbox.domain, data: { recipient: a.address, from: mailbox.address, refused: true, reason: 'on the suppression list' } });
-    return { recipient: rcpt, code: 550, reason: `5.7.1 <${a.address}> is on the suppression list of ${mailbox.domain} after a hard bounce; remove it with 'letterbox suppression rm ${mailbox.domain} ${a.address}'` };
+    return refused(rcpt, reply(550, '5.7.1', `<${a.address}> is on the suppression list of ${mailbox.domain} after a hard bounce; remove it with 'letterbox suppression rm ${mailbox.domain} ${a.address}'`));
   }
   if (isLocalDomain(app.db, a.domain)) {
     const res = resolveLocal(app, rcpt);
-    if (!res.ok) return { recipient: rcpt, code: res.reply.responseCode, reason: `${res.reply.enhanced} <${a.address}>: ${res.reply.text}` };
+    if (!res.ok) return refused(rcpt, reply(res.reply.responseCode, res.reply.enhanced, `<${a.address}>: ${res.reply.text}`));
   }
   return null;
 }
@@ -210,7 +217,7 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
     if (isLocalDomain(db, d)) {
       const res = resolveLocal(app, r);
       // Changed since RCPT (alias removed, mailbox disabled): refused like it would be now.
-      if (!res.ok) rejected.push({ recipient: r, code: res.reply.responseCode, reason: `${res.reply.enhanced} <${r}>: ${res.reply.text}` });
+      if (!res.ok) rejected.push(refused(r, reply(res.reply.responseCode, res.reply.enhanced, `<${r}>: ${res.reply.text}`)));
       else {
         const x = splitTargets(res.targets);
         local.set(r, x.lmtp);

@@ -12,7 +12,6 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import { parseDuration } from '../config/schema.ts';
 import { retryDelay } from '../queue/schedule.ts';
 import type { AppContext, Component } from '../server.ts';
 import { addressProblem, type TargetPolicy } from './ssrf.ts';
@@ -157,7 +156,7 @@ export class WebhookDispatcher {
     const now = clock.now();
     if (now - this.lastPrune < 60_000) return;
     this.lastPrune = now;
-    const cutoff = now - parseDuration(this.cfg.retention);
+    const cutoff = now - this.cfg.retention;
     pruneDeliveries(db, cutoff);
   }
 
@@ -193,7 +192,7 @@ export class WebhookDispatcher {
     const ok = r.statusCode !== null && r.statusCode >= 200 && r.statusCode < 300;
     const outcome = ok ? 'success' : r.blocked ? 'blocked' : r.statusCode !== null ? 'http_error' : 'network_error';
     this.app.metrics.webhookDeliveries.inc({ outcome });
-    const next = nextDeliveryState({ ok, blocked: r.blocked, isTest: d.event_type === 'webhook.test', attempts: d.attempts + 1, schedule: this.cfg.retry_schedule.map(parseDuration), now, random: Math.random() });
+    const next = nextDeliveryState({ ok, blocked: r.blocked, isTest: d.event_type === 'webhook.test', attempts: d.attempts + 1, schedule: this.cfg.retry_schedule, now, random: Math.random() });
     db.transaction(() => {
       recordDeliveryAttempt(db, d.id, { at: started, statusCode: r.statusCode, error: r.error, durationMs: duration, response: r.response }, { ...next, now });
       if (next.isTest) return;
@@ -205,7 +204,7 @@ export class WebhookDispatcher {
       if (!cur) return;
       const since = cur.failing_since ?? started;
       if (cur.failing_since === null) markWebhookFailing(db, w.id, since);
-      if (cur.enabled && now - since >= parseDuration(this.cfg.disable_after)) {
+      if (cur.enabled && now - since >= this.cfg.disable_after) {
         const reason = `disabled automatically at ${new Date(now).toISOString()}: every delivery failed since ${new Date(since).toISOString()} (last: ${r.error ?? `HTTP ${r.statusCode}`}); fix the endpoint, then PATCH {"enabled": true}`;
         disableWebhook(db, w.id, reason, now);
         log.warn({ component: 'webhooks', webhook: w.id, url: w.url }, 'webhook endpoint disabled after failing for too long');

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { parseDuration } from '../../config/schema.ts';
 import { checkWebhookUrl } from '../../webhooks/ssrf.ts';
 import {
   createWebhook,
@@ -88,7 +87,7 @@ export const webhookRoutes: RouteSpec[] = [
     description: 'Until `secretRotatedGraceUntil`, deliveries carry two v1 signatures (new secret first, then the old one), so receivers can switch without losing events.',
     params: WebhookParams, body: RotateBody, response: WebhookWithSecretSchema,
     handler: (req) => {
-      const graceMs = req.body?.graceSeconds !== undefined ? req.body.graceSeconds * 1000 : parseDuration(req.app.config.webhooks.secret_grace);
+      const graceMs = req.body?.graceSeconds !== undefined ? req.body.graceSeconds * 1000 : req.app.config.webhooks.secret_grace;
       const { row, secret } = rotateSecret(req.app.db, req.app.clock, req.params.id, keyDomains(req.key), graceMs);
       return { data: { ...webhookOut(row, req.app.clock.now()), secret } };
     },

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import type { AppContext } from '../../server.ts';
-import { SmtpReply, internalFailure, newRef } from './replies.ts';
+import { SmtpReply, internalFailure, newRef } from '../../mail/reply.ts';
 import { resolveRecipient, type Target } from '../../routing/resolve.ts';
 import { probeRecipient, quotaVerdict } from './quota.ts';
 import { receiveMessage, type InboundDeps, type Transaction } from './deliver.ts';

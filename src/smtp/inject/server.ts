@@ -7,12 +7,12 @@
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import type { AppContext, Component } from '../../server.ts';
 import { parseHostPort } from '../../config/schema.ts';
-import { isLetterboxError } from '../../errors.ts';
 import { resolveRecipient } from '../../routing/resolve.ts';
 import { acceptOutbound, type Sender } from '../../submit/accept.ts';
 import { fromAddresses, parseHeader, splitMessage } from '../../submit/fixups.ts';
 import { syncVacationScripts } from '../../sieve/vacation-service.ts';
-import { readAll, smtpError } from '../session-io.ts';
+import { readAll } from '../session-io.ts';
+import { reply, replyForError, replyOf } from '../../mail/reply.ts';
 
 
 /** The one mailbox `address` belongs to (itself, a plus-address, or an alias with that single mailbox as target). */
@@ -41,12 +41,12 @@ export class InjectListener implements Component {
     let owner: string | undefined = from;
     if (!from) owner = fromAddresses(parseHeader(splitMessage(message).header))[0];
     const mailbox = owner ? senderMailbox(this.app, owner) : null;
-    if (!mailbox) throw smtpError(`5.7.1 <${owner ?? ''}> is not a mailbox here: only mail Sieve sends for a local mailbox is taken`, 550);
+    if (!mailbox) throw reply(550, '5.7.1', `<${owner ?? ''}> is not a mailbox here: only mail Sieve sends for a local mailbox is taken`);
     return acceptOutbound(this.app, { mailbox, message, envelope: { from, to }, origin: 'sieve', client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs, protocol: 'ESMTP' } }).then((r) => {
       this.app.log.info({ mailbox: mailbox.address, kind: from ? 'redirect' : 'vacation', messageId: r.messageId, accepted: r.accepted.length, rejected: r.rejected.length, component: 'inject' }, 'Sieve mail accepted');
       if (r.accepted.length === 0) {
         const first = r.rejected[0];
-        throw smtpError(first ? first.reason : '5.5.1 no valid recipients', first?.code ?? 554);
+        throw first ? replyOf(first.code, first.reason) : reply(554, '5.5.1', 'no valid recipients');
       }
       return `2.0.0 accepted ${r.messageId}`;
     });
@@ -71,22 +71,20 @@ export class InjectListener implements Component {
       onConnect: (session, cb) => {
         // Loopback only, whatever the bind address.
         const ip = session.remoteAddress.replace(/^::ffff:/, '');
-        cb(ip.startsWith('127.') || ip === '::1' ? undefined : smtpError('5.7.1 local connections only', 554));
+        cb(ip.startsWith('127.') || ip === '::1' ? undefined : reply(554, '5.7.1', 'local connections only'));
       },
       onData: (stream, session, cb) => {
         readAll(stream as any, max)
           .then(async (message) => {
-            if (!message) throw smtpError(`5.3.4 message exceeds the size limit of ${max} bytes`, 552);
+            if (!message) throw reply(552, '5.3.4', `message exceeds the size limit of ${max} bytes`);
             cb(null, await this.handle(session, message));
           })
           .catch((err) => {
             if ((err as any).responseCode) return cb(err);
-            if (isLetterboxError(err)) {
-              const m = /^(\d{3}) (\d\.\d+\.\d+)/.exec(String((err.details as any)?.smtp ?? ''));
-              if (m) return cb(smtpError(`${m[2]} ${err.message}`, Number(m[1])));
-            }
+            const known = replyForError(err);
+            if (known) return cb(known);
             log.error({ err: err.message, component: 'inject' }, 'Sieve mail failed');
-            cb(smtpError('4.3.0 temporary failure, try again later', 451));
+            cb(reply(451, '4.3.0', 'temporary failure, try again later'));
           });
       },
     });

@@ -6,7 +6,6 @@ import { SMTPServer, type SMTPServerSession, type SMTPServerAuthentication, type
 import type { Readable } from 'node:stream';
 import type { AppContext, Component } from '../../server.ts';
 import { parseHostPort } from '../../config/schema.ts';
-import { isLetterboxError } from '../../errors.ts';
 import { randomBytes } from 'node:crypto';
 import { hashPassword, verifyPassword } from '../../auth/passwords.ts';
 import { findMailbox } from '../../services/mailboxes.ts';
@@ -17,19 +16,14 @@ import { watchCertificate } from '../../tls/watch.ts';
 import { ClientSlots, sweepIdle, trackProgress } from '../stress.ts';
 import { clientNetwork } from '../../auth/client-network.ts';
 import { nonAsciiWithoutSmtpUtf8 } from '../mail-from.ts';
-import { readAll, smtpError } from '../session-io.ts';
+import { readAll } from '../session-io.ts';
+import { reply, replyForError, replyOf, type SmtpReply } from '../../mail/reply.ts';
 
 
 
-/** Maps a LetterboxError from the accept path to an SMTP reply. */
-function toSmtp(err: any): Error {
-  if (isLetterboxError(err)) {
-    const smtp = String((err.details as any)?.smtp ?? '');
-    const m = /^(\d{3}) (\d\.\d+\.\d+)/.exec(smtp);
-    if (m) return smtpError(`${m[2]} ${err.message}`, Number(m[1]));
-    if (err.code === 'payload_too_large') return smtpError(`5.3.4 ${err.message}`, 552);
-  }
-  return smtpError('4.3.0 temporary failure, try again later', 451);
+/** Maps an error from the accept path to an SMTP reply (anything unexpected: a temporary failure). */
+function toSmtp(err: unknown): SmtpReply {
+  return replyForError(err) ?? reply(451, '4.3.0', 'temporary failure, try again later');
 }
 
 
@@ -78,7 +72,7 @@ export class SubmissionListeners implements Component {
           const s = config.submission;
           log.warn({ ip: clientNetwork(session.remoteAddress), limit: refused === 'total' ? s.max_connections : s.max_connections_per_ip, component: 'submission' }, `too many connections${refused === 'client' ? ' from one address' : ''}; refused`);
           metrics.session(session, 'refused');
-          return cb(smtpError(`4.7.0 ${config.hostname} Too many connections${refused === 'client' ? ' from your address' : ''}, try again later`, 421));
+          return cb(reply(421, '4.7.0', `${config.hostname} Too many connections${refused === 'client' ? ' from your address' : ''}, try again later`));
         }
         metrics.session(session, 'accepted');
         cb();
@@ -86,7 +80,7 @@ export class SubmissionListeners implements Component {
       onClose: (session) => this.slots.release(session.id),
       onMailFrom: (address, session, cb) => {
         // RFC 6531: a non-ASCII address needs the SMTPUTF8 parameter (Postfix: 553 5.6.7).
-        if (nonAsciiWithoutSmtpUtf8(address.address, session.envelope)) return cb(smtpError('5.6.7 non-ASCII address requires the SMTPUTF8 parameter', 553));
+        if (nonAsciiWithoutSmtpUtf8(address.address, session.envelope)) return cb(reply(553, '5.6.7', 'non-ASCII address requires the SMTPUTF8 parameter'));
         try {
           (session as any).caps = checkSender(this.app, this.sender(session), address.address);
           cb();
@@ -97,7 +91,7 @@ export class SubmissionListeners implements Component {
       onRcptTo: (address: SMTPServerAddress, session, cb) => {
         try {
           const bad = checkRecipient(this.app, this.sender(session), address.address, session.envelope.rcptTo.length + 1, (session as any).caps);
-          cb(bad ? smtpError(bad.reason, bad.code) : undefined);
+          cb(bad ? replyOf(bad.code, bad.reason) : undefined);
         } catch (err) {
           cb(toSmtp(err));
         }
@@ -114,7 +108,7 @@ export class SubmissionListeners implements Component {
     const { log } = this.app;
     readAll(stream as any, max)
       .then(async (message) => {
-        if (!message) throw smtpError(`5.3.4 message exceeds the size limit of ${max} bytes`, 552);
+        if (!message) throw reply(552, '5.3.4', `message exceeds the size limit of ${max} bytes`);
         const sock = (session as any).tlsOptions ?? null;
         const r = await acceptOutbound(this.app, {
           mailbox: this.sender(session),
@@ -125,7 +119,7 @@ export class SubmissionListeners implements Component {
         });
         if (r.accepted.length === 0) {
           const first = r.rejected[0];
-          throw smtpError(first ? first.reason : '5.5.1 no valid recipients', first?.code ?? 554);
+          throw first ? replyOf(first.code, first.reason) : reply(554, '5.5.1', 'no valid recipients');
         }
         metrics.message(session, 'accepted');
         cb(null, `2.0.0 accepted ${r.messageId}`);
@@ -151,13 +145,13 @@ export class SubmissionListeners implements Component {
     const authcid = String((auth as { authcid?: string }).authcid ?? '').trim();
     if (authzid && authcid && authzid.toLowerCase() !== authcid.toLowerCase()) {
       this.app.log.warn({ ip, user: name, component: 'submission' }, 'authentication refused: authorization identity differs from the login name');
-      throw smtpError('5.7.8 authorization identity (authzid) differs from the login name; log in as yourself without an authzid', 535);
+      throw reply(535, '5.7.8', 'authorization identity (authzid) differs from the login name; log in as yourself without an authzid');
     }
     // Reserve the attempt BEFORE the password check (src/auth/guard.ts): parallel attempts count.
     const r = this.app.loginGuard.reserve(name, ip, 'submission');
     if (!r.ok) {
       this.app.log.warn({ ip, user: name, component: 'submission', scope: r.scope }, 'authentication refused: too many failures (locked out)');
-      throw smtpError('4.7.0 too many failed authentication attempts; try again later', 454);
+      throw reply(454, '4.7.0', 'too many failed authentication attempts; try again later');
     }
     let ok = false;
     let mb: ReturnType<typeof findMailbox> = null;
@@ -176,7 +170,7 @@ export class SubmissionListeners implements Component {
     }
     this.app.log.warn({ ip, user: name, component: 'submission' }, 'authentication failed');
     if (delay > 0) await new Promise((res) => setTimeout(res, delay));
-    throw smtpError('5.7.8 authentication credentials invalid', 535);
+    throw reply(535, '5.7.8', 'authentication credentials invalid');
   }
 
   async start(): Promise<void> {

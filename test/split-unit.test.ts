@@ -1,0 +1,114 @@
+// The decisions split out of long functions (#13: gather → decide → act), without sockets: the
+// certificate's names (ACME), the queue CLI's filters, rendering and cap changes, domain
+// verification's judgement of each record, the OpenAPI error responses, the API's body and
+// envelope rules, and the Dovecot policy endpoint's action per request.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { certificateNames, servedNames } from '../src/tls/acme-component.ts';
+import { capsChange, queueEntryText, queueStatuses } from '../src/queue/cli.ts';
+import { judgeDkim, judgeDmarc, judgeMx, judgeSpfRecords, judgeSrv, spfJudged, verificationOf } from '../src/services/verify.ts';
+import { errorCodes } from '../src/api/openapi.ts';
+import { bodylessAccepts, envelope } from '../src/api/app.ts';
+import { policyAction, type PolicyRequest } from '../src/auth/dovecot-policy.ts';
+import type { DnsRecord } from '../src/dns/records.ts';
+
+test('ACME: the hostname always; a served name only when it points at one of our addresses', () => {
+  assert.deepEqual(servedNames(['a.test', 'b.test']), ['mta-sts.a.test', 'autoconfig.a.test', 'autodiscover.a.test', 'mta-sts.b.test', 'autoconfig.b.test', 'autodiscover.b.test']);
+  const ours = new Set(['192.0.2.10', '2001:db8::10']);
+  const r = certificateNames('Mail.Example.TEST', ours, [
+    { name: 'mta-sts.a.test', addrs: ['192.0.2.10'] },
+    { name: 'autoconfig.a.test', addrs: ['198.51.100.1'] },
+    { name: 'autodiscover.a.test', addrs: [] },
+    { name: 'mta-sts.b.test', addrs: ['198.51.100.1', '2001:db8::10'] },
+  ]);
+  assert.deepEqual(r, { names: ['mail.example.test', 'mta-sts.a.test', 'mta-sts.b.test'], leftOut: ['autoconfig.a.test', 'autodiscover.a.test'] });
+});
+
+test('queue CLI: statuses (all expands, unknown refused), the entry as text, cap changes', () => {
+  assert.equal(queueStatuses(undefined), undefined);
+  assert.deepEqual(queueStatuses(['all']), ['queued', 'inflight', 'delivered', 'bounced', 'cancelled']);
+  assert.deepEqual(queueStatuses(['queued', 'bounced']), ['queued', 'bounced']);
+  assert.throws(() => queueStatuses(['lost']), /unknown status "lost"/);
+  const text = queueEntryText({
+    id: 'q1', status: 'queued', from: '', recipient: 'bob@example.net', messageIdHeader: null, origin: 'submission', sandbox: true, size: 123,
+    createdAt: '2026-12-07T10:00:00.000Z', attempts: 1, nextAttemptAt: null, lastReply: '451 4.4.1 no MX host could be reached',
+    attemptLog: [{ at: '2026-12-07T10:00:01.000Z', outcome: 'deferred', mx: 'mx.example.net', ip: '192.0.2.1', sourceIp: null, tlsVersion: null, tlsCipher: null, reply: '451 4.4.1 x', transcript: 'a\nb' }],
+  } as any);
+  assert.match(text, /^id: {10}q1\nstatus: {6}queued\nfrom: {8}<>\n/);
+  assert.match(text, /origin: {6}submission \(sandbox\)\n/);
+  assert.match(text, /next: {8}-\n/);
+  assert.match(text, /2026-12-07T10:00:01.000Z {2}deferred {2}mx=mx\.example\.net ip=192\.0\.2\.1 source=- tls=none \n {2}451 4\.4\.1 x\n {4}a\n {4}b\n$/);
+  assert.deepEqual(capsChange({}), {});
+  assert.deepEqual(capsChange({ messagesPerHour: '0', recipientsPerDay: 'default', recipientsPerMessage: '50' }), { max_messages_per_hour: 0, max_recipients_per_day: null, max_recipients_per_message: 50 });
+  assert.throws(() => capsChange({ messagesPerHour: '-1' }), /invalid cap "-1"/);
+  assert.throws(() => capsChange({ recipientsPerDay: 'lots' }), /invalid cap "lots"/);
+});
+
+test('domain verification: each record judged from its lookup; SRV records are not required', () => {
+  const rec = (o: Partial<DnsRecord>): DnsRecord => ({ purpose: 'mx', type: 'MX', name: 'example.test', value: '', ttl: 3600, ...o });
+  const ok = (values: any[]) => ({ values, error: null });
+  const mxWant = rec({ value: 'mail.example.test', priority: 10 });
+  assert.equal(judgeMx(ok([{ priority: 10, exchange: 'Mail.Example.test.' }]), 'example.test', 'mail.example.test', mxWant).ok, true);
+  assert.equal(judgeMx(ok([{ priority: 10, exchange: 'mx.other.test' }]), 'example.test', 'mail.example.test', mxWant).problem, 'no MX record points to mail.example.test');
+  assert.equal(judgeMx(ok([]), 'example.test', 'mail.example.test', mxWant).problem, 'no MX record published');
+  assert.equal(judgeMx({ values: [], error: 'DNS lookup failed' }, 'example.test', 'mail.example.test', mxWant).problem, 'DNS lookup failed');
+
+  const spfWant = rec({ purpose: 'spf', type: 'TXT', value: 'v=spf1 mx -all' });
+  assert.match(judgeSpfRecords(ok([]), 'example.test', spfWant).failed!.problem!, /no SPF record/);
+  assert.match(judgeSpfRecords(ok([['v=spf1 -all'], ['v=spf1 mx -all']]), 'example.test', spfWant).failed!.problem!, /more than one SPF record/);
+  const one = judgeSpfRecords(ok([['v=spf1 mx ', '-all'], ['google-site-verification=x']]), 'example.test', spfWant);
+  assert.equal(one.failed, null);
+  assert.deepEqual(one.base.found, ['v=spf1 mx -all']);
+  assert.equal(spfJudged(one.base, []).ok, true);
+  assert.equal(spfJudged(one.base, [{ ip: '192.0.2.10', result: 'softfail' }]).problem, 'the SPF record does not authorize 192.0.2.10 (softfail)');
+
+  const key = { selector: 's1', algorithm: 'ed25519' as const, publicKey: 'AAAA' };
+  assert.equal(judgeDkim(ok([['v=DKIM1; k=ed25519; p=AA', 'AA']]), 'example.test', key).ok, true);
+  assert.equal(judgeDkim(ok([['v=DKIM1; k=rsa; p=AAAA']]), 'example.test', key).problem, 'the published key does not match selector s1 (ed25519)');
+  assert.equal(judgeDkim(ok([]), 'example.test', key).name, 's1._domainkey.example.test');
+
+  const dmarcWant = rec({ purpose: 'dmarc', type: 'TXT', name: '_dmarc.example.test', value: 'v=DMARC1; p=quarantine' });
+  assert.equal(judgeDmarc(ok([['v=DMARC1; p=reject']]), dmarcWant).ok, true);
+  assert.equal(judgeDmarc(ok([['v=DMARC1; rua=mailto:x@y']]), dmarcWant).problem, 'the DMARC record has no valid policy (p=none, quarantine or reject)');
+
+  const srvWant = rec({ purpose: 'srv', type: 'SRV', name: '_submissions._tcp.example.test', value: 'mail.example.test', priority: 0, weight: 1, port: 465 });
+  assert.equal(judgeSrv(ok([{ priority: 0, weight: 1, port: 465, name: 'mail.example.test' }]), srvWant).ok, true);
+  const wrongPort = judgeSrv(ok([{ priority: 0, weight: 1, port: 587, name: 'mail.example.test' }]), srvWant);
+  assert.deepEqual([wrongPort.ok, wrongPort.required, wrongPort.problem], [false, false, 'should point at mail.example.test port 465']);
+
+  const v = verificationOf({ name: 'example.test', lastVerifiedAt: '2026-01-01T00:00:00.000Z' }, [judgeMx(ok([{ priority: 10, exchange: 'mail.example.test' }]), 'example.test', 'mail.example.test', mxWant), wrongPort], '2026-12-07T00:00:00.000Z');
+  assert.equal(v.ok, true, 'a wrong SRV record does not fail the verification');
+  assert.equal(v.lastVerifiedAt, '2026-12-07T00:00:00.000Z');
+  assert.equal(v.records[0].required, true);
+  const bad = verificationOf({ name: 'example.test', lastVerifiedAt: null }, [judgeMx(ok([]), 'example.test', 'mail.example.test', mxWant)], '2026-12-07T00:00:00.000Z');
+  assert.deepEqual([bad.ok, bad.lastVerifiedAt], [false, null]);
+});
+
+test('OpenAPI: the error responses a route documents', () => {
+  assert.deepEqual(errorCodes({ auth: 'public' } as any), [500]);
+  assert.deepEqual(errorCodes({ scope: 'domains:read' } as any), [400, 401, 403, 429, 500]);
+  assert.deepEqual(errorCodes({ scope: 'x', params: {}, body: {}, errors: [409] } as any), [400, 401, 403, 404, 409, 413, 415, 429, 500]);
+  assert.deepEqual(errorCodes({ scope: 'x', errors: [503], altStatus: [503] } as any), [400, 401, 403, 429, 500]);
+});
+
+test('API: a bodyless route takes nothing or {}; the success envelope', () => {
+  for (const raw of [undefined, {}]) assert.equal(bodylessAccepts(raw), true);
+  for (const raw of [null, [], { a: 1 }, 'x', 0]) assert.equal(bodylessAccepts(raw), false, JSON.stringify(raw));
+  assert.deepEqual(envelope({}, { data: { id: 1 } }, false), { data: { id: 1 } });
+  assert.deepEqual(envelope({ list: true }, { data: [] }, true), { data: [], nextCursor: null, sandbox: true });
+  assert.deepEqual(envelope({ list: true }, { data: [1], nextCursor: 'c2' }, false), { data: [1], nextCursor: 'c2' });
+});
+
+test('Dovecot policy: pass for local sockets, reserve on allow unless the session holds an attempt, settle on report', () => {
+  const req = (o: Partial<PolicyRequest>): PolicyRequest => ({ command: 'allow', login: 'a@b', remote: '192.0.2.1', protocol: 'imap', session: 's1', success: null, ...o });
+  const ticket = (settled: boolean) => ({ account: 'a@b', network: '192.0.2.1', protocol: 'imap', at: 0, settled });
+  assert.deepEqual(policyAction(req({ remote: '' }), undefined), { kind: 'pass' });
+  assert.deepEqual(policyAction(req({}), undefined), { kind: 'reserve' });
+  assert.deepEqual(policyAction(req({}), ticket(false)), { kind: 'pass' }, 'the check after the password is already counted');
+  assert.deepEqual(policyAction(req({}), ticket(true)), { kind: 'reserve' });
+  const t = ticket(false);
+  assert.deepEqual(policyAction(req({ command: 'report', success: true }), t), { kind: 'settle', ticket: t, success: true });
+  assert.deepEqual(policyAction(req({ command: 'report', success: null }), t), { kind: 'settle', ticket: t, success: false });
+  assert.deepEqual(policyAction(req({ command: 'report', success: false }), undefined), { kind: 'pass' });
+  assert.deepEqual(policyAction(req({ command: 'other' }), undefined), { kind: 'pass' });
+});
