@@ -224,8 +224,8 @@ export async function prepareDovecot(config: Config, opts: { log?: { warn(o: obj
   const spamBlock = spamDovecotBlock(config);
   const renderOpts: RenderOptions = {
     config, paths, mode, mailUser, mailUid: ids.uid, mailGid: ids.gid, clientUser: userInfo().username, series, authPolicy: opts.authPolicy,
-    // Spam learning from Junk moves (IMAPSieve), written in 2.3 syntax only so far.
-    extraBlocks: spamBlock ? [{ name: 'spam learning', v23: spamBlock, v24: null, missingOn24: 'moving mail into or out of Junk does not train the spam filter (IMAPSieve settings for 2.4 not written yet); `letterbox spam learn` and the API still do' }] : [],
+    // Spam learning from Junk moves (IMAPSieve).
+    extraBlocks: spamBlock ? [{ name: 'spam learning', ...spamBlock }] : [],
   };
   if (series === '2.4') {
     for (const gap of missingOn24(buildDovecotModel(renderOpts))) opts.log?.warn({ component: 'dovecot' }, `Dovecot 2.4: ${gap}`);
