@@ -101,17 +101,8 @@ export interface FolderModel {
 export interface ExtraBlock {
   name: string;
   v23: string;
+  /** null: no Dovecot 2.4 text, and a start on 2.4 stops with a config error naming the block. */
   v24: string | null;
-  /**
-   * When v24 is null: what Dovecot 2.4 goes without (logged as a warning at every start, and in
-   * README), instead of refusing to start. Without it, a block missing on 2.4 stops the start.
-   */
-  missingOn24?: string;
-}
-
-/** What a model's Dovecot 2.4 rendering goes without (blocks that have no 2.4 text yet). */
-export function missingOn24(m: DovecotModel): string[] {
-  return m.extraBlocks.filter((b) => b.v24 === null && b.missingOn24).map((b) => `${b.name}: ${b.missingOn24}`);
 }
 
 /**
@@ -362,7 +353,7 @@ ${extra}`;
  * Checked against Debian 13's Dovecot 2.4.1 (test/debian13).
  */
 export function render24(m: DovecotModel): string {
-  const missing = m.extraBlocks.filter((b) => b.v24 === null && !b.missingOn24).map((b) => b.name);
+  const missing = m.extraBlocks.filter((b) => b.v24 === null).map((b) => b.name);
   if (missing.length) {
     throw new LetterboxError('config_error', `Dovecot 2.4 is installed, but Letterbox has no Dovecot 2.4 configuration yet for: ${missing.join(', ')}; use Dovecot 2.3 (Debian 12 / Ubuntu 24.04) for now`);
   }

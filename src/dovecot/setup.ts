@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.ts';
 import { LetterboxError } from '../errors.ts';
 import { hashPassword } from '../auth/passwords.ts';
 import { ensureSecret } from '../secrets.ts';
-import { dovecotPaths, dovecotPathsAt, dovecotSeries, renderDovecotConfig, buildDovecotModel, missingOn24, MASTER_USER, type RenderOptions, type DovecotPaths, type DovecotSeries } from './config.ts';
+import { dovecotPaths, dovecotPathsAt, dovecotSeries, renderDovecotConfig, MASTER_USER, type RenderOptions, type DovecotPaths, type DovecotSeries } from './config.ts';
 import { writeDovecotFile } from './users.ts';
 import type { AuthPolicyTarget } from './login-policy.ts';
 import { spamDovecotBlock } from '../spam/component.ts'; // spam learning (issue #14)
@@ -227,9 +227,6 @@ export async function prepareDovecot(config: Config, opts: { log?: { warn(o: obj
     // Spam learning from Junk moves (IMAPSieve).
     extraBlocks: spamBlock ? [{ name: 'spam learning', ...spamBlock }] : [],
   };
-  if (series === '2.4') {
-    for (const gap of missingOn24(buildDovecotModel(renderOpts))) opts.log?.warn({ component: 'dovecot' }, `Dovecot 2.4: ${gap}`);
-  }
   writeDovecotFile(paths.config, renderDovecotConfig(renderOpts));
   return { paths, mode, masterUser: MASTER_USER, masterPassword, series, relocatedTo };
 }
