@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ImapFlow } from 'imapflow';
 import { startAppliance, applianceCert, type Appliance } from '../helpers/appliance.ts';
 import { TestDns } from '../helpers/dns.ts';
+import { call } from '../helpers/mailapi.ts';
 
 const DOVECOT = process.env.LETTERBOX_DOVECOT_BINARY ?? '';
 const skip = DOVECOT ? false : 'no Dovecot 2.4 here: run with LETTERBOX_DOVECOT_BINARY=<dir>/dovecot after test/debian13/setup.sh --wrappers <dir> (.ci/run does)';
@@ -121,4 +122,11 @@ test('Dovecot 2.4: IMAP MOVE into Junk trains spam for that user, out of Junk tr
   await move('INBOX', await append('INBOX', `barrier-${randomBytes(4).toString('hex')}`), 'Junk');
   const s3 = await until(() => stat('alice@ours.test'), (s) => s.spam > s2.spam);
   assert.deepEqual([s3.spam, s3.ham], [s2.spam + 1, afterHam.ham], 'Junk → Trash trained nothing');
+});
+
+test("Dovecot 2.4: the pipe the learning scripts use stays out of users' own scripts", { skip }, async () => {
+  const key = (await app.cliJson(['key', 'create', '--name', 'spam24', '--scopes', 'mailboxes:*'])).secret;
+  const r = await call(app, key, 'PUT', '/mailboxes/alice@ours.test/sieve/scripts/pipe', { script: 'require "vnd.dovecot.pipe";\npipe "rspamd-learn" ["learn_ham", "bob@ours.test"];\n' });
+  assert.equal(r.status, 400, JSON.stringify(r.json));
+  assert.match(r.json.error.message, /line 1: .*vnd\.dovecot\.pipe/);
 });
