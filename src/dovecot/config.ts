@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import { parseHostPort } from '../config/schema.ts';
-import { renderLoginProtection, type AuthPolicyTarget } from './login-policy.ts';
+import { renderLoginProtection, renderLoginProtection24, type AuthPolicyTarget } from './login-policy.ts';
 import { LetterboxError } from '../errors.ts';
-import { renderSelfServiceBlock } from './selfservice.ts';
+import { renderSelfServiceBlock, renderSelfServiceBlock24 } from './selfservice.ts';
 
 /** Where Letterbox keeps Dovecot's generated files and state, all under data_dir/dovecot. */
 export interface DovecotPaths {
@@ -101,17 +101,8 @@ export interface FolderModel {
 export interface ExtraBlock {
   name: string;
   v23: string;
+  /** null: no Dovecot 2.4 text, and a start on 2.4 stops with a config error naming the block. */
   v24: string | null;
-  /**
-   * When v24 is null: what Dovecot 2.4 goes without (logged as a warning at every start, and in
-   * README), instead of refusing to start. Without it, a block missing on 2.4 stops the start.
-   */
-  missingOn24?: string;
-}
-
-/** What a model's Dovecot 2.4 rendering goes without (blocks that have no 2.4 text yet). */
-export function missingOn24(m: DovecotModel): string[] {
-  return m.extraBlocks.filter((b) => b.v24 === null && b.missingOn24).map((b) => `${b.name}: ${b.missingOn24}`);
 }
 
 /**
@@ -214,20 +205,10 @@ export function buildDovecotModel(o: RenderOptions): DovecotModel {
     sieve: { path: '~/sieve', activePath: '~/.dovecot.sieve' },
     extraBlocks: [
       // Login protection (issue #16): the auth policy (IMAP logins counted by Letterbox's login
-      // guard) is written in 2.3 syntax only; the auth-userdb socket restriction is the same in 2.4.
-      {
-        name: 'login protection',
-        v23: renderLoginProtection(o.authPolicy),
-        v24: o.authPolicy ? null : renderLoginProtection(undefined),
-        missingOn24: 'IMAP logins are not counted by the login guard (Dovecot 2.4 auth policy settings not written yet); Dovecot\'s own auth penalty still applies',
-      },
-      // Mailbox self-service (issue #17): ManageSieve, Sieve limits, vacation via sieve_before.
-      {
-        name: 'mailbox self-service',
-        v23: renderSelfServiceBlock({ config, mode: o.mode }),
-        v24: null,
-        missingOn24: 'ManageSieve, the Sieve size and count limits and vacation replies are not configured (their Dovecot 2.4 settings are not written yet); Sieve scripts set over the API still filter',
-      },
+      // guard) and the auth-userdb socket restriction.
+      { name: 'login protection', v23: renderLoginProtection(o.authPolicy), v24: renderLoginProtection24(o.authPolicy) },
+      // Mailbox self-service (issue #17): ManageSieve, Sieve limits, vacation as a before-script.
+      { name: 'mailbox self-service', v23: renderSelfServiceBlock({ config, mode: o.mode }), v24: renderSelfServiceBlock24({ config, mode: o.mode }) },
       ...(o.extraBlocks ?? []),
     ],
   };
@@ -372,7 +353,7 @@ ${extra}`;
  * Checked against Debian 13's Dovecot 2.4.1 (test/debian13).
  */
 export function render24(m: DovecotModel): string {
-  const missing = m.extraBlocks.filter((b) => b.v24 === null && !b.missingOn24).map((b) => b.name);
+  const missing = m.extraBlocks.filter((b) => b.v24 === null).map((b) => b.name);
   if (missing.length) {
     throw new LetterboxError('config_error', `Dovecot 2.4 is installed, but Letterbox has no Dovecot 2.4 configuration yet for: ${missing.join(', ')}; use Dovecot 2.3 (Debian 12 / Ubuntu 24.04) for now`);
   }

@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.ts';
 import { LetterboxError } from '../errors.ts';
 import { hashPassword } from '../auth/passwords.ts';
 import { ensureSecret } from '../secrets.ts';
-import { dovecotPaths, dovecotPathsAt, dovecotSeries, renderDovecotConfig, buildDovecotModel, missingOn24, MASTER_USER, type RenderOptions, type DovecotPaths, type DovecotSeries } from './config.ts';
+import { dovecotPaths, dovecotPathsAt, dovecotSeries, renderDovecotConfig, MASTER_USER, type RenderOptions, type DovecotPaths, type DovecotSeries } from './config.ts';
 import { writeDovecotFile } from './users.ts';
 import type { AuthPolicyTarget } from './login-policy.ts';
 import { spamDovecotBlock } from '../spam/component.ts'; // spam learning (issue #14)
@@ -224,12 +224,9 @@ export async function prepareDovecot(config: Config, opts: { log?: { warn(o: obj
   const spamBlock = spamDovecotBlock(config);
   const renderOpts: RenderOptions = {
     config, paths, mode, mailUser, mailUid: ids.uid, mailGid: ids.gid, clientUser: userInfo().username, series, authPolicy: opts.authPolicy,
-    // Spam learning from Junk moves (IMAPSieve), written in 2.3 syntax only so far.
-    extraBlocks: spamBlock ? [{ name: 'spam learning', v23: spamBlock, v24: null, missingOn24: 'moving mail into or out of Junk does not train the spam filter (IMAPSieve settings for 2.4 not written yet); `letterbox spam learn` and the API still do' }] : [],
+    // Spam learning from Junk moves (IMAPSieve).
+    extraBlocks: spamBlock ? [{ name: 'spam learning', ...spamBlock }] : [],
   };
-  if (series === '2.4') {
-    for (const gap of missingOn24(buildDovecotModel(renderOpts))) opts.log?.warn({ component: 'dovecot' }, `Dovecot 2.4: ${gap}`);
-  }
   writeDovecotFile(paths.config, renderDovecotConfig(renderOpts));
   return { paths, mode, masterUser: MASTER_USER, masterPassword, series, relocatedTo };
 }

@@ -6,7 +6,7 @@ import type { AppContext, Component, ComponentFactory } from '../server.ts';
 import { LetterboxError } from '../errors.ts';
 import { SupervisedProcess } from '../supervise/process.ts';
 import { redisPing } from './client.ts';
-import { renderImapSieveBlock, renderLearnScript, renderSieveScripts } from './dovecot.ts';
+import { renderImapSieveBlock, renderImapSieveBlock24, renderLearnScript, renderSieveScripts } from './dovecot.ts';
 import { renderRedisConfig, renderRspamdFiles, rspamdArgs, spamPaths, type SpamPaths } from './config.ts';
 import { SpamService } from './service.ts';
 import { Gauge, Counter } from 'prom-client';
@@ -189,13 +189,15 @@ function registerSpamGauges(registry: import('prom-client').Registry, status: ()
   }
 }
 
-/** The Dovecot config block for learning (src/dovecot/setup.ts appends it); '' when spam filtering is off. */
-export function spamDovecotBlock(config: Config): string {
+/** The Dovecot config block for learning per series (src/dovecot/setup.ts appends it); null when spam filtering is off. */
+export function spamDovecotBlock(config: Config): { v23: string; v24: string } | null {
   try {
-    return spamEnabled(config) ? renderImapSieveBlock(spamPaths(config.data_dir)) : '';
+    if (!spamEnabled(config)) return null;
   } catch {
-    return ''; // spam.enabled = true without rspamd: the spam component reports it at start
+    return null; // spam.enabled = true without rspamd: the spam component reports it at start
   }
+  const paths = spamPaths(config.data_dir);
+  return { v23: renderImapSieveBlock(paths), v24: renderImapSieveBlock24(paths) };
 }
 
 /**
@@ -205,7 +207,9 @@ export function spamDovecotBlock(config: Config): string {
 function compileSieve(app: AppContext, paths: SpamPaths): void {
   if (!app.config.dovecot.managed) return;
   try {
-    execFileSync('sievec', ['-c', app.dovecot.paths.config, paths.sieveDir], { stdio: 'pipe', timeout: 20000 });
+    // The sievec of the Dovecot that runs (its release reads this dovecot.conf and writes its binary format).
+    const beside = join(dirname(app.config.dovecot.binary), 'sievec');
+    execFileSync(existsSync(beside) ? beside : 'sievec', ['-c', app.dovecot.paths.config, paths.sieveDir], { stdio: 'pipe', timeout: 20000 });
     for (const f of readdirSync(paths.sieveDir)) chmodSync(join(paths.sieveDir, f), 0o644);
   } catch (err: any) {
     app.log.warn({ component: 'spam', err: String(err.stderr ?? err.message).slice(0, 500) }, 'could not precompile the spam-learning Sieve scripts; Dovecot compiles them at each use');

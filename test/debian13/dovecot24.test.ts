@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { parseConfig, developmentDefaults } from '../../src/config/load.ts';
 import { dovecotPaths, renderDovecotConfig, dovecotSeries } from '../../src/dovecot/config.ts';
 import { doveadmBinary } from '../../src/services/quota.ts';
+import { renderImapSieveBlock24 } from '../../src/spam/dovecot.ts';
+import { spamPaths } from '../../src/spam/config.ts';
 
 const DOVECOT = process.env.LETTERBOX_DOVECOT_BINARY ?? '';
 const skip = DOVECOT ? false : 'no Dovecot 2.4 here: run with LETTERBOX_DOVECOT_BINARY=<dir>/dovecot after test/debian13/setup.sh --wrappers <dir> (.ci/run does)';
@@ -30,15 +32,20 @@ test('the 2.4 config in each shape is read by Dovecot 2.4 without warnings and k
   try {
     writeFileSync(join(dir, 'cert.pem'), '');
     const d: any = developmentDefaults(dir);
+    // Root: the login guard's auth policy, spam learning (IMAPSieve), ManageSieve and vacation through
+    // the injection listener. Rootless: none of them (no ManageSieve, no injection listener).
     const shapes = [
-      { mode: 'root' as const, imap: ['127.0.0.1:993'], quota: '452' },
-      { mode: 'rootless' as const, imap: ['127.0.0.1:993', '[::1]:993', '127.0.0.2:1993'], quota: '552' },
+      { mode: 'root' as const, imap: ['127.0.0.1:993'], quota: '452', features: true },
+      { mode: 'rootless' as const, imap: ['127.0.0.1:993', '[::1]:993', '127.0.0.2:1993'], quota: '552', features: false },
     ];
     for (const s of shapes) {
-      const config = parseConfig({ ...d, data_dir: join(dir, 'data'), listen: { ...d.listen, imap: s.imap }, smtp: { quota_full_reply: s.quota } }, 'test', dir);
+      const listen = { ...d.listen, imap: s.imap, managesieve: s.features ? ['127.0.0.1:4190', '[::1]:4190'] : [], inject: s.features ? '127.0.0.1:10026' : '' };
+      const config = parseConfig({ ...d, data_dir: join(dir, 'data'), listen, smtp: { quota_full_reply: s.quota } }, 'test', dir);
       const paths = dovecotPaths(config.data_dir);
       const file = join(dir, `${s.mode}.conf`);
-      writeFileSync(file, renderDovecotConfig({ config, paths, mode: s.mode, mailUser: 'nobody', mailUid: 65534, mailGid: 65534, clientUser: 'root', series: '2.4' }));
+      const authPolicy = s.features ? { url: 'http://127.0.0.1:8999/', apiHeader: 'X-Letterbox-Policy: 0123abcd', nonce: 'feedface' } : undefined;
+      const extraBlocks = s.features ? [{ name: 'spam learning', v23: '', v24: renderImapSieveBlock24(spamPaths(config.data_dir)) }] : [];
+      writeFileSync(file, renderDovecotConfig({ config, paths, mode: s.mode, mailUser: 'nobody', mailUid: 65534, mailGid: 65534, clientUser: 'root', series: '2.4', authPolicy, extraBlocks }));
       const n = await sh(doveconf, ['-n', '-c', file]);
       assert.equal(n.code, 0, `${s.mode}: ${n.stderr}`);
       assert.doesNotMatch(n.stderr, /warning|obsolete|deprecated/i, s.mode);
@@ -59,6 +66,34 @@ test('the 2.4 config in each shape is read by Dovecot 2.4 without warnings and k
       assert.match(all, /passdb master-users \{[^}]*master = yes/s);
       assert.match(all, /sieve_script personal \{[^}]*active_path = ~\/\.dovecot\.sieve/s);
       assert.match(all, /quota "User quota" \{\s*driver = count/s);
+      // Self-service: vacation before the user's script, the Sieve limits; vacation off without a way out.
+      assert.match(all, /sieve_script vacation \{[^}]*path = ~\/letterbox\/vacation\.sieve[^}]*type = before/s);
+      assert.equal(await get('sieve_max_script_size'), '65536');
+      assert.equal(await get('sieve_quota_script_count'), '20');
+      assert.equal(await get('sieve_vacation_min_period'), '1d');
+      assert.equal(await get('sieve_vacation_check_recipient'), 'yes');
+      if (s.features) {
+        assert.equal(await get('protocols'), 'imap lmtp sieve');
+        assert.match(all, /service managesieve-login \{[^}]*inet_listener sieve \{\s*port = 4190\s*listen = 127\.0\.0\.1 ::1/s);
+        assert.equal(await get('submission_host'), '127.0.0.1:10026');
+        assert.equal(await get('sieve_max_redirects'), '4');
+        assert.doesNotMatch(all, /vacation = no/);
+        // Login guard: only the four attributes the endpoint reads (no password hash), rejecting on failure.
+        const policy = /auth_policy \{\n([\s\S]*?)\n\}/.exec(all)?.[1] ?? '';
+        assert.match(policy, /reject_on_fail = yes/);
+        assert.match(policy, /server_url = http:\/\/127\.0\.0\.1:8999\//);
+        assert.match(policy, /request_attributes \{\s*login = %\{requested_username\}\s*protocol = %\{protocol\}\s*remote = %\{remote_ip\}\s*session_id = %\{session\}\s*\}/);
+        assert.match(policy, /http_client_request_absolute_timeout = 5s/);
+        // Spam learning: imap_sieve added to the IMAP plugins (quota kept), the two admin scripts.
+        assert.match(all, /protocol imap \{[^}]*mail_plugins \{\s*imap_quota = yes\s*imap_sieve = yes/s);
+        assert.match(all, /mailbox Junk \{\s*sieve_script learn-spam \{\s*cause = copy[^}]*learn-spam\.sieve\s*type = before/s);
+        assert.match(all, /imapsieve_from Junk \{\s*sieve_script learn-ham \{\s*cause = copy[^}]*learn-ham\.sieve\s*type = before/s);
+      } else {
+        assert.equal(await get('protocols'), 'imap lmtp');
+        assert.doesNotMatch(all, /managesieve-login|auth_policy|imapsieve/);
+        assert.equal(await get('sieve_max_redirects'), '0');
+        assert.match(all, /sieve_extensions \{[^}]*vacation = no[^}]*vacation-seconds = no/s);
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

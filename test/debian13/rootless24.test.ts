@@ -3,7 +3,9 @@
 // private mount namespace with /tmp shared), so Dovecot is the root's own 2.4.1 started the way
 // production starts it: the CLI adds a domain and a mailbox, mail is delivered over LMTP (with a
 // quota), a Sieve script files into Junk, a client logs in over IMAP, and the API reads the mailbox as
-// the master user. Needs root and the Debian 13 root: LB_TEST_TRIXIE_ROOT (set by .ci/run after
+// the master user; with ManageSieve and the injection listener on (as `letterbox init` writes them),
+// ManageSieve serves the user's scripts and a failed IMAP login reaches the login guard through
+// Dovecot 2.4's auth policy. Needs root and the Debian 13 root: LB_TEST_TRIXIE_ROOT (set by .ci/run after
 // test/debian13/setup.sh).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +17,8 @@ import { createInterface } from 'node:readline';
 import { ImapFlow } from 'imapflow';
 import { APP_DIR, applianceToml, freePort } from '../helpers/appliance.ts';
 import { deliverLmtp } from '../../src/delivery/lmtp.ts';
+import { connect } from 'node:net';
+import { ManageSieve } from './managesieve.ts';
 
 const ROOT = process.env.LB_TEST_TRIXIE_ROOT ?? '';
 const skip = !ROOT ? 'no Debian 13 root: run with LB_TEST_TRIXIE_ROOT=<root> after test/debian13/setup.sh (.ci/run does)' : process.getuid?.() !== 0 ? 'needs root (chroot, a throwaway user)' : false;
@@ -25,6 +29,8 @@ let dir = '';
 let app = '';
 let config = '';
 let ports: { mx: number; submission: number; submissions: number; imap: number; api: number };
+let msPort = 0;
+let injectPort = 0;
 let child: ChildProcess | null = null;
 const logs: string[] = [];
 
@@ -35,7 +41,7 @@ function inRoot(args: string[]): string[] {
 }
 
 const cliArgs = (args: string[]) => inRoot([join(app, 'node'), '--disable-warning=ExperimentalWarning', join(app, 'src/cli.ts'), '--config', config, ...args]);
-const env = () => ({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: dir, LANG: 'C.UTF-8' });
+const env = () => ({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: dir, LANG: 'C.UTF-8', LETTERBOX_LISTEN_MANAGESIEVE: `127.0.0.1:${msPort}`, LETTERBOX_LISTEN_INJECT: `127.0.0.1:${injectPort}` });
 
 function cli(args: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
@@ -61,6 +67,8 @@ before(async () => {
   execFileSync('sh', ['-c', `cp -al "${realpathSync(join(APP_DIR, 'node_modules'))}" "${app}/node_modules" 2>/dev/null || cp -a "${realpathSync(join(APP_DIR, 'node_modules'))}" "${app}/node_modules"`]);
   cpSync(realpathSync(process.execPath), join(app, 'node'));
   ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort() };
+  msPort = await freePort();
+  injectPort = await freePort();
   config = join(dir, 'letterbox.toml');
   writeFileSync(config, applianceToml(dir, ports));
   execFileSync('chown', ['-R', `${uid}:${gid}`, dir]);
@@ -89,7 +97,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('rootless on Dovecot 2.4 (Debian 13): serve as a user, CLI, LMTP with quota, Sieve, IMAP, the API as master user', { skip, timeout: 240000 }, async () => {
+test('rootless on Dovecot 2.4 (Debian 13): serve as a user, CLI, LMTP with quota, Sieve, IMAP, the login guard, ManageSieve, the API as master user', { skip, timeout: 240000 }, async () => {
   child = spawn('unshare', cliArgs(['serve']), { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((res, rej) => {
     const t = setTimeout(() => rej(new Error(`not ready:\n${logs.slice(-30).join('\n')}`)), 120000);
@@ -151,6 +159,27 @@ test('rootless on Dovecot 2.4 (Debian 13): serve as a user, CLI, LMTP with quota
     }
   } finally {
     await c.logout();
+  }
+  // A wrong password: Dovecot 2.4 reports the failure to the login guard (auth policy).
+  const wrong = new ImapFlow({ host: '127.0.0.1', port: ports.imap, secure: true, tls: { ca, servername: 'mail.letterbox.test' }, auth: { user: 'alice@example.test', pass: 'not the password' }, logger: false });
+  await assert.rejects(wrong.connect());
+  for (let i = 0; i < 50 && !logs.some((l) => l.includes('"authentication failed"') && l.includes('"protocol":"imap"')); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(logs.some((l) => l.includes('"authentication failed"') && l.includes('"protocol":"imap"') && l.includes('alice@example.test')), 'the IMAP failure reached the login guard');
+  // ManageSieve (managesieve-login rootless too): STARTTLS, AUTHENTICATE, the script put with doveadm is active.
+  {
+    const sock = connect({ host: '127.0.0.1', port: msPort, localAddress: '127.0.0.2' });
+    await new Promise<void>((res, rej) => (sock.once('connect', () => res()), sock.once('error', rej)));
+    const ms = new ManageSieve(sock);
+    const greet = await ms.response();
+    assert.ok(greet.lines.includes('"IMPLEMENTATION" "Letterbox"'), greet.lines.join('\n'));
+    assert.ok(greet.lines.some((l) => /^"SIEVE" ".*\bvacation\b.*"$/.test(l)), 'vacation available (injection listener on)');
+    await ms.starttls(ca, 'mail.letterbox.test');
+    const auth = await ms.cmd(`AUTHENTICATE "PLAIN" "${Buffer.from('\0alice@example.test\0rootless 2.4 password').toString('base64')}"`);
+    assert.equal(auth.status, 'OK', auth.text);
+    const list = await ms.cmd('LISTSCRIPTS');
+    assert.ok(list.lines.includes('"f" ACTIVE'), list.lines.join('\n'));
+    await ms.cmd('LOGOUT');
+    ms.sock.destroy();
   }
   // The API reads the mailbox as the master user.
   const key = await cli(['--json', 'key', 'create', '--name', 'r', '--scopes', '*']);

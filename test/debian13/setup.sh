@@ -2,11 +2,13 @@
 # Builds (once) and prints the path of a Debian 13 (trixie) root with Dovecot 2.4, for the Dovecot 2.4
 # integration tests (test/debian13/dovecot24.test.ts). These machines run Debian 12, but Debian's
 # registry also serves trixie: debootstrap --variant=minbase (about 3 minutes), then
-# dovecot-imapd dovecot-lmtpd dovecot-sieve inside it (service starts forbidden by a policy-rc.d).
+# dovecot-imapd dovecot-lmtpd dovecot-sieve dovecot-managesieved (ManageSieve) and rspamd (for its
+# rspamc, which the spam-learning Sieve pipe runs inside the root) inside it (service starts
+# forbidden by a policy-rc.d). A cached root that lacks one of them gets it installed.
 #
 #   test/debian13/setup.sh            build or reuse $LB_TRIXIE_ROOT (default
 #                                     /var/cache/letterbox-ci/trixie); prints the root's path
-#   test/debian13/setup.sh --wrappers DIR   also writes DIR/dovecot and DIR/doveadm: run the root's
+#   test/debian13/setup.sh --wrappers DIR   also writes DIR/dovecot, doveadm, doveconf and sievec: run the root's
 #                                     Dovecot 2.4 as if installed here (see below)
 #
 # The root's system users dovecot, dovenull and vmail get this machine's uids and gids, so that
@@ -18,7 +20,7 @@
 set -euo pipefail
 ROOT="${LB_TRIXIE_ROOT:-/var/cache/letterbox-ci/trixie}"
 MARK="$ROOT/.letterbox-root"
-PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve"
+PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve dovecot-managesieved rspamd"
 log() { printf 'debian13/setup.sh: %s\n' "$*" >&2; }
 die() { printf 'debian13/setup.sh: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot)"
@@ -54,6 +56,16 @@ align_users() {
   done
 }
 
+# Daemons package scripts started in the shared cached root (parent: init). Tests' Dovecots run
+# there too, but as children of their test process: they are left alone.
+stop_root_daemons() {
+  local p n=0
+  for p in /proc/[0-9]*; do
+    if [ "$(readlink "$p/root" 2>/dev/null)" = "$1" ] && [ "$(awk '/^PPid:/{print $2}' "$p/status" 2>/dev/null)" = 1 ]; then kill "${p#/proc/}" 2>/dev/null && n=$((n + 1)); fi
+  done
+  [ "$n" -eq 0 ] || { log "stopped $n daemon(s) the packages started inside the root"; sleep 1; }
+}
+
 stop_root_processes() { # processes (started by this script) whose root directory is $1
   local p n=0
   for p in /proc/[0-9]*; do
@@ -86,7 +98,7 @@ build() {
 write_wrappers() {
   local dir="$1" name
   mkdir -p "$dir"
-  for name in dovecot doveadm doveconf; do
+  for name in dovecot doveadm doveconf sievec; do
     bin="/usr/bin/$name"; [ "$name" = dovecot ] && bin=/usr/sbin/dovecot
     cat > "$dir/$name" <<WRAP
 #!/bin/sh
@@ -107,6 +119,20 @@ flock 9
 command -v debootstrap >/dev/null || { log "installing debootstrap"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2; }
 if [ -f "$MARK" ] && [ -x "$ROOT/usr/sbin/dovecot" ]; then
   log "reusing the cached root $ROOT"
+  # A root cached before a package joined the list: install what it lacks.
+  missing=""
+  for p in $PACKAGES; do in_root "$ROOT" dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    log "installing$missing in the cached root"
+    cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+    mount --bind /proc "$ROOT/proc"
+    rc=0
+    { in_root "$ROOT" apt-get update -qq && in_root "$ROOT" apt-get install -y -qq --no-install-recommends $missing; } >&2 || rc=$?
+    in_root "$ROOT" apt-get clean || true
+    stop_root_daemons "$ROOT"
+    umount "$ROOT/proc"
+    [ "$rc" -eq 0 ] || die "apt-get install$missing in the cached trixie root failed"
+  fi
 else
   build
 fi
