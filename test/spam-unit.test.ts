@@ -107,7 +107,16 @@ test('generated rspamd config: Unix sockets only, no proxy, our auth modules off
   assert.match(files['local.d/options.inc'], /nameserver = \["127\.0\.0\.1:5353"\]/);
   assert.match(files['local.d/greylist.conf'], /timeout = 120s;/);
   assert.doesNotMatch(files['local.d/greylist.conf'], /enabled = false/);
-  assert.match(files['local.d/classifier-bayes.conf'], /per_user = true;/);
+  // Bayes per mailbox with a shared fallback: two classifiers, the per-mailbox one scored first.
+  const stat = files['override.d/statistic.conf'];
+  const classifiers = stat.split(/^classifier "bayes" \{$/m).slice(1);
+  assert.equal(classifiers.length, 2, stat);
+  assert.match(classifiers[0], /name = "bayes";[\s\S]*per_user = false;[\s\S]*symbol = "BAYES_SPAM";[\s\S]*learn_condition/);
+  assert.match(classifiers[1], /name = "bayes_user";[\s\S]*per_user = true;[\s\S]*symbol = "BAYES_HAM_USER";[\s\S]*symbol = "BAYES_SPAM_USER";/);
+  assert.doesNotMatch(classifiers[1], /learn_condition/, 'a Junk move always trains the mailbox');
+  assert.doesNotMatch(files['local.d/classifier-bayes.conf'], /per_user/, 'the old single-classifier file is emptied');
+  assert.match(files['local.d/statistics_group.conf'], /"BAYES_SPAM_USER" \{\n    weight = 5\.1;/);
+  assert.match(files['local.d/composites.conf'], /expression = "\(-BAYES_SPAM_USER \| -BAYES_HAM_USER\) & \(~BAYES_SPAM \| ~BAYES_HAM\)";/);
   const redis = renderRedisConfig({ paths, nameservers: [], thresholds: { reject: 15, junk: 6, greylist: 4 }, greylisting: false, greylistDelaySeconds: 300, hsCacheDir: '', fuzzy: true, maxScanSize: 1, redisMaxMemory: 1048576, source: 'test' });
   assert.match(redis, /^port 0$/m, 'no TCP listener');
   assert.match(redis, /^unixsocket \/var\/lib\/letterbox\/redis\/redis\.sock$/m);
@@ -146,4 +155,29 @@ test('backup skips rspamd sockets and caches, keeps Redis dump and the generated
   assert.equal(spamBackupSkip('redis/dump.rdb'), false);
   assert.equal(spamBackupSkip('rspamd/conf/local.d/actions.conf'), false);
   assert.equal(spamBackupSkip('rspamdx/db'), false);
+});
+
+test('rspamd client: a learn refused with 204 and a body (rspamd 3.4) is an answer, not "rspamd unreachable"', async () => {
+  const { createServer } = await import('node:net');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { RspamdClient } = await import('../src/spam/client.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'lb-rspamd-204-'));
+  const sock = join(dir, 'controller.sock');
+  const body = '{"error":"all learn conditions denied learning spam in default classifier"}';
+  // The bytes rspamd 3.4's controller sends (captured with curl -v): a 204 that carries a body.
+  const server = createServer((c) => {
+    c.once('data', () => c.end(`HTTP/1.1 204 all learn conditions denied learning spam in default classifier\r\nConnection: close\r\nServer: rspamd/3.4\r\nContent-Length: ${body.length}\r\nContent-Type: application/json\r\n\r\n${body}`));
+  });
+  await new Promise<void>((r) => server.listen(sock, r));
+  const client = new RspamdClient({ normalSocket: join(dir, 'normal.sock'), controllerSocket: sock });
+  try {
+    const r = await client.learn('spam', Buffer.from('Subject: x\r\n\r\nhello\r\n'), 'alice@ours.test', 5000);
+    assert.deepEqual(r, { learned: false, error: 'all learn conditions denied learning spam in default classifier' });
+  } finally {
+    client.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

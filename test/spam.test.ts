@@ -444,3 +444,47 @@ test('malformed MIME, 8-bit garbage and a huge header are scanned or passed, nev
   const h = (await (await fetch(`http://127.0.0.1:${app.ports.api}/healthz`)).json()) as any;
   assert.equal(h.checks.spam.rspamd, true);
 });
+
+// Last in the file: it trains the shared Bayes statistics, which then score every later message.
+test('Bayes per mailbox with a shared fallback: a mailbox that never trained gets the verdict others taught; a trained one gets its own', async () => {
+  const call = async (path: string, body: unknown) => {
+    const r = await fetch(`http://127.0.0.1:${app.ports.api}/api/v1${path}`, { method: 'POST', headers: { authorization: `Bearer ${await apiKey()}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: r.status, body: (await r.json()) as any };
+  };
+  // Two vocabularies unlike every other message of this file; each text long enough (≥ 11 tokens).
+  const spammy = 'replica rolex bitcoin doubler crypto giveaway guaranteed returns wire transfer inheritance beneficiary barrister overseas lottery claim fee'.split(' ');
+  const hammy = 'committee minutes allotment volunteers rota compost watering schedule greenhouse seedlings tomatoes harvest festival parish hall agenda'.split(' ');
+  const text = (words: string[], i: number) => Array.from({ length: 40 }, (_, j) => words[(i * 3 + j * 7) % words.length] + (j % 5 === 0 ? '.' : '')).join(' ');
+  const learn = async (addr: string, as: 'spam' | 'ham', words: string[], i: number) => {
+    const r = await call(`/mailboxes/${addr}/spam/learn`, { as, message: message({ from: 'x@pass.test', to: addr, subject: `${as} sample ${i}`, body: text(words, i) }) });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.data.learned, true, `the mailbox's own classifier always learns: ${JSON.stringify(r.body)}`);
+  };
+  const scoreOf = async (addr: string) => {
+    const subject = tok('bayes-probe');
+    const r = await send('news@pass.test', [addr], await signed(message({ from: 'news@pass.test', to: addr, subject, body: text(spammy, 99) })));
+    assert.equal(r.code, 250, r.response);
+    const [m] = [...(await find(addr, 'INBOX', subject)), ...(await find(addr, 'Junk', subject))];
+    assert.ok(m, `probe for ${addr} delivered`);
+    return Number(/^X-Spam-Score: (-?[\d.]+)$/m.exec(headerOf(m.source))![1]);
+  };
+  for (const m of ['carol', 'dave']) await app.cliJson(['mailbox', 'add', `${m}@ours.test`, '--password', PW]);
+  await sleep(1500); // Dovecot re-reads its users file at most once a second
+  const untrained = await scoreOf('carol@ours.test');
+  // alice teaches: 10 of each kind (rspamd's min_learns in the generated config).
+  for (let i = 0; i < 10; i++) {
+    await learn('alice@ours.test', 'spam', spammy, i);
+    await learn('alice@ours.test', 'ham', hammy, i);
+  }
+  assert.deepEqual(await stat('carol@ours.test'), { mailbox: 'carol@ours.test', spam: 0, ham: 0 }, 'carol trained nothing');
+  const fallback = await scoreOf('carol@ours.test');
+  assert.ok(fallback - untrained >= 3, `the shared statistics add BAYES_SPAM for carol: ${untrained} → ${fallback}`);
+  // dave teaches his own Bayes the opposite: for him, that vocabulary is ham. His verdict replaces
+  // the shared one (BAYES_HAM_USER -3, the shared BAYES_SPAM weighs 0 for him).
+  for (let i = 0; i < 10; i++) {
+    await learn('dave@ours.test', 'ham', spammy, i + 20);
+    await learn('dave@ours.test', 'spam', hammy, i + 20);
+  }
+  const own = await scoreOf('dave@ours.test');
+  assert.ok(own <= untrained - 2, `dave's own statistics call it ham: ${own} (untrained ${untrained}, shared ${fallback})`);
+});

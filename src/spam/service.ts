@@ -6,7 +6,7 @@ import type { Clock } from '../clock.ts';
 import { RspamdClient, type RspamdResult } from './client.ts';
 import { assess, authSymbols, effectiveSettings, headerText, type EffectiveSpamSettings, type ScanOutcome, type SpamAssessment } from './policy.ts';
 import { overridesFor, seenDomainBefore } from './store.ts';
-import { GREYLIST_EXEMPT_SYMBOL, type SpamPaths } from './config.ts';
+import { BAYES_USER_SYMBOLS, GREYLIST_EXEMPT_SYMBOL, type SpamPaths } from './config.ts';
 
 /** What the MX knows about a message when it asks for a spam verdict. */
 export interface InboundScanInput {
@@ -120,7 +120,7 @@ export class SpamService {
     try {
       const result = await this.client.check(
         message,
-        { ip: o.ip ?? '127.0.0.1', user: o.user, from: o.from, rcpt: o.rcpts, mta: this.o.config.hostname, settings: { symbols: {}, symbols_disabled: ['GREYLIST', 'BAYES_SPAM', 'BAYES_HAM'] } },
+        { ip: o.ip ?? '127.0.0.1', user: o.user, from: o.from, rcpt: o.rcpts, mta: this.o.config.hostname, settings: { symbols: {}, symbols_disabled: ['GREYLIST', 'BAYES_SPAM', 'BAYES_HAM', BAYES_USER_SYMBOLS.spam, BAYES_USER_SYMBOLS.ham] } },
         cfg.timeout_ms,
       );
       this.latency.observe({ direction: 'outbound' }, (performance.now() - started) / 1000);
