@@ -1,21 +1,35 @@
 // The spam decisions and generated configs as pure functions, without sockets (issue #14).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { applySpam, assess, authSymbols, effectiveSettings, headerText, recipientVerdict, type EffectiveSpamSettings } from '../src/spam/policy.ts';
+import { applySpam, assess, authSymbols, effectiveSettings, greylistScanSettings, headerText, messageGreylist, recipientVerdict, type EffectiveSpamSettings } from '../src/spam/policy.ts';
 import { renderRedisConfig, renderRspamdFiles, spamPaths } from '../src/spam/config.ts';
 import { renderImapSieveBlock, renderLearnScript, renderSieveScripts } from '../src/spam/dovecot.ts';
 import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
 import { classifyDnsblProbe } from '../src/spam/doctor.ts';
 
-const on: EffectiveSpamSettings = { mode: 'on', reject: 15, junk: 6 };
-const off: EffectiveSpamSettings = { mode: 'off', reject: 15, junk: 6 };
+const on: EffectiveSpamSettings = { mode: 'on', reject: 15, junk: 6, greylist: 4, greylisting: 'on' };
+const off: EffectiveSpamSettings = { mode: 'off', reject: 15, junk: 6, greylist: 4, greylisting: 'on' };
+const none = { mode: null, reject: null, junk: null, greylist: null, greylisting: null };
 const scanned = (score: number, action = 'no action') => ({ kind: 'scanned' as const, result: { score, action }, ms: 5 });
 
 test('effective settings: mailbox overrides domain overrides config; null inherits', () => {
-  const g = { reject: 15, junk: 6 };
-  assert.deepEqual(effectiveSettings(g, null, null), { mode: 'on', reject: 15, junk: 6 });
-  assert.deepEqual(effectiveSettings(g, { mode: 'off', reject: 20, junk: null }, null), { mode: 'off', reject: 20, junk: 6 });
-  assert.deepEqual(effectiveSettings(g, { mode: 'off', reject: 20, junk: null }, { mode: 'on', reject: null, junk: 3 }), { mode: 'on', reject: 20, junk: 3 });
+  const g = { reject: 15, junk: 6, greylist: 4, greylisting: true };
+  assert.deepEqual(effectiveSettings(g, null, null), { mode: 'on', reject: 15, junk: 6, greylist: 4, greylisting: 'on' });
+  assert.deepEqual(effectiveSettings(g, { ...none, mode: 'off', reject: 20, greylist: 2 }, null), { mode: 'off', reject: 20, junk: 6, greylist: 2, greylisting: 'on' });
+  assert.deepEqual(
+    effectiveSettings(g, { ...none, mode: 'off', reject: 20, greylist: 2, greylisting: 'off' }, { ...none, mode: 'on', junk: 3, greylist: 5, greylisting: 'on' }),
+    { mode: 'on', reject: 20, junk: 3, greylist: 5, greylisting: 'on' },
+  );
+  assert.equal(effectiveSettings(g, { ...none, greylisting: 'off' }, null).greylisting, 'off', 'a domain turns greylisting off for its mailboxes');
+  assert.equal(effectiveSettings({ ...g, greylisting: false }, null, { ...none, greylisting: 'on' }).greylisting, 'off', '[spam] greylisting = false (module off) wins');
+});
+
+test('greylist threshold of a message: the highest of its recipients; none when any opted out', () => {
+  assert.equal(messageGreylist([on]), 4);
+  assert.equal(messageGreylist([on, { ...on, greylist: 7 }]), 7);
+  assert.equal(messageGreylist([on, { ...on, greylisting: 'off' }]), null);
+  assert.equal(messageGreylist([on, off]), null);
+  assert.equal(messageGreylist([]), null);
 });
 
 test('recipient verdict by score and thresholds', () => {
@@ -31,7 +45,7 @@ test('assess: reject only when every recipient rejects; a partial reject goes to
   const all = assess(scanned(15, 'reject'), [on, on], 'tempfail');
   assert.equal(all.evidence.action, 'reject');
   assert.deepEqual(all.recipients, ['reject', 'reject']);
-  const mixed = assess(scanned(15, 'reject'), [on, { mode: 'on', reject: 100, junk: 6 }], 'tempfail');
+  const mixed = assess(scanned(15, 'reject'), [on, { ...on, reject: 100 }], 'tempfail');
   assert.equal(mixed.evidence.action, 'accept');
   assert.deepEqual(mixed.recipients, ['reject', 'junk']);
   assert.equal(mixed.evidence.verdict, 'junk');
@@ -43,6 +57,17 @@ test('assess: reject only when every recipient rejects; a partial reject goes to
 test('assess: soft reject from rspamd (greylisting) → greylist, unless a recipient opted out', () => {
   assert.equal(assess(scanned(4.2, 'soft reject'), [on], 'tempfail').evidence.action, 'greylist');
   assert.equal(assess(scanned(4.2, 'soft reject'), [on, off], 'tempfail').evidence.action, 'accept');
+});
+
+test('assess: greylisting off for a recipient accepts what rspamd greylisted; the scan settings carry the threshold', () => {
+  assert.equal(assess(scanned(4.2, 'soft reject'), [{ ...on, greylisting: 'off' }], 'tempfail').evidence.action, 'accept');
+  assert.equal(assess(scanned(0, 'soft reject'), [{ ...on, greylist: 9 }], 'tempfail').evidence.action, 'greylist', 'a too-early retry scores little');
+  assert.deepEqual(greylistScanSettings([on], 6), { actions: { greylist: 4 } });
+  assert.deepEqual(greylistScanSettings([{ ...on, greylist: -2 }], 6), { actions: { greylist: -2 } }, 'below the global threshold');
+  // rspamd also greylists at "add header": dropped for the scan when the threshold is above it.
+  assert.deepEqual(greylistScanSettings([{ ...on, greylist: 9 }, on], 6), { actions: { greylist: 9, 'add header': null } });
+  assert.deepEqual(greylistScanSettings([on, { ...on, greylisting: 'off' }], 6), { symbols_disabled: ['GREYLIST_CHECK', 'GREYLIST_SAVE'] });
+  assert.deepEqual(greylistScanSettings([off], 6), { symbols_disabled: ['GREYLIST_CHECK', 'GREYLIST_SAVE'] });
 });
 
 test('assess: headers carry score and status; junk says Yes', () => {
@@ -106,6 +131,7 @@ test('generated rspamd config: Unix sockets only, no proxy, our auth modules off
   assert.match(files['local.d/actions.conf'], /reject = 12;\nadd_header = 5;\ngreylist = 3.5;/);
   assert.match(files['local.d/options.inc'], /nameserver = \["127\.0\.0\.1:5353"\]/);
   assert.match(files['local.d/greylist.conf'], /timeout = 120s;/);
+  assert.match(files['local.d/greylist.conf'], /greylist_min_score = -1000;/, 'the per-scan greylist threshold decides');
   assert.doesNotMatch(files['local.d/greylist.conf'], /enabled = false/);
   // Bayes per mailbox with a shared fallback: two classifiers, the per-mailbox one scored first.
   const stat = files['override.d/statistic.conf'];

@@ -130,7 +130,10 @@ export function renderRspamdFiles(o: RenderSpamOptions): Record<string, string> 
     'local.d/actions.conf': `${h}reject = ${o.thresholds.reject};\nadd_header = ${o.thresholds.junk};\ngreylist = ${o.thresholds.greylist};\n`,
     // Letterbox is the only client: a loopback peer is a local test or relay, still greylisted;
     // authenticated senders are never scanned with greylisting (outbound scans disable it).
-    'local.d/greylist.conf': `${h}${o.greylisting ? '' : 'enabled = false;\n'}timeout = ${o.greylistDelaySeconds}s;\nexpire = 1d;\ncheck_local = true;\ncheck_authed = false;\nwhitelist_symbols = ["${GREYLIST_EXEMPT_SYMBOL}"];\nmessage = "Greylisted, try again later";\n`,
+    // The greylist threshold is per domain and mailbox: Letterbox sends it with each scan (the
+    // Settings header's actions.greylist). The module's own minimum score defaults to the global
+    // threshold, which would block lower per-mailbox ones, so it is set out of the way here.
+    'local.d/greylist.conf': `${h}${o.greylisting ? '' : 'enabled = false;\n'}timeout = ${o.greylistDelaySeconds}s;\nexpire = 1d;\ncheck_local = true;\ncheck_authed = false;\nwhitelist_symbols = ["${GREYLIST_EXEMPT_SYMBOL}"];\ngreylist_min_score = -1000;\nmessage = "Greylisted, try again later";\n`,
     // Bayes per user with a shared fallback: two classifiers (rspamd has no per-user-with-fallback
     // switch in one classifier; several classifiers are each scored and learned on their own).
     // - "bayes" (Debian's stock classifier, BAYES_SPAM/BAYES_HAM) is shared: every learn trains it,
