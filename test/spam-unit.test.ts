@@ -1,21 +1,35 @@
 // The spam decisions and generated configs as pure functions, without sockets (issue #14).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { applySpam, assess, authSymbols, effectiveSettings, headerText, recipientVerdict, type EffectiveSpamSettings } from '../src/spam/policy.ts';
+import { applySpam, assess, authSymbols, effectiveSettings, greylistScanSettings, headerText, messageGreylist, recipientVerdict, type EffectiveSpamSettings } from '../src/spam/policy.ts';
 import { renderRedisConfig, renderRspamdFiles, spamPaths } from '../src/spam/config.ts';
 import { renderImapSieveBlock, renderLearnScript, renderSieveScripts } from '../src/spam/dovecot.ts';
 import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
 import { classifyDnsblProbe } from '../src/spam/doctor.ts';
 
-const on: EffectiveSpamSettings = { mode: 'on', reject: 15, junk: 6 };
-const off: EffectiveSpamSettings = { mode: 'off', reject: 15, junk: 6 };
+const on: EffectiveSpamSettings = { mode: 'on', reject: 15, junk: 6, greylist: 4, greylisting: 'on' };
+const off: EffectiveSpamSettings = { mode: 'off', reject: 15, junk: 6, greylist: 4, greylisting: 'on' };
+const none = { mode: null, reject: null, junk: null, greylist: null, greylisting: null };
 const scanned = (score: number, action = 'no action') => ({ kind: 'scanned' as const, result: { score, action }, ms: 5 });
 
 test('effective settings: mailbox overrides domain overrides config; null inherits', () => {
-  const g = { reject: 15, junk: 6 };
-  assert.deepEqual(effectiveSettings(g, null, null), { mode: 'on', reject: 15, junk: 6 });
-  assert.deepEqual(effectiveSettings(g, { mode: 'off', reject: 20, junk: null }, null), { mode: 'off', reject: 20, junk: 6 });
-  assert.deepEqual(effectiveSettings(g, { mode: 'off', reject: 20, junk: null }, { mode: 'on', reject: null, junk: 3 }), { mode: 'on', reject: 20, junk: 3 });
+  const g = { reject: 15, junk: 6, greylist: 4, greylisting: true };
+  assert.deepEqual(effectiveSettings(g, null, null), { mode: 'on', reject: 15, junk: 6, greylist: 4, greylisting: 'on' });
+  assert.deepEqual(effectiveSettings(g, { ...none, mode: 'off', reject: 20, greylist: 2 }, null), { mode: 'off', reject: 20, junk: 6, greylist: 2, greylisting: 'on' });
+  assert.deepEqual(
+    effectiveSettings(g, { ...none, mode: 'off', reject: 20, greylist: 2, greylisting: 'off' }, { ...none, mode: 'on', junk: 3, greylist: 5, greylisting: 'on' }),
+    { mode: 'on', reject: 20, junk: 3, greylist: 5, greylisting: 'on' },
+  );
+  assert.equal(effectiveSettings(g, { ...none, greylisting: 'off' }, null).greylisting, 'off', 'a domain turns greylisting off for its mailboxes');
+  assert.equal(effectiveSettings({ ...g, greylisting: false }, null, { ...none, greylisting: 'on' }).greylisting, 'off', '[spam] greylisting = false (module off) wins');
+});
+
+test('greylist threshold of a message: the highest of its recipients; none when any opted out', () => {
+  assert.equal(messageGreylist([on]), 4);
+  assert.equal(messageGreylist([on, { ...on, greylist: 7 }]), 7);
+  assert.equal(messageGreylist([on, { ...on, greylisting: 'off' }]), null);
+  assert.equal(messageGreylist([on, off]), null);
+  assert.equal(messageGreylist([]), null);
 });
 
 test('recipient verdict by score and thresholds', () => {
@@ -31,7 +45,7 @@ test('assess: reject only when every recipient rejects; a partial reject goes to
   const all = assess(scanned(15, 'reject'), [on, on], 'tempfail');
   assert.equal(all.evidence.action, 'reject');
   assert.deepEqual(all.recipients, ['reject', 'reject']);
-  const mixed = assess(scanned(15, 'reject'), [on, { mode: 'on', reject: 100, junk: 6 }], 'tempfail');
+  const mixed = assess(scanned(15, 'reject'), [on, { ...on, reject: 100 }], 'tempfail');
   assert.equal(mixed.evidence.action, 'accept');
   assert.deepEqual(mixed.recipients, ['reject', 'junk']);
   assert.equal(mixed.evidence.verdict, 'junk');
@@ -43,6 +57,17 @@ test('assess: reject only when every recipient rejects; a partial reject goes to
 test('assess: soft reject from rspamd (greylisting) → greylist, unless a recipient opted out', () => {
   assert.equal(assess(scanned(4.2, 'soft reject'), [on], 'tempfail').evidence.action, 'greylist');
   assert.equal(assess(scanned(4.2, 'soft reject'), [on, off], 'tempfail').evidence.action, 'accept');
+});
+
+test('assess: greylisting off for a recipient accepts what rspamd greylisted; the scan settings carry the threshold', () => {
+  assert.equal(assess(scanned(4.2, 'soft reject'), [{ ...on, greylisting: 'off' }], 'tempfail').evidence.action, 'accept');
+  assert.equal(assess(scanned(0, 'soft reject'), [{ ...on, greylist: 9 }], 'tempfail').evidence.action, 'greylist', 'a too-early retry scores little');
+  assert.deepEqual(greylistScanSettings([on], 6), { actions: { greylist: 4 } });
+  assert.deepEqual(greylistScanSettings([{ ...on, greylist: -2 }], 6), { actions: { greylist: -2 } }, 'below the global threshold');
+  // rspamd also greylists at "add header": dropped for the scan when the threshold is above it.
+  assert.deepEqual(greylistScanSettings([{ ...on, greylist: 9 }, on], 6), { actions: { greylist: 9, 'add header': null } });
+  assert.deepEqual(greylistScanSettings([on, { ...on, greylisting: 'off' }], 6), { symbols_disabled: ['GREYLIST_CHECK', 'GREYLIST_SAVE'] });
+  assert.deepEqual(greylistScanSettings([off], 6), { symbols_disabled: ['GREYLIST_CHECK', 'GREYLIST_SAVE'] });
 });
 
 test('assess: headers carry score and status; junk says Yes', () => {
@@ -106,8 +131,18 @@ test('generated rspamd config: Unix sockets only, no proxy, our auth modules off
   assert.match(files['local.d/actions.conf'], /reject = 12;\nadd_header = 5;\ngreylist = 3.5;/);
   assert.match(files['local.d/options.inc'], /nameserver = \["127\.0\.0\.1:5353"\]/);
   assert.match(files['local.d/greylist.conf'], /timeout = 120s;/);
+  assert.match(files['local.d/greylist.conf'], /greylist_min_score = -1000;/, 'the per-scan greylist threshold decides');
   assert.doesNotMatch(files['local.d/greylist.conf'], /enabled = false/);
-  assert.match(files['local.d/classifier-bayes.conf'], /per_user = true;/);
+  // Bayes per mailbox with a shared fallback: two classifiers, the per-mailbox one scored first.
+  const stat = files['override.d/statistic.conf'];
+  const classifiers = stat.split(/^classifier "bayes" \{$/m).slice(1);
+  assert.equal(classifiers.length, 2, stat);
+  assert.match(classifiers[0], /name = "bayes";[\s\S]*per_user = false;[\s\S]*symbol = "BAYES_SPAM";[\s\S]*learn_condition/);
+  assert.match(classifiers[1], /name = "bayes_user";[\s\S]*per_user = true;[\s\S]*symbol = "BAYES_HAM_USER";[\s\S]*symbol = "BAYES_SPAM_USER";/);
+  assert.doesNotMatch(classifiers[1], /learn_condition/, 'a Junk move always trains the mailbox');
+  assert.doesNotMatch(files['local.d/classifier-bayes.conf'], /per_user/, 'the old single-classifier file is emptied');
+  assert.match(files['local.d/statistics_group.conf'], /"BAYES_SPAM_USER" \{\n    weight = 5\.1;/);
+  assert.match(files['local.d/composites.conf'], /expression = "\(-BAYES_SPAM_USER \| -BAYES_HAM_USER\) & \(~BAYES_SPAM \| ~BAYES_HAM\)";/);
   const redis = renderRedisConfig({ paths, nameservers: [], thresholds: { reject: 15, junk: 6, greylist: 4 }, greylisting: false, greylistDelaySeconds: 300, hsCacheDir: '', fuzzy: true, maxScanSize: 1, redisMaxMemory: 1048576, source: 'test' });
   assert.match(redis, /^port 0$/m, 'no TCP listener');
   assert.match(redis, /^unixsocket \/var\/lib\/letterbox\/redis\/redis\.sock$/m);
@@ -146,4 +181,29 @@ test('backup skips rspamd sockets and caches, keeps Redis dump and the generated
   assert.equal(spamBackupSkip('redis/dump.rdb'), false);
   assert.equal(spamBackupSkip('rspamd/conf/local.d/actions.conf'), false);
   assert.equal(spamBackupSkip('rspamdx/db'), false);
+});
+
+test('rspamd client: a learn refused with 204 and a body (rspamd 3.4) is an answer, not "rspamd unreachable"', async () => {
+  const { createServer } = await import('node:net');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { RspamdClient } = await import('../src/spam/client.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'lb-rspamd-204-'));
+  const sock = join(dir, 'controller.sock');
+  const body = '{"error":"all learn conditions denied learning spam in default classifier"}';
+  // The bytes rspamd 3.4's controller sends (captured with curl -v): a 204 that carries a body.
+  const server = createServer((c) => {
+    c.once('data', () => c.end(`HTTP/1.1 204 all learn conditions denied learning spam in default classifier\r\nConnection: close\r\nServer: rspamd/3.4\r\nContent-Length: ${body.length}\r\nContent-Type: application/json\r\n\r\n${body}`));
+  });
+  await new Promise<void>((r) => server.listen(sock, r));
+  const client = new RspamdClient({ normalSocket: join(dir, 'normal.sock'), controllerSocket: sock });
+  try {
+    const r = await client.learn('spam', Buffer.from('Subject: x\r\n\r\nhello\r\n'), 'alice@ours.test', 5000);
+    assert.deepEqual(r, { learned: false, error: 'all learn conditions denied learning spam in default classifier' });
+  } finally {
+    client.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

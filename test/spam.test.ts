@@ -266,6 +266,51 @@ test('greylisting exemption: a DMARC-pass sender domain seen before is not greyl
   assert.equal(second.code, 250, `fresh.test passed DMARC before: exempt (${second.response})`);
 });
 
+test('greylisting per mailbox and per domain: off, a higher threshold, a lower threshold (CLI)', async () => {
+  // The same kind of message as the greylisting test (~3.4 > the global greylist = 3), each from a
+  // new sender with a new body, so rspamd has seen neither.
+  let n = 0;
+  const grey = async (to: string) => {
+    const from = `stranger${++n}@unknown.test`;
+    const subject = tok('grey');
+    // A body of its own: rspamd also lets through a body that passed greylisting before.
+    const r = await send(from, [to], message({ from, to, subject, noIds: true, body: `Hello, this is an ordinary message about the meeting on Thursday, ${subject}.` }));
+    const [m] = r.code === 250 ? await find(to, 'INBOX', subject) : [];
+    return { code: r.code, score: m ? /^X-Spam-Score: (.*)$/m.exec(headerOf(m.source))?.[1] : r.response };
+  };
+  const first = await grey('bob@ours.test');
+  assert.equal(first.code, 451, `bob inherits the global threshold (${first.score})`);
+  const off = await app.cliJson(['spam', 'set', 'bob@ours.test', '--greylisting', 'off']);
+  assert.equal(off.data.effective.greylisting, 'off');
+  assert.equal((await grey('bob@ours.test')).code, 250, 'greylisting off for bob');
+  await app.cliJson(['spam', 'set', 'bob@ours.test', '--greylisting', 'inherit', '--greylist', '10']);
+  assert.equal((await grey('bob@ours.test')).code, 250, "under bob's threshold of 10");
+  // Lower than the global threshold: a message the others accept at once is greylisted for bob.
+  await app.cliJson(['spam', 'set', 'bob@ours.test', '--greylist', '-100']);
+  const ordinary = (to: string, from: string) => {
+    const subject = tok('ordinary');
+    return send(from, [to], message({ from, to, subject, body: `Hello, nothing special here, ${subject}.` }));
+  };
+  assert.equal((await ordinary('alice@ours.test', `${tok('s')}@unknown3.test`)).code, 250, 'alice: under the global threshold');
+  const low = await ordinary('bob@ours.test', `${tok('s')}@unknown3.test`);
+  assert.equal(low.code, 451, low.response);
+  assert.match(low.response, /4\.7\.1/);
+  // A message to alice and bob: greylisted only if both would greylist it (alice would not).
+  const both = await send('x@unknown3.test', ['alice@ours.test', 'bob@ours.test'], message({ from: 'x@unknown3.test', to: 'alice@ours.test', subject: tok('both'), body: tok('Hello, nothing special here') }));
+  assert.equal(both.code, 250, both.response);
+  await app.cliJson(['spam', 'set', 'bob@ours.test', '--greylist', 'inherit']);
+  // A domain turns it off for its mailboxes; a mailbox can turn it back on.
+  await app.cliJson(['spam', 'set', 'ours.test', '--greylisting', 'off']);
+  assert.equal((await grey('alice@ours.test')).code, 250, 'off for the domain');
+  await app.cliJson(['spam', 'set', 'alice@ours.test', '--greylisting', 'on']);
+  assert.equal((await grey('alice@ours.test')).code, 451, 'on again for alice');
+  await app.cliJson(['spam', 'set', 'alice@ours.test', '--greylisting', 'inherit']);
+  await app.cliJson(['spam', 'set', 'ours.test', '--greylisting', 'inherit']);
+  const bad = await app.cli(['spam', 'set', 'bob@ours.test', '--greylisting', 'sometimes']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--greylisting/);
+});
+
 test('per-mailbox "off": GTUBE is delivered to INBOX, unscanned', async () => {
   const set = await app.cliJson(['spam', 'set', 'nofilter@ours.test', '--off']);
   assert.equal(set.data.effective.mode, 'off');
@@ -400,13 +445,19 @@ test('API: spam settings per domain and mailbox (PUT/GET …/spam) and POST /mai
     const r = await fetch(`http://127.0.0.1:${app.ports.api}/api/v1${path}`, { method, headers: { authorization: `Bearer ${await apiKey()}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
     return { status: r.status, body: (await r.json()) as any };
   };
-  const d = await call('PUT', '/domains/ours.test/spam', { junk: 4 });
+  const d = await call('PUT', '/domains/ours.test/spam', { junk: 4, greylist: 5 });
   assert.equal(d.status, 200, JSON.stringify(d.body));
-  assert.deepEqual(d.body.data.effective, { mode: 'on', reject: 15, junk: 4 });
+  assert.deepEqual(d.body.data.effective, { mode: 'on', reject: 15, junk: 4, greylist: 5, greylisting: 'on' });
   const m = await call('GET', '/mailboxes/alice@ours.test/spam');
   assert.equal(m.body.data.effective.junk, 4, 'the mailbox inherits the domain');
-  const p = await call('PUT', '/mailboxes/alice@ours.test/spam', { junk: 8, reject: null });
-  assert.deepEqual(p.body.data.effective, { mode: 'on', reject: 15, junk: 8 });
+  assert.equal(m.body.data.effective.greylist, 5);
+  const p = await call('PUT', '/mailboxes/alice@ours.test/spam', { junk: 8, reject: null, greylisting: 'off' });
+  assert.deepEqual(p.body.data.effective, { mode: 'on', reject: 15, junk: 8, greylist: 5, greylisting: 'off' });
+  assert.deepEqual(p.body.data.override, { mode: null, reject: null, junk: 8, greylist: null, greylisting: 'off' });
+  assert.equal((await call('PUT', '/mailboxes/alice@ours.test/spam', { greylisting: 'maybe' })).status, 400);
+  assert.equal((await call('PUT', '/mailboxes/alice@ours.test/spam', { greylist: 'low' })).status, 400);
+  await call('PUT', '/domains/ours.test/spam', { greylist: null });
+  await call('PUT', '/mailboxes/alice@ours.test/spam', { greylisting: null });
   assert.equal((await call('PUT', '/mailboxes/alice@ours.test/spam', { junk: 'high' })).status, 400);
   assert.equal((await call('PUT', '/mailboxes/alice@ours.test/spam', { mode: 'maybe' })).status, 400);
   await call('PUT', '/domains/ours.test/spam', { junk: null });
@@ -443,4 +494,48 @@ test('malformed MIME, 8-bit garbage and a huge header are scanned or passed, nev
   }
   const h = (await (await fetch(`http://127.0.0.1:${app.ports.api}/healthz`)).json()) as any;
   assert.equal(h.checks.spam.rspamd, true);
+});
+
+// Last in the file: it trains the shared Bayes statistics, which then score every later message.
+test('Bayes per mailbox with a shared fallback: a mailbox that never trained gets the verdict others taught; a trained one gets its own', async () => {
+  const call = async (path: string, body: unknown) => {
+    const r = await fetch(`http://127.0.0.1:${app.ports.api}/api/v1${path}`, { method: 'POST', headers: { authorization: `Bearer ${await apiKey()}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: r.status, body: (await r.json()) as any };
+  };
+  // Two vocabularies unlike every other message of this file; each text long enough (≥ 11 tokens).
+  const spammy = 'replica rolex bitcoin doubler crypto giveaway guaranteed returns wire transfer inheritance beneficiary barrister overseas lottery claim fee'.split(' ');
+  const hammy = 'committee minutes allotment volunteers rota compost watering schedule greenhouse seedlings tomatoes harvest festival parish hall agenda'.split(' ');
+  const text = (words: string[], i: number) => Array.from({ length: 40 }, (_, j) => words[(i * 3 + j * 7) % words.length] + (j % 5 === 0 ? '.' : '')).join(' ');
+  const learn = async (addr: string, as: 'spam' | 'ham', words: string[], i: number) => {
+    const r = await call(`/mailboxes/${addr}/spam/learn`, { as, message: message({ from: 'x@pass.test', to: addr, subject: `${as} sample ${i}`, body: text(words, i) }) });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.data.learned, true, `the mailbox's own classifier always learns: ${JSON.stringify(r.body)}`);
+  };
+  const scoreOf = async (addr: string) => {
+    const subject = tok('bayes-probe');
+    const r = await send('news@pass.test', [addr], await signed(message({ from: 'news@pass.test', to: addr, subject, body: text(spammy, 99) })));
+    assert.equal(r.code, 250, r.response);
+    const [m] = [...(await find(addr, 'INBOX', subject)), ...(await find(addr, 'Junk', subject))];
+    assert.ok(m, `probe for ${addr} delivered`);
+    return Number(/^X-Spam-Score: (-?[\d.]+)$/m.exec(headerOf(m.source))![1]);
+  };
+  for (const m of ['carol', 'dave']) await app.cliJson(['mailbox', 'add', `${m}@ours.test`, '--password', PW]);
+  await sleep(1500); // Dovecot re-reads its users file at most once a second
+  const untrained = await scoreOf('carol@ours.test');
+  // alice teaches: 10 of each kind (rspamd's min_learns in the generated config).
+  for (let i = 0; i < 10; i++) {
+    await learn('alice@ours.test', 'spam', spammy, i);
+    await learn('alice@ours.test', 'ham', hammy, i);
+  }
+  assert.deepEqual(await stat('carol@ours.test'), { mailbox: 'carol@ours.test', spam: 0, ham: 0 }, 'carol trained nothing');
+  const fallback = await scoreOf('carol@ours.test');
+  assert.ok(fallback - untrained >= 3, `the shared statistics add BAYES_SPAM for carol: ${untrained} → ${fallback}`);
+  // dave teaches his own Bayes the opposite: for him, that vocabulary is ham. His verdict replaces
+  // the shared one (BAYES_HAM_USER -3, the shared BAYES_SPAM weighs 0 for him).
+  for (let i = 0; i < 10; i++) {
+    await learn('dave@ours.test', 'ham', spammy, i + 20);
+    await learn('dave@ours.test', 'spam', hammy, i + 20);
+  }
+  const own = await scoreOf('dave@ours.test');
+  assert.ok(own <= untrained - 2, `dave's own statistics call it ham: ${own} (untrained ${untrained}, shared ${fallback})`);
 });

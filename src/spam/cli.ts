@@ -10,8 +10,8 @@ function describe(v: SpamSettingsView): string {
   const show = (x: unknown) => (x === null ? 'inherit' : String(x));
   return [
     `${v.scope}:  ${v.name}`,
-    `stored:   mode=${show(o.mode)} reject=${show(o.reject)} junk=${show(o.junk)}`,
-    `applies:  mode=${v.effective.mode} reject=${v.effective.reject} junk=${v.effective.junk}`,
+    `stored:   mode=${show(o.mode)} reject=${show(o.reject)} junk=${show(o.junk)} greylisting=${show(o.greylisting)} greylist=${show(o.greylist)}`,
+    `applies:  mode=${v.effective.mode} reject=${v.effective.reject} junk=${v.effective.junk} greylisting=${v.effective.greylisting} greylist=${v.effective.greylist}`,
   ].join('\n') + '\n';
 }
 
@@ -40,6 +40,8 @@ export function spamCommands(program: Command, { print }: CliHelpers): void {
     .option('--inherit-mode', 'take on/off from the domain or config')
     .option('--reject <score>', 'refuse at or above this score')
     .option('--junk <score>', 'deliver to Junk at or above this score')
+    .option('--greylist <score>', 'greylist new senders at or above this score')
+    .option('--greylisting <on|off|inherit>', 'greylisting for this mailbox or domain')
     .action((ref, opts, cmd) => withContext(cmd, (ctx) => {
       if ([opts.off, opts.on, opts.inheritMode].filter(Boolean).length > 1) throw new LetterboxError('validation_error', 'give at most one of --on, --off, --inherit-mode');
       const patch: SpamPatch = {};
@@ -50,6 +52,12 @@ export function spamCommands(program: Command, { print }: CliHelpers): void {
       const junk = num('junk', opts.junk);
       if (reject !== undefined) patch.reject = reject;
       if (junk !== undefined) patch.junk = junk;
+      const greylist = num('greylist', opts.greylist);
+      if (greylist !== undefined) patch.greylist = greylist;
+      if (opts.greylisting !== undefined) {
+        if (!['on', 'off', 'inherit'].includes(opts.greylisting)) throw new LetterboxError('validation_error', '--greylisting: expected on, off or inherit');
+        patch.greylisting = opts.greylisting === 'inherit' ? null : opts.greylisting;
+      }
       const v = setSpamSettings(ctx, ref, patch);
       print(cmd, { data: v }, describe(v));
     }));

@@ -32,7 +32,10 @@ export interface ScanHeaders {
 
 /**
  * rspamd over HTTP on its Unix sockets (normal worker for scans, controller for learning and
- * stats). Written on node:http rather than a library: three POST/GET calls on a keep-alive agent.
+ * stats). Written on node:http rather than a library: three POST/GET calls. Scans reuse connections
+ * (a keep-alive agent); the controller gets one connection per call: rspamd 3.4's controller closes
+ * a kept-alive connection after some requests, and the next learn on it failed with
+ * HPE_CLOSED_CONNECTION (seen after 20 learns in a row).
  */
 export class RspamdClient {
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 16 });
@@ -108,7 +111,15 @@ export class RspamdClient {
         if (err) reject(err);
         else resolve(value!);
       };
-      const req = request({ socketPath, method, path, agent: this.agent, headers: { ...headers, ...(body ? { 'Content-Length': String(body.length) } : {}) } }, (res) => {
+      const keepAlive = socketPath === this.normalSocket;
+      const req = request({ socketPath, method, path, agent: keepAlive ? this.agent : false, headers: { ...headers, ...(keepAlive ? {} : { Connection: 'close' }), ...(body ? { 'Content-Length': String(body.length) } : {}) } }, (res) => {
+        // rspamd 3.4 answers "learning refused" (learn_condition: already in that class) with 204
+        // and a body, which Node's HTTP parser rejects (HPE_CLOSED_CONNECTION): an answer, decided
+        // on the status line.
+        if (res.statusCode === 204) {
+          req.destroy();
+          return done(new RspamdHttpError(204, res.statusMessage || 'learning refused'));
+        }
         const chunks: Buffer[] = [];
         res.on('data', (c) => chunks.push(c));
         res.on('error', (e) => done(e));

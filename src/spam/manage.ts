@@ -4,7 +4,7 @@ import { getMailbox } from '../services/mailboxes.ts';
 import { getDomain } from '../services/domains.ts';
 import { LetterboxError } from '../errors.ts';
 import { getOverride, setOverride, overridesFor, type SpamScope } from './store.ts';
-import { effectiveSettings, type EffectiveSpamSettings, type SpamOverride } from './policy.ts';
+import { effectiveSettings, type EffectiveSpamSettings, type GlobalSpamSettings, type SpamOverride } from './policy.ts';
 import { RspamdClient, redisCommand } from './client.ts';
 import { spamPaths } from './config.ts';
 
@@ -22,6 +22,8 @@ export interface SpamPatch {
   mode?: 'on' | 'off' | null;
   reject?: number | null;
   junk?: number | null;
+  greylist?: number | null;
+  greylisting?: 'on' | 'off' | null;
 }
 
 function target(ctx: ServiceContext, ref: string): { scope: SpamScope; id: string; name: string } {
@@ -41,27 +43,39 @@ function target(ctx: ServiceContext, ref: string): { scope: SpamScope; id: strin
 
 export function getSpamSettings(ctx: ServiceContext, ref: string, scope?: SpamScope): SpamSettingsView {
   const t = scope === 'mailbox' ? mailboxTarget(ctx, ref) : scope === 'domain' ? domainTarget(ctx, ref) : target(ctx, ref);
-  const global = { reject: ctx.config.spam.reject, junk: ctx.config.spam.junk };
-  const override = getOverride(ctx.db, t.scope, t.id) ?? { mode: null, reject: null, junk: null };
+  const global = globalSpamSettings(ctx.config.spam);
+  const override = getOverride(ctx.db, t.scope, t.id) ?? EMPTY;
   const effective = t.scope === 'mailbox' ? (() => { const o = overridesFor(ctx.db, t.id); return effectiveSettings(global, o.domain, o.mailbox); })() : effectiveSettings(global, override, null);
   return { ...t, override, effective };
 }
 
 export function setSpamSettings(ctx: ServiceContext, ref: string, patch: SpamPatch, scope?: SpamScope): SpamSettingsView {
   const t = scope === 'mailbox' ? mailboxTarget(ctx, ref) : scope === 'domain' ? domainTarget(ctx, ref) : target(ctx, ref);
-  for (const k of ['reject', 'junk'] as const) {
+  for (const k of ['reject', 'junk', 'greylist'] as const) {
     const v = patch[k];
     if (v !== undefined && v !== null && !Number.isFinite(v)) throw new LetterboxError('validation_error', `${k}: expected a number (a spam score) or null`);
   }
-  if (patch.mode !== undefined && patch.mode !== null && patch.mode !== 'on' && patch.mode !== 'off') throw new LetterboxError('validation_error', 'mode: expected "on", "off" or null');
-  const cur = getOverride(ctx.db, t.scope, t.id) ?? { mode: null, reject: null, junk: null };
+  for (const k of ['mode', 'greylisting'] as const) {
+    const v = patch[k];
+    if (v !== undefined && v !== null && v !== 'on' && v !== 'off') throw new LetterboxError('validation_error', `${k}: expected "on", "off" or null`);
+  }
+  const cur = getOverride(ctx.db, t.scope, t.id) ?? EMPTY;
   const next: SpamOverride = {
     mode: patch.mode === undefined ? cur.mode : patch.mode,
     reject: patch.reject === undefined ? cur.reject : patch.reject,
     junk: patch.junk === undefined ? cur.junk : patch.junk,
+    greylist: patch.greylist === undefined ? cur.greylist : patch.greylist,
+    greylisting: patch.greylisting === undefined ? cur.greylisting : patch.greylisting,
   };
   setOverride(ctx.db, t.scope, t.id, next, new Date(ctx.clock.now()).toISOString());
   return getSpamSettings(ctx, t.id, t.scope);
+}
+
+const EMPTY: SpamOverride = { mode: null, reject: null, junk: null, greylist: null, greylisting: null };
+
+/** The [spam] config values that domain and mailbox settings fall back to. */
+export function globalSpamSettings(c: { reject: number; junk: number; greylist: number; greylisting: boolean }): GlobalSpamSettings {
+  return { reject: c.reject, junk: c.junk, greylist: c.greylist, greylisting: c.greylisting };
 }
 
 function mailboxTarget(ctx: ServiceContext, ref: string) {

@@ -11,25 +11,65 @@ export interface Thresholds {
   junk: number;
 }
 
+/** The [spam] config's values the per-recipient settings fall back to. */
+export interface GlobalSpamSettings extends Thresholds {
+  greylist: number;
+  /** false: rspamd's greylist module is off; no domain or mailbox can turn it on. */
+  greylisting: boolean;
+}
+
 /** A stored override: mode and thresholds; null = inherit. */
 export interface SpamOverride {
   mode: 'on' | 'off' | null;
   reject: number | null;
   junk: number | null;
+  greylist: number | null;
+  greylisting: 'on' | 'off' | null;
 }
 
 export interface EffectiveSpamSettings extends Thresholds {
   mode: 'on' | 'off';
+  /** Greylist new senders at or above this score (when greylisting is on). */
+  greylist: number;
+  greylisting: 'on' | 'off';
 }
 
 /** mailbox override → domain override → global config. */
-export function effectiveSettings(global: Thresholds, domain: SpamOverride | null, mailbox: SpamOverride | null): EffectiveSpamSettings {
-  const pick = <K extends keyof SpamOverride>(k: K) => mailbox?.[k] ?? domain?.[k] ?? null;
+export function effectiveSettings(global: GlobalSpamSettings, domain: SpamOverride | null, mailbox: SpamOverride | null): EffectiveSpamSettings {
+  const pick = <K extends keyof SpamOverride>(k: K): SpamOverride[K] | null => mailbox?.[k] ?? domain?.[k] ?? null;
   return {
     mode: pick('mode') ?? 'on',
-    reject: (pick('reject') as number | null) ?? global.reject,
-    junk: (pick('junk') as number | null) ?? global.junk,
+    reject: pick('reject') ?? global.reject,
+    junk: pick('junk') ?? global.junk,
+    greylist: pick('greylist') ?? global.greylist,
+    greylisting: global.greylisting ? (pick('greylisting') ?? 'on') : 'off',
   };
+}
+
+/**
+ * The greylist threshold for one message (one scan, one SMTP reply for all recipients): greylisted
+ * only when every recipient would greylist it, so the highest threshold; null (never greylisted)
+ * when any recipient has greylisting or filtering off.
+ */
+export function messageGreylist(settings: EffectiveSpamSettings[]): number | null {
+  if (settings.length === 0 || settings.some((s) => s.mode === 'off' || s.greylisting === 'off')) return null;
+  return Math.max(...settings.map((s) => s.greylist));
+}
+
+/** The greylist module's callbacks (rspamd 3.4 plugins/greylist.lua): disabled per scan, no record is written. */
+export const GREYLIST_MODULE_SYMBOLS = ['GREYLIST_CHECK', 'GREYLIST_SAVE'] as const;
+
+/**
+ * The greylisting part of a scan's Settings: rspamd greylists a message whose action is at least
+ * "greylist", and also one at "add header" (its junk score, `globalJunk`). So: no greylisting → the
+ * module's callbacks disabled for the scan; a threshold at or above the junk score → the
+ * add-header action is dropped for the scan (Letterbox chooses the folder from the score itself),
+ * so nothing below the threshold is greylisted.
+ */
+export function greylistScanSettings(settings: EffectiveSpamSettings[], globalJunk: number): { actions?: Record<string, number | null>; symbols_disabled?: string[] } {
+  const t = messageGreylist(settings);
+  if (t === null) return { symbols_disabled: [...GREYLIST_MODULE_SYMBOLS] };
+  return { actions: t >= globalJunk ? { greylist: t, 'add header': null } : { greylist: t } };
 }
 
 /** What happened to the scan of one message. */
@@ -95,6 +135,7 @@ export function assess(outcome: ScanOutcome, settings: EffectiveSpamSettings[], 
   const score = Math.round(r.score * 100) / 100;
   const recipients = settings.map((s) => recipientVerdict(score, s));
   const scanned = recipients.filter((v) => v !== 'off');
+  const greylistAt = messageGreylist(settings);
   const junk = recipients.some((v) => v === 'junk' || v === 'reject');
   const headers: [string, string][] = [
     ['X-Spam-Score', score.toFixed(2)],
@@ -103,8 +144,10 @@ export function assess(outcome: ScanOutcome, settings: EffectiveSpamSettings[], 
   let evidence: SpamEvidence;
   if (scanned.length > 0 && scanned.length === recipients.length && scanned.every((v) => v === 'reject')) {
     evidence = { action: 'reject', reason: `spam score ${score}`, verdict: 'reject', score };
-  } else if (r.action === 'soft reject' && scanned.length === recipients.length && !scanned.every((v) => v === 'reject')) {
-    // rspamd's greylist (or rate limit) module: retry later. Only when no recipient opted out.
+  } else if (r.action === 'soft reject' && greylistAt !== null && !scanned.every((v) => v === 'reject')) {
+    // rspamd's greylist module: retry later (at the threshold scanSettings gave it). Only when no
+    // recipient opted out of filtering or greylisting. No score test here: a retry that comes too
+    // early is answered by rspamd's prefilter, before most rules scored.
     evidence = { action: 'greylist', reason: `greylisted (score ${score})`, verdict: 'greylist', score };
   } else {
     evidence = { action: 'accept', reason: `spam score ${score}`, verdict: junk ? 'junk' : 'ham', score };

@@ -4,9 +4,9 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../clock.ts';
 import { RspamdClient, type RspamdResult } from './client.ts';
-import { assess, authSymbols, effectiveSettings, headerText, type EffectiveSpamSettings, type ScanOutcome, type SpamAssessment } from './policy.ts';
+import { assess, authSymbols, effectiveSettings, greylistScanSettings, headerText, type EffectiveSpamSettings, type ScanOutcome, type SpamAssessment } from './policy.ts';
 import { overridesFor, seenDomainBefore } from './store.ts';
-import { GREYLIST_EXEMPT_SYMBOL, type SpamPaths } from './config.ts';
+import { BAYES_USER_SYMBOLS, GREYLIST_EXEMPT_SYMBOL, type SpamPaths } from './config.ts';
 
 /** What the MX knows about a message when it asks for a spam verdict. */
 export interface InboundScanInput {
@@ -54,7 +54,8 @@ export class SpamService {
   /** Per-recipient settings (mailbox → domain → config). */
   settingsFor(mailboxId: string): EffectiveSpamSettings {
     const { domain, mailbox } = overridesFor(this.o.db, mailboxId);
-    return effectiveSettings({ reject: this.o.config.spam.reject, junk: this.o.config.spam.junk }, domain, mailbox);
+    const c = this.o.config.spam;
+    return effectiveSettings({ reject: c.reject, junk: c.junk, greylist: c.greylist, greylisting: c.greylisting }, domain, mailbox);
   }
 
   /**
@@ -91,7 +92,9 @@ export class SpamService {
             queueId: input.queueId,
             tls: input.tls,
             mta: this.o.config.hostname,
-            settings: { symbols },
+            // The recipients' greylisting (off, or their threshold) for this scan; the generated
+            // greylist.conf lets the action threshold alone decide (greylist_min_score).
+            settings: { symbols, ...greylistScanSettings(settings, cfg.junk) },
           },
           cfg.timeout_ms,
         );
@@ -120,7 +123,7 @@ export class SpamService {
     try {
       const result = await this.client.check(
         message,
-        { ip: o.ip ?? '127.0.0.1', user: o.user, from: o.from, rcpt: o.rcpts, mta: this.o.config.hostname, settings: { symbols: {}, symbols_disabled: ['GREYLIST', 'BAYES_SPAM', 'BAYES_HAM'] } },
+        { ip: o.ip ?? '127.0.0.1', user: o.user, from: o.from, rcpt: o.rcpts, mta: this.o.config.hostname, settings: { symbols: {}, symbols_disabled: ['GREYLIST', 'BAYES_SPAM', 'BAYES_HAM', BAYES_USER_SYMBOLS.spam, BAYES_USER_SYMBOLS.ham] } },
         cfg.timeout_ms,
       );
       this.latency.observe({ direction: 'outbound' }, (performance.now() - started) / 1000);

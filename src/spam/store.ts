@@ -1,4 +1,4 @@
-// The only module that runs SQL on the spam tables (migration 0600_spam.sql).
+// The only module that runs SQL on the spam tables (migrations 0600_spam.sql, 1000_spam_greylist.sql).
 import type { DB } from '../db/index.ts';
 import { stmt } from '../db/stmt.ts';
 import type { SpamOverride } from './policy.ts';
@@ -6,7 +6,7 @@ import type { SpamOverride } from './policy.ts';
 export type SpamScope = 'domain' | 'mailbox';
 
 export function getOverride(db: DB, scope: SpamScope, targetId: string): SpamOverride | null {
-  const r = stmt(db, 'SELECT mode, reject, junk FROM spam_settings WHERE scope = ? AND target_id = ?').get(scope, targetId) as SpamOverride | undefined;
+  const r = stmt(db, 'SELECT mode, reject, junk, greylist, greylisting FROM spam_settings WHERE scope = ? AND target_id = ?').get(scope, targetId) as SpamOverride | undefined;
   return r ?? null;
 }
 
@@ -14,27 +14,28 @@ export function getOverride(db: DB, scope: SpamScope, targetId: string): SpamOve
 export function overridesFor(db: DB, mailboxId: string): { domain: SpamOverride | null; mailbox: SpamOverride | null } {
   const rows = stmt(
     db,
-    `SELECT s.scope, s.mode, s.reject, s.junk FROM spam_settings s
+    `SELECT s.scope, s.mode, s.reject, s.junk, s.greylist, s.greylisting FROM spam_settings s
        WHERE (s.scope = 'mailbox' AND s.target_id = ?)
           OR (s.scope = 'domain' AND s.target_id = (SELECT domain_id FROM mailboxes WHERE id = ?))`,
   ).all(mailboxId, mailboxId) as (SpamOverride & { scope: SpamScope })[];
   const pick = (scope: SpamScope) => {
     const r = rows.find((x) => x.scope === scope);
-    return r ? { mode: r.mode, reject: r.reject, junk: r.junk } : null;
+    return r ? { mode: r.mode, reject: r.reject, junk: r.junk, greylist: r.greylist, greylisting: r.greylisting } : null;
   };
   return { domain: pick('domain'), mailbox: pick('mailbox') };
 }
 
 export function setOverride(db: DB, scope: SpamScope, targetId: string, o: SpamOverride, now: string): void {
-  if (o.mode === null && o.reject === null && o.junk === null) {
+  if (o.mode === null && o.reject === null && o.junk === null && o.greylist === null && o.greylisting === null) {
     stmt(db, 'DELETE FROM spam_settings WHERE scope = ? AND target_id = ?').run(scope, targetId);
     return;
   }
   stmt(
     db,
-    `INSERT INTO spam_settings (scope, target_id, mode, reject, junk, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (scope, target_id) DO UPDATE SET mode = excluded.mode, reject = excluded.reject, junk = excluded.junk, updated_at = excluded.updated_at`,
-  ).run(scope, targetId, o.mode, o.reject, o.junk, now);
+    `INSERT INTO spam_settings (scope, target_id, mode, reject, junk, greylist, greylisting, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (scope, target_id) DO UPDATE SET mode = excluded.mode, reject = excluded.reject, junk = excluded.junk,
+         greylist = excluded.greylist, greylisting = excluded.greylisting, updated_at = excluded.updated_at`,
+  ).run(scope, targetId, o.mode, o.reject, o.junk, o.greylist, o.greylisting, now);
 }
 
 /** True when a DMARC pass from this domain was seen before `now`; records this one. */

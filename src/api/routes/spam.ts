@@ -14,8 +14,12 @@ const SpamSettingsSchema = z
     scope: z.enum(['domain', 'mailbox']),
     id: z.string(),
     name: z.string(),
-    override: z.object({ mode: z.enum(['on', 'off']).nullable(), reject: z.number().nullable(), junk: z.number().nullable() }).describe('Stored for this domain or mailbox; null = inherited.'),
-    effective: z.object({ mode: z.enum(['on', 'off']), reject: z.number(), junk: z.number() }).describe('What applies: mailbox → domain → [spam] config.'),
+    override: z
+      .object({ mode: z.enum(['on', 'off']).nullable(), reject: z.number().nullable(), junk: z.number().nullable(), greylist: z.number().nullable(), greylisting: z.enum(['on', 'off']).nullable() })
+      .describe('Stored for this domain or mailbox; null = inherited.'),
+    effective: z
+      .object({ mode: z.enum(['on', 'off']), reject: z.number(), junk: z.number(), greylist: z.number(), greylisting: z.enum(['on', 'off']) })
+      .describe('What applies: mailbox → domain → [spam] config. greylisting is "off" for everyone when [spam] greylisting = false.'),
   })
   .meta({ id: 'SpamSettings' });
 
@@ -24,6 +28,8 @@ const SpamSettingsBody = z
     mode: z.enum(['on', 'off']).nullable().optional().describe('"off": never scanned, always INBOX. null: inherit.'),
     reject: score.nullable().optional().describe('Refuse (550 5.7.1) at or above this rspamd score. null: inherit.'),
     junk: score.nullable().optional().describe('Deliver to Junk at or above this score. null: inherit.'),
+    greylist: score.nullable().optional().describe('Greylist (451 4.7.1) a new sender at or above this score. null: inherit.'),
+    greylisting: z.enum(['on', 'off']).nullable().optional().describe('"off": never greylisted. null: inherit. Cannot turn on what [spam] greylisting = false turns off.'),
   })
   .meta({ id: 'SpamSettingsUpdate' });
 
