@@ -467,7 +467,7 @@ test('domains: records on creation, dns as JSON and zone, delete refused while m
   const d = r.body.data;
   assert.equal(d.name, 'xn--bcher-kva.example');
   assert.equal(d.unicodeName, 'bücher.example');
-  assert.deepEqual(d.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
+  assert.deepEqual(d.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'helo-spf', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
   assert.deepEqual(
     d.records.filter((x: any) => x.type === 'SRV').map((x: any) => `${x.name} ${x.priority} ${x.weight} ${x.port} ${x.value}`),
     [
@@ -541,7 +541,7 @@ test('domain verification against a real DNS server: correct records, then wrong
   publish(d.records.filter((x: any) => x.type === 'SRV'));
   v = await adminOk('POST', `/api/v1/domains/${d.id}/verify`);
   assert.equal(v.ok, true, JSON.stringify(v.records.filter((x: any) => !x.ok)));
-  assert.deepEqual(v.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
+  assert.deepEqual(v.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'helo-spf', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
   assert.deepEqual(v.records.filter((x: any) => x.type === 'SRV').map((x: any) => x.found), [
     [`0 1 ${app.ports.submissions} mail.letterbox.test`], [`10 1 ${app.ports.submission} mail.letterbox.test`], [`0 1 ${app.ports.imap} mail.letterbox.test`], ['0 0 0 .'],
   ]);

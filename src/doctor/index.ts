@@ -18,7 +18,7 @@ import { hasTable, type DB } from '../db/index.ts';
 import { queueBacklog } from '../queue/reports.ts';
 import type { Resolver } from '../dns/resolver.ts';
 import { isNoData } from '../dns/resolver.ts';
-import type { DnsRecord } from '../dns/records.ts';
+import { heloSpfRecords, type DnsRecord } from '../dns/records.ts';
 import { checkSpam } from '../spam/doctor.ts';
 import { dovecotPaths, dovecotSeries } from '../dovecot/config.ts';
 
@@ -483,9 +483,36 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
   return out;
 }
 
+/**
+ * SPF for the names we greet with: bounces and DSNs leave with an empty envelope sender, so
+ * receivers check SPF against the EHLO name. A name that is also one of our domains is covered by
+ * that domain's own SPF check.
+ */
+async function checkHeloSpf(config: Config, r: Resolver, domains: DoctorDomain[]): Promise<Check[]> {
+  const out: Check[] = [];
+  const ours = new Set(domains.map((d) => dot(d.name)));
+  for (const want of heloSpfRecords({ domain: '', hostname: config.hostname, ips: config.ips, sourceIps: config.outbound.source_ips }).filter((x) => !ours.has(x.name))) {
+    const c = (status: Status, message: string, fix?: string) => out.push({ area: 'dns', name: `host SPF ${want.name}`, status, message, ...(fix ? { fix } : {}) });
+    const publish = `publish: ${want.name}. TXT "${want.value}"`;
+    const l = await lookup(r, want.name, 'TXT');
+    const spf = txtOf(l.values).filter((t) => /^v=spf1(\s|$)/i.test(t));
+    if (l.error) c('fail', l.error, 'check dns.servers and the network');
+    else if (spf.length === 0) c('warn', `no SPF record for the host name: bounces and DSNs (empty envelope sender) get SPF "none" and may be refused`, publish);
+    else if (spf.length > 1) c('warn', `${spf.length} SPF records at the host name (a permanent error for receivers)`, `keep exactly one: ${publish.slice(9)}`);
+    else {
+      const ips = dot(want.name) === dot(config.hostname) ? config.ips : Object.entries(config.outbound.source_ips).filter(([, n]) => dot(n) === want.name).map(([ip]) => ip);
+      const missing: string[] = [];
+      for (const ip of ips) if (!(await spfCovers(r, want.name, ip))) missing.push(ip);
+      if (missing.length) c('warn', `"${spf[0]}" does not authorise ${missing.join(', ')}`, publish);
+      else c('ok', spf[0]);
+    }
+  }
+  return out;
+}
+
 export async function checkDomains(config: Config, r: Resolver, domains: DoctorDomain[]): Promise<Check[]> {
-  if (domains.length === 0) return [{ area: 'dns', name: 'domains', status: 'skip', message: 'no domains yet', fix: "add one: letterbox domain add example.com" }];
-  return (await Promise.all(domains.map((d) => checkDomain(config, r, d)))).flat();
+  if (domains.length === 0) return [{ area: 'dns', name: 'domains', status: 'skip', message: 'no domains yet', fix: "add one: letterbox domain add example.com" }, ...(await checkHeloSpf(config, r, domains))];
+  return [...(await Promise.all(domains.map((d) => checkDomain(config, r, d)))).flat(), ...(await checkHeloSpf(config, r, domains))];
 }
 
 // ---- MTA-STS and TLS-RPT (when Letterbox hosts the policies: [acme] enabled) ------------------------

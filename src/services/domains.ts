@@ -161,6 +161,7 @@ export function domainRecords(ctx: ServiceContext, d: Domain): DnsRecord[] {
         : null,
     clientPorts: clientSettings(ctx.config),
     autoconfig: ctx.config.acme.enabled,
+    sourceIps: ctx.config.outbound.source_ips,
   });
 }
 

@@ -7,7 +7,7 @@ import { domainRecords, getDomain, saveVerification } from './domains.ts';
 import type { ServiceContext } from './context.ts';
 
 export interface RecordCheck {
-  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc' | 'srv';
+  purpose: 'mx' | 'spf' | 'helo-spf' | 'dkim' | 'dmarc' | 'srv';
   type: 'MX' | 'TXT' | 'SRV';
   name: string;
   /** What should be published (the value `letterbox dns` prints). */
@@ -100,6 +100,29 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
       return { ...base, ok, problem: ok ? null : `the SPF record does not authorize ${failing.join(', ')}` };
     }),
   );
+
+  // SPF for our EHLO names: bounces (empty envelope sender) are checked against the HELO name. Not
+  // required for the domain to verify (mail from the domain itself does not depend on it): a warning.
+  for (const want of expected.filter((r) => r.purpose === 'helo-spf')) {
+    checks.push(
+      lookup(resolve, want.name, 'TXT').then(async (l) => {
+        const found = txtValues(l).filter((t) => /^v=spf1(\s|$)/i.test(t));
+        const base = { purpose: 'helo-spf' as const, type: 'TXT' as const, name: want.name, expected: want.value, found, required: false };
+        if (l.error) return { ...base, ok: false, problem: l.error };
+        if (found.length === 0) return { ...base, ok: false, problem: `no SPF record for the host name ${want.name}: bounces and DSNs (empty envelope sender) get SPF "none"` };
+        if (found.length > 1) return { ...base, ok: false, problem: 'more than one SPF record published at the host name; merge them into one' };
+        // The host name sends from every configured address; another EHLO name from its own.
+        const ips = want.name === hostname ? ctx.config.ips : Object.entries(ctx.config.outbound.source_ips).filter(([, n]) => dot(n) === want.name).map(([ip]) => ip);
+        const failing: string[] = [];
+        for (const ip of ips) {
+          const r = await checkSpf({ ip, sender: `postmaster@${want.name}`, helo: want.name, mta: hostname, resolver: resolve } as any);
+          if (r.status?.result !== 'pass') failing.push(`${ip} (${r.status?.result})`);
+        }
+        const ok = failing.length === 0;
+        return { ...base, ok, problem: ok ? null : `the host name's SPF record does not authorize ${failing.join(', ')}` };
+      }),
+    );
+  }
 
   for (const k of d.dkim.filter((k) => k.active)) {
     const name = `${k.selector}._domainkey.${d.name}`;

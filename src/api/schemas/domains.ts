@@ -46,14 +46,14 @@ export const VerificationSchema = z
     lastVerifiedAt: z.string().nullable(),
     records: z.array(
       z.object({
-        purpose: z.enum(['mx', 'spf', 'dkim', 'dmarc', 'srv']),
+        purpose: z.enum(['mx', 'spf', 'helo-spf', 'dkim', 'dmarc', 'srv']),
         type: z.enum(['MX', 'TXT', 'SRV']),
         name: z.string(),
         expected: z.string(),
         found: z.array(z.string()),
         ok: z.boolean(),
         problem: z.string().nullable(),
-        required: z.boolean().describe('false for the SRV records mail clients use: reported, but they do not make `ok` false.'),
+        required: z.boolean().describe('false for the SRV records mail clients use and the SPF record of the host name (helo-spf): reported, but they do not make `ok` false.'),
       }),
     ),
   })
