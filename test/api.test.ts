@@ -152,6 +152,7 @@ const CASES: Case[] = [
     },
   },
   { method: 'GET', template: '/api/v1/domains/{id}/dns', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dns` }) },
+  { method: 'GET', template: '/api/v1/domains/{id}/dmarc-reports', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dmarc-reports?days=7&ptr=0` }) },
   { method: 'GET', template: '/api/v1/domains/{id}/spam', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/spam` }) },
   { method: 'PUT', template: '/api/v1/domains/{id}/spam', scope: 'domains:write', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/spam`, body: { junk: 7 } }) },
   { method: 'POST', template: '/api/v1/domains/{id}/verify', scope: 'domains:write', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/verify` }) },

@@ -33,6 +33,11 @@ export interface RecordInput {
   clientPorts?: ClientPorts | null;
   /** When Letterbox serves mail-client autoconfiguration on its public HTTPS listener ([acme] enabled). */
   autoconfig?: boolean;
+  /**
+   * Local parts of the domain's report addresses (config reports.*): DMARC aggregate reports
+   * (rua=) and TLS reports go there and are read by Letterbox; "" or absent = postmaster.
+   */
+  reportAddresses?: { dmarc: string; tls: string };
   /** Dedicated source addresses and their EHLO names (config outbound.source_ips). */
   sourceIps?: Record<string, string>;
 }
@@ -66,11 +71,13 @@ export function heloSpfRecords(i: Pick<RecordInput, 'domain' | 'hostname' | 'ips
 export function recordsForDomain(i: RecordInput): DnsRecord[] {
   const ttl = 3600;
   const spfIps = i.ips.map(spfTerm).join(' ');
+  const dmarcRua = `${i.reportAddresses?.dmarc || 'postmaster'}@${i.domain}`;
+  const tlsRua = `${i.reportAddresses?.tls || 'postmaster'}@${i.domain}`;
   const out: DnsRecord[] = [
     { purpose: 'mx', type: 'MX', name: i.domain, value: i.hostname, priority: 10, ttl },
     { purpose: 'spf', type: 'TXT', name: i.domain, value: `v=spf1 mx${spfIps ? ' ' + spfIps : ''} -all`, ttl },
     ...i.dkim.map((k): DnsRecord => ({ purpose: 'dkim', type: 'TXT', name: `${k.selector}._domainkey.${i.domain}`, value: dkimTxt(k.algorithm, k.publicKey), ttl })),
-    { purpose: 'dmarc', type: 'TXT', name: `_dmarc.${i.domain}`, value: `v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@${i.domain}`, ttl },
+    { purpose: 'dmarc', type: 'TXT', name: `_dmarc.${i.domain}`, value: `v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:${dmarcRua}`, ttl },
   ];
   if (i.mtaStsId) {
     // RFC 8461: the policy host must reach this server (its certificate then covers the name), the
@@ -78,7 +85,7 @@ export function recordsForDomain(i: RecordInput): DnsRecord[] {
     out.push(
       { purpose: 'mta-sts', type: 'CNAME', name: `mta-sts.${i.domain}`, value: i.hostname, ttl },
       { purpose: 'mta-sts', type: 'TXT', name: `_mta-sts.${i.domain}`, value: `v=STSv1; id=${i.mtaStsId}`, ttl },
-      { purpose: 'tlsrpt', type: 'TXT', name: `_smtp._tls.${i.domain}`, value: `v=TLSRPTv1; rua=mailto:postmaster@${i.domain}`, ttl },
+      { purpose: 'tlsrpt', type: 'TXT', name: `_smtp._tls.${i.domain}`, value: `v=TLSRPTv1; rua=mailto:${tlsRua}`, ttl },
     );
   }
   if (i.autoconfig) {
