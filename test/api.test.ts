@@ -153,6 +153,17 @@ const CASES: Case[] = [
   },
   { method: 'GET', template: '/api/v1/domains/{id}/dns', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dns` }) },
   { method: 'GET', template: '/api/v1/domains/{id}/dmarc-reports', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dmarc-reports?days=7&ptr=0` }) },
+  { method: 'GET', template: '/api/v1/domains/{id}/dkim', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dkim` }) },
+  {
+    // A rotation waits for its records (a second one is 409): each allowed call rotates a domain of its own.
+    method: 'POST', template: '/api/v1/domains/{id}/dkim/rotate', scope: 'domains:write', ok: 201,
+    make: async (d, kind) => {
+      if (kind !== 'normal') return { url: `/api/v1/domains/${d}/dkim/rotate` };
+      const name = `rot${uniq()}.test`;
+      await adminOk('POST', '/api/v1/domains', { name });
+      return { url: `/api/v1/domains/${name}/dkim/rotate` };
+    },
+  },
   { method: 'GET', template: '/api/v1/domains/{id}/spam', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/spam` }) },
   { method: 'PUT', template: '/api/v1/domains/{id}/spam', scope: 'domains:write', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/spam`, body: { junk: 7 } }) },
   { method: 'POST', template: '/api/v1/domains/{id}/verify', scope: 'domains:write', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/verify` }) },

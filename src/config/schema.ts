@@ -289,6 +289,15 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    // DKIM key rotation (issue #18; src/dkim/rotate.ts): how long a replaced key stays published
+    // after signing moved to its successor, and automatic rotation every N months (0 = only by hand).
+    dkim: z
+      .object({
+        rotation_grace: duration.default('7d'),
+        rotate_every_months: int(0, 120).default(0),
+      })
+      .strict()
+      .prefault({}),
     // Deliverability reports received (issue #18; src/reports/): the local parts of the addresses
     // published in each domain's DMARC rua= ("" = not taken out of the normal routing; rua= then
     // names postmaster), and the limits on a report message and on unpacking its attachment.

@@ -40,6 +40,8 @@ export interface Check {
 export interface DoctorDomain {
   name: string;
   records: DnsRecord[];
+  /** DKIM key rotation: selectors that are not signing (pending, retiring) are warnings, not failures. */
+  dkimStates?: Record<string, string>;
 }
 
 export interface DoctorInput {
@@ -463,9 +465,12 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
     const l = await lookup(r, k.name, 'TXT');
     const found = txtOf(l.values);
     const wantP = tags(k.value).get('p');
+    const state = d.dkimStates?.[sel] ?? 'active';
+    const bad: Status = state === 'active' ? 'fail' : 'warn';
+    const note = state === 'pending' ? ' (a new key of a rotation: signing switches to it once published and verified)' : state === 'retiring' ? ' (a replaced key, kept published for the grace period)' : '';
     if (l.error) c(`DKIM ${sel}`, 'fail', l.error, 'check dns.servers and the network');
-    else if (found.length === 0) c(`DKIM ${sel}`, 'fail', `no TXT record at ${k.name}`, `publish: ${show(k)}`);
-    else if (!found.some((f) => tags(f).get('p') === wantP)) c(`DKIM ${sel}`, 'fail', `${k.name} holds a different key`, `replace it with: ${show(k)}`);
+    else if (found.length === 0) c(`DKIM ${sel}`, bad, `no TXT record at ${k.name}${note}`, `publish: ${show(k)}`);
+    else if (!found.some((f) => tags(f).get('p') === wantP)) c(`DKIM ${sel}`, bad, `${k.name} holds a different key${note}`, `replace it with: ${show(k)}`);
     else c(`DKIM ${sel}`, 'ok', 'published key matches');
   }
 

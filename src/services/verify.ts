@@ -4,6 +4,7 @@ import { recordEvent } from '../events/record.ts';
 import { isNoData, type ResolveFn } from '../dns/resolver.ts';
 import { dkimTxt } from '../dkim/keys.ts';
 import { domainRecords, getDomain, saveVerification } from './domains.ts';
+import { advanceRotation, retireExpired } from '../dkim/rotate.ts';
 import type { ServiceContext } from './context.ts';
 
 export interface RecordCheck {
@@ -32,6 +33,8 @@ export interface Verification {
   /** When every record was last found correct (this run or an earlier one). */
   lastVerifiedAt: string | null;
   records: RecordCheck[];
+  /** When this verification moved a DKIM rotation on: keys that started signing, keys retiring, keys removed. */
+  rotation?: { activated: string[]; retiring: string[]; graceUntil: string | null; removed: string[] };
 }
 
 type Lookup = { values: any[]; error: string | null };
@@ -124,7 +127,9 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
     );
   }
 
-  for (const k of d.dkim.filter((k) => k.active)) {
+  // Active keys must be published; a rotation's pending keys (signing switches to them once found)
+  // and retiring ones (kept for the grace period) are reported without failing the domain.
+  for (const k of d.dkim.filter((k) => k.state !== 'removed')) {
     const name = `${k.selector}._domainkey.${d.name}`;
     checks.push(
       lookup(resolve, name, 'TXT').then((l) => {
@@ -135,10 +140,9 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
             const tg = tags(t);
             return tg.get('p') === k.publicKey && (tg.get('k') ?? 'rsa').toLowerCase() === k.algorithm && (tg.get('v') ?? 'DKIM1') === 'DKIM1';
           });
-        return {
-          purpose: 'dkim', type: 'TXT', name, expected: dkimTxt(k.algorithm, k.publicKey), found, ok,
-          problem: ok ? null : l.error ?? (found.length ? `the published key does not match selector ${k.selector} (${k.algorithm})` : `selector ${k.selector} is not published`),
-        };
+        const why = ok ? null : l.error ?? (found.length ? `the published key does not match selector ${k.selector} (${k.algorithm})` : `selector ${k.selector} is not published`);
+        const stage = k.state === 'pending' ? ' (a new key of a rotation: signing switches to it once it is published)' : k.state === 'retiring' ? ' (a replaced key: keep it published until its grace period ends)' : '';
+        return { purpose: 'dkim', type: 'TXT', name, expected: dkimTxt(k.algorithm, k.publicKey), found, ok, problem: why && why + stage, required: k.state === 'active' };
       }),
     );
   }
@@ -191,5 +195,10 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
     }
   }).immediate();
   ctx.log.info({ domain: d.name, ok, failing: records.filter((r) => !r.ok).map((r) => r.name + ' ' + r.purpose) }, 'domain DNS verified');
+  // DKIM rotation: switch to the pending keys once all are published; end expired grace periods.
+  const published = new Set(records.filter((r) => r.purpose === 'dkim' && r.ok).map((r) => r.name.split('._domainkey.')[0]));
+  const rotated = advanceRotation(ctx, d.id, published);
+  const retired = retireExpired(ctx, d.id);
+  if (rotated || retired.length) return { ...result, rotation: { activated: rotated?.activated ?? [], retiring: rotated?.retiring ?? [], graceUntil: rotated?.graceUntil ?? null, removed: retired.flatMap((r) => r.selectors) } };
   return result;
 }

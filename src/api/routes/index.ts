@@ -14,6 +14,7 @@ import { webhookRoutes } from './webhooks.ts';
 import { metricsRoutes } from './metrics.ts';
 import { spamRoutes } from './spam.ts';
 import { reportRoutes } from './reports.ts';
+import { dkimRoutes } from './dkim.ts';
 
 /**
  * Every route of the API, in registration order (static paths such as /mailboxes/resolve before
@@ -21,4 +22,4 @@ import { reportRoutes } from './reports.ts';
  */
 export const allRoutes: RouteSpec[] = [...systemRoutes, ...meRoutes, ...domainRoutes, ...mailboxRoutes, ...selfServiceRoutes, ...aliasRoutes,
   ...sendRoutes, ...messageRoutes, ...queueRoutes, ...suppressionRoutes, ...eventRoutes, ...webhookRoutes, ...metricsRoutes, ...spamRoutes,
-  ...reportRoutes];
+  ...reportRoutes, ...dkimRoutes];
