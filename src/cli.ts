@@ -14,11 +14,14 @@ import { backupCommands } from './backup/cli.ts';
 import { tlsCommands } from './tls/cli.ts';
 import { spamCommands } from './spam/cli.ts';
 import { sieveCommands } from './sieve/cli.ts';
+import { reportCommands } from './reports/cli.ts';
+import { dkimCommands } from './dkim/cli.ts';
 
 export { EXIT_CONFIG, type CliIO } from './cli/shared.ts';
 
 /** The command modules, in help order. */
-const commandModules: CommandModule[] = [systemCommands, domainCommands, mailboxCommands, aliasCommands, queueCommands, apiCommands, doctorCommands, backupCommands, tlsCommands, spamCommands, sieveCommands];
+const commandModules: CommandModule[] = [systemCommands, domainCommands, mailboxCommands, aliasCommands, queueCommands, apiCommands, doctorCommands, backupCommands, tlsCommands, spamCommands, sieveCommands,
+  reportCommands, dkimCommands];
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('letterbox')

@@ -152,6 +152,18 @@ const CASES: Case[] = [
     },
   },
   { method: 'GET', template: '/api/v1/domains/{id}/dns', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dns` }) },
+  { method: 'GET', template: '/api/v1/domains/{id}/dmarc-reports', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dmarc-reports?days=7&ptr=0` }) },
+  { method: 'GET', template: '/api/v1/domains/{id}/dkim', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dkim` }) },
+  {
+    // A rotation waits for its records (a second one is 409): each allowed call rotates a domain of its own.
+    method: 'POST', template: '/api/v1/domains/{id}/dkim/rotate', scope: 'domains:write', ok: 201,
+    make: async (d, kind) => {
+      if (kind !== 'normal') return { url: `/api/v1/domains/${d}/dkim/rotate` };
+      const name = `rot${uniq()}.test`;
+      await adminOk('POST', '/api/v1/domains', { name });
+      return { url: `/api/v1/domains/${name}/dkim/rotate` };
+    },
+  },
   { method: 'GET', template: '/api/v1/domains/{id}/spam', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/spam` }) },
   { method: 'PUT', template: '/api/v1/domains/{id}/spam', scope: 'domains:write', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/spam`, body: { junk: 7 } }) },
   { method: 'POST', template: '/api/v1/domains/{id}/verify', scope: 'domains:write', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/verify` }) },
@@ -467,7 +479,7 @@ test('domains: records on creation, dns as JSON and zone, delete refused while m
   const d = r.body.data;
   assert.equal(d.name, 'xn--bcher-kva.example');
   assert.equal(d.unicodeName, 'bücher.example');
-  assert.deepEqual(d.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
+  assert.deepEqual(d.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'helo-spf', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
   assert.deepEqual(
     d.records.filter((x: any) => x.type === 'SRV').map((x: any) => `${x.name} ${x.priority} ${x.weight} ${x.port} ${x.value}`),
     [
@@ -541,7 +553,7 @@ test('domain verification against a real DNS server: correct records, then wrong
   publish(d.records.filter((x: any) => x.type === 'SRV'));
   v = await adminOk('POST', `/api/v1/domains/${d.id}/verify`);
   assert.equal(v.ok, true, JSON.stringify(v.records.filter((x: any) => !x.ok)));
-  assert.deepEqual(v.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
+  assert.deepEqual(v.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'helo-spf', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
   assert.deepEqual(v.records.filter((x: any) => x.type === 'SRV').map((x: any) => x.found), [
     [`0 1 ${app.ports.submissions} mail.letterbox.test`], [`10 1 ${app.ports.submission} mail.letterbox.test`], [`0 1 ${app.ports.imap} mail.letterbox.test`], ['0 0 0 .'],
   ]);

@@ -81,6 +81,10 @@ before(async () => {
   // The SPF value must name the public IPs the doctor is told about.
   const spf = records.find((r) => r.purpose === 'spf')!;
   spf.value = `v=spf1 mx ip4:${V4} ip6:${V6} -all`;
+  // And the host name's SPF record (bounces are checked against the HELO name) those IPs.
+  const helo = records.find((r) => r.purpose === 'helo-spf')!;
+  assert.equal(helo.name, HOST);
+  helo.value = `v=spf1 ip4:${V4} ip6:${V6} -all`;
 });
 after(async () => {
   ntp?.close();
@@ -121,6 +125,25 @@ test('SPF through include: and CIDR ranges counts as authorising our IPs', async
   dns.remove('example.test', 'TXT').txt('example.test', 'v=spf1 include:_spf.example.test ~all').txt('_spf.example.test', 'v=spf1 ip4:192.0.2.0/24 ip6:2001:db8::/32 -all');
   const { by } = await doctor();
   assert.equal(by('dns', 'example.test SPF')?.status, 'ok', JSON.stringify(by('dns', 'example.test SPF')));
+});
+
+test('SPF for the host name: checked once, a warning with the record to publish when missing or not covering our IPs', async () => {
+  publishGood();
+  let { by } = await doctor();
+  assert.equal(by('dns', `host SPF ${HOST}`)?.status, 'ok', JSON.stringify(by('dns', `host SPF ${HOST}`)));
+  dns.remove(HOST, 'TXT').txt(HOST, 'v=spf1 a -all'); // the host's A/AAAA are our addresses: also fine
+  assert.equal((await doctor()).by('dns', `host SPF ${HOST}`)?.status, 'ok');
+  dns.remove(HOST, 'TXT').txt(HOST, `v=spf1 ip4:${V4} -all`);
+  let c = (await doctor()).by('dns', `host SPF ${HOST}`);
+  assert.equal(c.status, 'warn');
+  assert.match(c.message, new RegExp(`does not authorise ${V6}`));
+  dns.remove(HOST, 'TXT');
+  ({ by } = await doctor());
+  c = by('dns', `host SPF ${HOST}`);
+  assert.equal(c.status, 'warn');
+  assert.match(c.message, /bounces/);
+  assert.equal(c.fix, `publish: ${HOST}. TXT "v=spf1 ip4:${V4} ip6:${V6} -all"`);
+  publishGood();
 });
 
 test('the daily re-verification job: domain.verified when right, the failing records when not', async () => {

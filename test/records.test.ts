@@ -19,6 +19,17 @@ test('records: MX, SPF with our IPs, DKIM, DMARC, host A/AAAA (never loopback)',
   ]);
 });
 
+test('records: SPF for the EHLO names (bounces are checked against HELO): host name and dedicated source names', () => {
+  const helo = (i: Partial<Parameters<typeof recordsForDomain>[0]>) => recordsForDomain({ ...base, ...i }).filter((x) => x.purpose === 'helo-spf').map((x) => `${x.type} ${x.name} ${x.value}`);
+  assert.deepEqual(helo({}), ['TXT mail.example.com v=spf1 ip4:203.0.113.10 ip6:2001:db8::10 ip4:127.0.0.1 -all']);
+  assert.deepEqual(helo({ ips: [] }), ['TXT mail.example.com v=spf1 a -all'], 'no configured IPs: the host name\'s own addresses');
+  assert.deepEqual(helo({ ips: ['203.0.113.10'], sourceIps: { '203.0.113.20': 'out2.example.net', '203.0.113.10': 'mail.example.com' } }), [
+    'TXT mail.example.com v=spf1 ip4:203.0.113.10 -all',
+    'TXT out2.example.net v=spf1 ip4:203.0.113.20 -all',
+  ]);
+  assert.deepEqual(helo({ hostname: 'example.com' }), [], 'a host named like the domain: the domain\'s SPF record is the one at that name');
+});
+
 test('records: MTA-STS and TLS-RPT when the policy is hosted', () => {
   const r = recordsForDomain({ ...base, mtaStsId: 'lbabc' });
   assert.deepEqual(

@@ -2,7 +2,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { dkimTxt, type DkimAlgorithm } from '../dkim/keys.ts';
 
 export interface DnsRecord {
-  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc' | 'host' | 'tlsrpt' | 'mta-sts' | 'ptr' | 'autoconfig' | 'srv';
+  purpose: 'mx' | 'spf' | 'helo-spf' | 'dkim' | 'dmarc' | 'host' | 'tlsrpt' | 'mta-sts' | 'ptr' | 'autoconfig' | 'srv';
   type: 'MX' | 'TXT' | 'A' | 'AAAA' | 'CNAME' | 'PTR' | 'SRV';
   name: string; // fully qualified, no trailing dot
   /** The target host for MX, CNAME, PTR and SRV ("." for an SRV service that is not offered). */
@@ -33,17 +33,51 @@ export interface RecordInput {
   clientPorts?: ClientPorts | null;
   /** When Letterbox serves mail-client autoconfiguration on its public HTTPS listener ([acme] enabled). */
   autoconfig?: boolean;
+  /**
+   * Local parts of the domain's report addresses (config reports.*): DMARC aggregate reports
+   * (rua=) and TLS reports go there and are read by Letterbox; "" or absent = postmaster.
+   */
+  reportAddresses?: { dmarc: string; tls: string };
+  /** Dedicated source addresses and their EHLO names (config outbound.source_ips). */
+  sourceIps?: Record<string, string>;
+}
+
+const spfTerm = (ip: string) => (isIPv6(ip) ? `ip6:${ip}` : `ip4:${ip}`);
+
+/**
+ * SPF records for the names we greet with (EHLO). Bounces and DSNs leave with an empty envelope
+ * sender, so receivers evaluate SPF against the HELO name (RFC 7208 §2.3): the host name authorises
+ * the configured addresses (or its own A/AAAA when none are configured), each other EHLO name of a
+ * dedicated source address authorises that address. A name equal to `domain` is left out: the
+ * domain's own SPF record is the one at that name.
+ */
+export function heloSpfRecords(i: Pick<RecordInput, 'domain' | 'hostname' | 'ips' | 'sourceIps'>, ttl = 3600): DnsRecord[] {
+  const byName = new Map<string, string[]>();
+  const add = (name: string, ip: string | null) => {
+    const n = name.toLowerCase().replace(/\.$/, '');
+    const list = byName.get(n) ?? [];
+    if (ip && !list.includes(ip)) list.push(ip);
+    byName.set(n, list);
+  };
+  add(i.hostname, null);
+  for (const ip of i.ips) add(i.hostname, ip);
+  for (const [ip, name] of Object.entries(i.sourceIps ?? {})) add(name, ip);
+  return [...byName]
+    .filter(([name]) => name !== i.domain.toLowerCase())
+    .map(([name, ips]): DnsRecord => ({ purpose: 'helo-spf', type: 'TXT', name, value: `v=spf1 ${ips.length ? ips.map(spfTerm).join(' ') : 'a'} -all`, ttl }));
 }
 
 /** The records a domain needs published. One function for the CLI, the API and install.sh. */
 export function recordsForDomain(i: RecordInput): DnsRecord[] {
   const ttl = 3600;
-  const spfIps = i.ips.map((ip) => (isIPv6(ip) ? `ip6:${ip}` : `ip4:${ip}`)).join(' ');
+  const spfIps = i.ips.map(spfTerm).join(' ');
+  const dmarcRua = `${i.reportAddresses?.dmarc || 'postmaster'}@${i.domain}`;
+  const tlsRua = `${i.reportAddresses?.tls || 'postmaster'}@${i.domain}`;
   const out: DnsRecord[] = [
     { purpose: 'mx', type: 'MX', name: i.domain, value: i.hostname, priority: 10, ttl },
     { purpose: 'spf', type: 'TXT', name: i.domain, value: `v=spf1 mx${spfIps ? ' ' + spfIps : ''} -all`, ttl },
     ...i.dkim.map((k): DnsRecord => ({ purpose: 'dkim', type: 'TXT', name: `${k.selector}._domainkey.${i.domain}`, value: dkimTxt(k.algorithm, k.publicKey), ttl })),
-    { purpose: 'dmarc', type: 'TXT', name: `_dmarc.${i.domain}`, value: `v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@${i.domain}`, ttl },
+    { purpose: 'dmarc', type: 'TXT', name: `_dmarc.${i.domain}`, value: `v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:${dmarcRua}`, ttl },
   ];
   if (i.mtaStsId) {
     // RFC 8461: the policy host must reach this server (its certificate then covers the name), the
@@ -51,7 +85,7 @@ export function recordsForDomain(i: RecordInput): DnsRecord[] {
     out.push(
       { purpose: 'mta-sts', type: 'CNAME', name: `mta-sts.${i.domain}`, value: i.hostname, ttl },
       { purpose: 'mta-sts', type: 'TXT', name: `_mta-sts.${i.domain}`, value: `v=STSv1; id=${i.mtaStsId}`, ttl },
-      { purpose: 'tlsrpt', type: 'TXT', name: `_smtp._tls.${i.domain}`, value: `v=TLSRPTv1; rua=mailto:postmaster@${i.domain}`, ttl },
+      { purpose: 'tlsrpt', type: 'TXT', name: `_smtp._tls.${i.domain}`, value: `v=TLSRPTv1; rua=mailto:${tlsRua}`, ttl },
     );
   }
   if (i.autoconfig) {
@@ -76,6 +110,7 @@ export function recordsForDomain(i: RecordInput): DnsRecord[] {
       srv('imap', null, 0),
     );
   }
+  out.push(...heloSpfRecords(i, ttl));
   // The host's own address records, when the domain is the one the server is named under.
   if (i.hostname === i.domain || i.hostname.endsWith('.' + i.domain)) {
     for (const ip of i.ips) {

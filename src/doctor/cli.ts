@@ -17,7 +17,7 @@ export function doctorCommands(program: Command, { print }: CliHelpers): void {
     .action((o, cmd: Command) =>
       withContext(cmd, async (ctx) => {
         const resolver = createResolver({ servers: ctx.config.dns.servers, timeoutMs: ctx.config.dns.timeout_ms, clock: ctx.clock });
-        const domains = listDomains(ctx).map((d) => ({ name: d.name, records: domainRecords(ctx, d) }));
+        const domains = listDomains(ctx).map((d) => ({ name: d.name, records: domainRecords(ctx, d), dkimStates: Object.fromEntries(d.dkim.map((k) => [k.selector, k.state])) }));
         const report = await runDoctor({ config: ctx.config, db: ctx.db, resolver, domains, now: () => ctx.clock.now(), timeoutMs: Number(o.timeoutMs) || 3000, outboundProbe: o.outboundProbe, ntp: o.ntp, dnsbls: o.dnsbl === undefined ? DEFAULT_DNSBLS : String(o.dnsbl).split(',').map((x: string) => x.trim()).filter(Boolean) });
         print(cmd, report, formatReport(report));
         if (!report.ok) throw new LetterboxError('unavailable', `doctor found ${report.failures} problem(s); see the fixes above`);

@@ -19,7 +19,7 @@ import { queueBacklog } from '../queue/reports.ts';
 import type { Resolver } from '../dns/resolver.ts';
 import { isNoData } from '../dns/resolver.ts';
 import { spfUnauthorised } from '../mail/spf.ts';
-import type { DnsRecord } from '../dns/records.ts';
+import { heloSpfRecords, type DnsRecord } from '../dns/records.ts';
 import { checkSpam } from '../spam/doctor.ts';
 import { dovecotPaths, dovecotSeries } from '../dovecot/config.ts';
 
@@ -41,6 +41,8 @@ export interface Check {
 export interface DoctorDomain {
   name: string;
   records: DnsRecord[];
+  /** DKIM key rotation: selectors that are not signing (pending, retiring) are warnings, not failures. */
+  dkimStates?: Record<string, string>;
 }
 
 export interface DoctorInput {
@@ -422,9 +424,12 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
     const l = await lookup(r, k.name, 'TXT');
     const found = txtOf(l.values);
     const wantP = tags(k.value).get('p');
+    const state = d.dkimStates?.[sel] ?? 'active';
+    const bad: Status = state === 'active' ? 'fail' : 'warn';
+    const note = state === 'pending' ? ' (a new key of a rotation: signing switches to it once published and verified)' : state === 'retiring' ? ' (a replaced key, kept published for the grace period)' : '';
     if (l.error) c(`DKIM ${sel}`, 'fail', l.error, 'check dns.servers and the network');
-    else if (found.length === 0) c(`DKIM ${sel}`, 'fail', `no TXT record at ${k.name}`, `publish: ${show(k)}`);
-    else if (!found.some((f) => tags(f).get('p') === wantP)) c(`DKIM ${sel}`, 'fail', `${k.name} holds a different key`, `replace it with: ${show(k)}`);
+    else if (found.length === 0) c(`DKIM ${sel}`, bad, `no TXT record at ${k.name}${note}`, `publish: ${show(k)}`);
+    else if (!found.some((f) => tags(f).get('p') === wantP)) c(`DKIM ${sel}`, bad, `${k.name} holds a different key${note}`, `replace it with: ${show(k)}`);
     else c(`DKIM ${sel}`, 'ok', 'published key matches');
   }
 
@@ -442,9 +447,35 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
   return out;
 }
 
+/**
+ * SPF for the names we greet with: bounces and DSNs leave with an empty envelope sender, so
+ * receivers check SPF against the EHLO name. A name that is also one of our domains is covered by
+ * that domain's own SPF check.
+ */
+async function checkHeloSpf(config: Config, r: Resolver, domains: DoctorDomain[]): Promise<Check[]> {
+  const out: Check[] = [];
+  const ours = new Set(domains.map((d) => dot(d.name)));
+  for (const want of heloSpfRecords({ domain: '', hostname: config.hostname, ips: config.ips, sourceIps: config.outbound.source_ips }).filter((x) => !ours.has(x.name))) {
+    const c = (status: Status, message: string, fix?: string) => out.push({ area: 'dns', name: `host SPF ${want.name}`, status, message, ...(fix ? { fix } : {}) });
+    const publish = `publish: ${want.name}. TXT "${want.value}"`;
+    const l = await lookup(r, want.name, 'TXT');
+    const spf = txtOf(l.values).filter((t) => /^v=spf1(\s|$)/i.test(t));
+    if (l.error) c('fail', l.error, 'check dns.servers and the network');
+    else if (spf.length === 0) c('warn', `no SPF record for the host name: bounces and DSNs (empty envelope sender) get SPF "none" and may be refused`, publish);
+    else if (spf.length > 1) c('warn', `${spf.length} SPF records at the host name (a permanent error for receivers)`, `keep exactly one: ${publish.slice(9)}`);
+    else {
+      const ips = dot(want.name) === dot(config.hostname) ? config.ips : Object.entries(config.outbound.source_ips).filter(([, n]) => dot(n) === want.name).map(([ip]) => ip);
+      const missing = (await spfUnauthorised(r.resolve, want.name, ips, want.name)).map((m) => m.ip);
+      if (missing.length) c('warn', `"${spf[0]}" does not authorise ${missing.join(', ')}`, publish);
+      else c('ok', spf[0]);
+    }
+  }
+  return out;
+}
+
 export async function checkDomains(config: Config, r: Resolver, domains: DoctorDomain[]): Promise<Check[]> {
-  if (domains.length === 0) return [{ area: 'dns', name: 'domains', status: 'skip', message: 'no domains yet', fix: "add one: letterbox domain add example.com" }];
-  return (await Promise.all(domains.map((d) => checkDomain(config, r, d)))).flat();
+  if (domains.length === 0) return [{ area: 'dns', name: 'domains', status: 'skip', message: 'no domains yet', fix: "add one: letterbox domain add example.com" }, ...(await checkHeloSpf(config, r, domains))];
+  return [...(await Promise.all(domains.map((d) => checkDomain(config, r, d)))).flat(), ...(await checkHeloSpf(config, r, domains))];
 }
 
 // ---- MTA-STS and TLS-RPT (when Letterbox hosts the policies: [acme] enabled) ------------------------

@@ -11,7 +11,10 @@ export type EventType =
   | 'message.suppressed'
   | 'message.blocked_outbound'
   | 'domain.verified'
-  | 'domain.verification_failed';
+  | 'domain.verification_failed'
+  | 'dkim.rotation_started'
+  | 'dkim.rotated'
+  | 'dkim.retired';
 
 /** A row of the events table (the tracking log; also the webhooks' outbox source). */
 export interface EventRow {

@@ -18,7 +18,10 @@ export interface DkimKeyInfo {
   algorithm: DkimAlgorithm;
   publicKey: string;
   privateKeyPath: string;
+  /** Signing now (state 'active'). */
   active: boolean;
+  /** Rotation (src/dkim/rotate.ts): pending (published, not yet signing), active, retiring (published for the grace period), removed. */
+  state: 'pending' | 'active' | 'retiring' | 'removed';
 }
 
 export interface Domain {
@@ -46,8 +49,8 @@ interface DomainRow {
 function toDomain(ctx: ServiceContext, r: DomainRow): Domain {
   const { db } = ctx;
   const keys = db
-    .prepare('SELECT selector, algorithm, public_key, private_key_path, active FROM dkim_keys WHERE domain_id = ? ORDER BY algorithm DESC, created_at')
-    .all(r.id) as { selector: string; algorithm: DkimAlgorithm; public_key: string; private_key_path: string; active: number }[];
+    .prepare('SELECT selector, algorithm, public_key, private_key_path, active, state FROM dkim_keys WHERE domain_id = ? ORDER BY algorithm DESC, created_at')
+    .all(r.id) as { selector: string; algorithm: DkimAlgorithm; public_key: string; private_key_path: string; active: number; state: DkimKeyInfo['state'] }[];
   const catchAll = db.prepare('SELECT targets FROM aliases WHERE address = ?').pluck().get(`*@${r.name}`) as string | undefined;
   return {
     id: r.id,
@@ -59,7 +62,7 @@ function toDomain(ctx: ServiceContext, r: DomainRow): Domain {
     mailboxCount: db.prepare('SELECT count(*) FROM mailboxes WHERE domain_id = ?').pluck().get(r.id) as number,
     aliasCount: db.prepare("SELECT count(*) FROM aliases WHERE domain_id = ? AND address NOT LIKE '*@%'").pluck().get(r.id) as number,
     catchAll: catchAll ? JSON.parse(catchAll) : null,
-    dkim: keys.map((k) => ({ selector: k.selector, algorithm: k.algorithm, publicKey: k.public_key, privateKeyPath: k.private_key_path, active: k.active === 1 })),
+    dkim: keys.map((k) => ({ selector: k.selector, algorithm: k.algorithm, publicKey: k.public_key, privateKeyPath: k.private_key_path, active: k.active === 1, state: k.state })),
   };
 }
 
@@ -154,13 +157,16 @@ export function domainRecords(ctx: ServiceContext, d: Domain): DnsRecord[] {
     domain: d.name,
     hostname: ctx.config.hostname,
     ips: ctx.config.ips,
-    dkim: d.dkim.filter((k) => k.active),
+    // Pending keys (published before they sign) and retiring ones (published for the grace period) too.
+    dkim: d.dkim.filter((k) => k.state !== 'removed'),
     mtaStsId:
       ctx.config.acme.enabled && ctx.config.acme.mta_sts_mode !== 'none'
         ? mtaStsRecordId(mtaStsPolicy({ mode: ctx.config.acme.mta_sts_mode, mx: [ctx.config.hostname], maxAge: ctx.config.acme.mta_sts_max_age }))
         : null,
     clientPorts: clientSettings(ctx.config),
     autoconfig: ctx.config.acme.enabled,
+    sourceIps: ctx.config.outbound.source_ips,
+    reportAddresses: { dmarc: ctx.config.reports.dmarc_address, tls: '' },
   });
 }
 

@@ -5,10 +5,11 @@ import { dkimTxt } from '../dkim/keys.ts';
 import { spfUnauthorised, type SpfMiss } from '../mail/spf.ts';
 import type { DnsRecord } from '../dns/records.ts';
 import { domainRecords, getDomain, saveVerification } from './domains.ts';
+import { advanceRotation, retireExpired } from '../dkim/rotate.ts';
 import type { ServiceContext } from './context.ts';
 
 export interface RecordCheck {
-  purpose: 'mx' | 'spf' | 'dkim' | 'dmarc' | 'srv';
+  purpose: 'mx' | 'spf' | 'helo-spf' | 'dkim' | 'dmarc' | 'srv';
   type: 'MX' | 'TXT' | 'SRV';
   name: string;
   /** What should be published (the value `letterbox dns` prints). */
@@ -33,6 +34,8 @@ export interface Verification {
   /** When every record was last found correct (this run or an earlier one). */
   lastVerifiedAt: string | null;
   records: RecordCheck[];
+  /** When this verification moved a DKIM rotation on: keys that started signing, keys retiring, keys removed. */
+  rotation?: { activated: string[]; retiring: string[]; graceUntil: string | null; removed: string[] };
 }
 
 export type Lookup = { values: any[]; error: string | null };
@@ -92,8 +95,12 @@ export function spfJudged(base: Omit<Check, 'ok' | 'problem'>, misses: readonly 
   return { ...base, ok, problem: ok ? null : `the SPF record does not authorize ${misses.map((m) => `${m.ip} (${m.result})`).join(', ')}` };
 }
 
-/** DKIM: the selector publishes our public key with our algorithm. */
-export function judgeDkim(l: Lookup, domain: string, k: { selector: string; algorithm: Parameters<typeof dkimTxt>[0]; publicKey: string }): Check {
+/**
+ * DKIM: the selector publishes our public key with our algorithm. Active keys must be published; a
+ * rotation's pending keys (signing switches to them once found) and retiring ones (kept for the
+ * grace period) are reported without failing the domain.
+ */
+export function judgeDkim(l: Lookup, domain: string, k: { selector: string; algorithm: Parameters<typeof dkimTxt>[0]; publicKey: string; state?: 'pending' | 'active' | 'retiring' | 'removed' }): Check {
   const name = `${k.selector}._domainkey.${domain}`;
   const found = txtValues(l);
   const ok =
@@ -102,10 +109,29 @@ export function judgeDkim(l: Lookup, domain: string, k: { selector: string; algo
       const tg = tags(t);
       return tg.get('p') === k.publicKey && (tg.get('k') ?? 'rsa').toLowerCase() === k.algorithm && (tg.get('v') ?? 'DKIM1') === 'DKIM1';
     });
-  return {
-    purpose: 'dkim', type: 'TXT', name, expected: dkimTxt(k.algorithm, k.publicKey), found, ok,
-    problem: ok ? null : l.error ?? (found.length ? `the published key does not match selector ${k.selector} (${k.algorithm})` : `selector ${k.selector} is not published`),
-  };
+  const why = ok ? null : l.error ?? (found.length ? `the published key does not match selector ${k.selector} (${k.algorithm})` : `selector ${k.selector} is not published`);
+  const stage = k.state === 'pending' ? ' (a new key of a rotation: signing switches to it once it is published)' : k.state === 'retiring' ? ' (a replaced key: keep it published until its grace period ends)' : '';
+  return { purpose: 'dkim', type: 'TXT', name, expected: dkimTxt(k.algorithm, k.publicKey), found, ok, problem: why && why + stage, required: (k.state ?? 'active') === 'active' };
+}
+
+/**
+ * SPF for one of our EHLO names, first step: exactly one v=spf1 record. Bounces and DSNs leave with
+ * an empty envelope sender, so receivers check SPF against the HELO name. Not required for the
+ * domain to verify (mail from the domain itself does not depend on it): reported as a warning.
+ */
+export function judgeHeloSpfRecords(l: Lookup, want: DnsRecord): { base: Omit<Check, 'ok' | 'problem'>; failed: Check | null } {
+  const found = txtValues(l).filter((t) => /^v=spf1(\s|$)/i.test(t));
+  const base = { purpose: 'helo-spf' as const, type: 'TXT' as const, name: want.name, expected: want.value, found, required: false };
+  if (l.error) return { base, failed: { ...base, ok: false, problem: l.error } };
+  if (found.length === 0) return { base, failed: { ...base, ok: false, problem: `no SPF record for the host name ${want.name}: bounces and DSNs (empty envelope sender) get SPF "none"` } };
+  if (found.length > 1) return { base, failed: { ...base, ok: false, problem: 'more than one SPF record published at the host name; merge them into one' } };
+  return { base, failed: null };
+}
+
+/** SPF for an EHLO name, second step: every address that sends with that name is authorised. */
+export function heloSpfJudged(base: Omit<Check, 'ok' | 'problem'>, misses: readonly SpfMiss[]): Check {
+  const ok = misses.length === 0;
+  return { ...base, ok, problem: ok ? null : `the host name's SPF record does not authorize ${misses.map((m) => `${m.ip} (${m.result})`).join(', ')}` };
 }
 
 /** DMARC: exactly one v=DMARC1 record with a valid policy. */
@@ -163,12 +189,25 @@ export async function verifyDomain(ctx: ServiceContext, resolve: ResolveFn, idOr
       const { base, failed } = judgeSpfRecords(l, d.name, want('spf'));
       return failed ?? spfJudged(base, await spfUnauthorised(resolve, d.name, ctx.config.ips, hostname));
     }),
-    ...d.dkim.filter((k) => k.active).map((k) => lookup(resolve, `${k.selector}._domainkey.${d.name}`, 'TXT').then((l) => judgeDkim(l, d.name, k))),
+    ...d.dkim.filter((k) => k.state !== 'removed').map((k) => lookup(resolve, `${k.selector}._domainkey.${d.name}`, 'TXT').then((l) => judgeDkim(l, d.name, k))),
     lookup(resolve, dmarc.name, 'TXT').then((l) => judgeDmarc(l, dmarc)),
     ...expected.filter((r) => r.type === 'SRV').map((srv) => lookup(resolve, srv.name, 'SRV').then((l) => judgeSrv(l, srv))),
+    // The host name sends from every configured address; another EHLO name from its own.
+    ...expected.filter((r) => r.purpose === 'helo-spf').map((w) =>
+      lookup(resolve, w.name, 'TXT').then(async (l) => {
+        const { base, failed } = judgeHeloSpfRecords(l, w);
+        const ips = w.name === hostname ? ctx.config.ips : Object.entries(ctx.config.outbound.source_ips).filter(([, n]) => dot(n) === w.name).map(([ip]) => ip);
+        return failed ?? heloSpfJudged(base, await spfUnauthorised(resolve, w.name, ips, w.name));
+      }),
+    ),
   ];
   const result = verificationOf(d, await Promise.all(checks), isoNow(ctx.clock));
   recordVerification(ctx, d, result);
+  // DKIM rotation: switch to the pending keys once all are published; end expired grace periods.
+  const published = new Set(result.records.filter((r) => r.purpose === 'dkim' && r.ok).map((r) => r.name.split('._domainkey.')[0]));
+  const rotated = advanceRotation(ctx, d.id, published);
+  const retired = retireExpired(ctx, d.id);
+  if (rotated || retired.length) return { ...result, rotation: { activated: rotated?.activated ?? [], retiring: rotated?.retiring ?? [], graceUntil: rotated?.graceUntil ?? null, removed: retired.flatMap((r) => r.selectors) } };
   return result;
 }
 

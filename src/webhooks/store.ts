@@ -16,6 +16,9 @@ export const WEBHOOK_EVENT_TYPES = [
   'message.blocked_outbound',
   'domain.verified',
   'domain.verification_failed',
+  'dkim.rotation_started',
+  'dkim.rotated',
+  'dkim.retired',
 ] as const;
 
 export interface Webhook {

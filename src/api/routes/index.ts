@@ -13,10 +13,13 @@ import { eventRoutes } from './events.ts';
 import { webhookRoutes } from './webhooks.ts';
 import { metricsRoutes } from './metrics.ts';
 import { spamRoutes } from './spam.ts';
+import { reportRoutes } from './reports.ts';
+import { dkimRoutes } from './dkim.ts';
 
 /**
  * Every route of the API, in registration order (static paths such as /mailboxes/resolve before
  * /mailboxes/:id). A new resource adds its file's list here.
  */
 export const allRoutes: RouteSpec[] = [...systemRoutes, ...meRoutes, ...domainRoutes, ...mailboxRoutes, ...selfServiceRoutes, ...aliasRoutes,
-  ...sendRoutes, ...messageRoutes, ...queueRoutes, ...suppressionRoutes, ...eventRoutes, ...webhookRoutes, ...metricsRoutes, ...spamRoutes];
+  ...sendRoutes, ...messageRoutes, ...queueRoutes, ...suppressionRoutes, ...eventRoutes, ...webhookRoutes, ...metricsRoutes, ...spamRoutes,
+  ...reportRoutes, ...dkimRoutes];

@@ -66,7 +66,7 @@ export const ErrorSchema = z
 
 export const DnsRecordSchema = z
   .object({
-    purpose: z.enum(['mx', 'spf', 'dkim', 'dmarc', 'host', 'tlsrpt', 'mta-sts', 'ptr', 'autoconfig', 'srv']),
+    purpose: z.enum(['mx', 'spf', 'helo-spf', 'dkim', 'dmarc', 'host', 'tlsrpt', 'mta-sts', 'ptr', 'autoconfig', 'srv']),
     type: z.enum(['MX', 'TXT', 'A', 'AAAA', 'CNAME', 'PTR', 'SRV']),
     name: z.string(),
     value: z.string().describe('The target host for MX, CNAME, PTR and SRV ("." for an SRV service that is not offered).'),

@@ -28,7 +28,7 @@ export const DomainSchema = z
     mailboxCount: z.number().int(),
     aliasCount: z.number().int().describe('Aliases, not counting the catch-all.'),
     catchAll: z.array(z.string()).nullable().describe('Targets of *@domain, or null.'),
-    dkim: z.array(z.object({ selector: z.string(), algorithm: z.enum(['rsa', 'ed25519']), publicKey: z.string(), active: z.boolean() })),
+    dkim: z.array(z.object({ selector: z.string(), algorithm: z.enum(['rsa', 'ed25519']), publicKey: z.string(), active: z.boolean(), state: z.enum(['pending', 'active', 'retiring', 'removed']).describe('Key rotation: pending (publish it; signing switches once domain verify finds it), active (signing), retiring (still published for dkim.rotation_grace), removed (private key deleted; the DNS record may go).') })),
   })
   .meta({ id: 'Domain' });
 
@@ -46,16 +46,20 @@ export const VerificationSchema = z
     lastVerifiedAt: z.string().nullable(),
     records: z.array(
       z.object({
-        purpose: z.enum(['mx', 'spf', 'dkim', 'dmarc', 'srv']),
+        purpose: z.enum(['mx', 'spf', 'helo-spf', 'dkim', 'dmarc', 'srv']),
         type: z.enum(['MX', 'TXT', 'SRV']),
         name: z.string(),
         expected: z.string(),
         found: z.array(z.string()),
         ok: z.boolean(),
         problem: z.string().nullable(),
-        required: z.boolean().describe('false for the SRV records mail clients use: reported, but they do not make `ok` false.'),
+        required: z.boolean().describe('false for the SRV records mail clients use, the SPF record of the host name (helo-spf) and DKIM keys of a rotation that do not sign (pending, retiring): reported, but they do not make `ok` false.'),
       }),
     ),
+    rotation: z
+      .object({ activated: z.array(z.string()), retiring: z.array(z.string()), graceUntil: z.string().nullable(), removed: z.array(z.string()) })
+      .optional()
+      .describe('Present when this verification moved a DKIM rotation on: the selectors that started signing (their records were found), those now retiring (kept published until graceUntil), those whose grace ended (private keys deleted).'),
   })
   .meta({ id: 'Verification' });
 
@@ -71,6 +75,6 @@ export function domainOut(d: Domain): z.output<typeof DomainSchema> {
     mailboxCount: d.mailboxCount,
     aliasCount: d.aliasCount,
     catchAll: d.catchAll,
-    dkim: d.dkim.map((k) => ({ selector: k.selector, algorithm: k.algorithm, publicKey: k.publicKey, active: k.active })),
+    dkim: d.dkim.map((k) => ({ selector: k.selector, algorithm: k.algorithm, publicKey: k.publicKey, active: k.active, state: k.state })),
   };
 }

@@ -11,6 +11,7 @@ import { connectRefusal, dataRefusal, mailFromRefusal, quotaProbeTarget, rcptRef
 import { smtpMetrics } from '../../metrics/index.ts';
 import { clientNetwork } from '../../auth/client-network.ts';
 import { ClientSlots, sweepIdle, trackProgress } from '../stress.ts';
+import { matchReportAddress, receiveReports, reportMixRefusal, type ReportTarget } from '../../reports/receive.ts';
 
 export { closeIdleUnderStress, underStress, type IdleState } from '../stress.ts';
 
@@ -176,7 +177,8 @@ function mxServerOptions(app: AppContext): SMTPServerOptions {
 function mxHandlers(deps: InboundDeps, slots: ClientSlots, log: AppContext['log']): Pick<SMTPServerOptions, 'onConnect' | 'onClose' | 'onMailFrom' | 'onRcptTo' | 'onData'> {
   const { app } = deps;
   const cfg = app.config.smtp;
-  const txs = new Map<string, Transaction>();
+  // `reports`: recipients that are report addresses (src/reports/), received on a path of their own.
+  const txs = new Map<string, Transaction & { reports?: ReportTarget[] }>();
   const metrics = smtpMetrics(app, 'mx');
 
   const fail = (err: unknown, what: string, session: SMTPServerSession): SmtpReply => failureReply(log, err, what, session.id);
@@ -212,6 +214,13 @@ function mxHandlers(deps: InboundDeps, slots: ClientSlots, log: AppContext['log'
       const tx = txs.get(session.id);
       const refusal = rcptRefusal(tx);
       if (refusal || !tx) return cb(refusal ?? undefined);
+      const report = matchReportAddress(app, address.address);
+      const mix = reportMixRefusal({ mailRecipients: tx.rcpts.length, reportRecipients: tx.reports?.length ?? 0, isReport: !!report });
+      if (mix) return cb(mix);
+      if (report) {
+        (tx.reports ??= []).push(report);
+        return cb();
+      }
       admitRecipient(deps, address.address).then(
         (res) => {
           if (!res.ok) return cb(res.reply);
@@ -225,6 +234,15 @@ function mxHandlers(deps: InboundDeps, slots: ClientSlots, log: AppContext['log'
     onData(stream, session, cb) {
       const tx = txs.get(session.id);
       txs.delete(session.id);
+      if (tx?.reports?.length) {
+        return receiveReports(app, stream, sessionInfo(session), tx.mailFrom, tx.reports).then(
+          (text) => cb(null, text),
+          (err) => {
+            stream.resume();
+            cb(fail(err, 'DATA', session));
+          },
+        );
+      }
       const refusal = dataRefusal(tx);
       if (refusal || !tx) {
         stream.resume();
