@@ -4,12 +4,17 @@
 //   2. idle with --mailboxes (10,000) mailboxes, seeded straight into SQLite as bench/api-load.ts does,
 //   3. peak under a short inbound load (bench/inbound.ts's DKIM-signed 4 KB message via smtp-source),
 //   4. after the load, once it has settled (--settle seconds, then a GC).
-//   node bench/memory.ts [--mailboxes 10000] [--messages 1000] [--settle 20] [--threads N] [--bare] [--node-flags "..."] [--env K=V,...]
+//   node bench/memory.ts [--mailboxes 10000] [--messages 1000] [--settle 20] [--threads N] [--bare] [--node-flags "..."] [--env K=V,...] [--no-compile-cache] [--idle-only]
+// Soak (#15): `--soak 200000 [--soak-minutes 40]` instead sends that many messages (or as many as fit
+// in the minutes) in batches of 2,000 (every fifth batch over 100 one-message sessions, the rest over
+// 20 reused sessions) and prints the Node RSS, the main heap (no GC forced) and /proc/loadavg every
+// 10 s; then the growth after warm-up (the first 10 % of the samples).
 // RSS is /proc/PID/status VmRSS of the Node process alone (Dovecot's processes are separate).
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { TestDns } from '../test/helpers/dns.ts';
 import { newId } from '../src/util/ids.ts';
@@ -29,10 +34,21 @@ const BARE = process.argv.includes('--bare');
 const wrapperFlags = BARE ? '' : (/serve_node_flags="\$\{LETTERBOX_NODE_FLAGS-([^}]*)\}"/.exec(wrapper)?.[1] ?? '');
 const wrapperArenas = BARE ? '' : (/MALLOC_ARENA_MAX:-(\d+)/.exec(wrapper)?.[1] ?? '');
 const NODE_FLAGS = arg('node-flags', wrapperFlags);
-// --env K=V[,K=V]: the environment of the serve process (default: the wrapper's MALLOC_ARENA_MAX).
-const EXTRA_ENV = Object.fromEntries(arg('env', wrapperArenas ? `MALLOC_ARENA_MAX=${wrapperArenas}` : '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+// The wrapper's compile cache for serve (in development: .runtime/node-compile-cache); warm from
+// the second run on (Node writes it when the process exits). --no-compile-cache leaves it out.
+const compileCache = BARE || process.argv.includes('--no-compile-cache') || !wrapper.includes('NODE_COMPILE_CACHE') ? '' : fileURLToPath(new URL('../.runtime/node-compile-cache', import.meta.url));
+// --env K=V[,K=V]: the environment of the serve process (default: the wrapper's MALLOC_ARENA_MAX
+// and compile cache).
+const EXTRA_ENV = Object.fromEntries(
+  arg('env', [wrapperArenas ? `MALLOC_ARENA_MAX=${wrapperArenas}` : '', compileCache ? `NODE_COMPILE_CACHE=${compileCache}` : ''].filter(Boolean).join(','))
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
 const DOMAIN = 'bench.test';
 const USER = 'user';
+/** --idle-only: stop after the two idle samples. */
+class IdleOnly extends Error {}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The main isolate's heap (after a full GC) through the inspector of the serve process. */
@@ -104,8 +120,68 @@ const stack = await letterboxStack({
   env,
 });
 const app = stack.app;
-const rows: Record<string, string | number>[] = [];
 const insp = new Inspector();
+if (process.argv.includes('--soak')) {
+  try {
+    await soak();
+  } finally {
+    insp.close();
+    await stack.stop();
+    await dns.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+const rows: Record<string, string | number>[] = [];
+
+async function soak(): Promise<void> {
+  const total = Number(arg('soak', '200000'));
+  const minutes = Number(arg('soak-minutes', '40'));
+  await insp.connect(app.logs);
+  const pid = app.process.pid!;
+  const source = (extra: string[], m: number) =>
+    run('smtp-source', [...extra, '-m', String(m), '-f', `news@${SENDER_DOMAIN}`, '-t', `${USER}@${DOMAIN}`, '-M', 'client.bench.test', '-F', file, `127.0.0.1:${stack.port}`]);
+  let sent = 0;
+  let failed = 0;
+  const samples: { s: number; sent: number; rssMb: number; heapUsedMb: number; load: string }[] = [];
+  const t0 = performance.now();
+  const cpu0 = cpuMs([pid]);
+  const tick = async () => {
+    const r = await insp.call('Runtime.evaluate', { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true });
+    const m = JSON.parse(r.result.value);
+    const { anonMb, fileMb } = smaps(pid);
+    const row = { s: Math.round((performance.now() - t0) / 1000), sent, rssMb: Math.round(rssKb(pid) / 1024), anonMb, fileMb, heapUsedMb: Math.round(m.heapUsed / 1048576), heapTotalMb: Math.round(m.heapTotal / 1048576), load: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') };
+    samples.push(row);
+    console.log(JSON.stringify(row));
+    app.logs.length = 0; // the harness keeps the server's log lines; not needed here
+  };
+  await tick();
+  const timer = setInterval(() => void tick(), 10000);
+  try {
+    for (let batch = 0; sent < total && performance.now() - t0 < minutes * 60000; batch++) {
+      const m = Math.min(2000, total - sent);
+      const r = await source(batch % 5 === 4 ? ['-s', '100'] : ['-s', '20', '-d'], m);
+      if (r.code !== 0) {
+        failed++;
+        console.log(`# smtp-source exit ${r.code}: ${r.stderr.slice(0, 300)}`);
+      }
+      sent += m;
+    }
+  } finally {
+    clearInterval(timer);
+  }
+  await tick();
+  const secs = (performance.now() - t0) / 1000;
+  const stored = stack.delivered();
+  const cpuPer = (cpuMs([pid]) - cpu0) / Math.max(1, stored);
+  const after = samples.slice(Math.ceil(samples.length / 10));
+  const rss = after.map((x) => x.rssMb);
+  const mean = rss.reduce((a, b) => a + b, 0) / Math.max(1, rss.length);
+  console.log(`# soak: ${sent} sent (${failed} smtp-source runs failed), ${stored} in the mailbox, ${secs.toFixed(0)} s, ${(stored / secs).toFixed(0)} msg/s, ${cpuPer.toFixed(2)} CPU ms/msg (stack)`);
+  console.log(`# RSS after warm-up (${rss.length} samples of 10 s): min ${Math.min(...rss)}, max ${Math.max(...rss)}, mean ${mean.toFixed(0)} MB; within ${((Math.max(Math.max(...rss) - mean, mean - Math.min(...rss)) / mean) * 100).toFixed(1)} % of the mean`);
+  const q = Math.max(1, Math.floor(after.length / 4));
+  console.log(`# RSS mean by quarter of the run after warm-up: ${[0, 1, 2, 3].map((i) => { const part = after.slice(i * q, i === 3 ? undefined : (i + 1) * q).map((x) => x.rssMb); return (part.reduce((a, b) => a + b, 0) / Math.max(1, part.length)).toFixed(0); }).join(' / ')} MB`);
+}
 async function sample(what: string, note = ''): Promise<void> {
   const pid = app.process.pid!;
   const heap = await insp.heapAfterGc();
@@ -135,6 +211,7 @@ try {
   await insp.connect(app.logs);
   await sleep(10000);
   await sample(`idle, ${MAILBOXES} mailboxes`);
+  if (process.argv.includes('--idle-only')) throw new IdleOnly();
 
   // Inbound load: warm-up, then N messages over 20 reused sessions; RSS sampled every 250 ms.
   await run('smtp-source', ['-s', '5', '-m', '50', '-f', `news@${SENDER_DOMAIN}`, '-t', `${USER}@${DOMAIN}`, '-M', 'client.bench.test', '-F', file, `127.0.0.1:${stack.port}`]);
@@ -166,6 +243,8 @@ try {
   rows.push(row);
   await sleep(SETTLE * 1000);
   await sample(`after the load (+${SETTLE} s)`);
+} catch (err) {
+  if (!(err instanceof IdleOnly)) throw err;
 } finally {
   insp.close();
   await stack.stop();

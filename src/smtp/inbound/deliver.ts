@@ -2,7 +2,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { authenticate, type AuthenticateResult } from 'mailauth';
+import { authenticate, type AuthenticateResult } from './mailauth.ts';
 import type { AppContext } from '../../server.ts';
 import type { Spool, SpoolFile } from '../../spool/index.ts';
 import { refusalReply, type LocalDelivery, type LocalOutcome } from '../../delivery/local.ts';
