@@ -1,6 +1,7 @@
 // The composition root: every long-lived service of `letterbox serve` is built here, once, as a
 // typed field of the AppContext. Components (src/components.ts) only start and stop what the
 // context holds; nothing else keeps a table of services keyed by the app or the database.
+import { crashPointsFrom, type CrashPoint } from './util/crash-points.ts';
 import type { Config } from './config/schema.ts';
 import { openDatabase, dbPath, type DB } from './db/index.ts';
 import type { Logger } from './log.ts';
@@ -65,6 +66,8 @@ export interface AppContext extends ServiceContext {
   delivery: LocalDelivery;
   /** The outbound queue, started and stopped by its component; hand messages to it with runningQueue(). */
   queue: QueueService & Component;
+  /** Test-only crash points (src/util/crash-points.ts); a no-op unless LB_TEST_CRASH_FILE is set. */
+  crash: CrashPoint;
 }
 
 /**
@@ -77,6 +80,7 @@ export type ThreadContext = Pick<AppContext, 'db' | 'config' | 'log' | 'clock'>;
 export interface AppContextOverrides {
   log: Logger;
   clock: Clock;
+  crash?: CrashPoint;
   db?: DB;
   dovecot?: DovecotSetup;
   /** null: no supervisor even when dovecot.managed is set. */
@@ -155,6 +159,7 @@ async function buildServices(config: Config, o: AppContextOverrides, db: DB): Pr
     tlsReload: new TlsReloadHooks(),
     spam: { service: null },
     sendReservations: new SendReservations(),
+    crash: o.crash ?? crashPointsFrom(process.env, log),
   } as Omit<AppContext, 'metrics' | 'mail' | 'webhooks' | 'queue'> as AppContext;
   app.mail = imapMailstore(app);
   app.metrics = createMetrics({ db, clock, supervisor, imapPoolStats: () => imapPool?.stats() ?? { busy: 0, idle: 0, waiting: 0 } });

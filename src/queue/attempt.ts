@@ -91,6 +91,7 @@ async function deliverLocal(deps: AttemptDeps, msg: MessageRow, recipients: stri
  * queued and the attempt is made again later (a delay notice is simply left for a later attempt).
  */
 export async function finishAttempt(deps: AttemptDeps, msg: MessageRow, rows: QueueRow[], results: AttemptResult[], attempt: AttemptInfo, extraExternal: string[]): Promise<void> {
+  if (results.some((r) => r.code >= 200 && r.code < 300)) deps.app.crash('queue.after-remote-accept');
   const now = deps.app.clock.now();
   const decided = decideOutcomes(rows, results, deps.policy, now, deps.random, {
     mx: attempt.mx,

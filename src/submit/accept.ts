@@ -243,6 +243,7 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
     let q;
     try {
       q = await queue.enqueue({ ...enqueueBase, recipients: [...toQueue, ...lmtpTo], held: lmtpTo });
+      app.crash('submit.after-queue-commit');
     } catch (err: any) {
       app.log.error({ err: err.message, messageId: fixed.messageId }, 'could not queue an outbound message; nothing was delivered');
       throw new LetterboxError('unavailable', 'the message could not be stored durably; nothing was sent; try again later', { smtp: '451 4.3.0' }, { cause: err });
@@ -270,5 +271,6 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
     accepted.push(...queued);
   }
   app.log.info({ mailbox: mailbox.address, messageId: fixed.messageId, accepted: accepted.length, rejected: rejected.length, origin: input.origin, sandbox: !!input.sandbox }, 'outbound message accepted');
+  app.crash('submit.before-reply');
   return { messageId: fixed.messageId, accepted, rejected };
 }

@@ -187,6 +187,7 @@ export class WebhookDispatcher {
     };
     const perf0 = performance.now();
     const r = await postJson(w.url, d.payload, headers, this.cfg.timeout_ms, this.cfg, this.app);
+    if (r.statusCode !== null && r.statusCode < 300) this.app.crash('webhook.after-send');
     const duration = Math.round(performance.now() - perf0);
     const now = clock.now();
     const ok = r.statusCode !== null && r.statusCode >= 200 && r.statusCode < 300;

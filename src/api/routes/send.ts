@@ -189,6 +189,7 @@ export const sendRoutes: RouteSpec[] = [
       const now = clock.now();
       pruneClaims(db, now - DAY);
       const claimed = claimKey(db, keyId, idem, hash, now, messageId);
+      if (claimed) req.app.crash('api.after-idempotency-claim');
       if (!claimed) {
         const row = getClaim(db, keyId, idem)!;
         if (row.requestHash !== hash) throw new LetterboxError('conflict', 'this Idempotency-Key was already used with a different request body in the last 24 hours; use a new key');

@@ -136,6 +136,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
   }
 
   const spooled = await spoolMessage(deps, stream);
+  app.crash('mx.after-spool');
   const { filter } = spooled;
   const file = spooled.file;
   try {
@@ -197,6 +198,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     }
     // Act: local delivery (Junk when quarantined or scored as spam for that recipient), then forwards.
     const local = await deliverLocal(deps, session, tx, file, prefix, locals, (i) => decision.action === 'quarantine' || spamJunk(i));
+    app.crash('mx.after-lmtp');
     const fwd = await queueForwards(deps, session, tx, file, prefix, forwards, filter.info.messageId);
     const failures = [...local.failures, ...fwd.failures];
 
@@ -229,6 +231,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       },
       'message received',
     );
+    app.crash('mx.before-reply');
     return `OK: message accepted as ${file.id}`;
   } finally {
     if (file.path) deps.spool.remove(file.id).catch(() => {});
