@@ -112,3 +112,48 @@ test('Dovecot policy: pass for local sockets, reserve on allow unless the sessio
   assert.deepEqual(policyAction(req({ command: 'report', success: false }), undefined), { kind: 'pass' });
   assert.deepEqual(policyAction(req({ command: 'other' }), undefined), { kind: 'pass' });
 });
+
+test('outbound SMTP: TLS per target (opportunistic, MTA-STS enforced, smarthost modes), and what failures mean per recipient', async () => {
+  const { connectionOptions, connectFailure, sendFailure, sentResults } = await import('../src/queue/smtp-client.ts');
+  const t = { mx: 'mx.example.net', ip: '192.0.2.25', port: 25, ehlo: 'mail.example.test', localAddress: null, enforce: false };
+  const o = { ca: undefined, connectTimeoutMs: 1000, socketTimeoutMs: 2000 };
+  const mx = connectionOptions(t, null, o) as any;
+  assert.deepEqual([mx.secure, mx.requireTLS, mx.opportunisticTLS, mx.ignoreTLS, mx.tls.rejectUnauthorized, mx.servername, mx.name], [false, false, true, false, false, 'mx.example.net', 'mail.example.test']);
+  const sts = connectionOptions({ ...t, enforce: true }, null, o) as any;
+  assert.deepEqual([sts.requireTLS, sts.opportunisticTLS, sts.tls.rejectUnauthorized], [true, false, true]);
+  assert.equal((connectionOptions({ ...t, mx: '192.0.2.25' }, null, o) as any).servername, undefined, 'no SNI for an address');
+  const implicit = connectionOptions(t, { tls: 'tls' }, o) as any;
+  assert.deepEqual([implicit.secure, implicit.requireTLS, implicit.opportunisticTLS, implicit.tls.rejectUnauthorized], [true, false, false, true]);
+  assert.deepEqual([(connectionOptions(t, { tls: 'starttls' }, o) as any).requireTLS, (connectionOptions(t, { tls: 'none' }, o) as any).ignoreTLS], [true, true]);
+
+  assert.deepEqual(connectFailure({ code: 'ECONNREFUSED', message: 'refused' }, 'mx.example.net', '192.0.2.25'), { code: 451, reply: '451 4.4.1 connection to mx.example.net [192.0.2.25] failed: ECONNREFUSED refused' });
+  assert.deepEqual(connectFailure({ responseCode: 554, response: '554 5.7.1 go away', message: 'x' }, 'mx', '192.0.2.25'), { code: 451, reply: '554 5.7.1 go away' }, 'a 5xx greeting: try the next MX');
+  assert.deepEqual(connectFailure({ responseCode: 421, response: '421 busy', message: 'x' }, 'mx', '192.0.2.25'), { code: 421, reply: '421 busy' });
+
+  const rcpts = ['a@example.net', 'b@example.net'];
+  const refused = sendFailure({ code: 'EENVELOPE', responseCode: 550, response: '550 5.1.1 no', rejectedErrors: [{ recipient: 'a@example.net', responseCode: 550, response: '550 5.1.1 <a@example.net> unknown' }] }, rcpts, 'mx', '192.0.2.25');
+  assert.deepEqual(refused, { kind: 'done', results: [
+    { recipient: 'a@example.net', code: 550, reply: '550 5.1.1 <a@example.net> unknown', outcome: 'bounced' },
+    { recipient: 'b@example.net', code: 550, reply: '550 5.1.1 no', outcome: 'bounced' },
+  ] });
+  const data = sendFailure({ code: 'EMESSAGE', responseCode: 452, response: '452 4.3.1 full' }, rcpts, 'mx', '192.0.2.25') as any;
+  assert.deepEqual(data.results.map((r: any) => [r.code, r.outcome]), [[452, 'deferred'], [452, 'deferred']]);
+  assert.deepEqual(sendFailure({ code: 'ECONNECTION', message: 'socket hang up' }, rcpts, 'mx.example.net', '192.0.2.25'), { kind: 'next', code: 451, reply: '451 4.4.2 connection to mx.example.net [192.0.2.25] lost: socket hang up' });
+
+  assert.deepEqual(sentResults({ response: '250 2.0.0 queued as X', rejectedErrors: [{ recipient: 'b@example.net', responseCode: 452, response: '452 4.2.2 over quota' }] }, rcpts), [
+    { recipient: 'a@example.net', code: 250, reply: '250 2.0.0 queued as X', outcome: 'delivered' },
+    { recipient: 'b@example.net', code: 452, reply: '452 4.2.2 over quota', outcome: 'deferred' },
+  ]);
+  assert.equal(sentResults({}, ['a@example.net'])[0].reply, '250 OK');
+});
+
+test('vacation CLI: the options validated by the API schema (a problem names its option), and the reply as text', async () => {
+  const { vacationFromOptions, vacationText } = await import('../src/sieve/cli.ts');
+  assert.deepEqual(vacationFromOptions({ subject: 'Away', days: '3' }, 'Back Monday.', undefined), { enabled: true, subject: 'Away', text: 'Back Monday.', days: 3 });
+  assert.deepEqual(vacationFromOptions({ subject: 'Away', disabled: true, from: 'me@example.test' }, 'x', '<p>x</p>'), { enabled: false, subject: 'Away', text: 'x', html: '<p>x</p>', from: 'me@example.test' });
+  assert.throws(() => vacationFromOptions({ subject: 'Away' }, undefined, undefined), /give the reply with --text or --text-file/);
+  assert.throws(() => vacationFromOptions({ subject: 'Away', days: '400' }, 'x', undefined), /^LetterboxError: --days: /);
+  const v = { enabled: true, active: false, subject: 'Away', from: 'me@example.test', days: 7, start: '2026-12-24', end: null, text: 'Back soon.', html: null, updatedAt: '' } as any;
+  assert.equal(vacationText(v), 'enabled, outside its dates: "Away" from me@example.test, at most one reply per sender every 7 day(s), from 2026-12-24\n\nBack soon.\n');
+  assert.match(vacationText({ ...v, active: true, start: null, text: 'x\n' }), /^ACTIVE: .* day\(s\)\n\nx\n$/);
+});

@@ -56,6 +56,94 @@ export interface ClientOptions {
   smarthost?: { host: string; port: number; tls: 'starttls' | 'tls' | 'none'; user: string; pass: string } | null;
 }
 
+type HostResult = { kind: 'done'; results: RcptResult[]; attempt: AttemptInfo } | { kind: 'next'; code: number; reply: string };
+
+/** Where one connection goes: the MX (name and address), port, our EHLO name and source address, and whether TLS is enforced (MTA-STS). */
+export interface ConnectTarget {
+  mx: string;
+  ip: string;
+  port: number;
+  ehlo: string;
+  localAddress: string | null;
+  enforce: boolean;
+}
+
+/**
+ * Decide: nodemailer's connection options for a target. MX delivery: opportunistic STARTTLS
+ * without certificate checks, unless MTA-STS enforces (then STARTTLS required and verified). A
+ * smarthost: its own TLS mode (implicit, STARTTLS required, or none), always verified. Pure.
+ */
+export function connectionOptions(
+  t: ConnectTarget,
+  sh: { tls: 'starttls' | 'tls' | 'none' } | null,
+  o: { ca: string[] | undefined; connectTimeoutMs: number; socketTimeoutMs: number },
+): Record<string, unknown> {
+  const servername = isIP(t.mx) ? undefined : t.mx;
+  return {
+    host: t.ip,
+    port: t.port,
+    servername,
+    name: t.ehlo,
+    localAddress: t.localAddress ?? undefined,
+    secure: !!sh && sh.tls === 'tls',
+    requireTLS: t.enforce || (!!sh && sh.tls === 'starttls'),
+    opportunisticTLS: !t.enforce && !sh,
+    ignoreTLS: !!sh && sh.tls === 'none',
+    tls: { rejectUnauthorized: t.enforce || !!sh, servername, ca: o.ca, minVersion: 'TLSv1.2' },
+    connectionTimeout: o.connectTimeoutMs,
+    greetingTimeout: o.connectTimeoutMs,
+    socketTimeout: o.socketTimeoutMs,
+    allowInternalNetworkInterfaces: true,
+  };
+}
+
+/** Decide: the reply when connecting (greeting, EHLO, TLS, login) failed. A 5xx from one MX is that host's problem: other MX hosts may accept (451). Pure. */
+export function connectFailure(err: any, mx: string, ip: string): { code: number; reply: string } {
+  const code = err.responseCode && err.responseCode >= 400 ? err.responseCode : 451;
+  const line = err.response ? String(err.response) : reply(451, '4.4.1', `connection to ${mx} [${ip}] failed: ${err.code ?? ''} ${err.message}`.trim()).line;
+  return { code: code >= 500 ? 451 : code, reply: line };
+}
+
+/**
+ * Decide: what a failed transaction means per recipient. Refused recipients (or the envelope):
+ * each its own reply, else the transaction's; a reply to the whole transaction: every recipient
+ * gets it; the connection broke mid-transaction: nothing is known to be delivered (next host). Pure.
+ */
+export function sendFailure(err: any, recipients: readonly string[], mx: string, ip: string): { kind: 'done'; results: RcptResult[] } | { kind: 'next'; code: number; reply: string } {
+  if (err.rejectedErrors?.length || err.code === 'EENVELOPE') {
+    const byRcpt = new Map<string, any>();
+    for (const e of err.rejectedErrors ?? []) if (e.recipient) byRcpt.set(e.recipient, e);
+    const fallback = err.response ? String(err.response) : reply(451, '4.3.0', err.message).line;
+    const fallbackCode = Number(err.responseCode) || 451;
+    return {
+      kind: 'done',
+      results: recipients.map((recipient) => {
+        const e = byRcpt.get(recipient);
+        const code = Number(e?.responseCode) || fallbackCode;
+        return { recipient, code, reply: e?.response ? String(e.response) : fallback, outcome: outcomeOf(code) };
+      }),
+    };
+  }
+  if (err.responseCode) {
+    const line = String(err.response ?? err.message);
+    return { kind: 'done', results: recipients.map((recipient) => ({ recipient, code: err.responseCode, reply: line, outcome: outcomeOf(err.responseCode) })) };
+  }
+  return { kind: 'next', code: 451, reply: reply(451, '4.4.2', `connection to ${mx} [${ip}] lost: ${err.message}`).line };
+}
+
+/** Decide: each recipient's result of an accepted transaction (the ones refused at RCPT keep their reply). Pure. */
+export function sentResults(sent: { response?: string; rejectedErrors?: any[] }, recipients: readonly string[]): RcptResult[] {
+  const rejected = new Map<string, any>();
+  for (const e of sent.rejectedErrors ?? []) if (e.recipient) rejected.set(e.recipient, e);
+  const okReply = String(sent.response ?? '250 OK');
+  return recipients.map((recipient) => {
+    const e = rejected.get(recipient);
+    if (!e) return { recipient, code: 250, reply: okReply, outcome: 'delivered' as const };
+    const code = Number(e.responseCode) || 451;
+    return { recipient, code, reply: String(e.response ?? e.message), outcome: outcomeOf(code) };
+  });
+}
+
 interface Pooled {
   conn: any;
   key: string;
@@ -177,72 +265,14 @@ export class SmtpClient {
     port: number,
     enforce: boolean,
     transcript: Transcript,
-  ): Promise<{ kind: 'done'; results: RcptResult[]; attempt: AttemptInfo } | { kind: 'next'; code: number; reply: string }> {
+  ): Promise<HostResult> {
     const src = this.source(job.sendingDomain);
     const localAddress = src.localAddress && isIP(src.localAddress) === isIP(ip) ? src.localAddress : null;
-    const sh = this.o.smarthost;
     const key = `${ip}|${port}|${localAddress ?? ''}|${src.ehlo}|${enforce ? 'e' : 'o'}|${mx}`;
-    let pooled = this.take(key);
-    let conn: any;
-    let info: Pooled['info'];
-    if (pooled) {
-      conn = pooled.conn;
-      conn.logger = transcript.logger;
-      info = pooled.info;
-      transcript.push(`* reusing connection to ${mx} [${ip}]`);
-      try {
-        await new Promise<void>((res, rej) => conn.reset((e: any) => (e ? rej(e) : res())));
-      } catch {
-        conn.close();
-        pooled = null;
-      }
-    }
-    if (!pooled) {
-      transcript.push(`* connecting to ${mx} [${ip}]:${port}${localAddress ? ` from ${localAddress}` : ''}`);
-      conn = new (SMTPConnection as any)({
-        host: ip,
-        port,
-        servername: isIP(mx) ? undefined : mx,
-        name: src.ehlo,
-        localAddress: localAddress ?? undefined,
-        secure: !!sh && sh.tls === 'tls',
-        requireTLS: enforce || (!!sh && sh.tls === 'starttls'),
-        opportunisticTLS: !enforce && !sh,
-        ignoreTLS: !!sh && sh.tls === 'none',
-        tls: { rejectUnauthorized: enforce || !!sh, servername: isIP(mx) ? undefined : mx, ca: this.ca, minVersion: 'TLSv1.2' },
-        connectionTimeout: this.o.connectTimeoutMs,
-        greetingTimeout: this.o.connectTimeoutMs,
-        socketTimeout: this.o.socketTimeoutMs,
-        allowInternalNetworkInterfaces: true,
-        logger: transcript.logger,
-        debug: true,
-      });
-      conn.on('error', () => {});
-      try {
-        await new Promise<void>((res, rej) => {
-          conn.once('error', rej);
-          conn.connect(() => {
-            conn.removeListener('error', rej);
-            res();
-          });
-        });
-        if (sh && sh.user) await new Promise<void>((res, rej) => conn.login({ user: sh.user, pass: sh.pass }, (e: any) => (e ? rej(e) : res())));
-      } catch (err: any) {
-        conn.close();
-        const code = err.responseCode && err.responseCode >= 400 ? err.responseCode : 451;
-        const line = err.response ? String(err.response) : reply(451, '4.4.1', `connection to ${mx} [${ip}] failed: ${err.code ?? ''} ${err.message}`.trim()).line;
-        transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
-        // A 5xx greeting/EHLO from one MX is that host's problem: other MX hosts may accept.
-        return { kind: 'next', code: code >= 500 ? 451 : code, reply: line };
-      }
-      const sock = conn._socket;
-      info = {
-        tlsVersion: conn.secure && sock?.getProtocol ? sock.getProtocol() : null,
-        tlsCipher: conn.secure && sock?.getCipher ? sock.getCipher()?.name ?? null : null,
-        sourceIp: sock?.localAddress ?? localAddress,
-      };
-    }
-    const attempt: AttemptInfo = { mx, ip, sourceIp: info!.sourceIp, tlsVersion: info!.tlsVersion, tlsCipher: info!.tlsCipher, transcript: '' };
+    const open = (await this.reuse(key, mx, ip, transcript)) ?? (await this.connect({ mx, ip, port, ehlo: src.ehlo, localAddress, enforce }, transcript));
+    if ('kind' in open) return open;
+    const { conn, info } = open;
+    const attempt: AttemptInfo = { mx, ip, sourceIp: info.sourceIp, tlsVersion: info.tlsVersion, tlsCipher: info.tlsCipher, transcript: '' };
     let sent: any;
     try {
       sent = await new Promise((res, rej) => {
@@ -251,45 +281,63 @@ export class SmtpClient {
       });
     } catch (err: any) {
       const reusable = err.code === 'EENVELOPE' && !!err.responseCode;
-      if (reusable) this.put(key, conn, info!);
+      if (reusable) this.put(key, conn, info);
       else conn.close();
-      if (err.rejectedErrors?.length || err.code === 'EENVELOPE') {
-        const byRcpt = new Map<string, any>();
-        for (const e of err.rejectedErrors ?? []) if (e.recipient) byRcpt.set(e.recipient, e);
-        const fallback = err.response ? String(err.response) : reply(451, '4.3.0', err.message).line;
-        const fallbackCode = Number(err.responseCode) || 451;
-        return {
-          kind: 'done',
-          attempt,
-          results: job.recipients.map((recipient) => {
-            const e = byRcpt.get(recipient);
-            const code = Number(e?.responseCode) || fallbackCode;
-            return { recipient, code, reply: e?.response ? String(e.response) : fallback, outcome: outcomeOf(code) };
-          }),
-        };
-      }
-      if (err.responseCode) {
-        const line = String(err.response ?? err.message);
-        return { kind: 'done', attempt, results: job.recipients.map((recipient) => ({ recipient, code: err.responseCode, reply: line, outcome: outcomeOf(err.responseCode) })) };
-      }
-      // The connection broke mid-transaction: nothing is known to be delivered.
-      transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
-      return { kind: 'next', code: 451, reply: reply(451, '4.4.2', `connection to ${mx} [${ip}] lost: ${err.message}`).line };
+      const r = sendFailure(err, job.recipients, mx, ip);
+      if (r.kind === 'next') transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
+      return r.kind === 'done' ? { kind: 'done', attempt, results: r.results } : r;
     }
-    this.put(key, conn, info!);
-    const rejected = new Map<string, any>();
-    for (const e of sent.rejectedErrors ?? []) if (e.recipient) rejected.set(e.recipient, e);
-    const okReply = String(sent.response ?? '250 OK');
-    return {
-      kind: 'done',
-      attempt,
-      results: job.recipients.map((recipient) => {
-        const e = rejected.get(recipient);
-        if (!e) return { recipient, code: 250, reply: okReply, outcome: 'delivered' as const };
-        const code = Number(e.responseCode) || 451;
-        return { recipient, code, reply: String(e.response ?? e.message), outcome: outcomeOf(code) };
-      }),
+    this.put(key, conn, info);
+    return { kind: 'done', attempt, results: sentResults(sent, job.recipients) };
+  }
+
+  /** A pooled connection for `key`, reset for a new transaction; null when there is none (or the reset failed). */
+  private async reuse(key: string, mx: string, ip: string, transcript: Transcript): Promise<{ conn: any; info: Pooled['info'] } | null> {
+    const pooled = this.take(key);
+    if (!pooled) return null;
+    const conn = pooled.conn;
+    conn.logger = transcript.logger;
+    transcript.push(`* reusing connection to ${mx} [${ip}]`);
+    try {
+      await new Promise<void>((res, rej) => conn.reset((e: any) => (e ? rej(e) : res())));
+      return { conn, info: pooled.info };
+    } catch {
+      conn.close();
+      return null;
+    }
+  }
+
+  /** A new connection (TLS as connectionOptions decides, smarthost login); on failure the reply that sends us to the next host. */
+  private async connect(t: ConnectTarget, transcript: Transcript): Promise<{ conn: any; info: Pooled['info'] } | { kind: 'next'; code: number; reply: string }> {
+    const sh = this.o.smarthost;
+    transcript.push(`* connecting to ${t.mx} [${t.ip}]:${t.port}${t.localAddress ? ` from ${t.localAddress}` : ''}`);
+    const conn = new (SMTPConnection as any)({
+      ...connectionOptions(t, sh ?? null, { ca: this.ca, connectTimeoutMs: this.o.connectTimeoutMs, socketTimeoutMs: this.o.socketTimeoutMs }),
+      logger: transcript.logger,
+      debug: true,
+    });
+    conn.on('error', () => {});
+    try {
+      await new Promise<void>((res, rej) => {
+        conn.once('error', rej);
+        conn.connect(() => {
+          conn.removeListener('error', rej);
+          res();
+        });
+      });
+      if (sh && sh.user) await new Promise<void>((res, rej) => conn.login({ user: sh.user, pass: sh.pass }, (e: any) => (e ? rej(e) : res())));
+    } catch (err: any) {
+      conn.close();
+      transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
+      return { kind: 'next', ...connectFailure(err, t.mx, t.ip) };
+    }
+    const sock = conn._socket;
+    const info = {
+      tlsVersion: conn.secure && sock?.getProtocol ? sock.getProtocol() : null,
+      tlsCipher: conn.secure && sock?.getCipher ? sock.getCipher()?.name ?? null : null,
+      sourceIp: sock?.localAddress ?? t.localAddress,
     };
+    return { conn, info };
   }
 
   private take(key: string): Pooled | null {

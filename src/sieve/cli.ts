@@ -8,7 +8,7 @@ import { getMailbox } from '../services/mailboxes.ts';
 import { doveadmBinary } from '../services/quota.ts';
 import { dovecotPaths } from '../dovecot/config.ts';
 import type { ServiceContext } from '../services/context.ts';
-import { VacationBody } from './vacation.ts';
+import { VacationBody, type VacationInput } from './vacation.ts';
 import { readVacation, removeVacation, setVacation, type VacationView } from './vacation-service.ts';
 import { activateScript, checkLimits, checkScriptName, deactivateScripts, deleteScript, getScript, listScripts, putScript, type SieveTarget } from './scripts.ts';
 
@@ -17,7 +17,44 @@ function target(ctx: ServiceContext, address: string): SieveTarget {
   return { doveadm: doveadmBinary(ctx.config.dovecot.binary), config: dovecotPaths(ctx.config.data_dir).config, user: m.address };
 }
 
-export function sieveCommands(program: Command, { print, io }: CliHelpers): void {
+/** Decide: `vacation show` as text. Pure. */
+export function vacationText(v: VacationView): string {
+  return (
+    `${v.active ? 'ACTIVE' : v.enabled ? 'enabled, outside its dates' : 'disabled'}: "${v.subject}" from ${v.from}, at most one reply per sender every ${v.days} day(s)` +
+    `${v.start ? `, from ${v.start}` : ''}${v.end ? `, until ${v.end}` : ''}\n\n${v.text}${v.text.endsWith('\n') ? '' : '\n'}`
+  );
+}
+
+/**
+ * Decide: the vacation a `vacation set` asks for (the texts already read), validated by the API's
+ * schema; a problem names its option. Pure.
+ */
+export function vacationFromOptions(o: { disabled?: boolean; subject: string; from?: string; start?: string; end?: string; days?: string }, text: string | undefined, html: string | undefined): VacationInput {
+  if (!text) throw new LetterboxError('validation_error', 'give the reply with --text or --text-file');
+  const parsed = VacationBody.safeParse({
+    enabled: !o.disabled,
+    subject: o.subject,
+    text,
+    ...(html !== undefined ? { html } : {}),
+    ...(o.from ? { from: o.from } : {}),
+    ...(o.start ? { start: o.start } : {}),
+    ...(o.end ? { end: o.end } : {}),
+    ...(o.days !== undefined ? { days: Number(o.days) } : {}),
+  });
+  if (!parsed.success) {
+    const i = parsed.error.issues[0];
+    throw new LetterboxError('validation_error', `--${String(i.path[0] ?? 'input')}: ${i.message}`);
+  }
+  return parsed.data;
+}
+
+export function sieveCommands(program: Command, helpers: CliHelpers): void {
+  scriptCommands(program, helpers);
+  vacationCommands(program, helpers);
+}
+
+/** letterbox sieve list|get|put|rm|activate|deactivate */
+function scriptCommands(program: Command, { print }: CliHelpers): void {
   const sieve = program.command('sieve').description("a mailbox's Sieve filters (stored and compiled by Dovecot; needs `letterbox serve` running)");
   sieve
     .command('list <address>')
@@ -87,12 +124,12 @@ export function sieveCommands(program: Command, { print, io }: CliHelpers): void
         print(cmd, { active: null }, 'no script is active\n');
       }),
     );
-  void io;
+}
 
+/** letterbox vacation set|show|rm */
+function vacationCommands(program: Command, { print }: CliHelpers): void {
   const vacation = program.command('vacation').description("a mailbox's vacation (out-of-office) reply");
-  const show = (v: VacationView) =>
-    `${v.active ? 'ACTIVE' : v.enabled ? 'enabled, outside its dates' : 'disabled'}: "${v.subject}" from ${v.from}, at most one reply per sender every ${v.days} day(s)` +
-    `${v.start ? `, from ${v.start}` : ''}${v.end ? `, until ${v.end}` : ''}\n\n${v.text}${v.text.endsWith('\n') ? '' : '\n'}`;
+  const show = vacationText;
   const readText = (file: string) => {
     try {
       return readFileSync(file === '-' ? 0 : file, 'utf8');
@@ -115,22 +152,8 @@ export function sieveCommands(program: Command, { print, io }: CliHelpers): void
     .action((address: string, o, cmd: Command) =>
       withContext(cmd, (ctx) => {
         const text = o.textFile ? readText(o.textFile) : o.text;
-        if (!text) throw new LetterboxError('validation_error', 'give the reply with --text or --text-file');
-        const parsed = VacationBody.safeParse({
-          enabled: !o.disabled,
-          subject: o.subject,
-          text,
-          ...(o.htmlFile ? { html: readText(o.htmlFile) } : {}),
-          ...(o.from ? { from: o.from } : {}),
-          ...(o.start ? { start: o.start } : {}),
-          ...(o.end ? { end: o.end } : {}),
-          ...(o.days !== undefined ? { days: Number(o.days) } : {}),
-        });
-        if (!parsed.success) {
-          const i = parsed.error.issues[0];
-          throw new LetterboxError('validation_error', `--${String(i.path[0] ?? 'input')}: ${i.message}`);
-        }
-        const v = setVacation(ctx, getMailbox(ctx, address), parsed.data);
+        const body = vacationFromOptions(o, text, text && o.htmlFile ? readText(o.htmlFile) : undefined);
+        const v = setVacation(ctx, getMailbox(ctx, address), body);
         print(cmd, v, show(v));
       }),
     );
