@@ -304,8 +304,11 @@ preflight() {
   # RAM
   local mem_kb
   mem_kb="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)"
-  if [ "${mem_kb:-0}" -lt $((500 * 1024)) ]; then
-    problem "only $((mem_kb / 1024)) MB of RAM: Letterbox needs at least 512 MB (Node.js, Dovecot, SQLite)"
+  # 1 GB (README "Memory use", bench/README "Memory (#15)": Node 110-120 MB idle, ~150 MB at peak;
+  # Dovecot up to ~210 MB with 100 deliveries at once; rspamd + Redis). A "1 GB" VPS reports
+  # 940-1000 MB of MemTotal.
+  if [ "${mem_kb:-0}" -lt $((900 * 1024)) ]; then
+    problem "only $((mem_kb / 1024)) MB of RAM: Letterbox needs a machine with at least 1 GB (Node.js, Dovecot, rspamd and Redis use about 300 MB idle and 500-600 MB at peak)"
   else
     note "preflight: RAM $((mem_kb / 1024)) MB: ok"
   fi

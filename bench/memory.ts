@@ -4,7 +4,7 @@
 //   2. idle with --mailboxes (10,000) mailboxes, seeded straight into SQLite as bench/api-load.ts does,
 //   3. peak under a short inbound load (bench/inbound.ts's DKIM-signed 4 KB message via smtp-source),
 //   4. after the load, once it has settled (--settle seconds, then a GC).
-//   node bench/memory.ts [--mailboxes 10000] [--messages 1000] [--settle 20] [--threads N] [--bare] [--node-flags "..."] [--env K=V,...] [--no-compile-cache] [--idle-only]
+//   node bench/memory.ts [--mailboxes 10000] [--messages 1000] [--settle 20] [--threads N] [--bare] [--node-flags "..."] [--env K=V,...] [--no-compile-cache] [--idle-only] [--spam]
 // Soak (#15): `--soak 200000 [--soak-minutes 40]` instead sends that many messages (or as many as fit
 // in the minutes) in batches of 2,000 (every fifth batch over 100 one-message sessions, the rest over
 // 20 reused sessions) and prints the Node RSS, the main heap (no GC forced) and /proc/loadavg every
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { TestDns } from '../test/helpers/dns.ts';
 import { newId } from '../src/util/ids.ts';
-import { rssKb, treePssKb, run, machine, table, arg, waitFor, cpuMs } from './lib.ts';
+import { rssKb, pssKb, tree, treePssKb, run, machine, table, arg, waitFor, cpuMs } from './lib.ts';
 import { letterboxStack } from './stacks.ts';
 import { makeMessage, SENDER_DOMAIN } from './inbound-message.ts';
 
@@ -109,15 +109,18 @@ writeFileSync(file, makeMessage(privateKey, USER, DOMAIN).replace(/\r\n/g, '\n')
 console.log(`# memory benchmark — ${machine()}`);
 console.log(`# serve process: node flags "${NODE_FLAGS}", env ${JSON.stringify(EXTRA_ENV)}, api.threads ${THREADS || 'default'}`);
 
-// The serve process gets an inspector on a free port (to read its heap); NODE_OPTIONS reaches
+// The serve process gets the flags on its command line, as from src/bin/letterbox (NODE_OPTIONS
+// refuses most V8 flags), and an inspector on a free port (to read its heap); NODE_OPTIONS reaches
 // only it, the CLI runs of the harness have their own environment.
-const env = { NODE_OPTIONS: `--inspect=127.0.0.1:0 ${NODE_FLAGS}`.trim(), ...EXTRA_ENV };
+const env = { NODE_OPTIONS: '--inspect=127.0.0.1:0', ...EXTRA_ENV };
 const stack = await letterboxStack({
   dnsServer: dns.server,
   domain: DOMAIN,
   user: USER,
-  extraToml: THREADS ? `[api]\nthreads = ${THREADS}\n` : '',
+  // --spam: with spam filtering (rspamd + Redis, children of serve; the test config has it off).
+  extraToml: (THREADS ? `[api]\nthreads = ${THREADS}\n` : '') + (process.argv.includes('--spam') ? '[spam]\nenabled = true\n' : ''),
   env,
+  nodeArgs: NODE_FLAGS.split(' ').filter(Boolean),
 });
 const app = stack.app;
 const insp = new Inspector();
@@ -190,6 +193,21 @@ async function sample(what: string, note = ''): Promise<void> {
   const row = { what, 'Node RSS MB': Math.round(rssKb(pid) / 1024), 'anon MB': anonMb, 'file MB': fileMb, 'heap used MB (main, after GC)': heap.heapUsedMb, 'heap total MB': heap.heapTotalMb, 'external MB': heap.externalMb, 'stack PSS MB (with Dovecot)': Math.round(treePssKb([pid]) / 1024), note };
   console.log(JSON.stringify(row));
   rows.push(row);
+  // The whole appliance by program (the serve process's tree): PSS (shared pages split) and RSS.
+  const by = new Map<string, { n: number; pss: number; rss: number }>();
+  for (const p of tree([pid])) {
+    let comm = '?';
+    try {
+      comm = readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+    } catch {}
+    const key = comm.startsWith('rspamd') ? 'rspamd' : /^(dovecot|lmtp|auth|anvil|log|config|stats|imap|imap-login|managesieve)/.test(comm) ? 'dovecot' : comm === 'sh' ? 'sh' : comm;
+    const e = by.get(key) ?? { n: 0, pss: 0, rss: 0 };
+    e.n++;
+    e.pss += pssKb(p);
+    e.rss += rssKb(p);
+    by.set(key, e);
+  }
+  console.log(`#   by program: ${[...by].map(([k, e]) => `${k} ×${e.n} PSS ${Math.round(e.pss / 1024)} / RSS ${Math.round(e.rss / 1024)} MB`).join('; ')}`);
 }
 try {
   await insp.connect(app.logs);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the benchmarks need (not needed by the tests): Postfix (smtp-source, smtp-sink and
-# the classic-stack peer) without starting its service, wrk, and the npm tools in bench/node_modules.
+# the classic-stack peer) without starting its service, OpenDKIM (the outbound peer's signer), wrk,
+# and the npm tools in bench/node_modules.
 # Usage: bash bench/setup.sh      (root; Debian 12 / Ubuntu 24.04)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +21,17 @@ if ! command -v smtp-source >/dev/null || ! command -v postfix >/dev/null; then
   # Even without a service manager, make sure the system instance is not running.
   postfix stop >/dev/null 2>&1 || true
 fi
+# OpenDKIM: the DKIM signer of bench/outbound.ts's Postfix peer (private instances only; its own
+# service stays stopped).
+if [ ! -x /usr/sbin/opendkim ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get install -y -qq opendkim opendkim-tools >/dev/null || { apt-get update -qq && apt-get install -y -qq opendkim opendkim-tools >/dev/null; }
+fi
 if [ ! -x /usr/bin/time ]; then # GNU time: the CPU a load generator used (bench/lib.ts runWrk)
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
 fi
@@ -31,4 +43,4 @@ export PATH="$nodebin:$PATH"
 if [ ! -x "$here/node_modules/.bin/autocannon" ] || [ ! -d "$here/node_modules/Haraka" ]; then
   (cd "$here" && flock /tmp/npm.lock npm install --no-audit --no-fund --save-exact autocannon@9.0.0 Haraka@3.3.4 >/dev/null)
 fi
-echo "bench setup done: $(command -v smtp-source), $(command -v wrk), autocannon, Haraka"
+echo "bench setup done: $(command -v smtp-source), $(command -v wrk), /usr/sbin/opendkim, autocannon, Haraka"

@@ -164,7 +164,8 @@ ${/^\[spam\]/m.test(opts.extraToml ?? '') ? '' : '# Spam filtering (rspamd) is t
 const READY_MS = Number(process.env.LB_TEST_READY_MS ?? 60000);
 
 /** Extra TOML appended to the generated config (sections such as [smtp], [dns], [outbound]). */
-export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string>; ports?: Partial<Ports>; readyTimeoutMs?: number } = {}): Promise<Appliance> {
+/** `nodeArgs`: Node/V8 flags for the serve process (benchmarks: what src/bin/letterbox gives serve). */
+export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string>; nodeArgs?: string[]; ports?: Partial<Ports>; readyTimeoutMs?: number } = {}): Promise<Appliance> {
   const dir = mkdtempSync(join(tmpdir(), 'lbt-'));
   chmodSync(dir, 0o755); // Dovecot's mail uid must traverse into data/
   const ports: Ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort(), ...opts.ports };
@@ -175,7 +176,7 @@ export async function startAppliance(opts: { extraToml?: string; hostname?: stri
   let child!: ChildProcess;
   const launch = () =>
     new Promise<void>((res, rej) => {
-      child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', CLI, '--config', configPath, 'serve'], {
+      child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', ...(opts.nodeArgs ?? []), CLI, '--config', configPath, 'serve'], {
         // info, the production default (LETTERBOX_LOG_LEVEL is [log] level); a test may ask for more.
         env: { ...process.env, LETTERBOX_LOG_LEVEL: 'info', ...opts.env },
         stdio: ['ignore', 'pipe', 'pipe'],
