@@ -155,6 +155,7 @@ prod_paths() {
   CONFIG="$ETC_DIR/letterbox.toml"
   CERT_DIR="$ETC_DIR/certs"
   DATA_DIR="$ROOT/var/lib/letterbox"
+  CACHE_DIR="$ROOT/var/cache/letterbox" # Node's compile cache (systemd CacheDirectory=): nothing to keep
   UNIT_DIR="$ROOT/etc/systemd/system"
   WRAPPER="$ROOT/usr/local/bin/letterbox"
   PROD_RUNTIME="$OPT_DIR/.runtime"
@@ -807,6 +808,7 @@ prod_uninstall() {
     if [ "$(readlink -f "$APP_DIR")" = "$(readlink -f "$OPT_DIR")" ]; then cd /; fi
     run rm -rf "$OPT_DIR"; changed "removed $OPT_DIR"
   fi
+  [ -d "$CACHE_DIR" ] && { run rm -rf "$CACHE_DIR"; changed "removed $CACHE_DIR (compile cache)"; }
   if [ "$PURGE" = 1 ]; then
     [ -d "$ETC_DIR" ] && { run rm -rf "$ETC_DIR"; changed "purged $ETC_DIR (config, certificates)"; }
     [ -d "$DATA_DIR" ] && { run rm -rf "$DATA_DIR"; changed "purged $DATA_DIR (database, secrets, DKIM keys, mail)"; }
