@@ -7,7 +7,7 @@
 // idle PSS of rspamd + Redis, and the whole appliance (Node, Dovecot, rspamd, Redis) idle and loaded.
 // Both stacks run side by side; the measurements alternate between them (L C, C L, L C …) so load
 // from other work on the machine falls on both; /proc/loadavg is printed with every measurement.
-//   node bench/spam.ts [--messages 1000] [--spam-share 0.2] [--rounds 3]
+//   node bench/spam.ts [--messages 1000] [--spam-share 0.2] [--rounds 3] [--no-spam-peer]
 import { generateKeyPairSync, createPrivateKey } from 'node:crypto';
 import { writeFileSync, mkdtempSync, rmSync, mkdirSync, chmodSync, chownSync, readdirSync, readFileSync } from 'node:fs';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -162,6 +162,20 @@ function parts(roots: number[]): { pss: Parts; rss: Parts; alone: Parts } {
 const fmt = (p: Parts) => `Node ${p.Node}, Dovecot ${p.Dovecot}, rspamd ${p.rspamd}, Redis ${p.Redis}${p.other ? `, other ${p.other}` : ''}: total ${p.total}`;
 const fmt3 = (x: { pss: Parts; rss: Parts; alone: Parts }) => `PSS [${fmt(x.pss)}]; RSS summed [${fmt(x.rss)}]; alone [${fmt(x.alone)}]`;
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+/** CPU ms of the stack's live processes by component (each process's own utime+stime). */
+function cpuParts(roots: number[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const p of tree(roots)) {
+    let c: string = component(p);
+    if (c === 'other') {
+      try {
+        if (/postfix/.test(readFileSync(`/proc/${p}/cmdline`, 'utf8'))) c = 'Postfix';
+      } catch {}
+    }
+    out[c] = (out[c] ?? 0) + ownCpuMs(p);
+  }
+  return out;
+}
 
 interface Row {
   round: number;
@@ -171,6 +185,7 @@ interface Row {
   'msg/s': string;
   'CPU ms/msg (whole stack)': string;
   'of which rspamd+Redis': string;
+  'split ms/msg (live processes)': string;
   'peak PSS MB (all)': number;
   'rspamd+Redis PSS MB idle → peak': string;
   'load before → after': string;
@@ -200,6 +215,7 @@ async function measure(round: number, b: Bench, files: { ham: string; spam: stri
   const before = b.stack.delivered();
   const cpu0 = cpuMs(roots());
   const s0 = spamCpu(roots());
+  const p0 = cpuParts(roots());
   let spamPeak = idle;
   const sampler = setInterval(() => {
     spamPeak = Math.max(spamPeak, spamPssMb(roots()));
@@ -218,6 +234,7 @@ async function measure(round: number, b: Bench, files: { ham: string; spam: stri
   const ms = performance.now() - t0;
   const cpu = cpuMs(roots()) - cpu0;
   const sc = spamCpu(roots()) - s0;
+  const p1 = cpuParts(roots());
   clearInterval(sampler);
   const m = mem.stop();
   const got = b.stack.delivered() - before;
@@ -230,6 +247,10 @@ async function measure(round: number, b: Bench, files: { ham: string; spam: stri
     'msg/s': (got / (ms / 1000)).toFixed(0),
     'CPU ms/msg (whole stack)': (cpu / Math.max(1, got)).toFixed(2),
     'of which rspamd+Redis': (sc / Math.max(1, got)).toFixed(2),
+    'split ms/msg (live processes)': Object.keys(p1)
+      .filter((k) => p1[k] - (p0[k] ?? 0) > 0)
+      .map((k) => `${k} ${((p1[k] - (p0[k] ?? 0)) / Math.max(1, got)).toFixed(2)}`)
+      .join(', '),
     'peak PSS MB (all)': m.peakMb,
     'rspamd+Redis PSS MB idle → peak': `${idle} → ${spamPeak}`,
     'load before → after': `${loadBefore} → ${load()}`,
@@ -278,6 +299,13 @@ try {
   const classicA = await classicStack({ domain: DOMAIN, user: USER, extraMainCf: milterCf(milterA.port) });
   cleanups.push(() => classicA.stop());
   const L: Bench = { name: 'Letterbox + rspamd (HTTP, Unix socket)', stack: lb, extraRoots: [] };
+  // --no-spam-peer: Letterbox with spam filtering off in the same run: what the scan costs Node.
+  let N0: Bench | null = null;
+  if (process.argv.includes('--no-spam-peer')) {
+    const lb0 = await letterboxStack({ dnsServer: dns.server, domain: DOMAIN, user: USER, extraToml: `[spam]\nenabled = false\n` });
+    cleanups.push(() => lb0.stop());
+    N0 = { name: 'Letterbox, spam filtering off', stack: lb0, extraRoots: [] };
+  }
   const C: Bench = { name: 'Postfix → rspamd milter → LMTP → Dovecot', stack: classic, extraRoots: milter.roots };
   const CA: Bench = { name: 'same, rspamd checking SPF/DKIM/DMARC/ARC', stack: classicA, extraRoots: milterA.roots };
   // The appliance idle: just started (rspamd's maps loaded, no mail yet), then after the warm-up.
@@ -286,6 +314,7 @@ try {
   await warm(L, files);
   await warm(C, files);
   await warm(CA, files);
+  if (N0) await warm(N0, files);
   await sleep(5000);
   const idleL = parts(rootsOf(L));
   const idleC = spamPssMb(rootsOf(C));
@@ -294,7 +323,7 @@ try {
   console.log(`# classic stack's rspamd+Redis idle PSS: ${idleC} MB (load ${load()})`);
   const peaks: { L: Peak; other: Peak } = { L: { parts: idleL }, other: { parts: parts(rootsOf(C)) } };
   for (let r = 1; r <= ROUNDS; r++) {
-    const order = r % 2 === 1 ? [L, C, CA] : [CA, C, L];
+    const order = [...(r % 2 === 1 ? [L, C, CA] : [CA, C, L]), ...(N0 ? [N0] : [])];
     for (const b of order) {
       const row = await measure(r, b, files, b === L ? peaks.L : peaks.other);
       console.log(JSON.stringify(row));
