@@ -207,3 +207,27 @@ test('rspamd client: a learn refused with 204 and a body (rspamd 3.4) is an answ
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('greylisting exemption store: a domain seen before is exempt; a domain seen today is not written again (no commit per message)', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { openDatabase } = await import('../src/db/index.ts');
+  const { silentLogger } = await import('../src/log.ts');
+  const { seenDomainBefore } = await import('../src/spam/store.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'lb-seen-'));
+  const db = openDatabase(join(dir, 'l.db'), { log: silentLogger(), clock: { now: () => Date.parse('2026-12-07T10:00:00Z') } });
+  try {
+    const changes = () => db.prepare('SELECT total_changes()').pluck().get() as number;
+    assert.equal(seenDomainBefore(db, 'pass.test', '2026-12-07T10:00:00.000Z'), false, 'first time');
+    const c0 = changes();
+    assert.equal(seenDomainBefore(db, 'pass.test', '2026-12-07T18:00:00.000Z'), true);
+    assert.equal(changes(), c0, 'same day: nothing written');
+    assert.equal(seenDomainBefore(db, 'pass.test', '2026-12-08T08:00:00.000Z'), true);
+    assert.equal(changes(), c0 + 1, 'next day: last_seen updated');
+    assert.equal(db.prepare('SELECT last_seen FROM spam_seen_domains WHERE domain = ?').pluck().get('pass.test'), '2026-12-08T08:00:00.000Z');
+  } finally {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

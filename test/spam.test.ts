@@ -156,7 +156,11 @@ async function apiKey(): Promise<string> {
 
 /** The rspamd main process of this appliance: the child of its supervisor's guard shell. */
 function rspamdMainPid(): number {
-  const conf = join(app.dataDir, 'rspamd', 'conf');
+  return daemonPid('/usr/bin/rspamd', join(app.dataDir, 'rspamd', 'conf'), 'rspamd');
+}
+
+/** A supervised daemon of this appliance (binary, a path on its command line, its comm prefix). */
+function daemonPid(binary: string, conf: string, comm: string): number {
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     let cmd = '';
@@ -165,11 +169,11 @@ function rspamdMainPid(): number {
     } catch {
       continue;
     }
-    if (!cmd.startsWith('/bin/sh\0') || !cmd.includes('\0guard\0/usr/bin/rspamd\0') || !cmd.includes(conf)) continue;
+    if (!cmd.startsWith('/bin/sh\0') || !cmd.includes(`\0guard\0${binary}\0`) || !cmd.includes(conf)) continue;
     const children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).map(Number);
-    for (const c of children) if (readFileSync(`/proc/${c}/comm`, 'utf8').startsWith('rspamd')) return c;
+    for (const c of children) if (readFileSync(`/proc/${c}/comm`, 'utf8').startsWith(comm)) return c;
   }
-  throw new Error('rspamd main process not found');
+  throw new Error(`${comm} process not found`);
 }
 
 const headerOf = (src: string) => src.slice(0, src.indexOf('\r\n\r\n'));
@@ -392,6 +396,38 @@ test('rspamd killed: 451 4.3.0 while it is down, delivered once the supervisor r
   assert.match(metrics, /^letterbox_redis_up 1$/m);
   assert.match(metrics, /^letterbox_spam_verdicts_total\{direction="inbound",verdict="reject"\} [1-9]/m);
   assert.match(metrics, /^letterbox_spam_scan_duration_seconds_count\{direction="inbound"\} [1-9]/m);
+});
+
+test('Redis killed: mail is still scanned and accepted (no greylisting meanwhile, never a 4.3.0), the supervisor restarts it, then greylisting and learning work again', async () => {
+  const metrics = async () => (await (await fetch(`http://127.0.0.1:${app.ports.api}/metrics`, { headers: { authorization: `Bearer ${await apiKey()}` } })).text());
+  const restarts = () => metrics().then((m) => Number(/^letterbox_redis_restarts_total (\d+)$/m.exec(m)?.[1] ?? -1));
+  const before = await restarts();
+  const pid = daemonPid('/usr/bin/redis-server', join(app.dataDir, 'redis'), 'redis-server');
+  // A greylistable message (~3.4 > greylist = 3): each with a sender and body rspamd has not seen.
+  let n = 0;
+  const grey = (tag: string) => {
+    const from = `redis-${tag}-${++n}@unknown.test`;
+    const subject = tok(`redis-${tag}`);
+    return send(from, ['alice@ours.test'], message({ from, to: 'alice@ours.test', subject, noIds: true, body: `Hello, this is an ordinary note, ${subject}.` })).then((r) => ({ ...r, subject }));
+  };
+  process.kill(pid, 'SIGKILL');
+  // Redis restarts within moments, so this scan may see it down (scored, not greylisted: 250) or
+  // back (451 4.7.1). Never a scanner failure.
+  const during = await grey('during');
+  assert.ok(during.code === 250 || (during.code === 451 && /4\.7\.1/.test(during.response)), during.response);
+  if (during.code === 250) assert.match(headerOf((await find('alice@ours.test', 'INBOX', during.subject))[0].source), /^X-Spam-Score: /m, 'scanned');
+  // The supervisor restarted it, and rspamd uses the new one.
+  assert.equal(await until(restarts, (r) => r === before + 1, 60000), before + 1);
+  assert.match(await until(metrics, (m) => /^letterbox_redis_up 1$/m.test(m), 60000), /^letterbox_redis_up 1$/m);
+  assert.notEqual(daemonPid('/usr/bin/redis-server', join(app.dataDir, 'redis'), 'redis-server'), pid);
+  const after = await until(() => grey('after'), (r) => r.code === 451, 30000);
+  assert.equal(after.code, 451, after.response);
+  assert.match(after.response, /4\.7\.1/, 'greylisting (state in Redis) works again');
+  const learned = await stat('bob@ours.test');
+  const file = join(app.dir, 'learn-after-redis.eml');
+  writeFileSync(file, message({ from: 'x@pass.test', to: 'bob@ours.test', subject: tok('after-redis'), body: `${LONG} ${randomBytes(16).toString('hex')}` }));
+  assert.equal((await app.cliJson(['spam', 'learn', 'bob@ours.test', '--spam', file])).data.learned, true);
+  assert.equal((await stat('bob@ours.test')).spam, learned.spam + 1, 'learning (Bayes in Redis) works again');
 });
 
 test('outbound abuse check: spam from an authenticated session is refused (550 5.7.1 / API 422), nothing reaches the remote', async () => {

@@ -108,8 +108,11 @@ export function renderRspamdFiles(o: RenderSpamOptions): Record<string, string> 
   const p = o.paths;
   const ns = o.nameservers.length ? `  nameserver = [${o.nameservers.map((s) => JSON.stringify(s)).join(', ')}];\n` : '';
   return {
-    // Logs go to stderr, where the supervisor turns them into Letterbox log lines.
-    'override.d/logging.inc': `${h}type = "console";\nlevel = "warning";\nsystemd = false;\ncolor = false;\n`,
+    // Logs go to stderr, where the supervisor turns them into Letterbox log lines. Errors only:
+    // at "warning" rspamd 3.4 prints, for every scan, one "skip obtaining bayes tokens … not enough
+    // learns" line per statfile of a classifier below min_learns (4 per message on a new server,
+    // 2 for ever for a mailbox that never trains): Letterbox's log filled with them.
+    'override.d/logging.inc': `${h}type = "console";\nlevel = "error";\nsystemd = false;\ncolor = false;\n`,
     'local.d/options.inc': `${h}dns {\n${ns}  timeout = 2s;\n  retransmits = 2;\n}\nhs_cache_dir = "${o.hsCacheDir.replace(/\/?$/, '/')}";\ncontrol_socket = "${p.runDir}/control.sock mode=0600";\n# A scan never waits longer than this on DNS or Redis; Letterbox's own timeout is shorter.\ntask_timeout = 8s;\n${o.testPatterns ? 'enable_test_patterns = true;\n' : ''}`,
     // A small VPS: one scanning worker and the controller (learning, stats); no proxy (Letterbox
     // speaks HTTP to the normal worker itself), no fuzzy storage. Unix sockets only.

@@ -38,9 +38,14 @@ export function setOverride(db: DB, scope: SpamScope, targetId: string, o: SpamO
   ).run(scope, targetId, o.mode, o.reject, o.junk, o.greylist, o.greylisting, now);
 }
 
-/** True when a DMARC pass from this domain was seen before `now`; records this one. */
+/**
+ * True when a DMARC pass from this domain was seen before `now`; records this one. last_seen is kept
+ * to the day: a domain already seen today is not written again, so the MX does not pay a SQLite
+ * commit (an fsync, synchronous = FULL) for every message from a known sender.
+ */
 export function seenDomainBefore(db: DB, domain: string, now: string): boolean {
-  const seen = stmt(db, 'SELECT 1 FROM spam_seen_domains WHERE domain = ?', { pluck: true }).get(domain) !== undefined;
+  const last = stmt(db, 'SELECT last_seen FROM spam_seen_domains WHERE domain = ?', { pluck: true }).get(domain) as string | undefined;
+  if (last !== undefined && last.slice(0, 10) === now.slice(0, 10)) return true;
   stmt(db, 'INSERT INTO spam_seen_domains (domain, first_seen, last_seen) VALUES (?, ?, ?) ON CONFLICT (domain) DO UPDATE SET last_seen = excluded.last_seen').run(domain, now, now);
-  return seen;
+  return last !== undefined;
 }
