@@ -14,11 +14,12 @@ import { backupCommands } from './backup/cli.ts';
 import { tlsCommands } from './tls/cli.ts';
 import { spamCommands } from './spam/cli.ts';
 import { sieveCommands } from './sieve/cli.ts';
+import { forwardingCommands } from './forwarding/cli.ts';
 
 export { EXIT_CONFIG, type CliIO } from './cli/shared.ts';
 
 /** The command modules, in help order. */
-const commandModules: CommandModule[] = [systemCommands, domainCommands, mailboxCommands, aliasCommands, queueCommands, apiCommands, doctorCommands, backupCommands, tlsCommands, spamCommands, sieveCommands];
+const commandModules: CommandModule[] = [systemCommands, domainCommands, mailboxCommands, aliasCommands, queueCommands, apiCommands, doctorCommands, backupCommands, tlsCommands, spamCommands, sieveCommands, forwardingCommands];
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('letterbox')

@@ -11,6 +11,7 @@ import type { ApiRequest } from '../types.ts';
 import type { ThreadContext } from '../../context.ts';
 import { VacationBody } from '../../sieve/vacation.ts';
 import { readVacation, removeVacation, setVacation } from '../../sieve/vacation-service.ts';
+import { ForwardingBody, readForwarding, removeForwarding, setForwarding } from '../../forwarding/service.ts';
 import { activateScript, checkLimits, checkScriptName, deactivateScripts, deleteScript, getScript, listScripts, putScript, type SieveTarget } from '../../sieve/scripts.ts';
 
 const tag = 'Mailbox self-service';
@@ -55,7 +56,31 @@ const VacationSchema = z
 const VACATION_DOC =
   "Letterbox turns the object into a Sieve script (RFC 5230) that runs before the mailbox's own active script: at most one reply per sender per `days`; never to the null sender, mailing lists (List-Id and friends), Precedence bulk/list/junk or Auto-Submitted mail, or the mailbox's own addresses. Replies carry `Auto-Submitted: auto-replied`, are DKIM-signed and leave through the outbound queue (counted against the mailbox's sending caps). Needs listen.inject.";
 
+const ForwardingSchema = z
+  .object({ targets: z.array(z.string()), keepCopy: z.boolean(), updatedAt: z.string() })
+  .meta({ id: 'Forwarding' });
+const FORWARDING_DOC =
+  "Mail to the mailbox (and to aliases and plus-addresses that reach it) is forwarded to the targets, by the MX, through the same path as alias forwards: an SRS envelope sender and an ARC seal in the mailbox's domain, through the outbound queue. With keepCopy (default) a copy also stays in the mailbox. Each forwarded message counts against the mailbox's sending caps; over them, or with the domain's outbound mail suspended, the message is kept in the mailbox instead of forwarded. Loop guard: targets in our domains must exist and not lead back to the mailbox (400); a message that comes back already forwarded by us for this mailbox (our `Delivered-To` header) is stored, not forwarded again. At most sieve.max_forward_targets targets (default 10).";
+
 export const selfServiceRoutes: RouteSpec[] = [
+  defineRoute({
+    method: 'get', path: '/mailboxes/:id/forwarding', operationId: 'getForwarding', anyThread: true, tag, scope: 'mailboxes:read', errors: [404],
+    summary: "The mailbox's forwarding (404 when none is set)", description: FORWARDING_DOC,
+    params: IdParams, response: ForwardingSchema,
+    handler: (req) => ({ data: readForwarding(req.app, visibleMailbox(req, req.params.id)) }),
+  }),
+  defineRoute({
+    method: 'put', path: '/mailboxes/:id/forwarding', operationId: 'setForwarding', tag, scope: 'mailboxes:write', errors: [404],
+    summary: 'Set (create or replace) the forwarding of the mailbox', description: FORWARDING_DOC,
+    params: IdParams, body: ForwardingBody, response: ForwardingSchema,
+    handler: (req) => ({ data: setForwarding(req.app, visibleMailbox(req, req.params.id), req.body) }),
+  }),
+  defineRoute({
+    method: 'delete', path: '/mailboxes/:id/forwarding', operationId: 'deleteForwarding', tag, scope: 'mailboxes:write', errors: [404],
+    summary: 'Stop forwarding', description: 'Answers with the settings that were removed.',
+    params: IdParams, response: ForwardingSchema,
+    handler: (req) => ({ data: removeForwarding(req.app, visibleMailbox(req, req.params.id)) }),
+  }),
   defineRoute({
     method: 'get', path: '/mailboxes/:id/vacation', operationId: 'getVacation', anyThread: true, tag, scope: 'mailboxes:read', errors: [404],
     summary: "The mailbox's vacation reply (404 when none is set)", description: VACATION_DOC,
