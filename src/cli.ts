@@ -15,11 +15,12 @@ import { tlsCommands } from './tls/cli.ts';
 import { spamCommands } from './spam/cli.ts';
 import { sieveCommands } from './sieve/cli.ts';
 import { forwardingCommands } from './forwarding/cli.ts';
+import { appPasswordCommands } from './cli/app-passwords.ts';
 
 export { EXIT_CONFIG, type CliIO } from './cli/shared.ts';
 
 /** The command modules, in help order. */
-const commandModules: CommandModule[] = [systemCommands, domainCommands, mailboxCommands, aliasCommands, queueCommands, apiCommands, doctorCommands, backupCommands, tlsCommands, spamCommands, sieveCommands, forwardingCommands];
+const commandModules: CommandModule[] = [systemCommands, domainCommands, mailboxCommands, aliasCommands, queueCommands, apiCommands, doctorCommands, backupCommands, tlsCommands, spamCommands, sieveCommands, forwardingCommands, appPasswordCommands];
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('letterbox')

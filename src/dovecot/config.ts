@@ -5,6 +5,7 @@ import { parseHostPort } from '../config/schema.ts';
 import { renderLoginProtection, type AuthPolicyTarget } from './login-policy.ts';
 import { LetterboxError } from '../errors.ts';
 import { renderSelfServiceBlock } from './selfservice.ts';
+import { APP_PASSWORDS_MISSING_ON_24, appPasswordPassdb23, appPasswordPassdb24 } from './app-passwords.ts';
 
 /** Where Letterbox keeps Dovecot's generated files and state, all under data_dir/dovecot. */
 export interface DovecotPaths {
@@ -18,6 +19,8 @@ export interface DovecotPaths {
   lmtpSocket: string;
   /** The Dovecot release series the files were last generated for (read by whoever rewrites the users file). */
   series: string;
+  /** Device (app) passwords, passwd-file keyed by user + SHA-256 (src/dovecot/app-passwords.ts). */
+  appPasswords: string;
 }
 
 export function dovecotPaths(dataDir: string): DovecotPaths {
@@ -36,6 +39,7 @@ export function dovecotPathsAt(dir: string, mailRoot: string): DovecotPaths {
     mailRoot,
     lmtpSocket: join(dir, 'run', 'lmtp'),
     series: join(dir, 'series'),
+    appPasswords: join(dir, 'app-passwords'),
   };
 }
 
@@ -111,7 +115,8 @@ export interface ExtraBlock {
 
 /** What a model's Dovecot 2.4 rendering goes without (blocks that have no 2.4 text yet). */
 export function missingOn24(m: DovecotModel): string[] {
-  return m.extraBlocks.filter((b) => b.v24 === null && b.missingOn24).map((b) => `${b.name}: ${b.missingOn24}`);
+  const app = appPasswordPassdb24(m.appPasswords.file) === null ? [`app passwords: ${APP_PASSWORDS_MISSING_ON_24}`] : [];
+  return [...m.extraBlocks.filter((b) => b.v24 === null && b.missingOn24).map((b) => `${b.name}: ${b.missingOn24}`), ...app];
 }
 
 /**
@@ -170,6 +175,8 @@ export interface DovecotModel {
   /** Per-user Sieve script (LMTP runs it): scripts in <home>/sieve, the active one linked at activePath. */
   sieve: { path: string; activePath: string };
   extraBlocks: ExtraBlock[];
+  /** Device (app) passwords (issue #17): their passwd-file, consulted before the users file (src/dovecot/app-passwords.ts). */
+  appPasswords: { file: string };
 }
 
 /** The model of Letterbox's Dovecot configuration for this config and environment. Pure. */
@@ -230,6 +237,7 @@ export function buildDovecotModel(o: RenderOptions): DovecotModel {
       },
       ...(o.extraBlocks ?? []),
     ],
+    appPasswords: { file: paths.appPasswords },
   };
 }
 
@@ -315,6 +323,7 @@ passdb {
   master = yes
   result_success = continue
 }
+${appPasswordPassdb23(m.appPasswords.file)}
 passdb {
   driver = passwd-file
   args = scheme=${m.auth.passwordScheme} username_format=%u ${m.auth.usersFile}
@@ -447,6 +456,7 @@ passdb master-users {
   master = yes
   result_success = continue
 }
+${appPasswordPassdb24(m.appPasswords.file) ?? ''}
 passdb users {
   driver = passwd-file
   passwd_file_path = ${m.auth.usersFile}

@@ -4,6 +4,8 @@ import type { DB } from '../db/index.ts';
 import { mailboxLogins } from '../services/mailbox-queries.ts';
 import { dovecotPaths, dovecotSeries, type DovecotPaths, type DovecotSeries } from './config.ts';
 import { renderUsersFile, writeDovecotFile } from './users.ts';
+import { appPasswordEntries, mailboxesRequiringAppPasswords } from '../services/app-passwords-store.ts';
+import { LOCKED_MAIN_PASSWORD, renderAppPasswordsFile } from './app-passwords.ts';
 
 /** The series the files under data_dir/dovecot were last generated for (written by prepareDovecot). */
 export function writtenSeries(paths: DovecotPaths): DovecotSeries {
@@ -22,10 +24,14 @@ export function writtenSeries(paths: DovecotPaths): DovecotSeries {
 export function syncUsersFile(db: DB, dataDir: string): boolean {
   const rows = mailboxLogins(db);
   const paths = dovecotPaths(dataDir);
-  return writeDovecotFile(
+  // Device (app) passwords (issue #17): their own file, and the main password locked where required.
+  const locked = mailboxesRequiringAppPasswords(db);
+  const apps = writeDovecotFile(paths.appPasswords, renderAppPasswordsFile(appPasswordEntries(db)));
+  const users = writeDovecotFile(
     paths.users,
-    renderUsersFile(rows.map((r) => ({ ...r, disabled: r.disabled === 1 })), writtenSeries(paths)),
+    renderUsersFile(rows.map((r) => ({ ...r, passwordHash: locked.has(r.address) ? LOCKED_MAIN_PASSWORD : r.passwordHash, disabled: r.disabled === 1 })), writtenSeries(paths)),
   );
+  return users || apps;
 }
 
 /** How long after a users-file change Dovecot may still answer from the old one (see writeDovecotFile). */
