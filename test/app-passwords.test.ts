@@ -5,9 +5,10 @@
 // IMAP and SMTP while app passwords keep working; the CLI; and the pure parts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
 import { ImapFlow } from 'imapflow';
-import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
+import { startAppliance, applianceCert, freePort, type Appliance } from './helpers/appliance.ts';
 import { RawSmtp } from './helpers/smtp-raw.ts';
 import { call, checkRepliesAgainstDoc, waitFor } from './helpers/mailapi.ts';
 import { checkAppPasswordName, generateAppPassword, hashAppPassword, lastUsedDue, looksLikeAppPassword } from '../src/auth/app-passwords.ts';
@@ -18,6 +19,7 @@ const PW = 'main password 1234567';
 let app: Appliance;
 let ca: string;
 let key: string;
+let msPort: number;
 
 test('app passwords: 140 random bits in groups of four, SHA-256 hex stored, names validated, last-used writes at most once a minute', () => {
   const a = generateAppPassword();
@@ -37,10 +39,11 @@ test('app passwords: 140 random bits in groups of four, SHA-256 hex stored, name
 });
 
 before(async () => {
-  app = await startAppliance({ extraToml: `[outbound]\nport = 9\n[submission]\nauth_delay_ms = 0\n` });
+  msPort = await freePort();
+  app = await startAppliance({ extraToml: `[outbound]\nport = 9\n[submission]\nauth_delay_ms = 0\n`, env: { LETTERBOX_LISTEN_MANAGESIEVE: `127.0.0.1:${msPort}` } });
   ca = applianceCert(app);
   await app.cliJson(['domain', 'add', D]);
-  for (const u of ['alice', 'bob', 'carol']) await app.cliJson(['mailbox', 'add', `${u}@${D}`, '--password', PW]);
+  for (const u of ['alice', 'bob', 'carol', 'dan', 'erin']) await app.cliJson(['mailbox', 'add', `${u}@${D}`, '--password', PW]);
   key = (await app.cliJson(['key', 'create', '--name', 'apps', '--scopes', 'mailboxes:*'])).secret;
   await waitFor(async () => (await imapLogin(`alice@${D}`, PW)).startsWith('a1 OK'), 'Dovecot to know the mailboxes');
 });
@@ -51,9 +54,9 @@ after(async () => {
 });
 
 /** One IMAP LOGIN over implicit TLS; the tagged reply. */
-function imapLogin(user: string, pw: string): Promise<string> {
+function imapLogin(user: string, pw: string, localAddress?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port: app.ports.imap, ca, servername: app.hostname });
+    const s = tlsConnect({ host: '127.0.0.1', port: app.ports.imap, ca, servername: app.hostname, ...(localAddress ? { localAddress } : {}) } as any);
     let buf = '';
     let sent = false;
     const t = setTimeout(() => (s.destroy(), reject(new Error('IMAP: no answer in time'))), 30000);
@@ -75,9 +78,46 @@ function imapLogin(user: string, pw: string): Promise<string> {
   });
 }
 
+/**
+ * One ManageSieve (RFC 5804) AUTHENTICATE PLAIN after STARTTLS from `localAddress`; the final
+ * response line (OK/NO/BYE). Raw protocol: Debian has no ManageSieve client library for Node.
+ */
+async function sieveAuth(user: string, pw: string, localAddress = '127.0.0.2'): Promise<string> {
+  let sock: Socket | TLSSocket = netConnect({ host: '127.0.0.1', port: msPort, localAddress });
+  let buf = '';
+  const onData = (d: Buffer) => (buf += d.toString('utf8'));
+  const until = async (re: RegExp) => {
+    const end = Date.now() + 30000;
+    for (;;) {
+      const m = re.exec(buf);
+      if (m) {
+        buf = buf.slice(m.index + m[0].length);
+        return m[0].trim();
+      }
+      if (Date.now() > end || sock.destroyed) throw new Error(`ManageSieve: no ${re} in ${JSON.stringify(buf)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  try {
+    sock.on('data', onData);
+    await until(/^(OK|NO|BYE)\b.*\r\n/m);
+    sock.write('STARTTLS\r\n');
+    await until(/^OK\b.*\r\n/m);
+    sock.removeListener('data', onData);
+    buf = '';
+    sock = tlsConnect({ socket: sock as Socket, ca, servername: app.hostname });
+    sock.on('data', onData);
+    await until(/^OK\b.*\r\n/m); // capabilities again, after TLS
+    sock.write(`AUTHENTICATE "PLAIN" "${Buffer.from(`\0${user}\0${pw}`).toString('base64')}"\r\n`);
+    return await until(/^(OK|NO|BYE)\b.*\r\n/m);
+  } finally {
+    sock.destroy();
+  }
+}
+
 /** One SMTP AUTH PLAIN on the submission port after STARTTLS; the reply line. */
-async function smtpAuth(user: string, pw: string): Promise<string> {
-  const { client, greeting } = await RawSmtp.open(app.ports.submission);
+async function smtpAuth(user: string, pw: string, localAddress?: string): Promise<string> {
+  const { client, greeting } = await RawSmtp.open(app.ports.submission, '127.0.0.1', localAddress);
   try {
     if (greeting?.code !== 220) return greeting?.text ?? 'closed';
     await client.cmd('EHLO apps.example');
@@ -116,6 +156,12 @@ test('API: created (shown once), IMAP LOGIN and SMTP submission accept it, last 
   assert.match(await smtpAuth(`alice@${D}`, password), /^235 /);
   assert.match(await smtpAuth(`bob@${D}`, password), /^535 /);
   assert.match(await smtpAuth(`alice@${D}`, PW), /^235 /);
+});
+
+test('ManageSieve takes app passwords too (same Dovecot passdb)', async () => {
+  const { password } = (await call(app, key, 'POST', `/mailboxes/dan@${D}/app-passwords`, { name: 'Sieve editor' })).json.data;
+  await waitFor(async () => (await sieveAuth(`dan@${D}`, password)).startsWith('OK'), 'ManageSieve AUTHENTICATE with the app password');
+  assert.match(await sieveAuth(`dan@${D}`, PW), /^OK/);
 });
 
 test('revoked: refused on IMAP and SMTP, and the open IMAP session it logged in is closed', async () => {
@@ -172,4 +218,31 @@ test('the replies match the OpenAPI document', async () => {
   const { checked, problems } = await checkRepliesAgainstDoc(app);
   assert.ok(checked > 0);
   assert.deepEqual(problems, []);
+});
+
+// Issue #17 item 6: ManageSieve logins go through the same login guard as IMAP and submission
+// (Dovecot's auth policy requests cover every Dovecot protocol). auth_max_failures is 10 here.
+test('ManageSieve: 20 parallel wrong logins lock the account on every protocol; the right password is refused from a new network', async () => {
+  const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => sieveAuth(`dan@${D}`, `wrong password ${i}`, `127.0.60.${i + 1}`)));
+  assert.ok(answers.every((a) => /^NO/.test(a)), answers.join(' | '));
+  assert.match(await sieveAuth(`dan@${D}`, PW, '127.0.60.99'), /^NO/, 'locked: the right password is refused on ManageSieve');
+  assert.match(await imapLogin(`dan@${D}`, PW, '127.0.60.98'), /^a1 NO/, '...on IMAP');
+  assert.match(await smtpAuth(`dan@${D}`, PW, '127.0.60.97'), /^454 4\.7\.0 /, '...and on submission');
+  assert.ok(app.logs.some((l) => l.includes('login locked out') && l.includes(`dan@${D}`) && l.includes('sieve')), 'the lockout names the protocol');
+  // Parallel attempts cannot exceed the limit: at most auth_max_failures passwords were checked.
+  const checked = app.logs.filter((l) => l.includes('"msg":"authentication failed"') && l.includes(`dan@${D}`)).length;
+  assert.ok(checked >= 1 && checked <= 10, `${checked} wrong passwords checked`);
+});
+
+test('IMAP, submission and ManageSieve failures count together toward one limit (10)', async () => {
+  const tries = [
+    ...Array.from({ length: 4 }, (_, i) => () => smtpAuth(`erin@${D}`, 'wrong', `127.0.61.${i + 1}`)),
+    ...Array.from({ length: 3 }, (_, i) => () => imapLogin(`erin@${D}`, 'wrong', `127.0.61.${i + 11}`)),
+    ...Array.from({ length: 3 }, (_, i) => () => sieveAuth(`erin@${D}`, 'wrong', `127.0.61.${i + 21}`)),
+  ];
+  const answers = await Promise.all(tries.map((t) => t()));
+  assert.ok(answers.every((a) => /^(535|a1 NO|NO)/.test(a)), answers.join(' | '));
+  assert.match(await sieveAuth(`erin@${D}`, PW, '127.0.61.99'), /^NO/, '10 failures over three protocols lock ManageSieve');
+  assert.match(await imapLogin(`erin@${D}`, PW, '127.0.61.98'), /^a1 NO/, '...IMAP');
+  assert.match(await smtpAuth(`erin@${D}`, PW, '127.0.61.97'), /^454 4\.7\.0 /, '...and submission');
 });

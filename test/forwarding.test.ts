@@ -19,6 +19,7 @@ import { Sink, testCert } from './helpers/sink.ts';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { call, checkRepliesAgainstDoc, waitFor } from './helpers/mailapi.ts';
 import { createResolver } from '../src/dns/resolver.ts';
+import { readCertificate } from '../src/tls/acme.ts';
 import { checkTargets } from '../src/forwarding/service.ts';
 import { guardForwards } from '../src/smtp/inbound/forward-guard.ts';
 
@@ -257,4 +258,10 @@ test('the replies match the OpenAPI document', async () => {
   const { checked, problems } = await checkRepliesAgainstDoc(app);
   assert.ok(checked > 0);
   assert.deepEqual(problems, []);
+});
+
+test('without ACME the certificate names no autoconfig./autodiscover. hosts (they join only the ACME certificate; test/acme.test.ts)', () => {
+  const names = readCertificate(join(app.dir, 'certs', 'fullchain.pem'))!.names;
+  assert.ok(names.includes(HOST), names.join(','));
+  assert.ok(!names.some((n) => /^(autoconfig|autodiscover)\./.test(n)), names.join(','));
 });
