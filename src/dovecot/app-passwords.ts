@@ -15,6 +15,8 @@
 // (src/dovecot/login-policy.ts) passes it to Letterbox with the client's address, which records
 // "last used". A wrong password is an unknown key here (no cost) and falls through to the mailbox's
 // own passdb, so a normal login does what it did before plus one SHA-256.
+// Dovecot 2.4 dropped username_format: there the same key is a path, one file per app password
+// (appPasswordPassdb24, renderAppPasswordsDir), written next to the 2.3 file when the series is 2.4.
 export const APP_PASSWORD_FIELD = 'lb_app';
 
 /**
@@ -42,9 +44,27 @@ passdb {
 }`;
 }
 
-/** Dovecot 2.4: not written yet (untested there); without it, app passwords work for SMTP submission only. */
-export function appPasswordPassdb24(_file: string): string | null {
-  return null;
+/**
+ * Dovecot 2.4 (no username_format any more): one file per app password, found by its path, which
+ * Dovecot builds from the login name and the password's SHA-256 (variables in passwd_file_path; a
+ * missing file is "unknown user", logged by Dovecot at info level). Checked with Debian 13's 2.4.1.
+ */
+export function appPasswordPassdb24(dir: string): string | null {
+  return `# Device (app) passwords: one file per password, <dir>/<login>/<sha256 hex> (src/dovecot/app-passwords.ts).
+passdb app-passwords {
+  driver = passwd-file
+  passwd_file_path = ${dir}/%{user}/%{password | sha256 | hexlify}
+}`;
 }
 
-export const APP_PASSWORDS_MISSING_ON_24 = 'device (app) passwords are not accepted by Dovecot (IMAP, ManageSieve) — its 2.4 passdb is not written yet; SMTP submission accepts them';
+/** Dovecot 2.4's layout: relative path → content, one file per app password. Pure. */
+export function renderAppPasswordsDir(entries: { address: string; id: string; hash: string }[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const e of entries) {
+    if (/[:\s/]/.test(e.address) || e.address.startsWith('.') || !/^[0-9a-f]{64}$/.test(e.hash) || !/^[\w-]+$/.test(e.id)) continue; // not a login name Dovecot accepts
+    out.set(`${e.address}/${e.hash}`, `${e.address}:{SHA256.HEX}${e.hash}::::::${APP_PASSWORD_FIELD}=${e.id}\n`);
+  }
+  return out;
+}
+
+export const APP_PASSWORDS_MISSING_ON_24 = 'device (app) passwords are not accepted by Dovecot (IMAP, ManageSieve); SMTP submission accepts them';

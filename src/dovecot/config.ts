@@ -21,6 +21,8 @@ export interface DovecotPaths {
   series: string;
   /** Device (app) passwords, passwd-file keyed by user + SHA-256 (src/dovecot/app-passwords.ts). */
   appPasswords: string;
+  /** The same for Dovecot 2.4: one file per password, <dir>/<login>/<sha256 hex>. */
+  appPasswordsDir: string;
 }
 
 export function dovecotPaths(dataDir: string): DovecotPaths {
@@ -40,6 +42,7 @@ export function dovecotPathsAt(dir: string, mailRoot: string): DovecotPaths {
     lmtpSocket: join(dir, 'run', 'lmtp'),
     series: join(dir, 'series'),
     appPasswords: join(dir, 'app-passwords'),
+    appPasswordsDir: join(dir, 'app-passwords.d'),
   };
 }
 
@@ -115,7 +118,7 @@ export interface ExtraBlock {
 
 /** What a model's Dovecot 2.4 rendering goes without (blocks that have no 2.4 text yet). */
 export function missingOn24(m: DovecotModel): string[] {
-  const app = appPasswordPassdb24(m.appPasswords.file) === null ? [`app passwords: ${APP_PASSWORDS_MISSING_ON_24}`] : [];
+  const app = appPasswordPassdb24(m.appPasswords.dir) === null ? [`app passwords: ${APP_PASSWORDS_MISSING_ON_24}`] : [];
   return [...m.extraBlocks.filter((b) => b.v24 === null && b.missingOn24).map((b) => `${b.name}: ${b.missingOn24}`), ...app];
 }
 
@@ -176,7 +179,7 @@ export interface DovecotModel {
   sieve: { path: string; activePath: string };
   extraBlocks: ExtraBlock[];
   /** Device (app) passwords (issue #17): their passwd-file, consulted before the users file (src/dovecot/app-passwords.ts). */
-  appPasswords: { file: string };
+  appPasswords: { file: string; dir: string };
 }
 
 /** The model of Letterbox's Dovecot configuration for this config and environment. Pure. */
@@ -237,7 +240,7 @@ export function buildDovecotModel(o: RenderOptions): DovecotModel {
       },
       ...(o.extraBlocks ?? []),
     ],
-    appPasswords: { file: paths.appPasswords },
+    appPasswords: { file: paths.appPasswords, dir: paths.appPasswordsDir },
   };
 }
 
@@ -456,7 +459,7 @@ passdb master-users {
   master = yes
   result_success = continue
 }
-${appPasswordPassdb24(m.appPasswords.file) ?? ''}
+${appPasswordPassdb24(m.appPasswords.dir) ?? ''}
 passdb users {
   driver = passwd-file
   passwd_file_path = ${m.auth.usersFile}
