@@ -49,7 +49,7 @@ passdb {
  * Dovecot builds from the login name and the password's SHA-256 (variables in passwd_file_path; a
  * missing file is "unknown user", logged by Dovecot at info level). Checked with Debian 13's 2.4.1.
  */
-export function appPasswordPassdb24(dir: string): string | null {
+export function appPasswordPassdb24(dir: string): string {
   return `# Device (app) passwords: one file per password, <dir>/<login>/<sha256 hex> (src/dovecot/app-passwords.ts).
 passdb app-passwords {
   driver = passwd-file
@@ -67,4 +67,3 @@ export function renderAppPasswordsDir(entries: { address: string; id: string; ha
   return out;
 }
 
-export const APP_PASSWORDS_MISSING_ON_24 = 'device (app) passwords are not accepted by Dovecot (IMAP, ManageSieve); SMTP submission accepts them';

@@ -5,7 +5,7 @@ import { parseHostPort } from '../config/schema.ts';
 import { renderLoginProtection, type AuthPolicyTarget } from './login-policy.ts';
 import { LetterboxError } from '../errors.ts';
 import { renderSelfServiceBlock } from './selfservice.ts';
-import { APP_PASSWORDS_MISSING_ON_24, appPasswordPassdb23, appPasswordPassdb24 } from './app-passwords.ts';
+import { appPasswordPassdb23, appPasswordPassdb24 } from './app-passwords.ts';
 
 /** Where Letterbox keeps Dovecot's generated files and state, all under data_dir/dovecot. */
 export interface DovecotPaths {
@@ -118,8 +118,7 @@ export interface ExtraBlock {
 
 /** What a model's Dovecot 2.4 rendering goes without (blocks that have no 2.4 text yet). */
 export function missingOn24(m: DovecotModel): string[] {
-  const app = appPasswordPassdb24(m.appPasswords.dir) === null ? [`app passwords: ${APP_PASSWORDS_MISSING_ON_24}`] : [];
-  return [...m.extraBlocks.filter((b) => b.v24 === null && b.missingOn24).map((b) => `${b.name}: ${b.missingOn24}`), ...app];
+  return m.extraBlocks.filter((b) => b.v24 === null && b.missingOn24).map((b) => `${b.name}: ${b.missingOn24}`);
 }
 
 /**
@@ -459,7 +458,7 @@ passdb master-users {
   master = yes
   result_success = continue
 }
-${appPasswordPassdb24(m.appPasswords.dir) ?? ''}
+${appPasswordPassdb24(m.appPasswords.dir)}
 passdb users {
   driver = passwd-file
   passwd_file_path = ${m.auth.usersFile}
