@@ -16,12 +16,14 @@ import { spamCommands } from './spam/cli.ts';
 import { sieveCommands } from './sieve/cli.ts';
 import { reportCommands } from './reports/cli.ts';
 import { dkimCommands } from './dkim/cli.ts';
+import { forwardingCommands } from './forwarding/cli.ts';
+import { appPasswordCommands } from './cli/app-passwords.ts';
 
 export { EXIT_CONFIG, type CliIO } from './cli/shared.ts';
 
 /** The command modules, in help order. */
 const commandModules: CommandModule[] = [systemCommands, domainCommands, mailboxCommands, aliasCommands, queueCommands, apiCommands, doctorCommands, backupCommands, tlsCommands, spamCommands, sieveCommands,
-  reportCommands, dkimCommands];
+  forwardingCommands, appPasswordCommands, reportCommands, dkimCommands];
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('letterbox')

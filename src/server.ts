@@ -8,6 +8,7 @@ import { parseHostPort } from './config/schema.ts';
 import { prepareDovecot } from './dovecot/setup.ts';
 import { createLoginGuard } from './auth/guard-setup.ts';
 import { startPolicyEndpoint } from './auth/dovecot-policy.ts';
+import { recordAppPasswordUse } from './services/app-passwords.ts';
 
 export type { AppContext } from './context.ts';
 
@@ -51,6 +52,8 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
   }
   const { db, supervisor } = app;
   syncUsersFile(db, config.data_dir);
+  // "Last used" of device (app) passwords that Dovecot accepted (its auth policy report names them).
+  policy.onAppPassword((u) => recordAppPasswordUse(db, u.id, { now: clock.now(), ip: u.remote, protocol: u.protocol }));
   const started: Component[] = [];
   const stopAll = async () => {
     for (const c of started.reverse()) {

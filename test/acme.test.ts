@@ -179,7 +179,8 @@ test('the appliance obtains a certificate at start, hot-reloads Dovecot, adds mt
     // A domain whose mta-sts name points at us joins the certificate (checked at start and daily).
     await app.stop();
     assert.equal((await app.cli(['domain', 'add', 'example.test'])).code, 0);
-    dns.a('mail.letterbox.test', '127.0.0.1').a('mta-sts.example.test', '127.0.0.1');
+    // autoconfig.<domain> too (issue #17); autodiscover.example.test does not point here: left out.
+    dns.a('mail.letterbox.test', '127.0.0.1').a('mta-sts.example.test', '127.0.0.1').a('autoconfig.example.test', '127.0.0.1');
     await app.restart();
     await until('mta-sts.example.test in the certificate', () => readCertificate(certPath)!.names.includes('mta-sts.example.test')).catch((err) => {
       throw new Error(`${err.message}\n${app!.logs.filter((l) => l.includes('acme')).join('\n')}`);
@@ -197,6 +198,8 @@ test('the appliance obtains a certificate at start, hot-reloads Dovecot, adds mt
     });
     assert.equal(unknown, 404);
     assert.ok(ca.issued.some((n) => n.includes('mta-sts.example.test') && n.includes('mail.letterbox.test')));
+    assert.ok(readCertificate(certPath)!.names.includes('autoconfig.example.test'), 'autoconfig.<domain> pointing here joins the ACME certificate');
+    assert.ok(!readCertificate(certPath)!.names.includes('autodiscover.example.test'), 'a name that does not point here is left out');
     // doctor checks the MTA-STS set-up (network checks off: loopback only).
     const doctor = async () => {
       const r = await app!.cli(['--json', 'doctor', '--outbound-probe', '', '--ntp', '', '--dnsbl', '', '--timeout-ms', '2000']);
@@ -222,7 +225,7 @@ test('the appliance obtains a certificate at start, hot-reloads Dovecot, adds mt
     await until('the start-up check', () => app!.logs.filter((l) => l.includes('certificate is current')).length > 0);
     assert.equal(ca.issued.length, before);
     const st = await app.cliJson(['tls', 'status']);
-    assert.deepEqual(st.names.sort(), ['mail.letterbox.test', 'mta-sts.example.test']);
+    assert.deepEqual(st.names.sort(), ['autoconfig.example.test', 'mail.letterbox.test', 'mta-sts.example.test']);
     assert.match(st.issuer, /Letterbox Test ACME CA/);
     assert.equal(st.selfSigned, false);
     assert.ok(st.daysLeft >= 88, String(st.daysLeft));

@@ -15,6 +15,8 @@ import type { LoginGuard, Ticket } from './guard.ts';
 export interface PolicyEndpoint {
   /** What Dovecot's config needs (rendered by src/dovecot/config.ts). */
   dovecot: { url: string; apiHeader: string; nonce: string };
+  /** Called for each successful login with a device (app) password (its id, from the passdb). */
+  onAppPassword(fn: (use: { id: string; login: string; remote: string; protocol: string }) => void): void;
   close(): Promise<void>;
 }
 
@@ -22,7 +24,7 @@ const HEADER = 'x-letterbox-policy';
 const MAX_BODY = 16 * 1024;
 
 /** Pure: what to do with one policy request. */
-export type PolicyRequest = { command: string; login: string; remote: string; protocol: string; session: string; success: boolean | null };
+export type PolicyRequest = { command: string; login: string; remote: string; protocol: string; session: string; success: boolean | null; app?: string };
 
 export function parsePolicyRequest(command: string, body: unknown): PolicyRequest | null {
   if (!body || typeof body !== 'object' || Array.isArray(body)) return null;
@@ -35,6 +37,8 @@ export function parsePolicyRequest(command: string, body: unknown): PolicyReques
     protocol: str(b.protocol) || 'imap',
     session: str(b.session_id),
     success: typeof b.success === 'boolean' ? b.success : null,
+    // The device (app) password that logged in (passdb field lb_app), when there was one.
+    ...(str(b.app) ? { app: str(b.app) } : {}),
   };
 }
 
@@ -78,6 +82,8 @@ class PolicySessions {
   private readonly tickets = new Map<string, Ticket>();
   private readonly guard: LoginGuard;
   private readonly log: Logger;
+  /** Told of each successful login with a device (app) password, for its "last used". */
+  appPasswordUsed: ((use: { id: string; login: string; remote: string; protocol: string }) => void) | null = null;
   constructor(guard: LoginGuard, log: Logger) {
     this.guard = guard;
     this.log = log;
@@ -85,6 +91,13 @@ class PolicySessions {
 
   handle(r: PolicyRequest): { status: number; msg?: string } {
     this.log.debug({ command: r.command, user: r.login, ip: r.remote, protocol: r.protocol, session: r.session, success: r.success }, 'auth policy request');
+    if (r.command === 'report' && r.success === true && r.app && this.appPasswordUsed) {
+      try {
+        this.appPasswordUsed({ id: r.app, login: r.login, remote: r.remote, protocol: r.protocol });
+      } catch (err: any) {
+        this.log.warn({ err: err.message }, 'could not record an app password use');
+      }
+    }
     // Tickets of sessions whose report never came are settled by the guard's own expiry; drop
     // our references to them so this map stays small.
     if (this.tickets.size > 10_000) for (const [k, t] of this.tickets) if (t.settled) this.tickets.delete(k);
@@ -140,6 +153,9 @@ export async function startPolicyEndpoint(o: { guard: LoginGuard; log: Logger; h
   const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address;
   return {
     dovecot: { url: `http://${host}:${addr.port}/`, apiHeader: `X-Letterbox-Policy: ${secret}`, nonce: randomBytes(16).toString('hex') },
+    onAppPassword: (fn) => {
+      sessions.appPasswordUsed = fn;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

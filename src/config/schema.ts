@@ -234,6 +234,8 @@ export const configSchema = z
         max_scripts: int(1, 1000).default(20),
         // Redirects one message may cause (each counts against the mailbox's sending caps).
         max_redirects: int(0, 100).default(4),
+        // Forwarding per mailbox (PUT /mailboxes/:id/forwarding): at most this many targets.
+        max_forward_targets: int(1, 100).default(10),
         // Vacation: text (plain + HTML) size; reply interval bounds in days.
         vacation_max_text: size.default(16 * 1024),
         vacation_min_days: int(1, 365).default(1),

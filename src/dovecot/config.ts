@@ -5,6 +5,7 @@ import { parseHostPort } from '../config/schema.ts';
 import { renderLoginProtection, renderLoginProtection24, type AuthPolicyTarget } from './login-policy.ts';
 import { LetterboxError } from '../errors.ts';
 import { renderSelfServiceBlock, renderSelfServiceBlock24 } from './selfservice.ts';
+import { appPasswordPassdb23, appPasswordPassdb24 } from './app-passwords.ts';
 
 /** Where Letterbox keeps Dovecot's generated files and state, all under data_dir/dovecot. */
 export interface DovecotPaths {
@@ -18,6 +19,10 @@ export interface DovecotPaths {
   lmtpSocket: string;
   /** The Dovecot release series the files were last generated for (read by whoever rewrites the users file). */
   series: string;
+  /** Device (app) passwords, passwd-file keyed by user + SHA-256 (src/dovecot/app-passwords.ts). */
+  appPasswords: string;
+  /** The same for Dovecot 2.4: one file per password, <dir>/<login>/<sha256 hex>. */
+  appPasswordsDir: string;
 }
 
 export function dovecotPaths(dataDir: string): DovecotPaths {
@@ -36,6 +41,8 @@ export function dovecotPathsAt(dir: string, mailRoot: string): DovecotPaths {
     mailRoot,
     lmtpSocket: join(dir, 'run', 'lmtp'),
     series: join(dir, 'series'),
+    appPasswords: join(dir, 'app-passwords'),
+    appPasswordsDir: join(dir, 'app-passwords.d'),
   };
 }
 
@@ -161,6 +168,8 @@ export interface DovecotModel {
   /** Per-user Sieve script (LMTP runs it): scripts in <home>/sieve, the active one linked at activePath. */
   sieve: { path: string; activePath: string };
   extraBlocks: ExtraBlock[];
+  /** Device (app) passwords (issue #17): their passwd-file, consulted before the users file (src/dovecot/app-passwords.ts). */
+  appPasswords: { file: string; dir: string };
 }
 
 /** The model of Letterbox's Dovecot configuration for this config and environment. Pure. */
@@ -211,6 +220,7 @@ export function buildDovecotModel(o: RenderOptions): DovecotModel {
       { name: 'mailbox self-service', v23: renderSelfServiceBlock({ config, mode: o.mode }), v24: renderSelfServiceBlock24({ config, mode: o.mode }) },
       ...(o.extraBlocks ?? []),
     ],
+    appPasswords: { file: paths.appPasswords, dir: paths.appPasswordsDir },
   };
 }
 
@@ -296,6 +306,7 @@ passdb {
   master = yes
   result_success = continue
 }
+${appPasswordPassdb23(m.appPasswords.file)}
 passdb {
   driver = passwd-file
   args = scheme=${m.auth.passwordScheme} username_format=%u ${m.auth.usersFile}
@@ -428,6 +439,7 @@ passdb master-users {
   master = yes
   result_success = continue
 }
+${appPasswordPassdb24(m.appPasswords.dir)}
 passdb users {
   driver = passwd-file
   passwd_file_path = ${m.auth.usersFile}

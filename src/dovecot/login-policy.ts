@@ -26,7 +26,8 @@ export function renderLoginProtection(p: AuthPolicyTarget | undefined): string {
     ? `${POLICY_COMMENT}auth_policy_server_url = ${p.url}
 auth_policy_server_api_header = ${p.apiHeader}
 auth_policy_hash_nonce = ${p.nonce}
-auth_policy_request_attributes = login=%{requested_username} remote=%{rip} protocol=%s session_id=%{session}
+auth_policy_request_attributes = login=%{requested_username} remote=%{rip} protocol=%s session_id=%{session} app=%{passdb:lb_app}
+# app: the device (app) password that logged in, if any (src/dovecot/app-passwords.ts), for "last used".
 auth_policy_reject_on_fail = yes
 auth_policy_server_timeout_msecs = 5000
 `
@@ -53,6 +54,7 @@ auth_policy {
     remote = %{remote_ip}
     protocol = %{protocol}
     session_id = %{session}
+    app = %{passdb:lb_app}
   }
   http_client_request_absolute_timeout = 5s
 }

@@ -30,7 +30,7 @@ export function renderUsersFile(users: UserEntry[], series: DovecotSeries = '2.3
 }
 
 let dovecotGid: number | null | undefined;
-function lookupDovecotGid(): number | null {
+export function lookupDovecotGid(): number | null {
   if (dovecotGid !== undefined) return dovecotGid;
   try {
     dovecotGid = Number(execFileSync('getent', ['group', 'dovecot'], { encoding: 'utf8' }).split(':')[2]);

@@ -2,6 +2,7 @@ import type { DB } from '../db/index.ts';
 import { domainIdByName } from '../services/domains.ts';
 import { mailboxForRouting } from '../services/mailbox-queries.ts';
 import { aliasTargetsJson } from '../services/aliases.ts';
+import { forwardingRow } from '../services/forwarding-store.ts';
 import { normalizeDomain } from '../util/address.ts';
 import { SmtpReply, reply } from '../mail/reply.ts';
 import { OWNER_ONLY_FOLDERS } from '../dovecot/config.ts';
@@ -36,6 +37,12 @@ export type Target =
       via: string;
       /** True for bounces returned to an SRS address: sent with the null sender, no SRS. */
       srsBounce?: boolean;
+      /**
+       * Set when the forward comes from a mailbox's own forwarding (PUT /mailboxes/:id/forwarding),
+       * not an alias: the mailbox whose sending caps it counts against, and where the message is
+       * stored instead when it must not be forwarded (loop guard, caps).
+       */
+      mailbox?: { id: string; address: string; local: string; domain: string; quotaBytes: number };
     };
 
 export type Resolution = { ok: true; targets: Target[] } | { ok: false; reply: SmtpReply };
@@ -56,6 +63,7 @@ function statements(db: DB) {
     domain: { get: (name: string) => domainIdByName(db, name) },
     mailbox: { get: (address: string) => mailboxForRouting(db, address) },
     alias: { get: (address: string) => aliasTargetsJson(db, address) },
+    forwarding: { get: (mailboxId: string) => forwardingRow(db, mailboxId) },
   };
 }
 
@@ -162,19 +170,42 @@ function expand(
       return;
     }
     const key = `L:${mbx.id}:${top ? (detail ?? '') : ''}`;
-    if (!out.has(key)) out.set(key, { kind: 'local', mailboxId: mbx.id, address, local, domain, detail: top ? detail : null, quotaBytes: mbx.quota_bytes });
+    // The mailbox's own forwarding (issue #17): its targets, plus the mailbox itself with keepCopy.
+    const fwd = st.forwarding.get(mbx.id);
+    if (!fwd || fwd.keep_copy) {
+      if (!out.has(key)) out.set(key, { kind: 'local', mailboxId: mbx.id, address, local, domain, detail: top ? detail : null, quotaBytes: mbx.quota_bytes });
+    }
+    if (fwd) {
+      const mailbox = { id: mbx.id, address, local, domain, quotaBytes: mbx.quota_bytes };
+      expandTargets(st, JSON.parse(fwd.targets) as string[], domain, seen, depth, maxDepth, state, out, mailbox);
+    }
     return;
   }
   const targets = (st.alias.get(address) ?? st.alias.get(`*@${domain}`)) as string | undefined;
   if (targets === undefined) return;
-  for (const t of JSON.parse(targets) as string[]) {
+  expandTargets(st, JSON.parse(targets) as string[], domain, seen, depth, maxDepth, state, out, undefined);
+}
+
+/** An alias's or a forwarding mailbox's targets: ours are expanded further, others forwarded. */
+function expandTargets(
+  st: ReturnType<typeof statements>,
+  targets: string[],
+  domain: string,
+  seen: Set<string>,
+  depth: number,
+  maxDepth: number,
+  state: { loop: boolean; disabled: boolean },
+  out: Map<string, Target>,
+  mailbox: Extract<Target, { kind: 'forward' }>['mailbox'],
+): void {
+  for (const t of targets) {
     const at = t.lastIndexOf('@');
     const tl = t.slice(0, at).toLowerCase();
     const td = t.slice(at + 1).toLowerCase();
     if (st.domain.get(td) !== undefined) {
       expand(st, tl, td, null, seen, depth + 1, maxDepth, state, out, false);
     } else if (!out.has(`F:${t}`)) {
-      out.set(`F:${t}`, { kind: 'forward', address: t, via: domain });
+      out.set(`F:${t}`, mailbox ? { kind: 'forward', address: t, via: domain, mailbox } : { kind: 'forward', address: t, via: domain });
     }
   }
 }

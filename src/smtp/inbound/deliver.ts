@@ -22,6 +22,10 @@ import { srsForward } from '../../mail/srs.ts';
 import { lmtpAddress, resolveRecipient, type Target } from '../../routing/resolve.ts';
 import { VERDICT_ID_HEADER, authVerdictsOf, saveVerdicts } from '../../verdicts/store.ts';
 import { usersFileSettling } from '../../dovecot/sync.ts';
+import { capsState } from '../../submit/accept.ts';
+import { checkMessageCap, checkRecipientCaps, recordSend } from '../../submit/caps.ts';
+import { sendingState } from '../../services/mailbox-queries.ts';
+import { deliveredToHeader, guardForwards } from './forward-guard.ts';
 
 /** Messages up to this size are also kept in memory while spooled (read back from the file above it). */
 const KEEP_IN_MEMORY = 256 * 1024;
@@ -126,8 +130,8 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
   const cfg = app.config.smtp;
   const started = Date.now();
   const arrival = new Date(app.clock.now());
-  const { locals, forwards } = planRecipients(tx);
-  if (forwards.length > 0 && !runningQueue(app)) {
+  const planned = planRecipients(tx);
+  if (planned.forwards.length > 0 && !runningQueue(app)) {
     // Nothing may be accepted that cannot be forwarded durably: the client keeps it and retries.
     const ref = newRef();
     app.log.error({ ref, session: session.id, component: 'mx' }, 'forward needed but the outbound queue is not running; answered 451');
@@ -139,7 +143,20 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
   app.crash('mx.after-spool');
   const { filter } = spooled;
   const file = spooled.file;
+  const releases: (() => void)[] = [];
   try {
+    // A mailbox's own forwarding: loop guard and its sending caps (reserved until queued; forward-guard.ts).
+    const { locals, forwards, kept } = guardForwards(planned, filter.info.deliveredTo, (m, n) => {
+      const st = sendingState(app.db, m.id);
+      if (!st || !st.outbound_enabled) return false;
+      const cs = capsState(app, { id: m.id, address: m.address, domain: m.domain });
+      if (checkMessageCap(cs.caps, cs.usage) || checkRecipientCaps(cs.caps, cs.usage, n)) return false;
+      releases.push(app.sendReservations.reserve(m.id, n));
+      return true;
+    });
+    for (const k of kept) {
+      app.log.warn({ session: session.id, mailbox: k.mailbox, targets: k.targets, reason: k.reason, component: 'mx' }, k.reason === 'loop' ? 'forwarding loop: the message was already forwarded for this mailbox; stored in the mailbox instead' : "forward not made (the mailbox's sending caps or outbound suspended); stored in the mailbox instead");
+    }
     // Gather the verdicts, then the policy decides (pure).
     const { auth, evidence } = await checkMessage(deps, file, session, tx, forwards);
     let decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
@@ -234,6 +251,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     app.crash('mx.before-reply');
     return `OK: message accepted as ${file.id}`;
   } finally {
+    for (const r of releases) r();
     if (file.path) deps.spool.remove(file.id).catch(() => {});
   }
 }
@@ -338,18 +356,23 @@ async function queueForwards(
   const queue = runningQueue(app)!;
   const body = file.data ?? (await fsp.readFile(file.path!));
   const message = Buffer.concat([prefix, body]);
-  const groups = new Map<string, { from: string; via: string; recipients: string[]; originals: string[] }>();
+  const groups = new Map<string, { from: string; via: string; mailboxId: string | null; deliveredTo: string | null; recipients: string[]; originals: string[] }>();
   for (const { target, originals } of forwards) {
     const from = target.srsBounce ? '' : srsForward(tx.mailFrom, target.via, deps.srsSecret, app.clock.now());
-    const key = `${from}\u0000${target.via}`;
-    const g = groups.get(key) ?? { from, via: target.via, recipients: [], originals: [] };
+    const key = `${from}\u0000${target.via}\u0000${target.mailbox?.id ?? ''}`;
+    const g = groups.get(key) ?? { from, via: target.via, mailboxId: target.mailbox?.id ?? null, deliveredTo: target.mailbox?.address ?? null, recipients: [], originals: [] };
     g.recipients.push(target.address);
     g.originals.push(...originals);
     groups.set(key, g);
   }
   for (const g of groups.values()) {
     try {
-      await queue.enqueue({ message, from: g.from, recipients: g.recipients, mailboxId: null, sendingDomain: g.via, messageId, origin: 'forward' });
+      // A mailbox's forward names the mailbox (the loop guard's mark) and counts against its caps,
+      // in the transaction that queues it.
+      const mailboxId = g.mailboxId;
+      const out = g.deliveredTo ? Buffer.concat([Buffer.from(deliveredToHeader(g.deliveredTo), 'utf8'), message]) : message;
+      const count = mailboxId ? () => void recordSend(app.db, mailboxId, app.clock.now(), g.recipients.length) : undefined;
+      await queue.enqueue({ message: out, from: g.from, recipients: g.recipients, mailboxId, sendingDomain: g.via, messageId, origin: 'forward', ...(count ? { inTransaction: count } : {}) });
       forwarded += g.recipients.length;
     } catch (err: any) {
       const ref = newRef();

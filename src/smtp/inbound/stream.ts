@@ -94,6 +94,8 @@ export interface HeaderInfo {
   messageId: string | null;
   /** Authentication-Results headers dropped because they claimed our authserv-id. */
   removedAuthResults: number;
+  /** Delivered-To addresses (lower-case): a mailbox's forwarding adds one; the loop guard reads them. */
+  deliveredTo: string[];
 }
 
 /**
@@ -102,7 +104,7 @@ export interface HeaderInfo {
  * Message-ID. The body passes through untouched.
  */
 export class HeaderFilter extends Transform {
-  info: HeaderInfo = { from: null, subject: null, messageId: null, removedAuthResults: 0 };
+  info: HeaderInfo = { from: null, subject: null, messageId: null, removedAuthResults: 0, deliveredTo: [] };
   tooLarge = false;
   private head: Buffer[] = [];
   private headLen = 0;
@@ -174,6 +176,7 @@ export class HeaderFilter extends Transform {
       if (name === 'from' && this.info.from === null) this.info.from = unfold(value);
       else if (name === 'subject' && this.info.subject === null) this.info.subject = unfold(value);
       else if (name === 'message-id' && this.info.messageId === null) this.info.messageId = unfold(value);
+      else if (name === 'delivered-to' && this.info.deliveredTo.length < 50) this.info.deliveredTo.push(unfold(value).replace(/^<|>$/g, '').toLowerCase());
       kept.push(f);
     }
     if (!changed) return section;

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { hashPassword, verifyPassword } from '../../auth/passwords.ts';
 import { findMailbox } from '../../services/mailboxes.ts';
 import { passwordHashOf } from '../../services/mailbox-queries.ts';
+import { checkAppPasswordLogin } from '../../services/app-passwords.ts';
 import { acceptOutbound, checkRecipient, checkSender, type Sender } from '../../submit/accept.ts';
 import { smtpMetrics } from '../../metrics/index.ts';
 import { watchCertificate } from '../../tls/watch.ts';
@@ -157,8 +158,15 @@ export class SubmissionListeners implements Component {
     let mb: ReturnType<typeof findMailbox> = null;
     try {
       mb = name.includes('@') ? findMailbox(this.app, name) : null;
-      const hash = mb ? passwordHashOf(this.app.db, mb.id) : undefined;
-      ok = (await verifyPassword(hash ?? (await this.dummyHash), String(auth.password ?? ''))) && !!mb && hash !== undefined && !mb.disabled;
+      const password = String(auth.password ?? '');
+      // Device (app) passwords first (one SHA-256 lookup); the main password unless the mailbox
+      // requires app passwords (then it is refused after the same Argon2 work, so timing tells nothing).
+      const app = mb && !mb.disabled ? checkAppPasswordLogin(this.app.db, mb.id, password, { now: this.app.clock.now(), ip, protocol: 'submission' }) : { result: 'main' as const };
+      if (app.result === 'app') ok = true;
+      else {
+        const hash = mb && app.result === 'main' ? passwordHashOf(this.app.db, mb.id) : undefined;
+        ok = (await verifyPassword(hash ?? (await this.dummyHash), password)) && !!mb && hash !== undefined && !mb.disabled;
+      }
     } catch (err) {
       this.app.loginGuard.settle(r.ticket, false);
       throw err;
