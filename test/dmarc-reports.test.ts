@@ -21,6 +21,7 @@ import { parseDmarcReport, summarizeDmarc } from '../src/reports/dmarc.ts';
 import { unpack, packKind } from '../src/reports/unpack.ts';
 import { reportKindOf, reportMixRefusal } from '../src/reports/receive.ts';
 import { parseTlsReport, summarizeTls } from '../src/reports/tlsrpt.ts';
+import { parseReport } from '../src/reports/parse.ts';
 
 const HOST = 'mail.letterbox.test';
 const D = 'example.test';
@@ -304,6 +305,13 @@ test('parse: malformed and hostile XML is refused with a reason', () => {
   for (const [xml, why] of bad) {
     assert.throws(() => parseDmarcReport(xml), (err: any) => err.code === 'validation_error' && why.test(err.message), `${why}`);
   }
+});
+
+test('parsing runs in a worker thread: the same result, the reason of a bad document, a deadline', async () => {
+  assert.deepEqual(await parseReport('dmarc', Buffer.from(google()), { timeoutMs: 60000, heapMb: 128 }), parseDmarcReport(google()));
+  assert.deepEqual(await parseReport('tlsrpt', Buffer.from(tlsRfc()), { timeoutMs: 60000, heapMb: 128 }), parseTlsReport(tlsRfc()));
+  await assert.rejects(parseReport('dmarc', Buffer.from('<feedback>'), { timeoutMs: 60000, heapMb: 128 }), (err: any) => err.code === 'validation_error' && /malformed XML/.test(err.message));
+  await assert.rejects(parseReport('dmarc', Buffer.from(google()), { timeoutMs: 1, heapMb: 128 }), (err: any) => err.code === 'validation_error' && /longer than 1 ms/.test(err.message));
 });
 
 test('unpack: zip (deflate and stored), gzip and plain; bombs, lying sizes, several files and corrupt data refused', async () => {

@@ -306,7 +306,7 @@ export const configSchema = z
         dmarc_address: z.string().regex(/^([a-z0-9][a-z0-9._-]{0,63})?$/, 'expected a lower-case local part such as "dmarc-reports", or ""').default('dmarc-reports'),
         tls_address: z.string().regex(/^([a-z0-9][a-z0-9._-]{0,63})?$/, 'expected a lower-case local part such as "tls-reports", or ""').default('tls-reports'),
         max_message_size: size.default(10 * 1024 * 1024),
-        max_unpacked_size: size.default(50 * 1024 * 1024),
+        max_unpacked_size: size.default(20 * 1024 * 1024),
         max_ratio: z.coerce.number().min(1).max(100000).default(200),
         retention: duration.default('400d'),
       })

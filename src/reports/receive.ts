@@ -13,9 +13,8 @@ import { parseRecipient } from '../routing/resolve.ts';
 import { domainIdByName } from '../services/domains.ts';
 import type { ServiceContext } from '../services/context.ts';
 import { parseDuration } from '../config/schema.ts';
-import { parseDmarcReport } from './dmarc.ts';
 import { unpack, type UnpackLimits } from './unpack.ts';
-import { parseTlsReport } from './tlsrpt.ts';
+import { parseReport, type ParseLimits } from './parse.ts';
 import { pruneDmarcReports, pruneTlsReports, saveDmarcReport, saveRejectedDmarcReport, saveRejectedTlsReport, saveTlsReport, type StoredReportInput } from './store.ts';
 
 export type ReportKind = 'dmarc' | 'tlsrpt';
@@ -104,6 +103,7 @@ export async function receiveReports(ctx: ServiceContext, stream: Readable, sess
   const log = ctx.log.child({ component: 'reports', session: session.id });
   const message = await readLimited(stream, cfg.max_message_size);
   const limits: UnpackLimits = { maxBytes: cfg.max_unpacked_size, maxRatio: cfg.max_ratio };
+  const parseLimits: ParseLimits = { timeoutMs: 120_000, heapMb: 512 };
   let parts: Buffer[] = [];
   let messageId: string | null = null;
   let unreadable: string | null = null;
@@ -139,13 +139,13 @@ export async function receiveReports(ctx: ServiceContext, stream: Readable, sess
           return match;
         };
         if (kind === 'dmarc') {
-          const report = parseDmarcReport(data);
+          const report = await parseReport('dmarc', data, parseLimits);
           target = about(report.policy.domain);
           const r = saveDmarcReport(ctx.db, base(target, raw), report);
           stored.push(r.id);
           log.info({ domain: target.domain, id: r.id, org: report.orgName, reportId: report.reportId, records: report.records.length, duplicate: r.duplicate }, r.duplicate ? 'DMARC report already stored' : 'DMARC report stored');
         } else {
-          const report = parseTlsReport(data);
+          const report = await parseReport('tlsrpt', data, parseLimits);
           for (const p of report.policies) target = about(p.policyDomain);
           const r = saveTlsReport(ctx.db, base(target, raw), report);
           stored.push(r.id);
