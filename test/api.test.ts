@@ -153,6 +153,7 @@ const CASES: Case[] = [
   },
   { method: 'GET', template: '/api/v1/domains/{id}/dns', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dns` }) },
   { method: 'GET', template: '/api/v1/domains/{id}/dmarc-reports', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dmarc-reports?days=7&ptr=0` }) },
+  { method: 'GET', template: '/api/v1/domains/{id}/tls-reports', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/tls-reports?days=7` }) },
   { method: 'GET', template: '/api/v1/domains/{id}/dkim', scope: 'domains:read', ok: 200, make: async (d) => ({ url: `/api/v1/domains/${d}/dkim` }) },
   {
     // A rotation waits for its records (a second one is 409): each allowed call rotates a domain of its own.
@@ -479,7 +480,7 @@ test('domains: records on creation, dns as JSON and zone, delete refused while m
   const d = r.body.data;
   assert.equal(d.name, 'xn--bcher-kva.example');
   assert.equal(d.unicodeName, 'bücher.example');
-  assert.deepEqual(d.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'helo-spf', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv']);
+  assert.deepEqual(d.records.map((x: any) => x.purpose).sort(), ['dkim', 'dkim', 'dmarc', 'helo-spf', 'mx', 'spf', 'srv', 'srv', 'srv', 'srv', 'tlsrpt']);
   assert.deepEqual(
     d.records.filter((x: any) => x.type === 'SRV').map((x: any) => `${x.name} ${x.priority} ${x.weight} ${x.port} ${x.value}`),
     [

@@ -1,4 +1,4 @@
-// DMARC aggregate reports received (issue #18 item 1). Samples written from RFC 7489 appendix C in
+// DMARC aggregate reports and SMTP TLS reports received (issue #18 items 1 and 3). Samples written from RFC 7489 appendix C in
 // the shapes real reporters send (a default namespace, Microsoft's xsd/xsi prologue, prefixed
 // elements, optional elements left out, several records), packed as zip (by Python's zipfile, an
 // independent implementation), gzip and plain XML, and delivered through the real MX listener of a
@@ -19,7 +19,9 @@ import { TestDns } from './helpers/dns.ts';
 import { RawSmtp } from './helpers/smtp-raw.ts';
 import { parseDmarcReport, summarizeDmarc } from '../src/reports/dmarc.ts';
 import { unpack, packKind } from '../src/reports/unpack.ts';
-import { reportMixRefusal } from '../src/reports/receive.ts';
+import { reportKindOf, reportMixRefusal } from '../src/reports/receive.ts';
+import { parseTlsReport, summarizeTls } from '../src/reports/tlsrpt.ts';
+import { parseReport } from '../src/reports/parse.ts';
 
 const HOST = 'mail.letterbox.test';
 const D = 'example.test';
@@ -128,7 +130,7 @@ const microsoft = () => `<?xml version="1.0"?>
   </policy_published>
   <record>
     <row>
-      <source_ip>${FORWARDER}</source_ip>
+      <source_ip>2001:DB8:77:0:0:0:0:25</source_ip>
       <count>2</count>
       <policy_evaluated>
         <disposition>none</disposition>
@@ -189,6 +191,39 @@ const microsoft = () => `<?xml version="1.0"?>
 
 /** The least a report may hold: prefixed elements, no email, no identifiers or auth_results, odd case and spaces. */
 const minimal = () => `<dmarc:feedback xmlns:dmarc="urn:ietf:params:xml:ns:dmarc-2.0"><dmarc:report_metadata><dmarc:org_name> Yahoo </dmarc:org_name><dmarc:report_id>1701</dmarc:report_id><dmarc:date_range><dmarc:begin>${DAY - 3600}</dmarc:begin><dmarc:end>${DAY}</dmarc:end></dmarc:date_range></dmarc:report_metadata><dmarc:policy_published><dmarc:domain>Mail.${D.toUpperCase()}</dmarc:domain><dmarc:p>Reject</dmarc:p></dmarc:policy_published><dmarc:record><dmarc:row><dmarc:source_ip>${SPOOFER}</dmarc:source_ip><dmarc:count>4</dmarc:count><dmarc:policy_evaluated><dmarc:disposition>Reject</dmarc:disposition><dmarc:dkim>FAIL</dmarc:dkim><dmarc:spf>fail</dmarc:spf></dmarc:policy_evaluated></dmarc:row></dmarc:record></dmarc:feedback>`;
+
+/** RFC 8460 §4.4's example, for our domain: an MTA-STS policy, two kinds of failure. */
+const tlsRfc = (id = '5065427c-23d3-47ca-b6e0-946ea0e8c4be') =>
+  JSON.stringify({
+    'organization-name': 'Company-X',
+    'date-range': { 'start-datetime': new Date((DAY - 86400) * 1000).toISOString(), 'end-datetime': new Date((DAY - 1) * 1000).toISOString() },
+    'contact-info': 'sts-reporting@company-x.example',
+    'report-id': id,
+    policies: [
+      {
+        policy: { 'policy-type': 'sts', 'policy-string': ['version: STSv1', 'mode: testing', `mx: ${HOST}`, 'max_age: 86400'], 'policy-domain': D, 'mx-host': [HOST] },
+        summary: { 'total-successful-session-count': 5326, 'total-failure-session-count': 303 },
+        'failure-details': [
+          { 'result-type': 'certificate-expired', 'sending-mta-ip': '2001:db8:abcd:0012::1', 'receiving-mx-hostname': HOST, 'failed-session-count': 100 },
+          { 'result-type': 'starttls-not-supported', 'sending-mta-ip': '2001:db8:abcd:0013::1', 'receiving-mx-hostname': HOST, 'receiving-ip': '203.0.113.56', 'failed-session-count': 200, 'additional-information': 'https://reports.company-x.example/report_info?id=5065427c-23d3#StarttlsNotSupported' },
+          { 'result-type': 'validation-failure', 'sending-mta-ip': '198.51.100.62', 'receiving-ip': '203.0.113.58', 'receiving-mx-hostname': HOST, 'failed-session-count': 3, 'failure-reason-code': 'X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED' },
+        ],
+      },
+    ],
+  });
+
+/** Google-style: no failures, a "no-policy-found" policy, no contact-info, pretty-printed. */
+const tlsGoogle = () =>
+  JSON.stringify(
+    {
+      'organization-name': 'Google Inc.',
+      'date-range': { 'start-datetime': new Date((DAY - 86400) * 1000).toISOString().replace('.000', ''), 'end-datetime': new Date((DAY - 1) * 1000).toISOString().replace('.000', '') },
+      'report-id': '2026-12-06T00:00:00Z_example.test',
+      policies: [{ policy: { 'policy-type': 'no-policy-found', 'policy-domain': D }, summary: { 'total-successful-session-count': 41 } }],
+    },
+    null,
+    2,
+  );
 
 // Report periods end at the start of today (UTC) so `--days` windows include them.
 const DAY = Math.floor(Date.now() / 86_400_000) * 86400;
@@ -272,6 +307,13 @@ test('parse: malformed and hostile XML is refused with a reason', () => {
   }
 });
 
+test('parsing runs in a worker thread: the same result, the reason of a bad document, a deadline', async () => {
+  assert.deepEqual(await parseReport('dmarc', Buffer.from(google()), { timeoutMs: 60000, heapMb: 128 }), parseDmarcReport(google()));
+  assert.deepEqual(await parseReport('tlsrpt', Buffer.from(tlsRfc()), { timeoutMs: 60000, heapMb: 128 }), parseTlsReport(tlsRfc()));
+  await assert.rejects(parseReport('dmarc', Buffer.from('<feedback>'), { timeoutMs: 60000, heapMb: 128 }), (err: any) => err.code === 'validation_error' && /malformed XML/.test(err.message));
+  await assert.rejects(parseReport('dmarc', Buffer.from(google()), { timeoutMs: 1, heapMb: 128 }), (err: any) => err.code === 'validation_error' && /longer than 1 ms/.test(err.message));
+});
+
 test('unpack: zip (deflate and stored), gzip and plain; bombs, lying sizes, several files and corrupt data refused', async () => {
   const xml = google();
   for (const packed of [zip('google.com!example.test!1!2.xml', xml), zip('r.xml', xml, { stored: true }), gzipSync(xml), Buffer.from(xml)]) {
@@ -306,6 +348,31 @@ test('RCPT: a transaction carries report addresses or other mail, never both (45
   assert.equal(reportMixRefusal({ mailRecipients: 2, reportRecipients: 0, isReport: false }), null);
   assert.equal(reportMixRefusal({ mailRecipients: 1, reportRecipients: 0, isReport: true })?.responseCode, 452);
   assert.equal(reportMixRefusal({ mailRecipients: 0, reportRecipients: 1, isReport: false })?.enhanced, '4.5.3');
+});
+
+test('TLS reports: RFC 8460 example and Google-style parse; summary per policy and per failure; bad documents refused', () => {
+  const r = parseTlsReport(tlsRfc());
+  assert.deepEqual([r.orgName, r.contact, r.reportId], ['Company-X', 'sts-reporting@company-x.example', '5065427c-23d3-47ca-b6e0-946ea0e8c4be']);
+  assert.equal(r.policies[0].policyType, 'sts');
+  assert.deepEqual(r.policies[0].mxHost, [HOST]);
+  assert.deepEqual(r.policies[0].failures.map((f) => [f.resultType, f.failedSessionCount]), [['certificate-expired', 100], ['starttls-not-supported', 200], ['validation-failure', 3]]);
+  assert.equal(r.policies[0].failures[2].failureReasonCode, 'X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED');
+  const g = parseTlsReport(tlsGoogle());
+  assert.deepEqual([g.contact, g.policies[0].policyType, g.policies[0].successful, g.policies[0].failed, g.policies[0].failures], [null, 'no-policy-found', 41, 0, []]);
+  const s = summarizeTls([r, g]);
+  assert.deepEqual([s.reports, s.successful, s.failed], [2, 5367, 303]);
+  assert.deepEqual(s.failures.map((f) => [f.resultType, f.sessions]), [['starttls-not-supported', 200], ['certificate-expired', 100], ['validation-failure', 3]]);
+  assert.deepEqual(s.policies.map((p) => p.policyType), ['sts', 'no-policy-found']);
+  const bad: [string, RegExp][] = [
+    ['{"organization-name": "x", ', /malformed JSON/],
+    ['[1,2]', /not a JSON object/],
+    [tlsRfc().replace('"report-id"', '"report-ix"'), /report-id missing/],
+    [tlsRfc().replace(/"start-datetime":"[^"]+"/, '"start-datetime":"yesterday"'), /start-datetime is not a date-time/],
+    [tlsRfc().replace('"failed-session-count":100', '"failed-session-count":-5'), /failed-session-count is not a non-negative integer/],
+    [tlsRfc().replace(/"policies":\[.*\]\}$/, '"policies":[]}'), /policies missing or empty/],
+  ];
+  for (const [doc, why] of bad) assert.throws(() => parseTlsReport(doc), (err: any) => err.code === 'validation_error' && why.test(err.message), `${why}`);
+  assert.deepEqual([reportKindOf(Buffer.from(' {"a":1}'), 'dmarc'), reportKindOf(Buffer.from('<?xml?>'), 'tlsrpt'), reportKindOf(Buffer.from('garbage'), 'tlsrpt')], ['tlsrpt', 'dmarc', 'tlsrpt']);
 });
 
 // ---- through the MX listener ----------------------------------------------------------------------
@@ -344,10 +411,12 @@ function db() {
   return new Database(join(app.dataDir, 'letterbox.db'), { readonly: true });
 }
 
-test('the DMARC record publishes the reports address', async () => {
+test('the DMARC and TLS-RPT records publish the reports addresses', async () => {
   const r = await app.cliJson(['dns', D]);
   const dmarc = r.records.find((x: any) => x.purpose === 'dmarc');
   assert.match(dmarc.value, new RegExp(`rua=mailto:dmarc-reports@${D.replace('.', '\\.')}$`));
+  const tls = r.records.find((x: any) => x.purpose === 'tlsrpt');
+  assert.deepEqual([tls.name, tls.value], [`_smtp._tls.${D}`, `v=TLSRPTv1; rua=mailto:tls-reports@${D}`]);
 });
 
 test('reports delivered to the MX (zip, gzip, plain XML) are stored before the 250, and summarised by the CLI and API', async () => {
@@ -458,4 +527,34 @@ test('report addresses and other recipients in one transaction: the second kind 
   const info = await t.sendMail({ envelope: { from: 'x@reporter.example', to: [`alice@${D}`] }, raw: `From: x@reporter.example\r\nTo: alice@${D}\r\nSubject: hi\r\nMessage-ID: <m1@reporter.example>\r\n\r\nhello\r\n` });
   t.close();
   assert.match(info.response, /^250 /);
+});
+
+test('TLS reports delivered to the MX (gzip as RFC 8460 says, and plain JSON) are stored and summarised; bad ones rejected with the reason', async () => {
+  assert.match(await deliver(`tls-reports@${D}`, [{ filename: `company-x.example!${D}!${DAY - 86400}!${DAY - 1}!1.json.gz`, content: gzipSync(tlsRfc()), contentType: 'application/tlsrpt+gzip' }], { from: 'sts-reporting@company-x.example' }), /^250 /);
+  assert.match(await deliver(`tls-reports@${D}`, [{ filename: `google.com!${D}!1!2.json`, content: tlsGoogle(), contentType: 'application/tlsrpt+json' }], { from: 'noreply-smtp-tls-reporting@google.com' }), /^250 /);
+  assert.match(await deliver(`tls-reports@${D}`, [{ filename: 'again.json.gz', content: gzipSync(tlsRfc()), contentType: 'application/tlsrpt+gzip' }]), /^250 /);
+  assert.match(await deliver(`tls-reports@${D}`, [{ filename: 'bad.json', content: '{"organization-name": ', contentType: 'application/tlsrpt+json' }], { from: 'broken@sender.example' }), /^250 /);
+  assert.match(await deliver(`tls-reports@${D}`, [{ filename: 'bomb.json.gz', content: gzipSync(Buffer.alloc(30 * 1024 * 1024, 0x20)), contentType: 'application/tlsrpt+gzip' }], { from: 'bomb@sender.example' }), /^250 /);
+  assert.match(await deliver(`tls-reports@${D}`, [{ filename: 'x.json', content: tlsRfc('other-domain').replaceAll(`"policy-domain":"${D}"`, '"policy-domain":"victim.example"'), contentType: 'application/tlsrpt+json' }], { from: 'other@sender.example' }), /^250 /);
+
+  const v = await app.cliJson(['tlsrpt', 'report', D]);
+  assert.equal(v.address, `tls-reports@${D}`);
+  assert.deepEqual([v.summary.reports, v.summary.successful, v.summary.failed], [2, 5367, 303], 'the duplicate counted once');
+  assert.deepEqual(v.summary.failures[0], { resultType: 'starttls-not-supported', receivingMx: HOST, sessions: 200, sendingIps: ['2001:db8:abcd:13::1'], reporters: ['Company-X'] });
+  const reason = (from: string) => v.reports.find((r: any) => r.mailFrom === from)?.reason;
+  assert.match(reason('broken@sender.example'), /malformed JSON/);
+  assert.match(reason('bomb@sender.example'), /decompression bomb/);
+  assert.match(reason('other@sender.example'), /report is about victim\.example/);
+  assert.equal(v.rejected, 3);
+  // DMARC summaries are not touched by TLS reports.
+  assert.equal((await app.cliJson(['dmarc', 'report', D, '--no-ptr'])).summary.reports, 4, 'the three above and the one after the bombs');
+
+  const text = await app.cli(['tlsrpt', 'report', D]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /2 report\(s\), 5670 TLS session\(s\): 5367 succeeded, 303 failed \(5%\)/);
+  assert.match(text.stdout, /starttls-not-supported\s+mail\.letterbox\.test\s+200/);
+  const res = await fetch(`http://127.0.0.1:${app.ports.api}/api/v1/domains/${D}/tls-reports?days=30`, { headers: { authorization: `Bearer ${apiKey}` } });
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as any;
+  assert.deepEqual(body.data.summary.policies.map((p: any) => [p.policyType, p.successful, p.failed]), [['sts', 5326, 303], ['no-policy-found', 41, 0]]);
 });

@@ -38,6 +38,15 @@ test('records: MTA-STS and TLS-RPT when the policy is hosted', () => {
   );
 });
 
+test('records: the report addresses Letterbox reads are published in rua= (TLS-RPT then without MTA-STS too)', () => {
+  const r = recordsForDomain({ ...base, reportAddresses: { dmarc: 'dmarc-reports', tls: 'tls-reports' } });
+  assert.match(r.find((x) => x.purpose === 'dmarc')!.value, /; rua=mailto:dmarc-reports@example\.com$/);
+  assert.deepEqual(r.filter((x) => x.purpose === 'tlsrpt').map((x) => `${x.name} ${x.value}`), ['_smtp._tls.example.com v=TLSRPTv1; rua=mailto:tls-reports@example.com']);
+  const off = recordsForDomain({ ...base, reportAddresses: { dmarc: '', tls: '' } });
+  assert.match(off.find((x) => x.purpose === 'dmarc')!.value, /rua=mailto:postmaster@example\.com$/);
+  assert.equal(off.filter((x) => x.purpose === 'tlsrpt').length, 0, 'not read here and no MTA-STS: no TLS-RPT record');
+});
+
 test('zone snippet: absolute names, long TXT split into 255-octet strings', () => {
   const z = toZone(recordsForDomain({ ...base, mtaStsId: 'lbabc' }));
   assert.match(z, /^example\.com\.\t3600\tIN\tMX\t10 mail\.example\.com\.$/m);

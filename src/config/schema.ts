@@ -310,13 +310,14 @@ export const configSchema = z
       .strict()
       .prefault({}),
     // Deliverability reports received (issue #18; src/reports/): the local parts of the addresses
-    // published in each domain's DMARC rua= ("" = not taken out of the normal routing; rua= then
-    // names postmaster), and the limits on a report message and on unpacking its attachment.
+    // published in each domain's DMARC rua= and TLS-RPT rua= ("" = not taken out of the normal
+    // routing; rua= then names postmaster), and the limits on a report message and on unpacking its attachment.
     reports: z
       .object({
         dmarc_address: z.string().regex(/^([a-z0-9][a-z0-9._-]{0,63})?$/, 'expected a lower-case local part such as "dmarc-reports", or ""').default('dmarc-reports'),
+        tls_address: z.string().regex(/^([a-z0-9][a-z0-9._-]{0,63})?$/, 'expected a lower-case local part such as "tls-reports", or ""').default('tls-reports'),
         max_message_size: size.default(10 * 1024 * 1024),
-        max_unpacked_size: size.default(50 * 1024 * 1024),
+        max_unpacked_size: size.default(20 * 1024 * 1024),
         max_ratio: z.coerce.number().min(1).max(100000).default(200),
         retention: duration.prefault('400d'),
       })

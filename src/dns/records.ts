@@ -85,9 +85,11 @@ export function recordsForDomain(i: RecordInput): DnsRecord[] {
     out.push(
       { purpose: 'mta-sts', type: 'CNAME', name: `mta-sts.${i.domain}`, value: i.hostname, ttl },
       { purpose: 'mta-sts', type: 'TXT', name: `_mta-sts.${i.domain}`, value: `v=STSv1; id=${i.mtaStsId}`, ttl },
-      { purpose: 'tlsrpt', type: 'TXT', name: `_smtp._tls.${i.domain}`, value: `v=TLSRPTv1; rua=mailto:${tlsRua}`, ttl },
     );
   }
+  // RFC 8460: where senders report TLS failures delivering to us. Always when Letterbox reads the
+  // reports itself (reports.tls_address); otherwise with the MTA-STS policy, to postmaster.
+  if (i.reportAddresses?.tls || i.mtaStsId) out.push({ purpose: 'tlsrpt', type: 'TXT', name: `_smtp._tls.${i.domain}`, value: `v=TLSRPTv1; rua=mailto:${tlsRua}`, ttl });
   if (i.autoconfig) {
     // Thunderbird's autoconfig.<domain> and Outlook's autodiscover.<domain> reach this server's
     // public HTTPS listener (which then adds them to its certificate).

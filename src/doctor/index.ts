@@ -433,6 +433,14 @@ async function checkDomain(config: Config, r: Resolver, d: DoctorDomain): Promis
     else c(`DKIM ${sel}`, 'ok', 'published key matches');
   }
 
+  // TLS-RPT (RFC 8460; with [acme] enabled it is checked with the MTA-STS records)
+  const rpt = want('tlsrpt')[0];
+  if (rpt && !(config.acme.enabled && config.acme.mta_sts_mode !== 'none')) {
+    const found = txtOf((await lookup(r, rpt.name, 'TXT')).values).filter((t) => /^v=TLSRPTv1/i.test(t));
+    if (found.length === 1) c('TLS-RPT', 'ok', found[0]);
+    else c('TLS-RPT', 'warn', found.length ? `${found.length} TLS-RPT records` : 'no TLS-RPT record: senders do not report failed TLS deliveries to us', `publish: ${show(rpt)}`);
+  }
+
   // DMARC
   const dm = want('dmarc')[0];
   if (dm) {
@@ -514,7 +522,7 @@ export async function checkMtaSts(config: Config, r: Resolver, domains: DoctorDo
     else c('TXT', 'warn', txt.length ? `${txt.length} MTA-STS records` : 'no _mta-sts TXT record: senders do not look for the policy', `publish: ${wantTxt}`);
     const rpt = txtOf((await lookup(r, `_smtp._tls.${d.name}`, 'TXT')).values).filter((t) => /^v=TLSRPTv1/i.test(t));
     if (rpt.length === 1) c('TLS-RPT', 'ok', rpt[0]);
-    else c('TLS-RPT', 'warn', 'no TLS-RPT record: no reports about failed TLS deliveries to us', `publish: _smtp._tls.${d.name}. TXT "v=TLSRPTv1; rua=mailto:postmaster@${d.name}"`);
+    else c('TLS-RPT', 'warn', 'no TLS-RPT record: no reports about failed TLS deliveries to us', `publish: _smtp._tls.${d.name}. TXT "v=TLSRPTv1; rua=mailto:${config.reports.tls_address || 'postmaster'}@${d.name}"`);
     if (listen) {
       const got = await fetchPolicy(probeHost(listen.host), listen.port, host, timeoutMs);
       if (got.status === 200 && got.body === policy && got.covers) c('policy', 'ok', `served on ${config.acme.https_listen[0]} (mode ${config.acme.mta_sts_mode})`);

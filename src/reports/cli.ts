@@ -1,9 +1,9 @@
-// CLI: letterbox dmarc report D [--days N] [--no-ptr].
+// CLI: letterbox dmarc report D [--days N] [--no-ptr]; letterbox tlsrpt report D [--days N].
 import type { Command } from 'commander';
 import { table, withContext, type CliHelpers } from '../cli/shared.ts';
 import { LetterboxError } from '../errors.ts';
 import { createResolver } from '../dns/resolver.ts';
-import { dmarcView, type DmarcView } from './view.ts';
+import { dmarcView, tlsView, type DmarcView, type TlsView } from './view.ts';
 
 function days(s: string): number {
   if (!/^\d{1,4}$/.test(s) || Number(s) < 1) throw new LetterboxError('validation_error', `--days: expected a number of days (1-3650), not "${s}"`);
@@ -37,6 +37,23 @@ export function dmarcText(v: DmarcView): string {
   return head + table(rows, ['source', 'ptr', 'messages', 'dkim', 'spf', 'fail', 'disposition', 'flag']) + note + rej;
 }
 
+export function tlsText(v: TlsView): string {
+  const s = v.summary;
+  const total = s.successful + s.failed;
+  const head =
+    `${v.domain}: SMTP TLS reports, last ${v.days} days (reports address: ${v.address ?? 'not configured (reports.tls_address)'})\n` +
+    `${s.reports} report(s), ${total} TLS session(s): ${s.successful} succeeded, ${s.failed} failed (${pct(s.failed, total)})` +
+    (v.rejected ? `; ${v.rejected} report(s) rejected` : '') + '\n\n';
+  const pol = table(s.policies.map((p) => ({ policy: p.policyType, domain: p.policyDomain, successful: p.successful, failed: p.failed, reporters: p.reporters })), ['policy', 'domain', 'successful', 'failed', 'reporters']);
+  const fails = s.failures.length
+    ? `\nFailures:\n${table(s.failures.map((f) => ({ result: f.resultType, mx: f.receivingMx, sessions: f.sessions, senders: f.sendingIps.slice(0, 3), reporters: f.reporters })), ['result', 'mx', 'sessions', 'senders', 'reporters'])}` +
+      '\ncertificate-* results: renew or fix the certificate (letterbox tls status); starttls-not-supported: port 25 must offer STARTTLS; sts-*: the MTA-STS policy (letterbox doctor).\n'
+    : '';
+  const rejected = v.reports.filter((r) => r.status === 'rejected');
+  const rej = rejected.length ? `\nRejected reports:\n${table(rejected.map((r) => ({ received: r.receivedAt, from: r.mailFrom || '<>', reason: r.reason })), ['received', 'from', 'reason'])}` : '';
+  return head + pol + fails + rej;
+}
+
 export function reportCommands(program: Command, { print }: CliHelpers): void {
   const dmarc = program.command('dmarc').description('DMARC aggregate reports received for your domains');
   dmarc
@@ -49,6 +66,17 @@ export function reportCommands(program: Command, { print }: CliHelpers): void {
         const reverse = o.ptr === false ? null : createResolver({ servers: ctx.config.dns.servers, timeoutMs: ctx.config.dns.timeout_ms, clock: ctx.clock }).reverse;
         const v = await dmarcView(ctx, domain, { days: days(o.days), reverse });
         print(cmd, v, dmarcText(v));
+      }),
+    );
+  const tlsrpt = program.command('tlsrpt').description('SMTP TLS reports (RFC 8460) received for your domains');
+  tlsrpt
+    .command('report <domain>')
+    .description('summarise the TLS reports received: TLS sessions to this server that succeeded and failed, failures by type and MX')
+    .option('--days <n>', 'reports whose period ended in the last N days', '30')
+    .action((domain: string, o, cmd: Command) =>
+      withContext(cmd, (ctx) => {
+        const v = tlsView(ctx, domain, { days: days(o.days) });
+        print(cmd, v, tlsText(v));
       }),
     );
 }

@@ -7,7 +7,7 @@
 // other case or with whitespace, one or many <record>, <dkim> and <spf>. All of those are read; a
 // document without the required parts (report_metadata with org_name, report_id and date_range,
 // policy_published with domain and p, records with source_ip and count) is refused with the reason.
-import { isIP } from 'node:net';
+import { canonicalIp } from './ip.ts';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { LetterboxError } from '../errors.ts';
 
@@ -137,14 +137,15 @@ export function parseDmarcReport(data: Buffer | string): DmarcReport {
 
 function parseRecord(r: Record<string, unknown>, n: number): DmarcRecord {
   const row = obj(r.row);
-  const ip = str(row.source_ip);
-  if (!ip || isIP(ip) === 0) throw rejected(`record ${n}: source_ip ${ip === null ? 'missing' : JSON.stringify(ip.slice(0, 60)) + ' is not an IP address'}`);
+  const text = str(row.source_ip);
+  const ip = text === null ? null : canonicalIp(text);
+  if (!ip) throw rejected(`record ${n}: source_ip ${text === null ? 'missing' : JSON.stringify(text.slice(0, 60)) + ' is not an IP address'}`);
   const count = integer(row.count, `record ${n}: count`);
   const pe = obj(row.policy_evaluated);
   const ids = obj(r.identifiers);
   const auth = obj(r.auth_results);
   return {
-    sourceIp: ip.toLowerCase(),
+    sourceIp: ip,
     count,
     disposition: lower(pe.disposition) ?? 'none',
     dkim: lower(pe.dkim),

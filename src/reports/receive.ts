@@ -1,6 +1,6 @@
-// Report messages arriving at a domain's reports address on the MX (the MX hands the whole
+// Report messages (DMARC aggregate, RFC 7489; SMTP TLS, RFC 8460) arriving at a domain's report addresses on the MX (the MX hands the whole
 // transaction here instead of to local delivery; src/smtp/inbound/server.ts): read with a size
-// limit, the report attachment found (mailparser), unpacked (./unpack.ts), parsed (./dmarc.ts) and
+// limit, the report attachment found (mailparser), unpacked (./unpack.ts), parsed (./dmarc.ts, ./tlsrpt.ts) and
 // stored (./store.ts) before the 250. A report that cannot be read is stored as rejected with the
 // reason and still answered 250 (the reporter could do nothing better with a bounce); only a
 // failure to store answers 451, so the reporter retries and nothing is lost.
@@ -12,11 +12,11 @@ import { internalFailure, newRef, reply, SmtpReply } from '../mail/reply.ts';
 import { parseRecipient } from '../routing/resolve.ts';
 import { domainIdByName } from '../services/domains.ts';
 import type { ServiceContext } from '../services/context.ts';
-import { parseDmarcReport } from './dmarc.ts';
 import { unpack, type UnpackLimits } from './unpack.ts';
-import { pruneDmarcReports, saveDmarcReport, saveRejectedDmarcReport, type StoredReportInput } from './store.ts';
+import { parseReport, type ParseLimits } from './parse.ts';
+import { pruneDmarcReports, pruneTlsReports, saveDmarcReport, saveRejectedDmarcReport, saveRejectedTlsReport, saveTlsReport, type StoredReportInput } from './store.ts';
 
-export type ReportKind = 'dmarc';
+export type ReportKind = 'dmarc' | 'tlsrpt';
 
 /** A recipient that is one of our report addresses. */
 export interface ReportTarget {
@@ -28,12 +28,25 @@ export interface ReportTarget {
 
 /** The report address `address` is, or null (then it is routed as usual). Reads the domains table. */
 export function matchReportAddress(ctx: Pick<ServiceContext, 'db' | 'config'>, address: string): ReportTarget | null {
-  const local = ctx.config.reports.dmarc_address;
-  if (!local) return null;
+  const { dmarc_address: dmarc, tls_address: tls } = ctx.config.reports;
+  if (!dmarc && !tls) return null;
   const p = parseRecipient(address);
-  if (p instanceof SmtpReply || p.local !== local) return null;
+  if (p instanceof SmtpReply) return null;
+  const kind: ReportKind | null = dmarc && p.local === dmarc ? 'dmarc' : tls && p.local === tls ? 'tlsrpt' : null;
+  if (!kind) return null;
   const domainId = domainIdByName(ctx.db, p.domain);
-  return domainId ? { kind: 'dmarc', address: `${p.local}@${p.domain}`, domain: p.domain, domainId } : null;
+  return domainId ? { kind, address: `${p.local}@${p.domain}`, domain: p.domain, domainId } : null;
+}
+
+/**
+ * Which kind of report unpacked bytes are: JSON is a TLS report (RFC 8460), XML a DMARC report;
+ * anything else is read as the kind the address receives (and then rejected with the parser's reason).
+ */
+export function reportKindOf(data: Buffer, fallback: ReportKind): ReportKind {
+  const head = data.subarray(0, 256).toString('utf8').replace(/^\uFEFF/, '').trimStart();
+  if (head.startsWith('{')) return 'tlsrpt';
+  if (head.startsWith('<')) return 'dmarc';
+  return fallback;
 }
 
 /**
@@ -67,11 +80,11 @@ async function reportParts(message: Buffer): Promise<{ parts: Buffer[]; messageI
   const looksLikeReport = (name: string, type: string, data: Buffer) =>
     (data.length >= 4 && data.readUInt32LE(0) === 0x04034b50) ||
     (data.length >= 2 && data[0] === 0x1f && data[1] === 0x8b) ||
-    /\.(xml|zip|gz|gzip)$/i.test(name) ||
-    /(xml|zip|gzip)/i.test(type);
+    /\.(xml|zip|gz|gzip|json)$/i.test(name) ||
+    /(xml|zip|gzip|json|tlsrpt)/i.test(type);
   const parts = parsed.attachments.filter((a) => looksLikeReport(a.filename ?? '', a.contentType ?? '', a.content)).map((a) => a.content);
-  // Some reporters put the XML in the body itself.
-  if (parts.length === 0 && parsed.text && /^\s*(<\?xml|<([a-z0-9]+:)?feedback[\s>])/i.test(parsed.text)) parts.push(Buffer.from(parsed.text.trim(), 'utf8'));
+  // Some reporters put the XML (or JSON) in the body itself.
+  if (parts.length === 0 && parsed.text && /^\s*(<\?xml|<([a-z0-9]+:)?feedback[\s>]|\{\s*")/i.test(parsed.text)) parts.push(Buffer.from(parsed.text.trim(), 'utf8'));
   return { parts, messageId: parsed.messageId ?? null };
 }
 
@@ -89,6 +102,7 @@ export async function receiveReports(ctx: ServiceContext, stream: Readable, sess
   const log = ctx.log.child({ component: 'reports', session: session.id });
   const message = await readLimited(stream, cfg.max_message_size);
   const limits: UnpackLimits = { maxBytes: cfg.max_unpacked_size, maxRatio: cfg.max_ratio };
+  const parseLimits: ParseLimits = { timeoutMs: 120_000, heapMb: 512 };
   let parts: Buffer[] = [];
   let messageId: string | null = null;
   let unreadable: string | null = null;
@@ -99,35 +113,54 @@ export async function receiveReports(ctx: ServiceContext, stream: Readable, sess
   }
   const receivedAt = isoNow(ctx.clock);
   const base = (t: ReportTarget, raw: Buffer | null): StoredReportInput => ({ domainId: t.domainId, receivedAt, mailFrom, remoteIp: session.remoteAddress, messageId, raw });
+  const saveRejected = (kind: ReportKind, t: ReportTarget, raw: Buffer | null, reason: string) => {
+    log.warn({ domain: t.domain, kind, from: mailFrom, ip: session.remoteAddress, reason }, 'report rejected');
+    return kind === 'dmarc' ? saveRejectedDmarcReport(ctx.db, base(t, raw), reason) : saveRejectedTlsReport(ctx.db, base(t, raw), reason);
+  };
   const stored: string[] = [];
   try {
     if (unreadable || parts.length === 0) {
-      const reason = unreadable ?? 'no report attachment (zip, gzip or XML) in the message';
-      for (const t of targets) stored.push(saveRejectedDmarcReport(ctx.db, base(t, message.subarray(0, 64 * 1024)), reason));
-      log.warn({ from: mailFrom, ip: session.remoteAddress, reason, domains: targets.map((t) => t.domain) }, 'DMARC report rejected');
+      const reason = unreadable ?? 'no report attachment (zip, gzip, XML or JSON) in the message';
+      for (const t of targets) stored.push(saveRejected(t.kind, t, message.subarray(0, 64 * 1024), reason));
     }
     // Each attachment is one report (normally there is one); at most a few are read.
     for (const raw of parts.slice(0, 5)) {
+      let kind = targets[0].kind;
       let target = targets[0];
       try {
-        const report = parseDmarcReport((await unpack(raw, limits)).data);
+        const data = (await unpack(raw, limits)).data;
+        kind = reportKindOf(data, targets[0].kind);
+        target = targets.find((t) => t.kind === kind) ?? targets[0];
         // A report is about the domain it was sent for, or one of its subdomains.
-        const about = report.policy.domain;
-        const match = targets.find((t) => about === t.domain || about.endsWith('.' + t.domain));
-        if (!match) throw new LetterboxError('validation_error', `report is about ${about}, not ${targets.map((t) => t.domain).join(', ')}`);
-        target = match;
-        const r = saveDmarcReport(ctx.db, base(target, raw), report);
-        stored.push(r.id);
-        log.info({ domain: target.domain, id: r.id, org: report.orgName, reportId: report.reportId, records: report.records.length, duplicate: r.duplicate }, r.duplicate ? 'DMARC report already stored' : 'DMARC report stored');
+        const about = (domain: string) => {
+          const match = targets.find((t) => domain === t.domain || domain.endsWith('.' + t.domain));
+          if (!match) throw new LetterboxError('validation_error', `report is about ${domain}, not ${[...new Set(targets.map((t) => t.domain))].join(', ')}`);
+          return match;
+        };
+        if (kind === 'dmarc') {
+          const report = await parseReport('dmarc', data, parseLimits);
+          target = about(report.policy.domain);
+          const r = saveDmarcReport(ctx.db, base(target, raw), report);
+          stored.push(r.id);
+          log.info({ domain: target.domain, id: r.id, org: report.orgName, reportId: report.reportId, records: report.records.length, duplicate: r.duplicate }, r.duplicate ? 'DMARC report already stored' : 'DMARC report stored');
+        } else {
+          const report = await parseReport('tlsrpt', data, parseLimits);
+          for (const p of report.policies) target = about(p.policyDomain);
+          const r = saveTlsReport(ctx.db, base(target, raw), report);
+          stored.push(r.id);
+          log.info({ domain: target.domain, id: r.id, org: report.orgName, reportId: report.reportId, policies: report.policies.length, duplicate: r.duplicate }, r.duplicate ? 'TLS report already stored' : 'TLS report stored');
+        }
       } catch (err: any) {
         if (!isLetterboxError(err) || err.code !== 'validation_error') throw err;
-        stored.push(saveRejectedDmarcReport(ctx.db, base(target, raw), err.message));
-        log.warn({ domain: target.domain, from: mailFrom, ip: session.remoteAddress, reason: err.message }, 'DMARC report rejected');
+        stored.push(saveRejected(kind, target, raw, err.message));
       }
     }
     // Retention: older reports of these domains go (cheap, indexed; no job needed).
     const cutoff = new Date(ctx.clock.now() - cfg.retention).toISOString();
-    for (const t of targets) pruneDmarcReports(ctx.db, t.domainId, cutoff);
+    for (const t of targets) {
+      pruneDmarcReports(ctx.db, t.domainId, cutoff);
+      pruneTlsReports(ctx.db, t.domainId, cutoff);
+    }
   } catch (err: any) {
     if (err instanceof SmtpReply) throw err;
     const ref = newRef();

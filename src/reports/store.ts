@@ -1,8 +1,9 @@
-// The only module that runs SQL on the report tables (migration 0900_dmarc_reports.sql).
+// The only module that runs SQL on the report tables (migrations 0900_dmarc_reports.sql, 0902_tls_reports.sql).
 import type { DB } from '../db/index.ts';
 import { stmt } from '../db/stmt.ts';
 import { newId } from '../util/ids.ts';
 import type { DmarcPolicyPublished, DmarcRecord, DmarcReport } from './dmarc.ts';
+import type { TlsPolicyResult, TlsReport } from './tlsrpt.ts';
 
 export interface StoredReportInput {
   domainId: string;
@@ -136,4 +137,71 @@ export function dmarcRecordsSince(db: DB, domainId: string, since: string): { or
 /** Removes the domain's reports received before `before` (ISO): the retention. Returns how many. */
 export function pruneDmarcReports(db: DB, domainId: string, before: string): number {
   return stmt(db, 'DELETE FROM dmarc_reports WHERE domain_id = ? AND received_at < ?').run(domainId, before).changes;
+}
+
+// ---- TLS reports (RFC 8460) -----------------------------------------------------------------------
+
+export interface TlsReportInfo {
+  id: string;
+  receivedAt: string;
+  status: 'accepted' | 'rejected';
+  reason: string | null;
+  orgName: string | null;
+  contact: string | null;
+  reportId: string | null;
+  begin: string | null;
+  end: string | null;
+  successful: number;
+  failed: number;
+  mailFrom: string;
+  remoteIp: string;
+}
+
+/** Stores a parsed TLS report (one row; its policies as JSON). A duplicate (same reporter and report-id) is not stored again. */
+export function saveTlsReport(db: DB, input: StoredReportInput, report: TlsReport): { id: string; duplicate: boolean } {
+  return db
+    .transaction(() => {
+      const existing = stmt(db, "SELECT id FROM tls_reports WHERE domain_id = ? AND org_name = ? AND report_id = ? AND status = 'accepted'", { pluck: true }).get(input.domainId, report.orgName, report.reportId) as string | undefined;
+      if (existing) return { id: existing, duplicate: true };
+      const id = newId('tlr');
+      const ok = report.policies.reduce((n, p) => n + p.successful, 0);
+      const bad = report.policies.reduce((n, p) => n + p.failed, 0);
+      stmt(
+        db,
+        `INSERT INTO tls_reports (id, domain_id, received_at, status, reason, mail_from, remote_ip, message_id, org_name, contact, report_id, begin_at, end_at, successful, failed, policies, raw)
+         VALUES (?, ?, ?, 'accepted', NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(id, input.domainId, input.receivedAt, input.mailFrom, input.remoteIp, input.messageId, report.orgName, report.contact, report.reportId, report.begin, report.end, ok, bad, JSON.stringify(report.policies), input.raw);
+      return { id, duplicate: false };
+    })
+    .immediate();
+}
+
+export function saveRejectedTlsReport(db: DB, input: StoredReportInput, reason: string): string {
+  const id = newId('tlr');
+  stmt(db, "INSERT INTO tls_reports (id, domain_id, received_at, status, reason, mail_from, remote_ip, message_id, raw) VALUES (?, ?, ?, 'rejected', ?, ?, ?, ?, ?)")
+    .run(id, input.domainId, input.receivedAt, reason.slice(0, 500), input.mailFrom, input.remoteIp, input.messageId, input.raw);
+  return id;
+}
+
+/** The domain's TLS reports received since `since` (by period end, or arrival for rejected ones), newest first. */
+export function listTlsReports(db: DB, domainId: string, since: string, limit = 1000): TlsReportInfo[] {
+  const rows = stmt(
+    db,
+    `SELECT id, received_at, status, reason, org_name, contact, report_id, begin_at, end_at, successful, failed, mail_from, remote_ip
+       FROM tls_reports WHERE domain_id = ? AND coalesce(end_at, received_at) >= ? ORDER BY received_at DESC, id LIMIT ?`,
+  ).all(domainId, since, limit) as any[];
+  return rows.map((r) => ({
+    id: r.id, receivedAt: r.received_at, status: r.status, reason: r.reason, orgName: r.org_name, contact: r.contact, reportId: r.report_id,
+    begin: r.begin_at, end: r.end_at, successful: r.successful, failed: r.failed, mailFrom: r.mail_from, remoteIp: r.remote_ip,
+  }));
+}
+
+/** The policies of the domain's accepted TLS reports whose period ends at or after `since`. */
+export function tlsPoliciesSince(db: DB, domainId: string, since: string): { orgName: string; policies: TlsPolicyResult[] }[] {
+  const rows = stmt(db, "SELECT org_name, policies FROM tls_reports WHERE domain_id = ? AND status = 'accepted' AND end_at >= ? ORDER BY id").all(domainId, since) as { org_name: string; policies: string }[];
+  return rows.map((r) => ({ orgName: r.org_name, policies: JSON.parse(r.policies) }));
+}
+
+export function pruneTlsReports(db: DB, domainId: string, before: string): number {
+  return stmt(db, 'DELETE FROM tls_reports WHERE domain_id = ? AND received_at < ?').run(domainId, before).changes;
 }

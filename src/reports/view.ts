@@ -4,7 +4,8 @@
 import type { ServiceContext } from '../services/context.ts';
 import { getDomain } from '../services/domains.ts';
 import { summarizeDmarc, type DmarcSummary } from './dmarc.ts';
-import { dmarcRecordsSince, listDmarcReports, type DmarcReportInfo } from './store.ts';
+import { summarizeTls, type TlsSummary } from './tlsrpt.ts';
+import { dmarcRecordsSince, listDmarcReports, listTlsReports, tlsPoliciesSince, type DmarcReportInfo, type TlsReportInfo } from './store.ts';
 
 export interface DmarcView {
   domain: string;
@@ -42,5 +43,26 @@ export async function dmarcView(ctx: ServiceContext, idOrName: string, o: { days
   }
   const reports = listDmarcReports(ctx.db, d.id, since, 200);
   const local = ctx.config.reports.dmarc_address;
+  return { domain: d.name, address: local ? `${local}@${d.name}` : null, days: o.days, since, summary, reports, rejected: reports.filter((r) => r.status === 'rejected').length };
+}
+
+export interface TlsView {
+  domain: string;
+  /** The address in the domain's TLS-RPT record (rua=), or null when not configured. */
+  address: string | null;
+  days: number;
+  since: string;
+  summary: TlsSummary;
+  reports: TlsReportInfo[];
+  rejected: number;
+}
+
+/** The domain's TLS reports (RFC 8460) over the last `days`: sessions per policy, failures by type and MX. */
+export function tlsView(ctx: ServiceContext, idOrName: string, o: { days: number }): TlsView {
+  const d = getDomain(ctx, idOrName);
+  const since = new Date(ctx.clock.now() - o.days * 86_400_000).toISOString();
+  const summary = summarizeTls(tlsPoliciesSince(ctx.db, d.id, since));
+  const reports = listTlsReports(ctx.db, d.id, since, 200);
+  const local = ctx.config.reports.tls_address;
   return { domain: d.name, address: local ? `${local}@${d.name}` : null, days: o.days, since, summary, reports, rejected: reports.filter((r) => r.status === 'rejected').length };
 }

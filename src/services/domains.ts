@@ -166,7 +166,7 @@ export function domainRecords(ctx: ServiceContext, d: Domain): DnsRecord[] {
     clientPorts: clientSettings(ctx.config),
     autoconfig: ctx.config.acme.enabled,
     sourceIps: ctx.config.outbound.source_ips,
-    reportAddresses: { dmarc: ctx.config.reports.dmarc_address, tls: '' },
+    reportAddresses: { dmarc: ctx.config.reports.dmarc_address, tls: ctx.config.reports.tls_address },
   });
 }
 

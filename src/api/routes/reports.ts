@@ -1,8 +1,8 @@
 import { defineRoute, type RouteSpec } from '../route.ts';
 import { visibleDomain } from '../access.ts';
 import { IdParams } from '../schemas/common.ts';
-import { DmarcViewSchema, ReportQuery } from '../schemas/reports.ts';
-import { dmarcView } from '../../reports/view.ts';
+import { DmarcViewSchema, ReportQuery, TlsReportQuery, TlsViewSchema } from '../schemas/reports.ts';
+import { dmarcView, tlsView } from '../../reports/view.ts';
 
 const tag = 'Domains';
 
@@ -19,5 +19,13 @@ export const reportRoutes: RouteSpec[] = [
       const reverse = req.query.ptr === false ? null : (ip: string) => req.app.resolver.reverse(ip);
       return { data: await dmarcView(req.app, d.id, { days: req.query.days, reverse }) };
     },
+  }),
+  defineRoute({
+    method: 'get', path: '/domains/:id/tls-reports', operationId: 'getTlsReports', anyThread: true, tag, scope: 'domains:read',
+    summary: 'SMTP TLS reports (RFC 8460) received, summarised',
+    description:
+      'Reports that senders sent to the address in the TLS-RPT record (_smtp._tls, rua=) over the last `days`: TLS sessions to this server that succeeded and failed, per policy (MTA-STS, DANE, none), and the failures by result type and MX. Rejected reports are listed with the reason.',
+    params: IdParams, query: TlsReportQuery, response: TlsViewSchema,
+    handler: (req) => ({ data: tlsView(req.app, visibleDomain(req, req.params.id).id, { days: req.query.days }) }),
   }),
 ];

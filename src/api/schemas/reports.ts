@@ -3,6 +3,10 @@ import { decimal, Flag } from './common.ts';
 
 // Deliverability reports received (issue #18; src/reports/).
 
+export const TlsReportQuery = z.strictObject({
+  days: decimal(1, 3650).default(30).describe('The period: reports whose reporting period ended in the last N days (default 30).'),
+});
+
 export const ReportQuery = z.strictObject({
   days: decimal(1, 3650).default(30).describe('The period: reports whose reporting period ended in the last N days (default 30).'),
   ptr: Flag.optional().describe('0 = do not look up the reverse DNS name of each source (default: looked up for the 50 busiest).'),
@@ -62,3 +66,28 @@ export const DmarcViewSchema = z
     rejected: z.number().int(),
   })
   .meta({ id: 'DmarcReports' });
+
+export const TlsViewSchema = z
+  .object({
+    domain: z.string(),
+    address: z.string().nullable().describe('The address in the TLS-RPT record (rua=), or null when reports.tls_address is "".'),
+    days: z.number().int(),
+    since: z.string(),
+    summary: z.object({
+      reports: z.number().int(),
+      successful: z.number().int().describe('TLS sessions to our MX that succeeded.'),
+      failed: z.number().int(),
+      policies: z.array(z.object({ policyType: z.string().describe('sts, tlsa or no-policy-found.'), policyDomain: z.string(), successful: z.number().int(), failed: z.number().int(), reporters: z.array(z.string()) })),
+      failures: z
+        .array(z.object({ resultType: z.string().describe('RFC 8460 result type, e.g. certificate-expired, certificate-host-mismatch, starttls-not-supported, sts-policy-fetch-error.'), receivingMx: z.string().nullable(), sessions: z.number().int(), sendingIps: z.array(z.string()), reporters: z.array(z.string()) }))
+        .describe('Failures by result type and MX, most sessions first.'),
+    }),
+    reports: z.array(
+      z.object({
+        id: z.string(), receivedAt: z.string(), status: z.enum(['accepted', 'rejected']), reason: z.string().nullable(), orgName: z.string().nullable(), contact: z.string().nullable(),
+        reportId: z.string().nullable(), begin: z.string().nullable(), end: z.string().nullable(), successful: z.number().int(), failed: z.number().int(), mailFrom: z.string(), remoteIp: z.string(),
+      }),
+    ),
+    rejected: z.number().int(),
+  })
+  .meta({ id: 'TlsReports' });
