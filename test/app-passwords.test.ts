@@ -15,11 +15,8 @@ import { checkAppPasswordName, generateAppPassword, hashAppPassword, lastUsedDue
 import { renderAppPasswordsDir, renderAppPasswordsFile } from '../src/dovecot/app-passwords.ts';
 
 const D = 'apps.test';
-// Run against Dovecot 2.4 (LETTERBOX_DOVECOT_BINARY = the test/debian13 wrapper): the app-password
-// passdb has a 2.4 rendering, but the auth-policy and ManageSieve blocks have none yet (src/dovecot/
-// config.ts missingOn24), so "last used" over IMAP and the ManageSieve tests need 2.3.
-const on24 = !!process.env.LETTERBOX_DOVECOT_BINARY;
-const needs23 = on24 ? 'Dovecot 2.4: auth policy and ManageSieve are not configured there yet' : false;
+// CI runs this file again against Dovecot 2.4 (LETTERBOX_DOVECOT_BINARY = the test/debian13
+// wrapper): the app-password passdb, the auth policy ("last used") and ManageSieve all have 2.4 text.
 const PW = 'main password 1234567';
 let app: Appliance;
 let ca: string;
@@ -155,19 +152,17 @@ test('API: created (shown once), IMAP LOGIN and SMTP submission accept it, last 
   assert.match(await imapLogin(`alice@${D}`, PW), /^a1 OK/, 'the main password still works');
   assert.match(await imapLogin(`alice@${D}`, password.replace(/^./, (c: string) => (c === 'a' ? 'b' : 'a'))), /^a1 NO/);
   // Last used: time and address, from Dovecot's auth policy report.
-  if (!on24) {
-    const used = await waitFor(async () => (await call(app, key, 'GET', `/mailboxes/alice@${D}/app-passwords`)).json.data.appPasswords[0].lastUsed, 'last used recorded');
-    assert.equal(used.ip, '127.0.0.1');
-    assert.equal(used.protocol, 'imap');
-    assert.ok(Date.now() - Date.parse(used.at) < 120_000);
-  }
+  const used = await waitFor(async () => (await call(app, key, 'GET', `/mailboxes/alice@${D}/app-passwords`)).json.data.appPasswords[0].lastUsed, 'last used recorded');
+  assert.equal(used.ip, '127.0.0.1');
+  assert.equal(used.protocol, 'imap');
+  assert.ok(Date.now() - Date.parse(used.at) < 120_000);
   // SMTP submission.
   assert.match(await smtpAuth(`alice@${D}`, password), /^235 /);
   assert.match(await smtpAuth(`bob@${D}`, password), /^535 /);
   assert.match(await smtpAuth(`alice@${D}`, PW), /^235 /);
 });
 
-test('ManageSieve takes app passwords too (same Dovecot passdb)', { skip: needs23 }, async () => {
+test('ManageSieve takes app passwords too (same Dovecot passdb)', async () => {
   const { password } = (await call(app, key, 'POST', `/mailboxes/dan@${D}/app-passwords`, { name: 'Sieve editor' })).json.data;
   await waitFor(async () => (await sieveAuth(`dan@${D}`, password)).startsWith('OK'), 'ManageSieve AUTHENTICATE with the app password');
   assert.match(await sieveAuth(`dan@${D}`, PW), /^OK/);
@@ -231,7 +226,7 @@ test('the replies match the OpenAPI document', async () => {
 
 // Issue #17 item 6: ManageSieve logins go through the same login guard as IMAP and submission
 // (Dovecot's auth policy requests cover every Dovecot protocol). auth_max_failures is 10 here.
-test('ManageSieve: 20 parallel wrong logins lock the account on every protocol; the right password is refused from a new network', { skip: needs23 }, async () => {
+test('ManageSieve: 20 parallel wrong logins lock the account on every protocol; the right password is refused from a new network', async () => {
   const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => sieveAuth(`dan@${D}`, `wrong password ${i}`, `127.0.60.${i + 1}`)));
   assert.ok(answers.every((a) => /^NO/.test(a)), answers.join(' | '));
   assert.match(await sieveAuth(`dan@${D}`, PW, '127.0.60.99'), /^NO/, 'locked: the right password is refused on ManageSieve');
@@ -243,7 +238,7 @@ test('ManageSieve: 20 parallel wrong logins lock the account on every protocol; 
   assert.ok(checked >= 1 && checked <= 10, `${checked} wrong passwords checked`);
 });
 
-test('IMAP, submission and ManageSieve failures count together toward one limit (10)', { skip: needs23 }, async () => {
+test('IMAP, submission and ManageSieve failures count together toward one limit (10)', async () => {
   const tries = [
     ...Array.from({ length: 4 }, (_, i) => () => smtpAuth(`erin@${D}`, 'wrong', `127.0.61.${i + 1}`)),
     ...Array.from({ length: 3 }, (_, i) => () => imapLogin(`erin@${D}`, 'wrong', `127.0.61.${i + 11}`)),

@@ -78,6 +78,9 @@ const BODIES: Record<string, (d: string) => unknown> = {
   'PUT /api/v1/mailboxes/{id}/spam': () => ({ junk: 3, mode: 'off' }),
   'PUT /api/v1/domains/{id}/spam': () => ({ junk: 3, mode: 'off' }),
   'POST /api/v1/mailboxes/{id}/spam/learn': () => ({ as: 'spam', message: 'Subject: x\r\n\r\nx\r\n' }),
+  'POST /api/v1/mailboxes/{id}/app-passwords': () => ({ name: 'made by the matrix' }),
+  'PUT /api/v1/mailboxes/{id}/require-app-passwords': () => ({ enabled: true }),
+  'PUT /api/v1/mailboxes/{id}/forwarding': () => ({ targets: ['changed@elsewhere.test'], keepCopy: false }),
 };
 
 /**
@@ -103,6 +106,7 @@ function urlFor(template: string, d: string): string {
     .replace('{deliveryId}', f.delivery)
     .replace('/suppressions/{address}', `/suppressions/${encodeURIComponent(f.suppression)}`)
     .replace('{name}', 'matrix')
+    .replace('{appId}', f.appPassword)
     .replace('{uid}', f.uid)
     .replace('{index}', '1');
   if (template === '/api/v1/mailboxes/resolve') url += `?address=info@${d}`;
@@ -196,6 +200,11 @@ before(async () => {
     F[d].uid = String(msgs[0].uid);
     const q = await waitFor(async () => (await adminOk('GET', `/api/v1/queue?mailbox=alice@${d}&state=bounced`)).find((e: any) => e.status === 'bounced'), `the bounced queue entry of ${d}`);
     F[d].queue = q.id;
+  }
+  // A device password, and forwarding (set last: mail to alice now also goes to elsewhere.test).
+  for (const d of [OWN, OTHER]) {
+    F[d].appPassword = (await adminOk('POST', `/api/v1/mailboxes/alice@${d}/app-passwords`, { name: 'phone' })).id;
+    await adminOk('PUT', `/api/v1/mailboxes/alice@${d}/forwarding`, { targets: [`copy@elsewhere.test`], keepCopy: true });
   }
   // Webhooks: one made by a key limited to OWN (so it is OWN's), one by the admin (every domain).
   const hookUrl = `http://127.0.0.1:${(hookSink.address() as any).port}/hook`;

@@ -82,7 +82,7 @@ test('the 2.4 config in each shape is read by Dovecot 2.4 without warnings and k
         const policy = /auth_policy \{\n([\s\S]*?)\n\}/.exec(all)?.[1] ?? '';
         assert.match(policy, /reject_on_fail = yes/);
         assert.match(policy, /server_url = http:\/\/127\.0\.0\.1:8999\//);
-        assert.match(policy, /request_attributes \{\s*login = %\{requested_username\}\s*protocol = %\{protocol\}\s*remote = %\{remote_ip\}\s*session_id = %\{session\}\s*\}/);
+        assert.match(policy, /request_attributes \{\s*app = %\{passdb:lb_app\}\s*login = %\{requested_username\}\s*protocol = %\{protocol\}\s*remote = %\{remote_ip\}\s*session_id = %\{session\}\s*\}/);
         assert.match(policy, /http_client_request_absolute_timeout = 5s/);
         // Spam learning: imap_sieve added to the IMAP plugins (quota kept), the two admin scripts.
         assert.match(all, /protocol imap \{[^}]*mail_plugins \{\s*imap_quota = yes\s*imap_sieve = yes/s);
