@@ -4,13 +4,13 @@
 // STARTTLS required before AUTHENTICATE, then PUTSCRIPT, SETACTIVE and LISTSCRIPTS.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import nodemailer from 'nodemailer';
 import { TestDns } from './helpers/dns.ts';
 import { applianceCert, freePort, startAppliance, type Appliance } from './helpers/appliance.ts';
+import { ManageSieve } from './helpers/managesieve.ts';
 import { call, waitFor } from './helpers/mailapi.ts';
 import { parseCompileErrors } from '../src/sieve/scripts.ts';
 
@@ -141,67 +141,6 @@ test('CLI: sieve put/list/get/activate/rm; a broken script exits 2 with the line
 
 // ---- ManageSieve, raw protocol (RFC 5804)
 
-class ManageSieve {
-  sock: Socket | TLSSocket;
-  buf = '';
-  waiters: (() => void)[] = [];
-  constructor(sock: Socket) {
-    this.sock = sock;
-    this.listen();
-  }
-  private listen() {
-    this.sock.on('data', (d) => {
-      this.buf += d.toString('utf8');
-      for (const w of this.waiters.splice(0)) w();
-    });
-  }
-  /** Reads up to and including the next OK/NO/BYE line; returns every line read. */
-  async response(): Promise<{ status: string; text: string; lines: string[] }> {
-    for (;;) {
-      const lines = this.buf.split('\r\n');
-      const i = lines.findIndex((l, n) => n < lines.length - 1 && /^(OK|NO|BYE)\b/.test(l));
-      if (i >= 0) {
-        const got = lines.slice(0, i + 1);
-        const rest = lines.slice(i + 1).join('\r\n');
-        // The response text may be a literal: NO {129}\r\n<129 octets>\r\n
-        const lit = /\{(\d+)\}$/.exec(got[i]);
-        if (lit) {
-          const n = Number(lit[1]);
-          if (Buffer.byteLength(rest) < n + 2) {
-            await new Promise<void>((r) => (this.waiters.push(r), setTimeout(r, 200)));
-            continue;
-          }
-          const text = Buffer.from(rest).subarray(0, n).toString('utf8');
-          this.buf = Buffer.from(rest).subarray(n + 2).toString('utf8');
-          return { status: got[i].split(' ')[0], text: `${got[i]} ${text}`, lines: [...got, text] };
-        }
-        this.buf = rest;
-        return { status: got[i].split(' ')[0], text: got[i], lines: got };
-      }
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 200);
-      });
-    }
-  }
-  async cmd(line: string) {
-    this.sock.write(line + '\r\n');
-    return this.response();
-  }
-  async starttls(ca: string, servername: string) {
-    const r = await this.cmd('STARTTLS');
-    assert.equal(r.status, 'OK', r.text);
-    this.sock.removeAllListeners('data');
-    this.sock = tlsConnect({ socket: this.sock as Socket, ca, servername });
-    await new Promise<void>((res, rej) => {
-      this.sock.once('secureConnect', () => res());
-      this.sock.once('error', rej);
-    });
-    this.buf = '';
-    this.listen();
-    return this.response(); // capabilities again, after TLS
-  }
-}
 
 test('ManageSieve: capabilities, no AUTHENTICATE before STARTTLS, then PUTSCRIPT + SETACTIVE; the script filters delivery', async () => {
   // From another loopback address: Dovecot counts a client whose address equals its own as secure

@@ -18,7 +18,7 @@ import { ImapFlow } from 'imapflow';
 import { APP_DIR, applianceToml, freePort } from '../helpers/appliance.ts';
 import { deliverLmtp } from '../../src/delivery/lmtp.ts';
 import { connect } from 'node:net';
-import { ManageSieve } from './managesieve.ts';
+import { ManageSieve } from '../helpers/managesieve.ts';
 
 const ROOT = process.env.LB_TEST_TRIXIE_ROOT ?? '';
 const skip = !ROOT ? 'no Debian 13 root: run with LB_TEST_TRIXIE_ROOT=<root> after test/debian13/setup.sh (.ci/run does)' : process.getuid?.() !== 0 ? 'needs root (chroot, a throwaway user)' : false;

@@ -14,7 +14,7 @@ import { TestDns } from '../helpers/dns.ts';
 import { Sink, testCert } from '../helpers/sink.ts';
 import { applianceCert, freePort, startAppliance, type Appliance } from '../helpers/appliance.ts';
 import { call, waitFor } from '../helpers/mailapi.ts';
-import { ManageSieve } from './managesieve.ts';
+import { ManageSieve } from '../helpers/managesieve.ts';
 
 const DOVECOT = process.env.LETTERBOX_DOVECOT_BINARY ?? '';
 const skip = DOVECOT ? false : 'no Dovecot 2.4 here: run with LETTERBOX_DOVECOT_BINARY=<dir>/dovecot after test/debian13/setup.sh --wrappers <dir> (.ci/run does)';

@@ -1,5 +1,5 @@
-// A ManageSieve (RFC 5804) client spoken raw, for the Dovecot 2.4 tests in this folder (the 2.3 one
-// is in test/sieve.test.ts): responses are read up to the next OK/NO/BYE line.
+// A ManageSieve (RFC 5804) client spoken raw, for the ManageSieve tests on Dovecot 2.3 (test/sieve.test.ts)
+// and 2.4 (test/debian13/): responses are read up to the next OK/NO/BYE line.
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
