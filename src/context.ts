@@ -24,6 +24,8 @@ import { Queue } from './queue/engine.ts';
 import type { QueueService } from './queue/handoff.ts';
 import type { Component } from './server.ts';
 import { LocalDelivery } from './delivery/local.ts';
+import { Slots } from './util/slots.ts';
+import { LmtpPool } from './delivery/lmtp.ts';
 import { createLoginGuard, type LoginGuard } from './auth/guard-setup.ts';
 import type { SpamService } from './spam/service.ts';
 
@@ -107,6 +109,19 @@ function dovecotSupervisor(config: Config, dovecot: DovecotSetup, log: Logger): 
 }
 
 /**
+ * The process's one LocalDelivery: at most dovecot.lmtp_sessions LMTP sessions to Dovecot at once
+ * (Dovecot's lmtp process_limit is the same number), a few of them kept open between messages. One
+ * pool for every user (MX, submission, API send, queue): with one pool a new session is opened
+ * only when none is idle, so open sessions never exceed the limit. Its idle sessions are closed
+ * when the server stops (server.ts).
+ */
+function localDelivery(config: Config, socketPath: string): LocalDelivery {
+  const slots = new Slots(config.dovecot.lmtp_sessions);
+  const pool = new LmtpPool({ socketPath, lhlo: config.hostname, max: Math.min(8, slots.max) });
+  return new LocalDelivery({ socketPath, lhlo: config.hostname, slots, pool });
+}
+
+/**
  * Builds every long-lived service once: the database (migrated; its statement cache, read caches
  * and group committer live on the connection), Dovecot's files and supervisor (not started), the
  * resolver, metrics, DKIM signer, IMAP pool and appender, webhook dispatcher, TLS reload hooks,
@@ -143,7 +158,7 @@ async function buildServices(config: Config, o: AppContextOverrides, db: DB): Pr
     resolver,
     dkim: o.dkim ?? new DkimSigner(db, log),
     loginGuard: o.loginGuard ?? createLoginGuard(config, clock, log),
-    delivery: new LocalDelivery({ socketPath: dovecot.paths.lmtpSocket, lhlo: config.hostname }),
+    delivery: localDelivery(config, dovecot.paths.lmtpSocket),
     get srsSecret(): string {
       // Read (or created) when first needed, not at start: an appliance that never rewrites keeps no secret.
       return (srsSecret ??= ensureSecret(config.data_dir, 'srs'));

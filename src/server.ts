@@ -63,6 +63,7 @@ export async function startServer(opts: { config: Config; log: Logger; clock: Cl
         log.error({ component: c.name, err: err.message }, 'component failed to stop cleanly');
       }
     }
+    app.delivery.close(); // its idle LMTP sessions, before Dovecot stops
     if (supervisor) await supervisor.stop();
     await policy.close();
     db.close();

@@ -62,6 +62,17 @@ test('one model, two syntaxes: each feature appears in both renderings', () => {
   assert.doesNotMatch(a + b, /default_internal_user/);
 });
 
+test("dovecot.lmtp_sessions bounds Dovecot's lmtp processes in both renderings (default 10)", () => {
+  const service = (n: number) => `service lmtp {\n  process_limit = ${n}\n  unix_listener lmtp {`;
+  const m = buildDovecotModel(options());
+  for (const text of [render23(m), render24(m)]) assert.ok(text.includes(service(10)), 'default 10');
+  const d: any = developmentDefaults('/srv/lb');
+  const config = parseConfig({ ...d, dovecot: { ...d.dovecot, lmtp_sessions: 3 } }, DEV_SOURCE, '/srv/lb');
+  const m3 = buildDovecotModel({ ...options(), config });
+  for (const text of [render23(m3), render24(m3)]) assert.ok(text.includes(service(3)), 'configured 3');
+  assert.throws(() => parseConfig({ ...d, dovecot: { ...d.dovecot, lmtp_sessions: 0 } }, DEV_SOURCE, '/srv/lb'), /lmtp_sessions/);
+});
+
 test('rootless and quota_full_reply reach both renderings', () => {
   const d: any = developmentDefaults('/srv/lb');
   const config = parseConfig({ ...d, smtp: { quota_full_reply: '552' } }, DEV_SOURCE, '/srv/lb');

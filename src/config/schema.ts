@@ -252,6 +252,10 @@ export const configSchema = z
         // As root, when Dovecot's users (dovecot, the mail user) cannot traverse data_dir (a clone in
         // /root), Dovecot's files and the mail go to <fallback_dir>/letterbox-dev-<hash> instead.
         fallback_dir: z.string().default('/var/lib'),
+        // LMTP sessions to Dovecot at once (deliveries and quota probes), and Dovecot's lmtp process
+        // limit: each session is one lmtp process (~2 MB PSS), so 100 SMTP sessions no longer mean
+        // 100 of them. A delivery waits for a free session (up to its timeout, then 451: retried).
+        lmtp_sessions: int(1, 1000).default(10),
       })
       .strict()
       .prefault({}),

@@ -5,6 +5,7 @@
 import type { Readable } from 'node:stream';
 import { deliverLmtp, probeRecipient, type LmtpPool, type LmtpRecipientResult, type ProbeAnswer } from './lmtp.ts';
 import { SmtpReply, parseReply, reply } from '../mail/reply.ts';
+import type { Slots } from '../util/slots.ts';
 
 /** One recipient's outcome: Dovecot's answer, or `unavailable` when Dovecot could not be reached. */
 export interface LocalOutcome extends LmtpRecipientResult {
@@ -26,6 +27,11 @@ export interface LocalDeliveryOptions {
   /** Sessions kept open between messages; without one, each delivery connects. */
   pool?: LmtpPool | null;
   timeoutMs?: number;
+  /**
+   * The LMTP sessions to Dovecot this appliance may hold at once (dovecot.lmtp_sessions), shared by
+   * every LocalDelivery of the process; a delivery or probe waits for one, up to its timeout.
+   */
+  slots?: Slots | null;
 }
 
 export class LocalDelivery {
@@ -33,11 +39,23 @@ export class LocalDelivery {
   private readonly lhlo: string;
   private readonly pool: LmtpPool | null;
   private readonly timeoutMs: number | undefined;
+  readonly slots: Slots | null;
   constructor(o: LocalDeliveryOptions) {
     this.socketPath = o.socketPath;
     this.lhlo = o.lhlo;
     this.pool = o.pool ?? null;
     this.timeoutMs = o.timeoutMs;
+    this.slots = o.slots ?? null;
+  }
+
+  /** Runs `fn` holding one LMTP session slot (when slots are set): waits up to the timeout for one. */
+  private async inSlot<T>(fn: () => Promise<T>): Promise<T> {
+    const release = this.slots ? await this.slots.acquire(this.timeoutMs ?? 30_000, 'Dovecot LMTP session') : null;
+    try {
+      return await fn();
+    } finally {
+      release?.();
+    }
   }
 
   /**
@@ -48,7 +66,7 @@ export class LocalDelivery {
   async deliver(message: LocalMessage, recipients: string[]): Promise<LocalOutcome[]> {
     if (recipients.length === 0) return [];
     try {
-      const res = await deliverLmtp(this.socketPath, { from: message.from, to: recipients }, message.body, { lhlo: this.lhlo, pool: this.pool ?? undefined, timeoutMs: this.timeoutMs });
+      const res = await this.inSlot(() => deliverLmtp(this.socketPath, { from: message.from, to: recipients }, message.body, { lhlo: this.lhlo, pool: this.pool ?? undefined, timeoutMs: this.timeoutMs }));
       return res.map((r) => ({ ...r, unavailable: false }));
     } catch (err: any) {
       const response = reply(451, '4.3.0', err?.message ?? 'Dovecot LMTP unavailable').line;
@@ -58,7 +76,7 @@ export class LocalDelivery {
 
   /** Would Dovecot take mail for `address` now (quota check at RCPT)? Rejects when it cannot be reached. */
   probe(address: string): Promise<ProbeAnswer> {
-    return probeRecipient(this.socketPath, address, { lhlo: this.lhlo, timeoutMs: this.timeoutMs });
+    return this.inSlot(() => probeRecipient(this.socketPath, address, { lhlo: this.lhlo, timeoutMs: this.timeoutMs }));
   }
 
   /** Closes the idle pooled sessions (if any). */

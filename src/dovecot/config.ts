@@ -163,7 +163,8 @@ export interface DovecotModel {
   };
   quota: { root: string; driver: 'count' };
   folders: FolderModel[];
-  lmtp: { mode: string; user: string };
+  /** The LMTP socket, and how many lmtp processes Dovecot may run at once (= Letterbox's LMTP sessions). */
+  lmtp: { mode: string; user: string; processLimit: number };
   imap: { maxUserIpConnections: number };
   /** Per-user Sieve script (LMTP runs it): scripts in <home>/sieve, the active one linked at activePath. */
   sieve: { path: string; activePath: string };
@@ -209,7 +210,7 @@ export function buildDovecotModel(o: RenderOptions): DovecotModel {
       { name: 'Trash', specialUse: '\\Trash', auto: 'subscribe' },
       { name: 'Archive', specialUse: '\\Archive', auto: 'no' },
     ],
-    lmtp: { mode: '0600', user: o.clientUser },
+    lmtp: { mode: '0600', user: o.clientUser, processLimit: config.dovecot.lmtp_sessions },
     imap: { maxUserIpConnections: 50 },
     sieve: { path: '~/sieve', activePath: '~/.dovecot.sieve' },
     extraBlocks: [
@@ -331,6 +332,7 @@ ${listeners}
 }
 ${UNUSED_LISTENERS}
 service lmtp {
+  process_limit = ${m.lmtp.processLimit}
   unix_listener lmtp {
     mode = ${m.lmtp.mode}
     user = ${m.lmtp.user}
@@ -469,6 +471,7 @@ ${listeners}
 }
 ${UNUSED_LISTENERS}
 service lmtp {
+  process_limit = ${m.lmtp.processLimit}
   unix_listener lmtp {
     mode = ${m.lmtp.mode}
     user = ${m.lmtp.user}

@@ -1,7 +1,5 @@
 import { promises as fsp } from 'node:fs';
 import { watchCertificate } from '../../tls/watch.ts';
-import { LmtpPool } from '../../delivery/lmtp.ts';
-import { LocalDelivery } from '../../delivery/local.ts';
 import { join } from 'node:path';
 import type { AppContext, Component, ComponentFactory } from '../../server.ts';
 import { parseHostPort } from '../../config/schema.ts';
@@ -25,18 +23,15 @@ export const mxComponent: ComponentFactory = (app: AppContext): Component => {
   const spoolRoot = join(app.config.data_dir, 'inbound');
   let listener: MxListener | null = null;
   let unwatchTls: (() => void) | null = null;
-  let delivery: LocalDelivery | null = null;
   const keys = new Map<string, { until: number; key: { signingDomain: string; selector: string; privateKey: Buffer } | null }>();
   return {
     name: 'mx',
     async start() {
       if (app.config.listen.mx.length === 0) return;
       await fsp.rm(join(spoolRoot, 'spool'), { recursive: true, force: true });
-      // The MX's own LocalDelivery keeps a few LMTP sessions open between messages.
-      delivery = new LocalDelivery({ socketPath: app.dovecot.paths.lmtpSocket, lhlo: app.config.hostname, pool: new LmtpPool({ socketPath: app.dovecot.paths.lmtpSocket, lhlo: app.config.hostname }) });
       const deps: InboundDeps = {
         app,
-        delivery,
+        delivery: app.delivery, // the process's one LocalDelivery (its LMTP pool and dovecot.lmtp_sessions limit)
         dkim: app.dkim,
         spool: new Spool(spoolRoot),
         srsSecret: app.srsSecret,
@@ -62,8 +57,6 @@ export const mxComponent: ComponentFactory = (app: AppContext): Component => {
     async stop() {
       unwatchTls?.();
       unwatchTls = null;
-      delivery?.close();
-      delivery = null;
       if (listener) await listener.close();
       listener = null;
     },
