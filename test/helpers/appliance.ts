@@ -143,9 +143,9 @@ export function runCli(configPath: string, args: string[], opts: { input?: strin
 }
 
 /** The config of a test appliance in `dir`: state in dir/data, certificate in dir/certs, loopback ports. */
-export function applianceToml(dir: string, ports: Ports, opts: { extraToml?: string; hostname?: string } = {}): string {
+export function applianceToml(dir: string, ports: Ports, opts: { extraToml?: string; hostname?: string; dataDir?: string } = {}): string {
   return `hostname = "${opts.hostname ?? 'mail.letterbox.test'}"
-data_dir = "${join(dir, 'data')}"
+data_dir = "${opts.dataDir ?? join(dir, 'data')}"
 ips = ["127.0.0.1"]
 [listen]
 mx = ["127.0.0.1:${ports.mx}"]
@@ -165,11 +165,12 @@ const READY_MS = Number(process.env.LB_TEST_READY_MS ?? 60000);
 
 /** Extra TOML appended to the generated config (sections such as [smtp], [dns], [outbound]). */
 /** `nodeArgs`: Node/V8 flags for the serve process (benchmarks: what src/bin/letterbox gives serve). */
-export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string>; nodeArgs?: string[]; ports?: Partial<Ports>; readyTimeoutMs?: number } = {}): Promise<Appliance> {
+/** `dataDir`: state somewhere else than dir/data (the power-loss test's FUSE mount). */
+export async function startAppliance(opts: { extraToml?: string; hostname?: string; env?: Record<string, string>; nodeArgs?: string[]; ports?: Partial<Ports>; readyTimeoutMs?: number; dataDir?: string } = {}): Promise<Appliance> {
   const dir = mkdtempSync(join(tmpdir(), 'lbt-'));
   chmodSync(dir, 0o755); // Dovecot's mail uid must traverse into data/
   const ports: Ports = { mx: await freePort(), submission: await freePort(), submissions: await freePort(), imap: await freePort(), api: await freePort(), ...opts.ports };
-  const dataDir = join(dir, 'data');
+  const dataDir = opts.dataDir ?? join(dir, 'data');
   const configPath = join(dir, 'letterbox.toml');
   writeFileSync(configPath, applianceToml(dir, ports, opts));
   const logs: string[] = [];
