@@ -157,3 +157,34 @@ test('vacation CLI: the options validated by the API schema (a problem names its
   assert.equal(vacationText(v), 'enabled, outside its dates: "Away" from me@example.test, at most one reply per sender every 7 day(s), from 2026-12-24\n\nBack soon.\n');
   assert.match(vacationText({ ...v, active: true, start: null, text: 'x\n' }), /^ACTIVE: .* day\(s\)\n\nx\n$/);
 });
+
+test('MX receive: scan only what authentication let through, refusals by policy, Junk per recipient, the trace header order', async () => {
+  const { wantsSpamScan, policyRefusal, junkFlags, receivedFields, tracePrefix, verdictsOf } = await import('../src/smtp/inbound/deliver.ts');
+  assert.deepEqual(['accept', 'quarantine', 'reject', 'tempfail'].map((a) => wantsSpamScan(1, a as any)), [true, true, false, false]);
+  assert.equal(wantsSpamScan(0, 'accept'), false, 'forwards only: no scan');
+
+  assert.equal(policyRefusal({ action: 'accept', reason: 'x' }, 'R1'), null);
+  assert.equal(policyRefusal({ action: 'quarantine', reason: 'x' }, 'R1'), null);
+  const rej = policyRefusal({ action: 'reject', code: 550, enhanced: '5.7.1', text: 'Message rejected: DMARC', reason: 'x' }, 'R1')!;
+  assert.deepEqual([rej.responseCode, rej.enhanced, rej.text, rej.temporary, rej.ref ?? null], [550, '5.7.1', 'Message rejected: DMARC', false, null]);
+  const temp = policyRefusal({ action: 'tempfail', reason: 'x' }, 'R1')!;
+  assert.deepEqual([temp.responseCode, temp.enhanced, temp.temporary, temp.ref], [451, '4.3.0', true, 'R1']);
+
+  assert.deepEqual(junkFlags('accept', undefined, 2), [false, false]);
+  assert.deepEqual(junkFlags('quarantine', undefined, 2), [true, true]);
+  assert.deepEqual(junkFlags('accept', ['ham', 'junk', 'reject', 'off'], 4), [false, true, true, false]);
+
+  const session = { id: 's', remoteAddress: '192.0.2.1', helo: 'client.test', clientHostname: null, transmissionType: 'ESMTPS', tls: null };
+  const arrival = new Date('2026-12-07T10:00:00Z');
+  const one = receivedFields(session, 'mx.example.test', 'Q1', { mailFrom: 'a@b.test', rcpts: [{ address: 'x@example.test', targets: [] }] }, arrival);
+  assert.deepEqual([one.recipient, one.hostname, one.id, one.ip, one.date], ['x@example.test', 'mx.example.test', 'Q1', '192.0.2.1', arrival]);
+  const two = receivedFields(session, 'mx.example.test', 'Q1', { mailFrom: '', rcpts: [{ address: 'x@example.test', targets: [] }, { address: 'y@example.test', targets: [] }] }, arrival);
+  assert.equal(two.recipient, null, 'several recipients: none named');
+  const { VERDICT_ID_HEADER } = await import('../src/verdicts/store.ts');
+  assert.equal(tracePrefix('Q1', 'X-Spam: yes\r\n', 'Authentication-Results: a\r\n', 'Received: r\r\n').toString(), `${VERDICT_ID_HEADER}: Q1\r\nX-Spam: yes\r\nAuthentication-Results: a\r\nReceived: r\r\n`);
+
+  const locals = [{ lmtpRcpt: 'x@example.test', originals: ['x@example.test'], target: { kind: 'local', mailboxId: 'm1', address: 'x@example.test' } }] as any;
+  const v = verdictsOf({ spf: { status: { result: 'pass' }, domain: 'b.test' } } as any, { evidence: { action: 'accept', reason: '', verdict: 'ham', score: 1.5 } }, 'mx.example.test', locals);
+  assert.deepEqual([v.auth.spf, v.spam, v.mailboxIds], [{ result: 'pass', domain: 'b.test' }, { verdict: 'ham', score: 1.5, action: 'accept' }, ['m1']]);
+  assert.equal(verdictsOf({} as any, null, 'h', locals).spam, undefined);
+});
