@@ -188,3 +188,46 @@ test('MX receive: scan only what authentication let through, refusals by policy,
   assert.deepEqual([v.auth.spf, v.spam, v.mailboxIds], [{ result: 'pass', domain: 'b.test' }, { verdict: 'ham', score: 1.5, action: 'accept' }, ['m1']]);
   assert.equal(verdictsOf({} as any, null, 'h', locals).spam, undefined);
 });
+
+test('Dovecot setup: who stores the mail, what its processes must reach, the error texts, the render options', async () => {
+  const { mailIdentity, accessNeeds, describe, stillBlockedMessage, relocationFailedMessage, renderOptions } = await import('../src/dovecot/setup.ts');
+  const me = { username: 'dev', uid: 1000, gid: 1000 };
+  assert.deepEqual(mailIdentity(false, 'vmail', null, me), { mailUser: 'dev', ids: { uid: 1000, gid: 1000 } }, 'rootless: the current user, whatever is configured');
+  assert.deepEqual(mailIdentity(true, 'vmail', { uid: 998, gid: 997 }, me), { mailUser: 'vmail', ids: { uid: 998, gid: 997 } });
+  assert.throws(() => mailIdentity(true, 'vmail', null, me), (e: any) => e.code === 'config_error' && /user "vmail" does not exist; create it \(useradd --system --shell \/usr\/sbin\/nologin vmail\)/.test(e.message));
+  assert.throws(() => mailIdentity(true, 'root', { uid: 0, gid: 0 }, me), /mail must not be stored as root/);
+
+  const mail = { name: 'vmail', uid: 998, gids: [997] };
+  const paths = { users: '/d/dovecot/users', mailRoot: '/d/mail', baseDir: '/d/dovecot/run' } as any;
+  assert.deepEqual(accessNeeds({ name: 'dovecot', uid: 105, gids: [110] }, mail)(paths).map((n) => [n.who.name, n.role, n.path, n.perms]), [
+    ['dovecot', 'auth process', '/d/dovecot/users', 'r'],
+    ['vmail', 'mail processes', '/d/mail', 'rwx'],
+    ['vmail', 'mail processes', '/d/dovecot/run', ''],
+  ]);
+  assert.equal(accessNeeds(null, mail)(paths).length, 2, 'no dovecot user: only the mail user is checked');
+
+  const need = { who: { name: 'dovecot', uid: 105, gids: [110] }, role: 'auth process', path: '/root/x/users', perms: 'r' };
+  const blocked = { at: '/root', mode: 0o700, owner: 0, lacks: 'x' };
+  const why = "Dovecot's auth process (user dovecot) cannot read /root/x/users: /root (mode 0700, owner uid 0) does not give it search (x) permission";
+  assert.equal(describe(need, blocked), why);
+  assert.equal(describe({ ...need, perms: 'rwx' }, { ...blocked, lacks: 'w' }), why.replace('cannot read', 'cannot write to').replace('search (x)', 'w'));
+  assert.match(stillBlockedMessage(need, blocked), new RegExp(`^${why.replace(/[()]/g, '\\$&')}\\. Fix: set data_dir to .* or set dovecot\\.fallback_dir to a folder those users can traverse$`));
+  assert.match(relocationFailedMessage('WHY', '/var/lib/letterbox-dev-x', { code: 'EACCES', message: 'm' }), /^WHY; moving Dovecot's files to \/var\/lib\/letterbox-dev-x failed \(EACCES\)\. Fix: .* to a writable folder everyone can traverse$/);
+  assert.match(relocationFailedMessage('WHY', '/t', { message: 'boom' }), /failed \(boom\)/);
+
+  const who = { isRoot: true, mailUser: 'vmail', ids: { uid: 998, gid: 997 }, clientUser: 'root', series: '2.4' as const, authPolicy: undefined };
+  const r = renderOptions({} as any, paths, who, { v23: 'a', v24: 'b' });
+  assert.deepEqual([r.mode, r.mailUser, r.mailUid, r.mailGid, r.clientUser, r.series, r.extraBlocks], ['root', 'vmail', 998, 997, 'root', '2.4', [{ name: 'spam learning', v23: 'a', v24: 'b' }]]);
+  assert.deepEqual([renderOptions({} as any, paths, { ...who, isRoot: false }, null).mode, renderOptions({} as any, paths, who, null).extraBlocks], ['rootless', []]);
+});
+
+test('mailbox CLI: the row, what add and passwd print (a generated password once, never a given one), --disable/--enable', async () => {
+  const { mailboxRow, addedOutput, passwdOutput, disabledChange } = await import('../src/cli/mailboxes.ts');
+  const m = { id: 'mbx_1', address: 'alice@example.test', domain: 'example.test', domainId: 'dom_1', quotaBytes: 2 * 1024 ** 3, disabled: false, tags: [], createdAt: '', updatedAt: '' };
+  assert.deepEqual([mailboxRow(m).quota, mailboxRow(m).status, mailboxRow({ ...m, disabled: true }).status], ['2G', 'active', 'disabled']);
+  assert.deepEqual(addedOutput(m, null), { json: m, text: 'added alice@example.test (mbx_1), quota 2G\n' });
+  assert.deepEqual(addedOutput(m, 'gen-pw'), { json: { ...m, password: 'gen-pw' }, text: 'added alice@example.test (mbx_1), quota 2G\npassword: gen-pw\n(shown once: store it now)\n' });
+  assert.deepEqual(passwdOutput(m, 'given-pw', true), { json: m, text: 'password changed for alice@example.test\n' });
+  assert.deepEqual(passwdOutput(m, 'gen-pw', false), { json: { ...m, password: 'gen-pw' }, text: 'password changed for alice@example.test\npassword: gen-pw\n(shown once: store it now)\n' });
+  assert.deepEqual([disabledChange({ disable: true }), disabledChange({ enable: true }), disabledChange({})], [true, false, undefined]);
+});
