@@ -157,3 +157,77 @@ test('vacation CLI: the options validated by the API schema (a problem names its
   assert.equal(vacationText(v), 'enabled, outside its dates: "Away" from me@example.test, at most one reply per sender every 7 day(s), from 2026-12-24\n\nBack soon.\n');
   assert.match(vacationText({ ...v, active: true, start: null, text: 'x\n' }), /^ACTIVE: .* day\(s\)\n\nx\n$/);
 });
+
+test('MX receive: scan only what authentication let through, refusals by policy, Junk per recipient, the trace header order', async () => {
+  const { wantsSpamScan, policyRefusal, junkFlags, receivedFields, tracePrefix, verdictsOf } = await import('../src/smtp/inbound/deliver.ts');
+  assert.deepEqual(['accept', 'quarantine', 'reject', 'tempfail'].map((a) => wantsSpamScan(1, a as any)), [true, true, false, false]);
+  assert.equal(wantsSpamScan(0, 'accept'), false, 'forwards only: no scan');
+
+  assert.equal(policyRefusal({ action: 'accept', reason: 'x' }, 'R1'), null);
+  assert.equal(policyRefusal({ action: 'quarantine', reason: 'x' }, 'R1'), null);
+  const rej = policyRefusal({ action: 'reject', code: 550, enhanced: '5.7.1', text: 'Message rejected: DMARC', reason: 'x' }, 'R1')!;
+  assert.deepEqual([rej.responseCode, rej.enhanced, rej.text, rej.temporary, rej.ref ?? null], [550, '5.7.1', 'Message rejected: DMARC', false, null]);
+  const temp = policyRefusal({ action: 'tempfail', reason: 'x' }, 'R1')!;
+  assert.deepEqual([temp.responseCode, temp.enhanced, temp.temporary, temp.ref], [451, '4.3.0', true, 'R1']);
+
+  assert.deepEqual(junkFlags('accept', undefined, 2), [false, false]);
+  assert.deepEqual(junkFlags('quarantine', undefined, 2), [true, true]);
+  assert.deepEqual(junkFlags('accept', ['ham', 'junk', 'reject', 'off'], 4), [false, true, true, false]);
+
+  const session = { id: 's', remoteAddress: '192.0.2.1', helo: 'client.test', clientHostname: null, transmissionType: 'ESMTPS', tls: null };
+  const arrival = new Date('2026-12-07T10:00:00Z');
+  const one = receivedFields(session, 'mx.example.test', 'Q1', { mailFrom: 'a@b.test', rcpts: [{ address: 'x@example.test', targets: [] }] }, arrival);
+  assert.deepEqual([one.recipient, one.hostname, one.id, one.ip, one.date], ['x@example.test', 'mx.example.test', 'Q1', '192.0.2.1', arrival]);
+  const two = receivedFields(session, 'mx.example.test', 'Q1', { mailFrom: '', rcpts: [{ address: 'x@example.test', targets: [] }, { address: 'y@example.test', targets: [] }] }, arrival);
+  assert.equal(two.recipient, null, 'several recipients: none named');
+  const { VERDICT_ID_HEADER } = await import('../src/verdicts/store.ts');
+  assert.equal(tracePrefix('Q1', 'X-Spam: yes\r\n', 'Authentication-Results: a\r\n', 'Received: r\r\n').toString(), `${VERDICT_ID_HEADER}: Q1\r\nX-Spam: yes\r\nAuthentication-Results: a\r\nReceived: r\r\n`);
+
+  const locals = [{ lmtpRcpt: 'x@example.test', originals: ['x@example.test'], target: { kind: 'local', mailboxId: 'm1', address: 'x@example.test' } }] as any;
+  const v = verdictsOf({ spf: { status: { result: 'pass' }, domain: 'b.test' } } as any, { evidence: { action: 'accept', reason: '', verdict: 'ham', score: 1.5 } }, 'mx.example.test', locals);
+  assert.deepEqual([v.auth.spf, v.spam, v.mailboxIds], [{ result: 'pass', domain: 'b.test' }, { verdict: 'ham', score: 1.5, action: 'accept' }, ['m1']]);
+  assert.equal(verdictsOf({} as any, null, 'h', locals).spam, undefined);
+});
+
+test('Dovecot setup: who stores the mail, what its processes must reach, the error texts, the render options', async () => {
+  const { mailIdentity, accessNeeds, describe, stillBlockedMessage, relocationFailedMessage, renderOptions } = await import('../src/dovecot/setup.ts');
+  const me = { username: 'dev', uid: 1000, gid: 1000 };
+  assert.deepEqual(mailIdentity(false, 'vmail', null, me), { mailUser: 'dev', ids: { uid: 1000, gid: 1000 } }, 'rootless: the current user, whatever is configured');
+  assert.deepEqual(mailIdentity(true, 'vmail', { uid: 998, gid: 997 }, me), { mailUser: 'vmail', ids: { uid: 998, gid: 997 } });
+  assert.throws(() => mailIdentity(true, 'vmail', null, me), (e: any) => e.code === 'config_error' && /user "vmail" does not exist; create it \(useradd --system --shell \/usr\/sbin\/nologin vmail\)/.test(e.message));
+  assert.throws(() => mailIdentity(true, 'root', { uid: 0, gid: 0 }, me), /mail must not be stored as root/);
+
+  const mail = { name: 'vmail', uid: 998, gids: [997] };
+  const paths = { users: '/d/dovecot/users', mailRoot: '/d/mail', baseDir: '/d/dovecot/run' } as any;
+  assert.deepEqual(accessNeeds({ name: 'dovecot', uid: 105, gids: [110] }, mail)(paths).map((n) => [n.who.name, n.role, n.path, n.perms]), [
+    ['dovecot', 'auth process', '/d/dovecot/users', 'r'],
+    ['vmail', 'mail processes', '/d/mail', 'rwx'],
+    ['vmail', 'mail processes', '/d/dovecot/run', ''],
+  ]);
+  assert.equal(accessNeeds(null, mail)(paths).length, 2, 'no dovecot user: only the mail user is checked');
+
+  const need = { who: { name: 'dovecot', uid: 105, gids: [110] }, role: 'auth process', path: '/root/x/users', perms: 'r' };
+  const blocked = { at: '/root', mode: 0o700, owner: 0, lacks: 'x' };
+  const why = "Dovecot's auth process (user dovecot) cannot read /root/x/users: /root (mode 0700, owner uid 0) does not give it search (x) permission";
+  assert.equal(describe(need, blocked), why);
+  assert.equal(describe({ ...need, perms: 'rwx' }, { ...blocked, lacks: 'w' }), why.replace('cannot read', 'cannot write to').replace('search (x)', 'w'));
+  assert.match(stillBlockedMessage(need, blocked), new RegExp(`^${why.replace(/[()]/g, '\\$&')}\\. Fix: set data_dir to .* or set dovecot\\.fallback_dir to a folder those users can traverse$`));
+  assert.match(relocationFailedMessage('WHY', '/var/lib/letterbox-dev-x', { code: 'EACCES', message: 'm' }), /^WHY; moving Dovecot's files to \/var\/lib\/letterbox-dev-x failed \(EACCES\)\. Fix: .* to a writable folder everyone can traverse$/);
+  assert.match(relocationFailedMessage('WHY', '/t', { message: 'boom' }), /failed \(boom\)/);
+
+  const who = { isRoot: true, mailUser: 'vmail', ids: { uid: 998, gid: 997 }, clientUser: 'root', series: '2.4' as const, authPolicy: undefined };
+  const r = renderOptions({} as any, paths, who, { v23: 'a', v24: 'b' });
+  assert.deepEqual([r.mode, r.mailUser, r.mailUid, r.mailGid, r.clientUser, r.series, r.extraBlocks], ['root', 'vmail', 998, 997, 'root', '2.4', [{ name: 'spam learning', v23: 'a', v24: 'b' }]]);
+  assert.deepEqual([renderOptions({} as any, paths, { ...who, isRoot: false }, null).mode, renderOptions({} as any, paths, who, null).extraBlocks], ['rootless', []]);
+});
+
+test('mailbox CLI: the row, what add and passwd print (a generated password once, never a given one), --disable/--enable', async () => {
+  const { mailboxRow, addedOutput, passwdOutput, disabledChange } = await import('../src/cli/mailboxes.ts');
+  const m = { id: 'mbx_1', address: 'alice@example.test', domain: 'example.test', domainId: 'dom_1', quotaBytes: 2 * 1024 ** 3, disabled: false, tags: [], createdAt: '', updatedAt: '' };
+  assert.deepEqual([mailboxRow(m).quota, mailboxRow(m).status, mailboxRow({ ...m, disabled: true }).status], ['2G', 'active', 'disabled']);
+  assert.deepEqual(addedOutput(m, null), { json: m, text: 'added alice@example.test (mbx_1), quota 2G\n' });
+  assert.deepEqual(addedOutput(m, 'gen-pw'), { json: { ...m, password: 'gen-pw' }, text: 'added alice@example.test (mbx_1), quota 2G\npassword: gen-pw\n(shown once: store it now)\n' });
+  assert.deepEqual(passwdOutput(m, 'given-pw', true), { json: m, text: 'password changed for alice@example.test\n' });
+  assert.deepEqual(passwdOutput(m, 'gen-pw', false), { json: { ...m, password: 'gen-pw' }, text: 'password changed for alice@example.test\npassword: gen-pw\n(shown once: store it now)\n' });
+  assert.deepEqual([disabledChange({ disable: true }), disabledChange({ enable: true }), disabledChange({})], [true, false, undefined]);
+});

@@ -1,11 +1,47 @@
 // CLI: letterbox mailbox add|list|show|passwd|set|enable|disable|rm.
+// One function per subcommand (the option parsing is commander's); the texts are pure functions.
 import { Option, type Command } from 'commander';
 import { addMailbox, getMailbox, listMailboxes, removeMailbox, updateMailbox, type Mailbox } from '../services/mailboxes.ts';
 import { fmtSize, readPasswordStdin, table, withContext, type CliHelpers, type CommandModule } from './shared.ts';
 
-export const mailboxCommands: CommandModule = (program: Command, { print, io }: CliHelpers): void => {
+export const mailboxCommands: CommandModule = (program: Command, h: CliHelpers): void => {
   const mailbox = program.command('mailbox').description('manage mailboxes');
-  const mbxRow = (m: Mailbox) => ({ ...m, quota: fmtSize(m.quotaBytes), status: m.disabled ? 'disabled' : 'active' });
+  addCommand(mailbox, h);
+  listCommand(mailbox, h);
+  showCommand(mailbox, h);
+  passwdCommand(mailbox, h);
+  setCommand(mailbox, h);
+  for (const disabled of [true, false]) enableCommand(mailbox, h, disabled);
+  rmCommand(mailbox, h);
+};
+
+/** A mailbox as a table row. Pure. */
+export function mailboxRow(m: Mailbox) {
+  return { ...m, quota: fmtSize(m.quotaBytes), status: m.disabled ? 'disabled' : 'active' };
+}
+
+/** What `mailbox add` prints: the mailbox, and a generated password once. Pure. */
+export function addedOutput(m: Mailbox, generatedPassword: string | null | undefined): { json: object; text: string } {
+  return {
+    json: { ...m, ...(generatedPassword ? { password: generatedPassword } : {}) },
+    text: `added ${m.address} (${m.id}), quota ${fmtSize(m.quotaBytes)}\n` + (generatedPassword ? `password: ${generatedPassword}\n(shown once: store it now)\n` : ''),
+  };
+}
+
+/** What `mailbox passwd` prints: a generated password once, never a given one. Pure. */
+export function passwdOutput(m: Mailbox, password: string, given: boolean): { json: object; text: string } {
+  return {
+    json: { ...m, ...(given ? {} : { password }) },
+    text: `password changed for ${m.address}\n${given ? '' : `password: ${password}\n(shown once: store it now)\n`}`,
+  };
+}
+
+/** `mailbox set`'s --disable / --enable as the change to make (neither: no change). Pure. */
+export function disabledChange(o: { disable?: boolean; enable?: boolean }): boolean | undefined {
+  return o.disable ? true : o.enable ? false : undefined;
+}
+
+function addCommand(mailbox: Command, { print }: CliHelpers): void {
   mailbox
     .command('add <address>')
     .description('create a mailbox; without --password a strong one is generated and printed once')
@@ -18,14 +54,13 @@ export const mailboxCommands: CommandModule = (program: Command, { print, io }: 
       withContext(cmd, async (ctx) => {
         const password = o.passwordStdin ? readPasswordStdin() : o.password;
         const r = await addMailbox(ctx, { address, password, quota: o.quota, tags: o.tag, disabled: !!o.disable });
-        print(
-          cmd,
-          { ...r.mailbox, ...(r.generatedPassword ? { password: r.generatedPassword } : {}) },
-          `added ${r.mailbox.address} (${r.mailbox.id}), quota ${fmtSize(r.mailbox.quotaBytes)}\n` +
-            (r.generatedPassword ? `password: ${r.generatedPassword}\n(shown once: store it now)\n` : ''),
-        );
+        const out = addedOutput(r.mailbox, r.generatedPassword);
+        print(cmd, out.json, out.text);
       }),
     );
+}
+
+function listCommand(mailbox: Command, { print }: CliHelpers): void {
   mailbox
     .command('list')
     .description('list mailboxes')
@@ -35,17 +70,23 @@ export const mailboxCommands: CommandModule = (program: Command, { print, io }: 
     .action((o, cmd: Command) =>
       withContext(cmd, (ctx) => {
         const ms = listMailboxes(ctx, { domain: o.domain, tags: o.tag, status: o.status });
-        print(cmd, ms, table(ms.map(mbxRow), ['address', 'id', 'quota', 'status', 'tags']));
+        print(cmd, ms, table(ms.map(mailboxRow), ['address', 'id', 'quota', 'status', 'tags']));
       }),
     );
+}
+
+function showCommand(mailbox: Command, { print }: CliHelpers): void {
   mailbox
     .command('show <address>')
     .action((address: string, _o, cmd: Command) =>
       withContext(cmd, (ctx) => {
         const m = getMailbox(ctx, address);
-        print(cmd, m, table([mbxRow(m)], ['address', 'id', 'quota', 'status', 'tags', 'createdAt']));
+        print(cmd, m, table([mailboxRow(m)], ['address', 'id', 'quota', 'status', 'tags', 'createdAt']));
       }),
     );
+}
+
+function passwdCommand(mailbox: Command, { print }: CliHelpers): void {
   mailbox
     .command('passwd <address>')
     .description('set a new password; without --password a strong one is generated and printed once')
@@ -57,9 +98,13 @@ export const mailboxCommands: CommandModule = (program: Command, { print, io }: 
         const given = o.passwordStdin ? readPasswordStdin() : o.password;
         const password = given ?? generatePassword();
         const m = await updateMailbox(ctx, address, { password });
-        print(cmd, { ...m, ...(given ? {} : { password }) }, `password changed for ${m.address}\n${given ? '' : `password: ${password}\n(shown once: store it now)\n`}`);
+        const out = passwdOutput(m, password, !!given);
+        print(cmd, out.json, out.text);
       }),
     );
+}
+
+function setCommand(mailbox: Command, { print }: CliHelpers): void {
   mailbox
     .command('set <address>')
     .description('change quota, tags, or enable/disable')
@@ -69,21 +114,26 @@ export const mailboxCommands: CommandModule = (program: Command, { print, io }: 
     .option('--enable', 'allow again')
     .action((address: string, o, cmd: Command) =>
       withContext(cmd, async (ctx) => {
-        const m = await updateMailbox(ctx, address, { quota: o.quota, tags: o.tag, disabled: o.disable ? true : o.enable ? false : undefined });
-        print(cmd, m, table([mbxRow(m)], ['address', 'id', 'quota', 'status', 'tags']));
+        const m = await updateMailbox(ctx, address, { quota: o.quota, tags: o.tag, disabled: disabledChange(o) });
+        print(cmd, m, table([mailboxRow(m)], ['address', 'id', 'quota', 'status', 'tags']));
       }),
     );
-  for (const [name, disabled] of [['disable', true], ['enable', false]] as const) {
-    mailbox
-      .command(`${name} <address>`)
-      .description(disabled ? 'refuse logins and inbound mail (mail is kept)' : 'allow logins and inbound mail again')
-      .action((address: string, _o, cmd: Command) =>
-        withContext(cmd, async (ctx) => {
-          const m = await updateMailbox(ctx, address, { disabled });
-          print(cmd, m, `${m.address} ${disabled ? 'disabled' : 'enabled'}\n`);
-        }),
-      );
-  }
+}
+
+/** `mailbox disable` (disabled = true) or `mailbox enable`. */
+function enableCommand(mailbox: Command, { print }: CliHelpers, disabled: boolean): void {
+  mailbox
+    .command(`${disabled ? 'disable' : 'enable'} <address>`)
+    .description(disabled ? 'refuse logins and inbound mail (mail is kept)' : 'allow logins and inbound mail again')
+    .action((address: string, _o, cmd: Command) =>
+      withContext(cmd, async (ctx) => {
+        const m = await updateMailbox(ctx, address, { disabled });
+        print(cmd, m, `${m.address} ${disabled ? 'disabled' : 'enabled'}\n`);
+      }),
+    );
+}
+
+function rmCommand(mailbox: Command, { print }: CliHelpers): void {
   mailbox
     .command('rm <address>')
     .description('remove a mailbox (its stored mail stays on disk)')
@@ -93,4 +143,4 @@ export const mailboxCommands: CommandModule = (program: Command, { print, io }: 
         print(cmd, { removed: m }, `removed ${m.address}; its mail stays under ${ctx.config.data_dir}/mail/${m.domain}/\n`);
       }),
     );
-};
+}

@@ -79,14 +79,15 @@ export function relocationDir(dataDir: string, fallbackDir: string): string {
   return join(fallbackDir, 'letterbox-dev-' + createHash('sha256').update(dataDir).digest('hex').slice(0, 12));
 }
 
-interface Need {
+export interface Need {
   who: Principal;
   role: string;
   path: string;
   perms: string;
 }
 
-function describe(n: Need, b: Blocked): string {
+/** Why a Dovecot process cannot reach a path, for the log and the config_error. Pure. */
+export function describe(n: Need, b: Blocked): string {
   const what = n.perms.includes('w') ? 'write to' : 'read';
   return `Dovecot's ${n.role} (user ${n.who.name}) cannot ${what} ${n.path}: ${b.at} (mode ${b.mode.toString(8).padStart(4, '0')}, owner uid ${b.owner}) does not give it ${b.lacks === 'x' ? 'search (x)' : b.lacks} permission`;
 }
@@ -137,84 +138,129 @@ function moveAndLink(from: string, to: string): void {
  * the path, the user and the fix. Only with `relocate` (serve).
  */
 export async function prepareDovecot(config: Config, opts: { log?: { warn(o: object, m: string): void }; relocate?: boolean; authPolicy?: AuthPolicyTarget } = {}): Promise<DovecotSetup> {
+  // Gather: who we are, who stores the mail, which Dovecot.
   const isRoot = process.getuid?.() === 0;
-  const mode = isRoot ? 'root' : 'rootless';
-  let mailUser: string;
-  let ids: { uid: number; gid: number };
-  if (isRoot) {
-    const u = lookupUser(config.dovecot.mail_user);
-    if (!u) {
-      throw new LetterboxError('config_error', `dovecot.mail_user: user "${config.dovecot.mail_user}" does not exist; create it (useradd --system --shell /usr/sbin/nologin ${config.dovecot.mail_user}) or run install.sh`);
-    }
-    if (u.uid === 0) throw new LetterboxError('config_error', 'dovecot.mail_user: mail must not be stored as root; name an unprivileged user');
-    mailUser = config.dovecot.mail_user;
-    ids = u;
-  } else {
-    const me = userInfo();
-    mailUser = me.username;
-    ids = { uid: me.uid, gid: me.gid };
-  }
+  const me = userInfo();
+  const { mailUser, ids } = mailIdentity(isRoot, config.dovecot.mail_user, isRoot ? lookupUser(config.dovecot.mail_user) : null, me);
   const { series } = detectDovecot(config.dovecot.binary);
   mkdirSync(config.data_dir, { recursive: true });
   // Dovecot's processes (mail uid, auth as 'dovecot') must traverse data_dir, not list it.
   if (isRoot) chmodSync(config.data_dir, statSync(config.data_dir).mode & 0o777 | 0o711);
 
-  let relocatedTo: string | null = null;
   const logical = dovecotPaths(config.data_dir);
   let paths = dovecotPathsAt(realish(logical.dir), realish(logical.mailRoot));
-  let needs: ((p: DovecotPaths) => Need[]) | null = null;
+  let relocatedTo: string | null = null;
   // Only `serve` (which runs Dovecot as root right after) moves files and checks; `init` may prepare a
   // data_dir for a service that runs as another user, and must not move it anywhere.
-  if (isRoot && opts.relocate) {
-    const auth = principal('dovecot');
-    const mail = principal(mailUser)!;
-    needs = (p: DovecotPaths): Need[] => [
-      ...(auth ? [{ who: auth, role: 'auth process', path: p.users, perms: 'r' }] : []),
-      { who: mail, role: 'mail processes', path: p.mailRoot, perms: 'rwx' },
-      { who: mail, role: 'mail processes', path: p.baseDir, perms: '' },
-    ];
+  const needs = isRoot && opts.relocate ? accessNeeds(principal('dovecot'), principal(mailUser)!) : null;
+  if (needs) ({ paths, relocatedTo } = relocateIfBlocked(config, logical, paths, needs, opts.log));
+  prepareFolders(paths, isRoot ? ids : null);
+  if (needs) {
+    // What still stops them (e.g. dovecot.fallback_dir inside a private folder): stop here, exit 78.
     const problem = firstBlocked(needs(paths));
-    if (problem) {
-      const target = relocationDir(realish(config.data_dir), config.dovecot.fallback_dir);
-      const before = describe(problem.need, problem.blocked);
-      try {
-        mkdirSync(target, { recursive: true, mode: 0o711 });
-        chmodSync(target, 0o711);
-        writeFileSync(join(target, 'DATA_DIR'), `Dovecot's files and the mail of the Letterbox data_dir ${config.data_dir} (symlinked from there)\n`);
-        moveAndLink(logical.dir, join(target, 'dovecot'));
-        moveAndLink(logical.mailRoot, join(target, 'mail'));
-      } catch (err: any) {
-        if (err instanceof LetterboxError) throw err;
-        throw new LetterboxError('config_error', `${before}; moving Dovecot's files to ${target} failed (${err.code ?? err.message}). Fix: set data_dir to a folder outside private directories (e.g. /var/lib/letterbox), run Letterbox as an unprivileged user (Dovecot then runs as that user), or set dovecot.fallback_dir to a writable folder everyone can traverse`);
-      }
-      relocatedTo = target;
-      paths = dovecotPathsAt(realish(logical.dir), realish(logical.mailRoot));
-      opts.log?.warn({ dataDir: config.data_dir, movedTo: target, reason: before }, `Dovecot's users cannot reach data_dir: its Dovecot files and mail are kept in ${target} (symlinked from data_dir)`);
-    } else if (lstatSafe(logical.dir)?.isSymbolicLink()) {
-      relocatedTo = dirname(paths.dir);
+    if (problem) throw new LetterboxError('config_error', stillBlockedMessage(problem.need, problem.blocked));
+  }
+
+  const masterPassword = ensureSecret(config.data_dir, 'dovecot-master');
+  await writeDovecotFiles(paths, masterPassword, series, renderOptions(config, paths, { isRoot, mailUser, ids, clientUser: me.username, series, authPolicy: opts.authPolicy }, spamDovecotBlock(config)));
+  return { paths, mode: isRoot ? 'root' : 'rootless', masterUser: MASTER_USER, masterPassword, series, relocatedTo };
+}
+
+/**
+ * Who stores the mail: as root the configured dovecot.mail_user (which must exist and not be
+ * root), else the current user. Pure: `found` is that user's lookup (root only), `me` the process's user.
+ */
+export function mailIdentity(isRoot: boolean, configured: string, found: { uid: number; gid: number } | null, me: { username: string; uid: number; gid: number }): { mailUser: string; ids: { uid: number; gid: number } } {
+  if (!isRoot) return { mailUser: me.username, ids: { uid: me.uid, gid: me.gid } };
+  if (!found) {
+    throw new LetterboxError('config_error', `dovecot.mail_user: user "${configured}" does not exist; create it (useradd --system --shell /usr/sbin/nologin ${configured}) or run install.sh`);
+  }
+  if (found.uid === 0) throw new LetterboxError('config_error', 'dovecot.mail_user: mail must not be stored as root; name an unprivileged user');
+  return { mailUser: configured, ids: { uid: found.uid, gid: found.gid } };
+}
+
+/** What Dovecot's processes must reach under the given paths: the auth process (when it has a user of its own) and the mail user. Pure. */
+export function accessNeeds(auth: Principal | null, mail: Principal): (p: DovecotPaths) => Need[] {
+  return (p) => [
+    ...(auth ? [{ who: auth, role: 'auth process', path: p.users, perms: 'r' }] : []),
+    { who: mail, role: 'mail processes', path: p.mailRoot, perms: 'rwx' },
+    { who: mail, role: 'mail processes', path: p.baseDir, perms: '' },
+  ];
+}
+
+const FIX = 'Fix: set data_dir to a folder outside private directories (e.g. /var/lib/letterbox), run Letterbox as an unprivileged user (Dovecot then runs as that user), or set dovecot.fallback_dir to';
+
+/** The config_error when Dovecot's users still cannot reach their files after any move. Pure. */
+export function stillBlockedMessage(need: Need, blocked: Blocked): string {
+  return `${describe(need, blocked)}. ${FIX} a folder those users can traverse`;
+}
+
+/** The config_error when moving Dovecot's files out of data_dir failed. Pure. */
+export function relocationFailedMessage(before: string, target: string, err: { code?: string; message: string }): string {
+  return `${before}; moving Dovecot's files to ${target} failed (${err.code ?? err.message}). ${FIX} a writable folder everyone can traverse`;
+}
+
+/**
+ * When Dovecot's users cannot reach their files under data_dir, moves data_dir/dovecot and
+ * data_dir/mail to relocationDir(data_dir) and leaves symlinks; notices an earlier move. rspamd and
+ * Redis (issue #14) run as their own user too: their folders go to the same place.
+ */
+function relocateIfBlocked(config: Config, logical: DovecotPaths, paths: DovecotPaths, needs: (p: DovecotPaths) => Need[], log: { warn(o: object, m: string): void } | undefined): { paths: DovecotPaths; relocatedTo: string | null } {
+  let relocatedTo: string | null = null;
+  const problem = firstBlocked(needs(paths));
+  if (problem) {
+    const target = relocationDir(realish(config.data_dir), config.dovecot.fallback_dir);
+    const before = describe(problem.need, problem.blocked);
+    try {
+      mkdirSync(target, { recursive: true, mode: 0o711 });
+      chmodSync(target, 0o711);
+      writeFileSync(join(target, 'DATA_DIR'), `Dovecot's files and the mail of the Letterbox data_dir ${config.data_dir} (symlinked from there)\n`);
+      moveAndLink(logical.dir, join(target, 'dovecot'));
+      moveAndLink(logical.mailRoot, join(target, 'mail'));
+    } catch (err: any) {
+      if (err instanceof LetterboxError) throw err;
+      throw new LetterboxError('config_error', relocationFailedMessage(before, target, err));
     }
-    // rspamd and Redis (issue #14) run as their own user too: their folders go to the same place.
-    if (relocatedTo) {
-      for (const d of ['rspamd', 'redis']) {
-        const from = join(config.data_dir, d);
-        if (!lstatSafe(from)?.isSymbolicLink()) moveAndLink(from, join(relocatedTo, d));
-      }
+    relocatedTo = target;
+    paths = dovecotPathsAt(realish(logical.dir), realish(logical.mailRoot));
+    log?.warn({ dataDir: config.data_dir, movedTo: target, reason: before }, `Dovecot's users cannot reach data_dir: its Dovecot files and mail are kept in ${target} (symlinked from data_dir)`);
+  } else if (lstatSafe(logical.dir)?.isSymbolicLink()) {
+    relocatedTo = dirname(paths.dir);
+  }
+  if (relocatedTo) {
+    for (const d of ['rspamd', 'redis']) {
+      const from = join(config.data_dir, d);
+      if (!lstatSafe(from)?.isSymbolicLink()) moveAndLink(from, join(relocatedTo, d));
     }
   }
+  return { paths, relocatedTo };
+}
+
+/** Dovecot's folders, with the modes its processes need; the mail root owned by the mail user (`owner`, as root). */
+function prepareFolders(paths: DovecotPaths, owner: { uid: number; gid: number } | null): void {
   mkdirSync(paths.dir, { recursive: true });
   chmodSync(paths.dir, 0o755); // explicit: the process umask (027) must not lock Dovecot's auth out
   mkdirSync(paths.stateDir, { recursive: true, mode: 0o750 });
   if (!existsSync(paths.mailRoot)) mkdirSync(paths.mailRoot, { mode: 0o700 });
-  if (isRoot) chownSync(paths.mailRoot, ids.uid, ids.gid);
-  if (needs) {
-    // What still stops them (e.g. dovecot.fallback_dir inside a private folder): stop here, exit 78.
-    const problem = firstBlocked(needs(paths));
-    if (problem) {
-      throw new LetterboxError('config_error', `${describe(problem.need, problem.blocked)}. Fix: set data_dir to a folder outside private directories (e.g. /var/lib/letterbox), run Letterbox as an unprivileged user (Dovecot then runs as that user), or set dovecot.fallback_dir to a folder those users can traverse`);
-    }
-  }
+  if (owner) chownSync(paths.mailRoot, owner.uid, owner.gid);
+}
 
-  const masterPassword = ensureSecret(config.data_dir, 'dovecot-master');
+/** The options Dovecot's config is rendered with. Pure. */
+export function renderOptions(
+  config: Config,
+  paths: DovecotPaths,
+  who: { isRoot: boolean; mailUser: string; ids: { uid: number; gid: number }; clientUser: string; series: DovecotSeries; authPolicy: AuthPolicyTarget | undefined },
+  spamBlock: ReturnType<typeof spamDovecotBlock>,
+): RenderOptions {
+  return {
+    config, paths, mode: who.isRoot ? 'root' : 'rootless', mailUser: who.mailUser, mailUid: who.ids.uid, mailGid: who.ids.gid, clientUser: who.clientUser, series: who.series, authPolicy: who.authPolicy,
+    // Spam learning from Junk moves (IMAPSieve).
+    extraBlocks: spamBlock ? [{ name: 'spam learning', ...spamBlock }] : [],
+  };
+}
+
+/** The master-user file, the empty users files, the series mark and the config. */
+async function writeDovecotFiles(paths: DovecotPaths, masterPassword: string, series: DovecotSeries, renderOpts: RenderOptions): Promise<void> {
   // The master hash is regenerated only when the file is missing (argon2 salts differ per run).
   if (!existsSync(paths.masterUsers)) {
     writeDovecotFile(paths.masterUsers, `${MASTER_USER}:${await hashPassword(masterPassword)}\n`);
@@ -222,14 +268,7 @@ export async function prepareDovecot(config: Config, opts: { log?: { warn(o: obj
   if (!existsSync(paths.users)) writeDovecotFile(paths.users, '# Generated by Letterbox from its database - do not edit.\n');
   if (!existsSync(paths.appPasswords)) writeDovecotFile(paths.appPasswords, '# Generated by Letterbox from its database (app passwords) - do not edit.\n');
   writeDovecotFile(paths.series, `${series}\n`);
-  const spamBlock = spamDovecotBlock(config);
-  const renderOpts: RenderOptions = {
-    config, paths, mode, mailUser, mailUid: ids.uid, mailGid: ids.gid, clientUser: userInfo().username, series, authPolicy: opts.authPolicy,
-    // Spam learning from Junk moves (IMAPSieve).
-    extraBlocks: spamBlock ? [{ name: 'spam learning', ...spamBlock }] : [],
-  };
   writeDovecotFile(paths.config, renderDovecotConfig(renderOpts));
-  return { paths, mode, masterUser: MASTER_USER, masterPassword, series, relocatedTo };
 }
 
 function lstatSafe(p: string) {

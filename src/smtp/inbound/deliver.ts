@@ -12,8 +12,9 @@ import { runningQueue } from '../../queue/handoff.ts';
 import { commitWithoutFsync } from '../../db/group-commit.ts';
 import { isLetterboxError } from '../../errors.ts';
 import { decide, type AuthResult, type Decision, type Evidence } from './policy.ts';
+import type { SpamEvidence } from '../../spam/policy.ts';
 import { HeaderFilter, LineEndingGuard, type HeaderInfo } from './stream.ts';
-import { receivedHeader } from '../../mail/received.ts';
+import { receivedHeader, type ReceivedInfo } from '../../mail/received.ts';
 import { SmtpReply, internalFailure, newRef, reply } from '../../mail/reply.ts';
 import { buildDsn, dsnSigningDomains, type DsnRecipient } from '../../mail/dsn.ts';
 import { headerSection, readHeaderSection } from '../../mail/headers.ts';
@@ -120,14 +121,13 @@ export function decideOutcome(o: { succeeded: number; failures: Failure[] }): Ou
  * Receives one message (the DATA stream) and returns the 250 text, or throws an SmtpReply.
  *
  * gather: spool (streamed, size-limited, smuggling-guarded, spoofed Authentication-Results removed)
- * → verdicts (checkMessage: SPF, DKIM, DMARC, ARC) → decide: policy (pure) → act: LMTP to Dovecot
- * for local recipients, outbound queue for forwards → decide: the reply (decideOutcome, pure) →
- * act: DSN, events. 250 only once every recipient is stored by Dovecot or durably queued; see
- * README "Receiving mail (MX)" for the partial-failure policy.
+ * → verdicts (checkMessage: SPF, DKIM, DMARC, ARC; then the spam scan) → decide: policy (pure) →
+ * act: LMTP to Dovecot for local recipients, outbound queue for forwards → decide: the reply
+ * (decideOutcome, pure) → act: DSN, events. 250 only once every recipient is stored by Dovecot or
+ * durably queued; see README "Receiving mail (MX)" for the partial-failure policy.
  */
 export async function receiveMessage(deps: InboundDeps, stream: Readable, session: SessionInfo, tx: Transaction): Promise<string> {
   const { app } = deps;
-  const cfg = app.config.smtp;
   const started = Date.now();
   const arrival = new Date(app.clock.now());
   const planned = planRecipients(tx);
@@ -139,82 +139,19 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     throw internalFailure(ref);
   }
 
-  const spooled = await spoolMessage(deps, stream);
+  const { file, filter } = await spoolMessage(deps, stream);
   app.crash('mx.after-spool');
-  const { filter } = spooled;
-  const file = spooled.file;
   const releases: (() => void)[] = [];
   try {
-    // A mailbox's own forwarding: loop guard and its sending caps (reserved until queued; forward-guard.ts).
-    const { locals, forwards, kept } = guardForwards(planned, filter.info.deliveredTo, (m, n) => {
-      const st = sendingState(app.db, m.id);
-      if (!st || !st.outbound_enabled) return false;
-      const cs = capsState(app, { id: m.id, address: m.address, domain: m.domain });
-      if (checkMessageCap(cs.caps, cs.usage) || checkRecipientCaps(cs.caps, cs.usage, n)) return false;
-      releases.push(app.sendReservations.reserve(m.id, n));
-      return true;
-    });
-    for (const k of kept) {
-      app.log.warn({ session: session.id, mailbox: k.mailbox, targets: k.targets, reason: k.reason, component: 'mx' }, k.reason === 'loop' ? 'forwarding loop: the message was already forwarded for this mailbox; stored in the mailbox instead' : "forward not made (the mailbox's sending caps or outbound suspended); stored in the mailbox instead");
-    }
-    // Gather the verdicts, then the policy decides (pure).
-    const { auth, evidence } = await checkMessage(deps, file, session, tx, forwards);
-    let decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
-    // Gather 3, the spam scan (issue #14; all logic in src/spam/): only what authentication did not refuse.
-    const spamService = app.spam.service;
-    const spam =
-      spamService && locals.length > 0 && (decision.action === 'accept' || decision.action === 'quarantine')
-        ? await spamService.scanInbound({
-            message: file.data ?? (() => fsp.readFile(file.path!)),
-            size: file.size,
-            queueId: file.id,
-            ip: session.remoteAddress,
-            helo: session.helo,
-            clientHostname: session.clientHostname,
-            tls: session.tls,
-            mailFrom: tx.mailFrom,
-            rcpts: tx.rcpts.map((r) => r.address),
-            mailboxes: locals.map((d) => ({ id: d.target.mailboxId, address: d.target.address })),
-            auth: { ...evidence, dmarc: evidence.dmarc, arc: (auth as any).arc?.status?.result },
-          })
-        : null;
-    if (spam) {
-      evidence.spam = spam.evidence;
-      decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
-    }
-    const spamJunk = (i: number) => spam?.recipients[i] === 'junk' || spam?.recipients[i] === 'reject';
-    if (decision.action === 'reject') {
-      app.log.info({ session: session.id, from: tx.mailFrom, reason: decision.reason, component: 'mx' }, 'message rejected by policy');
-      throw reply(decision.code, decision.enhanced, decision.text);
-    }
-    if (decision.action === 'tempfail') {
-      const ref = newRef();
-      app.log.warn({ ref, session: session.id, reason: decision.reason, component: 'mx' }, 'message deferred (451): authentication could not be completed');
-      throw internalFailure(ref);
-    }
-    const received = receivedHeader({
-      helo: session.helo,
-      clientHostname: session.clientHostname,
-      ip: session.remoteAddress,
-      hostname: app.config.hostname,
-      transmissionType: session.transmissionType,
-      tls: session.tls,
-      id: file.id,
-      recipient: tx.rcpts.length === 1 ? tx.rcpts[0].address : null,
-      date: arrival,
-    });
-    const prefix = Buffer.from(`${VERDICT_ID_HEADER}: ${file.id}\r\n` + (spam?.headerText ?? '') + auth.headers + received, 'utf8');
-
-    if (locals.length > 0) {
-      saveVerdicts(app.db, file.id, {
-        auth: authVerdictsOf(auth, app.config.hostname),
-        spam: spam ? { verdict: spam.evidence.verdict, score: spam.evidence.score, action: spam.evidence.action } : undefined,
-        mailboxIds: locals.map((d) => d.target.mailboxId),
-        now: app.clock.now(),
-      });
-    }
+    const { locals, forwards } = guardOwnForwards(deps, planned, filter.info.deliveredTo, session, releases);
+    // Gather the verdicts (authentication, then the spam scan); the policy decides (pure).
+    const { auth, evidence, decision, spam } = await judgeMessage(deps, file, session, tx, locals, forwards);
+    refuseByPolicy(deps, session, tx, decision);
+    const prefix = tracePrefix(file.id, spam?.headerText ?? '', auth.headers, receivedHeader(receivedFields(session, app.config.hostname, file.id, tx, arrival)));
+    if (locals.length > 0) saveVerdicts(app.db, file.id, { ...verdictsOf(auth, spam, app.config.hostname, locals), now: app.clock.now() });
     // Act: local delivery (Junk when quarantined or scored as spam for that recipient), then forwards.
-    const local = await deliverLocal(deps, session, tx, file, prefix, locals, (i) => decision.action === 'quarantine' || spamJunk(i));
+    const junk = junkFlags(decision.action, spam?.recipients, locals.length);
+    const local = await deliverLocal(deps, session, tx, file, prefix, locals, (i) => junk[i]);
     app.crash('mx.after-lmtp');
     const fwd = await queueForwards(deps, session, tx, file, prefix, forwards, filter.info.messageId);
     const failures = [...local.failures, ...fwd.failures];
@@ -254,6 +191,117 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     for (const r of releases) r();
     if (file.path) deps.spool.remove(file.id).catch(() => {});
   }
+}
+
+/**
+ * A mailbox's own forwarding: the loop guard, and its sending caps (forward-guard.ts). A forward
+ * that is made reserves the mailbox's send allowance until it is queued (the release goes into
+ * `releases`); one that is not is kept in the mailbox instead, with a warning.
+ */
+function guardOwnForwards(deps: InboundDeps, planned: ReturnType<typeof planRecipients>, deliveredTo: string[], session: SessionInfo, releases: (() => void)[]): { locals: LocalTarget[]; forwards: ForwardTarget[] } {
+  const { app } = deps;
+  const { locals, forwards, kept } = guardForwards(planned, deliveredTo, (m, n) => {
+    const st = sendingState(app.db, m.id);
+    if (!st || !st.outbound_enabled) return false;
+    const cs = capsState(app, { id: m.id, address: m.address, domain: m.domain });
+    if (checkMessageCap(cs.caps, cs.usage) || checkRecipientCaps(cs.caps, cs.usage, n)) return false;
+    releases.push(app.sendReservations.reserve(m.id, n));
+    return true;
+  });
+  for (const k of kept) {
+    app.log.warn({ session: session.id, mailbox: k.mailbox, targets: k.targets, reason: k.reason, component: 'mx' }, k.reason === 'loop' ? 'forwarding loop: the message was already forwarded for this mailbox; stored in the mailbox instead' : "forward not made (the mailbox's sending caps or outbound suspended); stored in the mailbox instead");
+  }
+  return { locals, forwards };
+}
+
+/**
+ * Gather 2 and 3, then decide: the authentication verdicts, the policy's decision on them, and the
+ * spam scan (issue #14; all logic in src/spam/) of what authentication did not refuse, after which
+ * the policy decides again with the spam verdict in the evidence.
+ */
+async function judgeMessage(deps: InboundDeps, file: SpoolFile, session: SessionInfo, tx: Transaction, locals: LocalTarget[], forwards: ForwardTarget[]) {
+  const { app } = deps;
+  const settings = { dmarcReject: app.config.smtp.dmarc_reject, spfFail: app.config.smtp.spf_fail };
+  const { auth, evidence } = await checkMessage(deps, file, session, tx, forwards);
+  let decision = decide(evidence, settings);
+  const spamService = app.spam.service;
+  const spam =
+    spamService && wantsSpamScan(locals.length, decision.action)
+      ? await spamService.scanInbound({
+          message: file.data ?? (() => fsp.readFile(file.path!)),
+          size: file.size,
+          queueId: file.id,
+          ip: session.remoteAddress,
+          helo: session.helo,
+          clientHostname: session.clientHostname,
+          tls: session.tls,
+          mailFrom: tx.mailFrom,
+          rcpts: tx.rcpts.map((r) => r.address),
+          mailboxes: locals.map((d) => ({ id: d.target.mailboxId, address: d.target.address })),
+          auth: { ...evidence, dmarc: evidence.dmarc, arc: (auth as any).arc?.status?.result },
+        })
+      : null;
+  if (spam) {
+    evidence.spam = spam.evidence;
+    decision = decide(evidence, settings);
+  }
+  return { auth, evidence, decision, spam };
+}
+
+/** The verdicts kept for the message's local copies (the mail client's view of them). Pure. */
+export function verdictsOf(auth: AuthenticateResult, spam: { evidence: SpamEvidence } | null, hostname: string, locals: LocalTarget[]) {
+  return {
+    auth: authVerdictsOf(auth, hostname),
+    spam: spam ? { verdict: spam.evidence.verdict, score: spam.evidence.score, action: spam.evidence.action } : undefined,
+    mailboxIds: locals.map((d) => d.target.mailboxId),
+  };
+}
+
+/** Scan for spam only what has local recipients and what authentication did not refuse. Pure. */
+export function wantsSpamScan(localCount: number, action: Decision['action']): boolean {
+  return localCount > 0 && (action === 'accept' || action === 'quarantine');
+}
+
+/** The reply for a message the policy refuses (reject: its reply; tempfail: 451 with `ref`), else null. Pure. */
+export function policyRefusal(decision: Decision, ref: string): SmtpReply | null {
+  if (decision.action === 'reject') return reply(decision.code, decision.enhanced, decision.text);
+  if (decision.action === 'tempfail') return internalFailure(ref);
+  return null;
+}
+
+/** Act on a refusing decision: log it and throw its reply. */
+function refuseByPolicy(deps: InboundDeps, session: SessionInfo, tx: Transaction, decision: Decision): void {
+  const ref = newRef();
+  const refusal = policyRefusal(decision, ref);
+  if (!refusal) return;
+  if (decision.action === 'reject') deps.app.log.info({ session: session.id, from: tx.mailFrom, reason: decision.reason, component: 'mx' }, 'message rejected by policy');
+  else deps.app.log.warn({ ref, session: session.id, reason: decision.reason, component: 'mx' }, 'message deferred (451): authentication could not be completed');
+  throw refusal;
+}
+
+/** Per local recipient, in order: into Junk (quarantined by policy, or junk/reject by its spam verdict)? Pure. */
+export function junkFlags(action: Decision['action'], spamRecipients: readonly string[] | undefined, count: number): boolean[] {
+  return Array.from({ length: count }, (_, i) => action === 'quarantine' || spamRecipients?.[i] === 'junk' || spamRecipients?.[i] === 'reject');
+}
+
+/** The Received: header's fields for this transaction (the recipient only when there is one). Pure. */
+export function receivedFields(session: SessionInfo, hostname: string, id: string, tx: Transaction, arrival: Date): ReceivedInfo {
+  return {
+    helo: session.helo,
+    clientHostname: session.clientHostname,
+    ip: session.remoteAddress,
+    hostname,
+    transmissionType: session.transmissionType,
+    tls: session.tls,
+    id,
+    recipient: tx.rcpts.length === 1 ? tx.rcpts[0].address : null,
+    date: arrival,
+  };
+}
+
+/** What goes before the received message in every stored or forwarded copy, in this order. Pure. */
+export function tracePrefix(id: string, spamHeaders: string, authHeaders: string, received: string): Buffer {
+  return Buffer.from(`${VERDICT_ID_HEADER}: ${id}\r\n` + spamHeaders + authHeaders + received, 'utf8');
 }
 
 /**

@@ -231,35 +231,46 @@ function mxHandlers(deps: InboundDeps, slots: ClientSlots, log: AppContext['log'
       );
     },
 
-    onData(stream, session, cb) {
-      const tx = txs.get(session.id);
-      txs.delete(session.id);
-      if (tx?.reports?.length) {
-        return receiveReports(app, stream, sessionInfo(session), tx.mailFrom, tx.reports).then(
-          (text) => cb(null, text),
-          (err) => {
-            stream.resume();
-            cb(fail(err, 'DATA', session));
-          },
-        );
-      }
-      const refusal = dataRefusal(tx);
-      if (refusal || !tx) {
-        stream.resume();
-        return cb(refusal ?? undefined);
-      }
-      receiveMessage(deps, stream, sessionInfo(session), tx).then(
-        (text) => {
-          metrics.message(session, 'accepted');
-          cb(null, text);
-        },
+    onData: dataHandler(deps, txs, metrics, fail),
+  };
+}
+
+/** DATA: a report-only transaction goes to src/reports/; any other is received (receiveMessage) and counted. */
+function dataHandler(
+  deps: InboundDeps,
+  txs: Map<string, Transaction & { reports?: ReportTarget[] }>,
+  metrics: ReturnType<typeof smtpMetrics>,
+  fail: (err: unknown, what: string, session: SMTPServerSession) => SmtpReply,
+): NonNullable<SMTPServerOptions['onData']> {
+  const { app } = deps;
+  return (stream, session, cb) => {
+    const tx = txs.get(session.id);
+    txs.delete(session.id);
+    if (tx?.reports?.length) {
+      return receiveReports(app, stream, sessionInfo(session), tx.mailFrom, tx.reports).then(
+        (text) => cb(null, text),
         (err) => {
           stream.resume();
-          metrics.message(session, 'rejected');
           cb(fail(err, 'DATA', session));
         },
       );
-    },
+    }
+    const refusal = dataRefusal(tx);
+    if (refusal || !tx) {
+      stream.resume();
+      return cb(refusal ?? undefined);
+    }
+    receiveMessage(deps, stream, sessionInfo(session), tx).then(
+      (text) => {
+        metrics.message(session, 'accepted');
+        cb(null, text);
+      },
+      (err) => {
+        stream.resume();
+        metrics.message(session, 'rejected');
+        cb(fail(err, 'DATA', session));
+      },
+    );
   };
 }
 
