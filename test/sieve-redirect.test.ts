@@ -94,7 +94,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (process.env.H17_LOGS) writeFileSync(process.env.H17_LOGS, (app?.logs ?? []).join('\n'));
   await app?.stop();
   app?.cleanup();
   await sink?.stop();
