@@ -166,6 +166,18 @@ test('end to end: the redirect leaves with an SRS envelope sender, DKIM-signed a
   assert.deepEqual([received(bounce)[0].from, received(bounce)[0].to], ['', ['alice@pass.test']]);
 });
 
+test('a bounce (null sender) is redirected with the null sender (RFC 5228 §4.2), attributed by the field all the same', { timeout: 120000 }, async () => {
+  const subject = tok('nullsender');
+  const { client } = await RawSmtp.open(app.ports.mx);
+  await client.cmd('EHLO mx.remote.test');
+  const r = await client.sendRaw('', ['redir@ours.test'], `From: Mail Delivery System <mailer-daemon@remote.test>\r\nTo: redir@ours.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@remote.test>\r\n\r\nundeliverable\r\n.\r\n`);
+  assert.equal(r.data?.code, 250, r.data?.text);
+  await client.close();
+  await sink.waitFor(() => received(subject).length >= 1, 60000);
+  assert.deepEqual([received(subject)[0].from, received(subject)[0].to], ['', ['someone@remote.test']]);
+  assert.match(received(subject)[0].data.toString('utf8'), /^ARC-Seal: i=1;/m);
+});
+
 test("the mailbox's sending caps: over them the redirect is not made and the message is kept in the mailbox", { timeout: 120000 }, async () => {
   assert.equal((await app.cli(['limits', 'capped@ours.test', '--messages-per-hour', '1'])).code, 0);
   const first = tok('cap1');
