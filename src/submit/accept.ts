@@ -44,7 +44,7 @@ export interface AcceptInput {
    * 'sieve': sent by Dovecot's Sieve for the mailbox (vacation reply or redirect) through the
    * loopback injection listener (src/smtp/inject/server.ts): a vacation reply has the null sender
    * and the mailbox's From; a redirect keeps the original author's From (signed with the
-   * mailbox's domain) and has the mailbox's address as envelope sender.
+   * mailbox's domain) and has the original envelope sender rewritten with SRS (`redirect` below).
    */
   origin: 'submission' | 'api' | 'sieve';
   /**
