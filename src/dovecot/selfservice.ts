@@ -2,7 +2,7 @@
 // dovecot.conf appends (src/dovecot/config.ts): ManageSieve (RFC 5804) on listen.managesieve, the
 // Sieve limits from [sieve], the vacation script run before the user's own, and where Sieve's own
 // mail (vacation replies, redirects) goes: Letterbox's loopback injection listener (listen.inject),
-// which DKIM-signs and queues it like submission. One model (selfServiceModel), written in Dovecot
+// which DKIM-signs and queues it like submission (a redirect with SRS and an ARC seal, like a forward). One model (selfServiceModel), written in Dovecot
 // 2.3 syntax (renderSelfServiceBlock) and 2.4 syntax (renderSelfServiceBlock24); the 2.4 names
 // were checked against Debian 13's Dovecot 2.4.1 / Pigeonhole 2.4.1 (test/debian13).
 import { parseHostPort, type Config } from '../config/schema.ts';
@@ -78,8 +78,9 @@ ${m.vacation ? '' : '  # No local injection listener: nothing could send what th
   sieve_vacation_max_period = 90d
   sieve_vacation_use_original_recipient = yes
   sieve_vacation_dont_check_recipient = no
-  # Redirects leave with the mailbox's own address as envelope sender (SPF of our domain, bounces to the user).
-  sieve_redirect_envelope_from = recipient
+  # Redirects reach the injection listener with the original envelope sender, which Letterbox
+  # rewrites with SRS in the mailbox's domain (src/smtp/inject/redirect.ts), as forwards.
+  sieve_redirect_envelope_from = sender
 }
 ${m.submissionHost ? `# Vacation replies and redirects: Letterbox's loopback injection listener (DKIM-signed, queued).\nsubmission_host = ${m.submissionHost}\n` : ''}# ---- END mailbox self-service ----
 `;
@@ -125,8 +126,9 @@ sieve_vacation_default_period = ${m.vacationDefaultDays}d
 sieve_vacation_max_period = 90d
 sieve_vacation_use_original_recipient = yes
 sieve_vacation_check_recipient = yes
-# Redirects leave with the mailbox's own address as envelope sender (SPF of our domain, bounces to the user).
-sieve_redirect_envelope_from = recipient
+# Redirects reach the injection listener with the original envelope sender, which Letterbox
+# rewrites with SRS in the mailbox's domain (src/smtp/inject/redirect.ts), as forwards.
+sieve_redirect_envelope_from = sender
 ${m.submissionHost ? `# Vacation replies and redirects: Letterbox's loopback injection listener (DKIM-signed, queued).\nsubmission_host = ${m.submissionHost}\n` : ''}# ---- END mailbox self-service ----
 `;
 }

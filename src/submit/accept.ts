@@ -44,9 +44,16 @@ export interface AcceptInput {
    * 'sieve': sent by Dovecot's Sieve for the mailbox (vacation reply or redirect) through the
    * loopback injection listener (src/smtp/inject/server.ts): a vacation reply has the null sender
    * and the mailbox's From; a redirect keeps the original author's From (signed with the
-   * mailbox's domain) and has the mailbox's address as envelope sender.
+   * mailbox's domain) and has the original envelope sender rewritten with SRS (`redirect` below).
    */
   origin: 'submission' | 'api' | 'sieve';
+  /**
+   * A Sieve redirect attributed by the injection listener (src/smtp/inject/redirect.ts): the
+   * envelope sender is the original one rewritten with SRS in the mailbox's domain (not one of the
+   * mailbox's own addresses, so not checked against them), the From is the original author's; the
+   * message is DKIM-signed with the mailbox's domain, then `seal` (ARC) runs on the signed copy.
+   */
+  redirect?: { seal: (message: Buffer) => Promise<Buffer> };
   /** The client, for the Received header. */
   client?: { ip?: string; helo?: string; tls?: string | null; protocol?: string };
 }
@@ -77,12 +84,12 @@ export interface AcceptResult {
 }
 
 /** Checks made at MAIL FROM (and again by acceptOutbound): may this mailbox send as `from` now? */
-export function checkSender(app: AppContext, mailbox: Sender, from: string, opts: { allowNullSender?: boolean } = {}): { caps: Caps; usage: Usage } {
+export function checkSender(app: AppContext, mailbox: Sender, from: string, opts: { allowNullSender?: boolean; srsRedirect?: boolean } = {}): { caps: Caps; usage: Usage } {
   const st = sendingState(app.db, mailbox.id);
   if (!st || st.disabled) throw new LetterboxError('unauthorized', 'mailbox is disabled or no longer exists', { smtp: '535 5.7.8' });
   if (!st.outbound_enabled) throw new LetterboxError('forbidden', `outbound mail for ${mailbox.domain} is suspended by the administrator`, { smtp: '550 5.7.1' });
   if (!from && !opts.allowNullSender) throw new LetterboxError('forbidden', 'the null sender cannot be used for submission', { smtp: '553 5.7.1' });
-  if (from && !isAuthorizedSender(from, ownedAddresses(app.db, mailbox.address))) {
+  if (from && !opts.srsRedirect && !isAuthorizedSender(from, ownedAddresses(app.db, mailbox.address))) {
     throw new LetterboxError('forbidden', `${mailbox.address} may not send as <${from}>: use your own address or an alias that points only to you`, { smtp: '553 5.7.1' });
   }
   const cs = capsState(app, mailbox);
@@ -144,10 +151,11 @@ function routedAddress(app: AppContext, rcpt: string): string {
 export async function acceptOutbound(app: AppContext, input: AcceptInput): Promise<AcceptResult> {
   const { db, clock, config } = app;
   const { mailbox } = input;
-  // A Sieve redirect (origin 'sieve' with the mailbox's address as envelope sender) keeps the
-  // original author's From; everything else must be From the mailbox.
-  const redirect = input.origin === 'sieve' && input.envelope.from !== '';
-  const st = checkSender(app, mailbox, input.envelope.from, { allowNullSender: input.origin === 'sieve' });
+  // A Sieve redirect (input.redirect, SRS envelope sender; or, from a Dovecot configured before
+  // SRS, the mailbox's address as envelope sender) keeps the original author's From; everything
+  // else must be From the mailbox.
+  const redirect = input.origin === 'sieve' && (input.envelope.from !== '' || !!input.redirect);
+  const st = checkSender(app, mailbox, input.envelope.from, { allowNullSender: input.origin === 'sieve', srsRedirect: input.origin === 'sieve' && !!input.redirect });
   const rejected: RejectedRecipient[] = [];
   const rcpts: string[] = [];
   for (const r of input.envelope.to) {
@@ -170,7 +178,9 @@ export async function acceptOutbound(app: AppContext, input: AcceptInput): Promi
   });
   const fixed = applyFixups({ message: input.message, received, now, newMessageId: () => `<${randomBytes(12).toString('hex')}@${mailbox.domain}>` });
   if (fixed.from.length === 0) throw new LetterboxError('validation_error', 'the message has no From header', { smtp: '550 5.6.0' });
-  checkAuthorHeaders(fixed.headers); // From/Sender read strictly (RFC 5322), never guessed: from-check.ts
+  // From/Sender read strictly (RFC 5322), never guessed: from-check.ts. Not for a redirect: its
+  // From is the original author's, never checked against the mailbox.
+  if (!redirect) checkAuthorHeaders(fixed.headers);
   const owned = ownedAddresses(db, mailbox.address);
   for (const f of redirect ? [] : fixed.from) {
     if (!isAuthorizedSender(f, owned)) {
@@ -207,7 +217,9 @@ async function deliverAccepted(app: AppContext, input: AcceptInput, message: Buf
   // Outbound abuse check (issue #14, src/spam/outbound.ts): refuses spam before anything is queued.
   await checkOutboundSpam(app, { message, mailbox: mailbox.address, mailboxId: mailbox.id, domain: mailbox.domain, from: input.envelope.from, rcpts, origin: input.origin, ip: input.client?.ip, messageId });
   const signingDomain = signAs ?? parseAddress(fixed.from[0]).domain;
-  const signed = await app.dkim.sign(signingDomain, fixed.message, now);
+  const dkimSigned = await app.dkim.sign(signingDomain, fixed.message, now);
+  // A redirect is ARC-sealed last, over the DKIM-signed copy (src/smtp/inject/redirect.ts).
+  const signed = input.origin === 'sieve' && input.redirect ? await input.redirect.seal(dkimSigned) : dkimSigned;
 
   // Split recipients: local mailboxes (LMTP now), external (queue).
   const local = new Map<string, string[]>(); // recipient → mailbox addresses

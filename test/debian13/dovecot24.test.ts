@@ -77,6 +77,8 @@ test('the 2.4 config in each shape is read by Dovecot 2.4 without warnings and k
         assert.match(all, /service managesieve-login \{[^}]*inet_listener sieve \{\s*port = 4190\s*listen = 127\.0\.0\.1 ::1/s);
         assert.equal(await get('submission_host'), '127.0.0.1:10026');
         assert.equal(await get('sieve_max_redirects'), '4');
+        // Redirects keep the original envelope sender for the injection listener to rewrite with SRS.
+        assert.equal(await get('sieve_redirect_envelope_from'), 'sender');
         assert.doesNotMatch(all, /vacation = no/);
         // Login guard: only the four attributes the endpoint reads (no password hash), rejecting on failure.
         const policy = /auth_policy \{\n([\s\S]*?)\n\}/.exec(all)?.[1] ?? '';

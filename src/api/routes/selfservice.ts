@@ -38,7 +38,7 @@ const ScriptParams = z.strictObject({ id: IdParams.shape.id, name: z.string().mi
 const ScriptInfoSchema = z.object({ name: z.string(), active: z.boolean() }).meta({ id: 'SieveScriptInfo' });
 const ScriptSchema = z.object({ name: z.string(), active: z.boolean(), script: z.string() }).meta({ id: 'SieveScript' });
 const SIEVE_DOC =
-  'Stored and compiled by Dovecot (Pigeonhole), the same storage ManageSieve clients use. Extensions: fileinto (folders are created on demand), redirect (through Letterbox\'s outbound queue, counted against the mailbox\'s caps), reject, vacation, imap4flags, envelope, body, date, relational and the rest of Pigeonhole\'s standard set; programs (extprograms) are never available.';
+  'Stored and compiled by Dovecot (Pigeonhole), the same storage ManageSieve clients use. Extensions: fileinto (folders are created on demand), redirect (through Letterbox\'s outbound queue like forwarding: the original sender rewritten with SRS, ARC-sealed, counted against the mailbox\'s caps; over them the message is kept in the mailbox), reject, vacation, imap4flags, envelope, body, date, relational and the rest of Pigeonhole\'s standard set; programs (extprograms) are never available.';
 
 const VacationSchema = z
   .object({

@@ -2,8 +2,11 @@
 // it sends itself — vacation replies and redirects — via `submission_host`. Dovecot 2.3 cannot
 // authenticate there, so the listener is unauthenticated and bound to loopback only (the same
 // trust Postfix gives local submission); each message is attributed to the mailbox it is sent for
-// (the envelope sender for a redirect, the From address for a null-sender vacation reply) and then
-// takes the one outbound path of submission (acceptOutbound: caps, DKIM signing, the queue).
+// and then takes the one outbound path of submission (acceptOutbound: caps, DKIM signing, the queue).
+// Attribution: a redirect by the X-Sieve-Redirected-From field Pigeonhole writes (why that cannot be
+// forged: redirect.ts); it leaves with the original envelope sender rewritten with SRS in the
+// mailbox's domain and ARC-sealed, like a forward. Other Sieve mail by its envelope sender (a
+// mailbox's own address), or for a null-sender vacation reply by its From.
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import type { AppContext, Component } from '../../server.ts';
 import { parseHostPort } from '../../config/schema.ts';
@@ -12,6 +15,8 @@ import { acceptOutbound, type Sender } from '../../submit/accept.ts';
 import { fromAddresses, parseHeader, splitMessage } from '../../submit/fixups.ts';
 import { syncVacationScripts } from '../../sieve/vacation-service.ts';
 import { readAll } from '../session-io.ts';
+import { srsForward } from '../../mail/srs.ts';
+import { redirectedFrom, redirectLoops, sealRedirect } from './redirect.ts';
 import { reply, replyForError, replyOf } from '../../mail/reply.ts';
 
 
@@ -34,22 +39,51 @@ export class InjectListener implements Component {
     this.app = app;
   }
 
-  private handle(session: SMTPServerSession, message: Buffer): Promise<string> {
+  private async handle(session: SMTPServerSession, message: Buffer): Promise<string> {
+    const app = this.app;
     const mf = session.envelope.mailFrom;
     const from = mf ? (mf as SMTPServerAddress).address : "";
     const to = session.envelope.rcptTo.map((r) => r.address);
-    let owner: string | undefined = from;
-    if (!from) owner = fromAddresses(parseHeader(splitMessage(message).header))[0];
-    const mailbox = owner ? senderMailbox(this.app, owner) : null;
+    const fields = parseHeader(splitMessage(message).header);
+    const redirector = redirectedFrom(fields);
+    let owner: string | undefined = redirector ?? from;
+    if (!owner) owner = fromAddresses(fields)[0];
+    const mailbox = owner ? senderMailbox(app, owner) : null;
     if (!mailbox) throw reply(550, '5.7.1', `<${owner ?? ''}> is not a mailbox here: only mail Sieve sends for a local mailbox is taken`);
-    return acceptOutbound(this.app, { mailbox, message, envelope: { from, to }, origin: 'sieve', client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs, protocol: 'ESMTP' } }).then((r) => {
-      this.app.log.info({ mailbox: mailbox.address, kind: from ? 'redirect' : 'vacation', messageId: r.messageId, accepted: r.accepted.length, rejected: r.rejected.length, component: 'inject' }, 'Sieve mail accepted');
-      if (r.accepted.length === 0) {
-        const first = r.rejected[0];
-        throw first ? replyOf(first.code, first.reason) : reply(554, '5.5.1', 'no valid recipients');
+    const kind = redirector ? 'redirect' : from ? 'sieve' : 'vacation';
+    let envelopeFrom = from;
+    if (redirector) {
+      // Permanent refusals below make Pigeonhole keep the message in the mailbox instead (its
+      // implicit keep after a failed redirect): nothing is lost, as with a forward not made.
+      if (redirectLoops(fields, mailbox.address)) {
+        app.log.warn({ mailbox: mailbox.address, component: 'inject' }, 'redirect loop: the message already went through this mailbox; kept in the mailbox instead');
+        throw reply(550, '5.4.6', `mail loop: the message was already delivered to <${mailbox.address}>; not redirected again`);
       }
-      return `2.0.0 accepted ${r.messageId}`;
-    });
+      envelopeFrom = srsForward(from, mailbox.domain, app.srsSecret, app.clock.now());
+    }
+    let r;
+    try {
+      r = await acceptOutbound(app, {
+        mailbox,
+        message,
+        envelope: { from: envelopeFrom, to },
+        origin: 'sieve',
+        ...(redirector ? { redirect: { seal: (signed: Buffer) => sealRedirect(app, { original: message, message: signed, mailbox }) } } : {}),
+        client: { ip: session.remoteAddress, helo: session.hostNameAppearsAs, protocol: 'ESMTP' },
+      });
+    } catch (err: any) {
+      // Over the mailbox's sending caps: a redirect is kept in the mailbox (550, Pigeonhole's
+      // implicit keep), as a forward over the caps is; it is not deferred for the sender to retry.
+      if (redirector && err?.code === 'rate_limited') throw reply(550, '5.7.1', `${String(err.message).replace(/;?\s*try again later\.?$/i, '')}; the message is kept in the mailbox instead of redirected`);
+      throw err;
+    }
+    app.log.info({ mailbox: mailbox.address, kind, messageId: r.messageId, accepted: r.accepted.length, rejected: r.rejected.length, component: 'inject' }, 'Sieve mail accepted');
+    if (r.accepted.length === 0) {
+      const first = r.rejected[0];
+      if (redirector && first && first.code === 451 && /^4\.7\.1/.test(first.reason)) throw reply(550, '5.7.1', `${first.reason.replace(/^4\.7\.1\s*/, '')}; the message is kept in the mailbox instead of redirected`);
+      throw first ? replyOf(first.code, first.reason) : reply(554, '5.5.1', 'no valid recipients');
+    }
+    return `2.0.0 accepted ${r.messageId}`;
   }
 
   async start(): Promise<void> {
