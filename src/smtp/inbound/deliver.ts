@@ -26,6 +26,7 @@ import { capsState } from '../../submit/accept.ts';
 import { checkMessageCap, checkRecipientCaps, recordSend } from '../../submit/caps.ts';
 import { sendingState } from '../../services/mailbox-queries.ts';
 import { deliveredToHeader, guardForwards } from './forward-guard.ts';
+import { dmarcEvaluationOf, noteDmarcEvaluation } from '../../reports/dmarc-out.ts';
 
 /** Messages up to this size are also kept in memory while spooled (read back from the file above it). */
 const KEEP_IN_MEMORY = 256 * 1024;
@@ -183,6 +184,11 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
       decision = decide(evidence, { dmarcReject: cfg.dmarc_reject, spfFail: cfg.spf_fail });
     }
     const spamJunk = (i: number) => spam?.recipients[i] === 'junk' || spam?.recipients[i] === 'reject';
+    // For the DMARC aggregate reports we send (reports.dmarc_send; src/reports/): what DMARC concluded and what we did.
+    if (app.config.reports.dmarc_send && decision.action !== 'tempfail') {
+      const rcptDomain = tx.rcpts[0]?.address.slice(tx.rcpts[0].address.lastIndexOf('@') + 1).toLowerCase() ?? null;
+      noteDmarcEvaluation(app.db, app.log, dmarcEvaluationOf(auth, { ip: session.remoteAddress, mailFrom: tx.mailFrom, rcptDomain, action: decision.action, reason: decision.reason, at: app.clock.now() }));
+    }
     if (decision.action === 'reject') {
       app.log.info({ session: session.id, from: tx.mailFrom, reason: decision.reason, component: 'mx' }, 'message rejected by policy');
       throw reply(decision.code, decision.enhanced, decision.text);
