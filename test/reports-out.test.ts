@@ -17,8 +17,9 @@ import { gunzipSync } from 'node:zlib';
 import nodemailer from 'nodemailer';
 import { simpleParser } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import Database from 'better-sqlite3';
-import { startAppliance, type Appliance } from './helpers/appliance.ts';
+import { freePort, startAppliance, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { Sink, testCert, type Received } from './helpers/sink.ts';
 import { call, createKey, waitFor } from './helpers/mailapi.ts';
@@ -102,6 +103,7 @@ let app: Appliance;
 let dns: TestDns;
 let sink: Sink;
 let plain: SMTPServer;
+let sts: HttpsServer;
 const plainReceived: string[] = [];
 let certDir: string;
 let key: string;
@@ -110,7 +112,7 @@ const DAY = new Date().toISOString().slice(0, 10);
 
 before(async () => {
   dns = await new TestDns().start();
-  const cert = testCert(['mx.remote.test']);
+  const cert = testCert(['mx.remote.test', 'mta-sts.stsok.test', 'mta-sts.stsbad.test', 'mta-sts.stsgone.test']);
   certDir = cert.dir;
   sink = await new Sink(cert).start();
   // A second MX on the same port of another loopback address, without STARTTLS.
@@ -130,6 +132,20 @@ before(async () => {
   // Recipients of our mail publishing TLS-RPT: one MX with STARTTLS, one without.
   dns.mx('tls.test', 'mx.remote.test').txt('_smtp._tls.tls.test', 'v=TLSRPTv1; rua=mailto:tlsrpt@collector.test');
   dns.mx('plain.test', 'mx.plain.test').txt('_smtp._tls.plain.test', 'v=TLSRPTv1; rua=mailto:tlsrpt@collector.test');
+  // MTA-STS (enforce): stsok.test's MX has a certificate for its name; stsbad.test's MX does not;
+  // stsgone.test publishes the TXT record but its policy host answers 404.
+  const policies: Record<string, string> = { 'mta-sts.stsok.test': 'mx.remote.test', 'mta-sts.stsbad.test': 'mx.badcert.test' };
+  dns.a('mx.badcert.test', '127.0.0.1');
+  for (const [d, mx] of [['stsok.test', 'mx.remote.test'], ['stsbad.test', 'mx.badcert.test'], ['stsgone.test', 'mx.remote.test']]) {
+    dns.mx(d, mx).txt(`_mta-sts.${d}`, 'v=STSv1; id=1').a(`mta-sts.${d}`, '127.0.0.1').txt(`_smtp._tls.${d}`, 'v=TLSRPTv1; rua=mailto:tlsrpt@collector.test');
+  }
+  const stsPort = await freePort();
+  sts = createHttpsServer({ key: cert.key, cert: cert.cert }, (req, res) => {
+    const mx = policies[String(req.headers.host).replace(/:\d+$/, '')];
+    if (req.url === '/.well-known/mta-sts.txt' && mx) res.writeHead(200, { 'content-type': 'text/plain' }).end(`version: STSv1\nmode: enforce\nmx: ${mx}\nmax_age: 86400\n`);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => sts.listen(stsPort, '127.0.0.1', () => r()));
   app = await startAppliance({
     extraToml: `[dns]
 servers = ["${dns.server}"]
@@ -138,6 +154,8 @@ timeout_ms = 1000
 port = ${sink.port}
 ipv4_only = true
 retry_schedule = ["1h"]
+mta_sts_port = ${stsPort}
+tls_ca_file = "${join(certDir, 'cert.pem')}"
 [reports]
 dmarc_send = true
 tls_send = true
@@ -159,6 +177,7 @@ after(async () => {
   app?.cleanup();
   await sink?.stop();
   await new Promise<void>((r) => (plain ? plain.close(() => r()) : r()));
+  await new Promise<void>((r) => (sts ? sts.close(() => r()) : r()));
   await dns?.stop();
   if (certDir) rmSync(certDir, { recursive: true, force: true });
 });
@@ -271,26 +290,27 @@ test('DMARC aggregate reports: grouped records, gzip XML valid against RFC 7489 
   }
 });
 
-test('TLS reports: per recipient domain, successes and starttls-not-supported failures, RFC 8460 fields, DKIM-signed', async () => {
-  for (const [to, subject] of [['carol@tls.test', 'tls 1'], ['carol@tls.test', 'tls 2'], ['dave@plain.test', 'plain 1']]) {
+test('TLS reports: per recipient domain and policy, successes and failures by result type, RFC 8460 fields, DKIM-signed', async () => {
+  const sent = [['carol@tls.test', 'tls 1'], ['carol@tls.test', 'tls 2'], ['dave@plain.test', 'plain 1'], ['erin@stsok.test', 'sts ok'], ['fred@stsbad.test', 'sts bad cert'], ['gina@stsgone.test', 'sts no policy']];
+  for (const [to, subject] of sent) {
     const r = await call(app, key, 'POST', `/mailboxes/alice@${OURS}/send`, { to, subject, text: 'hi' });
     assert.equal(r.status, 200, JSON.stringify(r.json));
   }
-  await sink.waitFor((rs) => rs.filter((m) => m.to.includes('carol@tls.test')).length === 2);
+  await sink.waitFor((rs) => rs.filter((m) => m.to.includes('carol@tls.test')).length === 2 && rs.some((m) => m.to.includes('erin@stsok.test')) && rs.some((m) => m.to.includes('gina@stsgone.test')));
   await waitFor(() => plainReceived.includes('dave@plain.test') || null, 'delivery to the MX without STARTTLS');
   // The attempts carry the TLS outcome.
   await waitFor(() => {
     const d = db();
     try {
-      return (d.prepare("SELECT count(*) FROM outbound_attempts a JOIN outbound_queue q ON q.id = a.queue_id WHERE q.domain IN ('tls.test', 'plain.test') AND a.tls_policy IS NOT NULL").pluck().get() as number) === 3 || null;
+      return (d.prepare("SELECT count(*) FROM outbound_attempts a JOIN outbound_queue q ON q.id = a.queue_id WHERE q.domain IN ('tls.test', 'plain.test', 'stsok.test', 'stsbad.test', 'stsgone.test') AND a.tls_policy IS NOT NULL").pluck().get() as number) === 6 || null;
     } finally {
       d.close();
     }
   }, 'attempts recorded');
 
   const run = await app.cliJson(['reports', 'send', '--date', DAY, '--kind', 'tls']);
-  assert.deepEqual(run.sent.map((s: any) => s.domain).sort(), ['plain.test', 'tls.test']);
-  await sink.waitFor(() => reportsTo('tlsrpt@collector.test', 'tls').length === 2);
+  assert.deepEqual(run.sent.map((s: any) => s.domain).sort(), ['plain.test', 'stsbad.test', 'stsgone.test', 'stsok.test', 'tls.test']);
+  await sink.waitFor(() => reportsTo('tlsrpt@collector.test', 'tls').length === 5);
   const reports = new Map<string, any>();
   for (const m of reportsTo('tlsrpt@collector.test', 'tls')) {
     const sigs = dkimpy(m.data);
@@ -319,4 +339,11 @@ test('TLS reports: per recipient domain, successes and starttls-not-supported fa
   const bad = reports.get('plain.test').policies;
   assert.deepEqual(bad.map((p: any) => [p.policy['policy-type'], p.summary['total-successful-session-count'], p.summary['total-failure-session-count']]), [['no-policy-found', 0, 1]]);
   assert.deepEqual(bad[0]['failure-details'], [{ 'result-type': 'starttls-not-supported', 'sending-mta-ip': '127.0.0.1', 'receiving-mx-hostname': 'mx.plain.test', 'receiving-ip': '127.0.0.2', 'failed-session-count': 1 }]);
+  const summary = (d: string) => reports.get(d).policies.map((p: any) => [p.policy['policy-type'], p.summary['total-successful-session-count'], p.summary['total-failure-session-count'], (p['failure-details'] ?? []).map((f: any) => `${f['result-type']}@${f['receiving-mx-hostname']}`)]);
+  assert.deepEqual(summary('stsok.test'), [['sts', 1, 0, []]]);
+  assert.deepEqual(reports.get('stsok.test').policies[0].policy['policy-string'], ['version: STSv1', 'mode: enforce', 'mx: mx.remote.test', 'max_age: 86400']);
+  assert.deepEqual(reports.get('stsok.test').policies[0].policy['mx-host'], ['mx.remote.test']);
+  assert.deepEqual(summary('stsbad.test'), [['sts', 0, 1, ['certificate-host-mismatch@mx.badcert.test']]]);
+  assert.deepEqual(summary('stsgone.test'), [['sts', 0, 1, ['sts-policy-fetch-error@mx.remote.test']]]);
+  assert.equal(sink.for('fred@stsbad.test').length, 0, 'nothing delivered to the MX whose certificate failed under MTA-STS enforce');
 });

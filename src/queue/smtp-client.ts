@@ -12,7 +12,7 @@ import { resolveRoute, resolveHost } from './mx.ts';
 import { MtaSts, type StsPolicy } from './mta-sts.ts';
 import { outcomeOf, type Outcome } from './classify.ts';
 import { reply, type SmtpReply } from '../mail/reply.ts';
-import { isTlsError, sessionOutcome, tlsFailureOf, type TlsOutcome, type TlsPolicyType } from './tls-outcome.ts';
+import { isTlsError, sessionOutcome, tlsFailureOf, type TlsFailureType, type TlsOutcome, type TlsPolicyType } from './tls-outcome.ts';
 
 export interface RcptResult {
   recipient: string;
@@ -58,6 +58,9 @@ export interface ClientOptions {
   socketTimeoutMs: number;
   smarthost?: { host: string; port: number; tls: 'starttls' | 'tls' | 'none'; user: string; pass: string } | null;
 }
+
+/** The TLS policy of a delivery for TLS reporting: its type and, for MTA-STS, why a published policy could not be used. */
+type TlsPolicyInfo = { type: TlsPolicyType; failure: TlsFailureType | null };
 
 type HostResult = { kind: 'done'; results: RcptResult[]; attempt: AttemptInfo } | { kind: 'next'; code: number; reply: string; tls?: TlsOutcome | null };
 
@@ -215,6 +218,7 @@ export class SmtpClient {
     const transcript = new Transcript();
     let hosts: { name: string; ips: string[] | null }[];
     let policy: StsPolicy | null = null;
+    let stsFailure: TlsFailureType | null = null;
     const sh = this.o.smarthost;
     const port = sh ? sh.port : this.o.port;
     const ipv4Only = this.o.ipv4Only || this.o.ipv4OnlyDomains.includes(job.domain);
@@ -229,7 +233,7 @@ export class SmtpClient {
       }
       if (route.kind === 'nullmx') return allReply(reply(556, '5.1.10', `${job.domain} does not accept mail (null MX, RFC 7505)`));
       if (route.kind === 'nxdomain') return allReply(reply(550, '5.1.2', `domain ${job.domain} does not exist`));
-      if (this.o.mtaSts) policy = await this.o.mtaSts.policyFor(job.domain);
+      if (this.o.mtaSts) ({ policy, failure: stsFailure } = await this.o.mtaSts.lookup(job.domain));
       const allowed = route.hosts.filter((h) => MtaSts.allows(policy, h));
       if (allowed.length === 0) {
         return allReply(reply(451, '4.7.5', `MTA-STS policy of ${job.domain} (enforce) allows none of its MX hosts (${route.hosts.join(', ')}); will retry`), { mx: route.hosts.join(','), transcript: `MTA-STS policy ${policy?.id}: mx ${policy?.mx.join(', ')}` });
@@ -238,7 +242,7 @@ export class SmtpClient {
     }
     const enforce = !!policy && policy.mode === 'enforce';
     // TLS reporting counts sessions to the recipient domain's MX hosts only (not a smarthost's).
-    const policyType: TlsPolicyType | null = sh ? null : policy && policy.mode !== 'none' ? 'sts' : 'no-policy-found';
+    const tlsPolicy: TlsPolicyInfo | null = sh ? null : { type: (policy && policy.mode !== 'none') || stsFailure ? 'sts' : 'no-policy-found', failure: stsFailure };
     let last: { code: number; reply: string; mx: string | null; ip: string | null; tls?: TlsOutcome | null } = { code: 451, reply: reply(451, '4.4.1', 'no MX host could be reached').line, mx: null, ip: null };
     for (const h of hosts) {
       let ips: string[];
@@ -255,7 +259,7 @@ export class SmtpClient {
         continue;
       }
       for (const ip of ips) {
-        const r = await this.tryHost(job, h.name, ip, port, enforce, transcript, policyType);
+        const r = await this.tryHost(job, h.name, ip, port, enforce, transcript, tlsPolicy);
         if (r.kind === 'done') return { results: r.results, attempt: { ...r.attempt, transcript: r.results.every((x) => x.outcome === 'delivered') ? '' : transcript.text() } };
         last = { code: r.code, reply: r.reply, mx: h.name, ip, tls: r.tls ?? null };
       }
@@ -270,15 +274,16 @@ export class SmtpClient {
     port: number,
     enforce: boolean,
     transcript: Transcript,
-    policyType: TlsPolicyType | null = null,
+    tlsPolicy: TlsPolicyInfo | null = null,
   ): Promise<HostResult> {
     const src = this.source(job.sendingDomain);
     const localAddress = src.localAddress && isIP(src.localAddress) === isIP(ip) ? src.localAddress : null;
     const key = `${ip}|${port}|${localAddress ?? ''}|${src.ehlo}|${enforce ? 'e' : 'o'}|${mx}`;
     const open = (await this.reuse(key, mx, ip, transcript)) ?? (await this.connect({ mx, ip, port, ehlo: src.ehlo, localAddress, enforce }, transcript));
-    if ('kind' in open) return { ...open, tls: policyType && open.tlsError ? { policy: policyType, result: tlsFailureOf(open.tlsError) } : null };
+    if ('kind' in open) return { ...open, tls: tlsPolicy && open.tlsError ? { policy: tlsPolicy.type, result: tlsPolicy.failure ?? tlsFailureOf(open.tlsError) } : null };
     const { conn, info } = open;
-    const tls = policyType ? sessionOutcome(policyType, info.tlsVersion !== null) : null;
+    // A published MTA-STS policy that could not be fetched makes the session a failure of that kind.
+    const tls = tlsPolicy ? (tlsPolicy.failure ? { policy: tlsPolicy.type, result: tlsPolicy.failure } : sessionOutcome(tlsPolicy.type, info.tlsVersion !== null)) : null;
     const attempt: AttemptInfo = { mx, ip, sourceIp: info.sourceIp, tlsVersion: info.tlsVersion, tlsCipher: info.tlsCipher, transcript: '', tls };
     let sent: any;
     try {
