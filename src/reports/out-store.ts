@@ -123,7 +123,7 @@ export function reportSenderDomain(db: DB, candidates: string[]): string | null 
   return (stmt(db, 'SELECT name FROM domains ORDER BY created_at, name LIMIT 1', { pluck: true }).get() as string | undefined) ?? null;
 }
 
-/** Removes evaluations and report log rows older than `before` (ms). */
-export function pruneReportsOut(db: DB, before: number): number {
-  return stmt(db, 'DELETE FROM dmarc_evaluations WHERE at < ?').run(before).changes + stmt(db, 'DELETE FROM reports_sent WHERE created_at < ?').run(before).changes;
+/** Removes evaluations older than `evaluationsBefore` and report log rows older than `logBefore` (ms). */
+export function pruneReportsOut(db: DB, evaluationsBefore: number, logBefore: number): number {
+  return stmt(db, 'DELETE FROM dmarc_evaluations WHERE at < ?').run(evaluationsBefore).changes + stmt(db, 'DELETE FROM reports_sent WHERE created_at < ?').run(logBefore).changes;
 }

@@ -58,6 +58,9 @@ export interface Destination {
   maxSize: number | null;
 }
 
+/** How long DMARC evaluations are kept after their day (a report can be rebuilt by hand meanwhile). */
+const EVALUATIONS_KEPT_MS = 8 * 86_400_000;
+
 const UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
 /** Decide: the mailto: destinations of a rua= value (other schemes ignored), with their size limits. Pure. */
@@ -303,7 +306,9 @@ export async function runReportsOut(deps: ReportsOutDeps, o: { date?: string; ki
       });
     }
   }
-  pruneReportsOut(deps.db, now - deps.config.reports.retention);
+  // Evaluations are only needed until their day is reported (kept a week, for `reports send --date`);
+  // the log of what was sent is kept for reports.retention.
+  pruneReportsOut(deps.db, Math.min(period.begin, now - EVALUATIONS_KEPT_MS), now - deps.config.reports.retention);
   return summary;
 }
 
