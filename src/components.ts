@@ -10,6 +10,7 @@ import { createImapPoolComponent } from './imap/pool.ts';
 import { createWebhookComponent } from './webhooks/dispatcher.ts';
 import { spamComponent } from './spam/component.ts';
 import { dkimJobComponent } from './dkim/job.ts';
+import { reportsOutComponent } from './reports/out-job.ts';
 
 /**
  * The components `letterbox serve` runs, in start order (stopped in reverse). Each issue's module
@@ -17,4 +18,4 @@ import { dkimJobComponent } from './dkim/job.ts';
  */
 // The IMAP pool comes first so that it closes last (after the API that uses it).
 export const components: ComponentFactory[] = [createImapPoolComponent, createQueueComponent, spamComponent, mxComponent, createSubmissionComponent, createInjectComponent, apiComponent, createWebhookComponent, acmeComponent, dailyVerifyComponent,
-  dkimJobComponent];
+  dkimJobComponent, reportsOutComponent];

@@ -324,6 +324,14 @@ export const configSchema = z
         max_unpacked_size: size.default(20 * 1024 * 1024),
         max_ratio: z.coerce.number().min(1).max(100000).default(200),
         retention: duration.prefault('400d'),
+        // Reports sent (issue #18; src/reports/send-out.ts), daily at 00:23 UTC for the previous UTC day:
+        // DMARC aggregate reports to the rua= of domains we received mail from, TLS reports (RFC 8460)
+        // to the rua= of domains we delivered to. Off by default; rate limits per run and per address.
+        dmarc_send: bool.default(false),
+        tls_send: bool.default(false),
+        max_per_run: int(1, 100000).default(1000),
+        max_per_destination: int(1, 10000).default(50),
+        max_report_size: size.default(10 * 1024 * 1024),
       })
       .strict()
       .prefault({}),

@@ -14,7 +14,8 @@ export type EventType =
   | 'domain.verification_failed'
   | 'dkim.rotation_started'
   | 'dkim.rotated'
-  | 'dkim.retired';
+  | 'dkim.retired'
+  | 'report.sent';
 
 /** A row of the events table (the tracking log; also the webhooks' outbox source). */
 export interface EventRow {

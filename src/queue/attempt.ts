@@ -162,6 +162,7 @@ function record(deps: AttemptDeps, msg: MessageRow, decisions: Decision[], attem
       reply: r.reply,
       outcome: d.outcome,
       transcript: d.outcome === 'delivered' ? null : attempt.transcript || null,
+      tls: attempt.tls ?? null,
     });
   }
   // Alias targets outside our domains found while delivering locally join the same message.

@@ -17,7 +17,7 @@ export interface EnqueueRequest {
   sandbox?: boolean;
   /** Message-ID header value, for events and lookups. */
   messageId?: string | null;
-  origin: 'submission' | 'api' | 'forward' | 'dsn' | 'sieve';
+  origin: 'submission' | 'api' | 'forward' | 'dsn' | 'sieve' | 'report';
   /**
    * Recipients (entries of `recipients`) the caller is delivering itself right now (local mailboxes
    * over LMTP): their entries start in flight and the caller reports the outcome with settle(). Until

@@ -11,6 +11,7 @@ import { stmt } from '../db/stmt.ts';
 import { BoundedMap } from '../util/bounded-map.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
+import type { TlsFailureType } from './tls-outcome.ts';
 
 const require = createRequire(import.meta.url);
 const sts = require('mailauth/lib/mta-sts.js') as {
@@ -55,6 +56,16 @@ export class MtaSts {
 
   /** The policy that applies to `domain` now, or null when none (or mode none). */
   async policyFor(domain: string): Promise<StsPolicy | null> {
+    return (await this.lookup(domain)).policy;
+  }
+
+  /**
+   * The policy that applies now, and for TLS reporting (RFC 8460 §4.3.2) why a published policy
+   * could not be used: 'sts-policy-fetch-error' (HTTPS fetch failed), 'sts-webpki-invalid' (the
+   * policy host's certificate did not validate), 'sts-policy-invalid' (not a valid policy); null
+   * when there is no failure or a cached policy still applies.
+   */
+  async lookup(domain: string): Promise<{ policy: StsPolicy | null; failure: TlsFailureType | null }> {
     const now = this.o.clock.now();
     const cached = this.cache.has(domain) ? this.cache.get(domain) : this.load(domain);
     const valid = cached && cached.expiresAt > now ? cached : null;
@@ -63,22 +74,28 @@ export class MtaSts {
       id = await sts.resolvePolicy(domain, { resolver: this.o.resolver.resolve as any });
     } catch (err: any) {
       this.o.log.debug({ domain, err: err.message }, 'MTA-STS TXT lookup failed');
-      return valid && valid.mode !== 'none' ? valid : null;
+      return { policy: valid && valid.mode !== 'none' ? valid : null, failure: null };
     }
-    if (!id) return valid && valid.mode !== 'none' ? valid : null;
-    if (valid && valid.id === id) return valid.mode === 'none' ? null : valid;
+    if (!id) return { policy: valid && valid.mode !== 'none' ? valid : null, failure: null };
+    if (valid && valid.id === id) return { policy: valid.mode === 'none' ? null : valid, failure: null };
+    let failure: TlsFailureType = 'sts-policy-fetch-error';
     try {
-      const text = await this.fetch(domain);
+      const text = await this.fetch(domain).catch((err: any) => {
+        if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(String(err?.code ?? ''))) failure = 'sts-webpki-invalid';
+        throw err;
+      });
+      failure = 'sts-policy-invalid';
       const p = sts.parsePolicy(text) as any;
       const maxAge = Math.min(Number(p.maxAge) || 86400, 31557600);
       const policy: StsPolicy = { id, mode: p.mode, mx: p.mx ?? [], maxAge, expiresAt: now + maxAge * 1000 };
       this.cache.set(domain, policy);
       this.save(domain, policy);
-      return policy.mode === 'none' ? null : policy;
+      return { policy: policy.mode === 'none' ? null : policy, failure: null };
     } catch (err: any) {
       // RFC 8461 5.1: a valid cached policy keeps applying when a new one cannot be fetched.
       this.o.log.warn({ domain, err: err.message }, 'MTA-STS policy fetch failed');
-      return valid && valid.mode !== 'none' ? valid : null;
+      const still = valid && valid.mode !== 'none' ? valid : null;
+      return { policy: still, failure: still ? null : failure };
     }
   }
 

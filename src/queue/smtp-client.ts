@@ -12,6 +12,7 @@ import { resolveRoute, resolveHost } from './mx.ts';
 import { MtaSts, type StsPolicy } from './mta-sts.ts';
 import { outcomeOf, type Outcome } from './classify.ts';
 import { reply, type SmtpReply } from '../mail/reply.ts';
+import { isTlsError, sessionOutcome, tlsFailureOf, type TlsFailureType, type TlsOutcome, type TlsPolicyType } from './tls-outcome.ts';
 
 export interface RcptResult {
   recipient: string;
@@ -27,6 +28,8 @@ export interface AttemptInfo {
   tlsVersion: string | null;
   tlsCipher: string | null;
   transcript: string;
+  /** The TLS outcome for TLS reporting (RFC 8460); absent/null when no session got that far or via a smarthost. */
+  tls?: TlsOutcome | null;
 }
 
 export interface RemoteJob {
@@ -56,7 +59,10 @@ export interface ClientOptions {
   smarthost?: { host: string; port: number; tls: 'starttls' | 'tls' | 'none'; user: string; pass: string } | null;
 }
 
-type HostResult = { kind: 'done'; results: RcptResult[]; attempt: AttemptInfo } | { kind: 'next'; code: number; reply: string };
+/** The TLS policy of a delivery for TLS reporting: its type and, for MTA-STS, why a published policy could not be used. */
+type TlsPolicyInfo = { type: TlsPolicyType; failure: TlsFailureType | null };
+
+type HostResult = { kind: 'done'; results: RcptResult[]; attempt: AttemptInfo } | { kind: 'next'; code: number; reply: string; tls?: TlsOutcome | null };
 
 /** Where one connection goes: the MX (name and address), port, our EHLO name and source address, and whether TLS is enforced (MTA-STS). */
 export interface ConnectTarget {
@@ -212,6 +218,7 @@ export class SmtpClient {
     const transcript = new Transcript();
     let hosts: { name: string; ips: string[] | null }[];
     let policy: StsPolicy | null = null;
+    let stsFailure: TlsFailureType | null = null;
     const sh = this.o.smarthost;
     const port = sh ? sh.port : this.o.port;
     const ipv4Only = this.o.ipv4Only || this.o.ipv4OnlyDomains.includes(job.domain);
@@ -226,7 +233,7 @@ export class SmtpClient {
       }
       if (route.kind === 'nullmx') return allReply(reply(556, '5.1.10', `${job.domain} does not accept mail (null MX, RFC 7505)`));
       if (route.kind === 'nxdomain') return allReply(reply(550, '5.1.2', `domain ${job.domain} does not exist`));
-      if (this.o.mtaSts) policy = await this.o.mtaSts.policyFor(job.domain);
+      if (this.o.mtaSts) ({ policy, failure: stsFailure } = await this.o.mtaSts.lookup(job.domain));
       const allowed = route.hosts.filter((h) => MtaSts.allows(policy, h));
       if (allowed.length === 0) {
         return allReply(reply(451, '4.7.5', `MTA-STS policy of ${job.domain} (enforce) allows none of its MX hosts (${route.hosts.join(', ')}); will retry`), { mx: route.hosts.join(','), transcript: `MTA-STS policy ${policy?.id}: mx ${policy?.mx.join(', ')}` });
@@ -234,7 +241,9 @@ export class SmtpClient {
       hosts = allowed.map((name) => ({ name, ips: null }));
     }
     const enforce = !!policy && policy.mode === 'enforce';
-    let last: { code: number; reply: string; mx: string | null; ip: string | null } = { code: 451, reply: reply(451, '4.4.1', 'no MX host could be reached').line, mx: null, ip: null };
+    // TLS reporting counts sessions to the recipient domain's MX hosts only (not a smarthost's).
+    const tlsPolicy: TlsPolicyInfo | null = sh ? null : { type: (policy && policy.mode !== 'none') || stsFailure ? 'sts' : 'no-policy-found', failure: stsFailure };
+    let last: { code: number; reply: string; mx: string | null; ip: string | null; tls?: TlsOutcome | null } = { code: 451, reply: reply(451, '4.4.1', 'no MX host could be reached').line, mx: null, ip: null };
     for (const h of hosts) {
       let ips: string[];
       try {
@@ -250,12 +259,12 @@ export class SmtpClient {
         continue;
       }
       for (const ip of ips) {
-        const r = await this.tryHost(job, h.name, ip, port, enforce, transcript);
+        const r = await this.tryHost(job, h.name, ip, port, enforce, transcript, tlsPolicy);
         if (r.kind === 'done') return { results: r.results, attempt: { ...r.attempt, transcript: r.results.every((x) => x.outcome === 'delivered') ? '' : transcript.text() } };
-        last = { code: r.code, reply: r.reply, mx: h.name, ip };
+        last = { code: r.code, reply: r.reply, mx: h.name, ip, tls: r.tls ?? null };
       }
     }
-    return all(last.code, last.reply, { mx: last.mx, ip: last.ip, transcript: transcript.text() });
+    return all(last.code, last.reply, { mx: last.mx, ip: last.ip, transcript: transcript.text(), tls: last.tls ?? null });
   }
 
   private async tryHost(
@@ -265,14 +274,17 @@ export class SmtpClient {
     port: number,
     enforce: boolean,
     transcript: Transcript,
+    tlsPolicy: TlsPolicyInfo | null = null,
   ): Promise<HostResult> {
     const src = this.source(job.sendingDomain);
     const localAddress = src.localAddress && isIP(src.localAddress) === isIP(ip) ? src.localAddress : null;
     const key = `${ip}|${port}|${localAddress ?? ''}|${src.ehlo}|${enforce ? 'e' : 'o'}|${mx}`;
     const open = (await this.reuse(key, mx, ip, transcript)) ?? (await this.connect({ mx, ip, port, ehlo: src.ehlo, localAddress, enforce }, transcript));
-    if ('kind' in open) return open;
+    if ('kind' in open) return { ...open, tls: tlsPolicy && open.tlsError ? { policy: tlsPolicy.type, result: tlsPolicy.failure ?? tlsFailureOf(open.tlsError) } : null };
     const { conn, info } = open;
-    const attempt: AttemptInfo = { mx, ip, sourceIp: info.sourceIp, tlsVersion: info.tlsVersion, tlsCipher: info.tlsCipher, transcript: '' };
+    // A published MTA-STS policy that could not be fetched makes the session a failure of that kind.
+    const tls = tlsPolicy ? (tlsPolicy.failure ? { policy: tlsPolicy.type, result: tlsPolicy.failure } : sessionOutcome(tlsPolicy.type, info.tlsVersion !== null)) : null;
+    const attempt: AttemptInfo = { mx, ip, sourceIp: info.sourceIp, tlsVersion: info.tlsVersion, tlsCipher: info.tlsCipher, transcript: '', tls };
     let sent: any;
     try {
       sent = await new Promise((res, rej) => {
@@ -285,7 +297,7 @@ export class SmtpClient {
       else conn.close();
       const r = sendFailure(err, job.recipients, mx, ip);
       if (r.kind === 'next') transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
-      return r.kind === 'done' ? { kind: 'done', attempt, results: r.results } : r;
+      return r.kind === 'done' ? { kind: 'done', attempt, results: r.results } : { ...r, tls };
     }
     this.put(key, conn, info);
     return { kind: 'done', attempt, results: sentResults(sent, job.recipients) };
@@ -308,7 +320,7 @@ export class SmtpClient {
   }
 
   /** A new connection (TLS as connectionOptions decides, smarthost login); on failure the reply that sends us to the next host. */
-  private async connect(t: ConnectTarget, transcript: Transcript): Promise<{ conn: any; info: Pooled['info'] } | { kind: 'next'; code: number; reply: string }> {
+  private async connect(t: ConnectTarget, transcript: Transcript): Promise<{ conn: any; info: Pooled['info'] } | { kind: 'next'; code: number; reply: string; tlsError?: any }> {
     const sh = this.o.smarthost;
     transcript.push(`* connecting to ${t.mx} [${t.ip}]:${t.port}${t.localAddress ? ` from ${t.localAddress}` : ''}`);
     const conn = new (SMTPConnection as any)({
@@ -329,7 +341,7 @@ export class SmtpClient {
     } catch (err: any) {
       conn.close();
       transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
-      return { kind: 'next', ...connectFailure(err, t.mx, t.ip) };
+      return { kind: 'next', ...connectFailure(err, t.mx, t.ip), ...(isTlsError(err) ? { tlsError: err } : {}) };
     }
     const sock = conn._socket;
     const info = {

@@ -1,6 +1,7 @@
 // The queue's tables (outbound_messages, outbound_queue, outbound_attempts, suppressions): every
 // SQL statement on them. Listing, inspection and operator actions (the CLI, the API) and the
 // engine's writes (below). Times are ms since the epoch.
+import type { TlsOutcome } from './tls-outcome.ts';
 import type { DB } from '../db/index.ts';
 import { stmt } from '../db/stmt.ts';
 import { commitWithoutFsync } from '../db/group-commit.ts';
@@ -297,11 +298,11 @@ export function recordOutcome(
 /** The attempt log line of an entry. */
 export function insertAttempt(
   db: DB,
-  a: { queueId: string; at: number; mx: string | null; ip: string | null; sourceIp: string | null; tlsVersion: string | null; tlsCipher: string | null; code: number; reply: string; outcome: string; transcript: string | null },
+  a: { queueId: string; at: number; mx: string | null; ip: string | null; sourceIp: string | null; tlsVersion: string | null; tlsCipher: string | null; code: number; reply: string; outcome: string; transcript: string | null; tls?: TlsOutcome | null },
 ): void {
   stmt(db,
-    'INSERT INTO outbound_attempts (queue_id, at, mx, ip, source_ip, tls_version, tls_cipher, code, reply, outcome, transcript) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-  ).run(a.queueId, a.at, a.mx, a.ip, a.sourceIp, a.tlsVersion, a.tlsCipher, a.code, a.reply, a.outcome, a.transcript);
+    'INSERT INTO outbound_attempts (queue_id, at, mx, ip, source_ip, tls_version, tls_cipher, code, reply, outcome, transcript, tls_policy, tls_result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  ).run(a.queueId, a.at, a.mx, a.ip, a.sourceIp, a.tlsVersion, a.tlsCipher, a.code, a.reply, a.outcome, a.transcript, a.tls?.policy ?? null, a.tls?.result ?? null);
 }
 
 /** New entries of an existing message (alias targets outside our domains found while delivering locally). */

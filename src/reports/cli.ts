@@ -4,6 +4,11 @@ import { table, withContext, type CliHelpers } from '../cli/shared.ts';
 import { LetterboxError } from '../errors.ts';
 import { createResolver } from '../dns/resolver.ts';
 import { dmarcView, tlsView, type DmarcView, type TlsView } from './view.ts';
+import { DkimSigner } from '../dkim/sign.ts';
+import { Spool } from '../spool/index.ts';
+import { prepareEnqueue, insertEnqueued } from '../queue/enqueue.ts';
+import { runReportsOut } from './send-out.ts';
+import { listReportsSent } from './out-store.ts';
 
 function days(s: string): number {
   if (!/^\d{1,4}$/.test(s) || Number(s) < 1) throw new LetterboxError('validation_error', `--days: expected a number of days (1-3650), not "${s}"`);
@@ -77,6 +82,54 @@ export function reportCommands(program: Command, { print }: CliHelpers): void {
       withContext(cmd, (ctx) => {
         const v = tlsView(ctx, domain, { days: days(o.days) });
         print(cmd, v, tlsText(v));
+      }),
+    );
+  const reports = program.command('reports').description('DMARC aggregate and TLS reports Letterbox sends to other domains (reports.dmarc_send, reports.tls_send)');
+  reports
+    .command('send')
+    .description('build and queue the reports of one UTC day now (default: yesterday; the daily job does this at 00:23 UTC); a report already built for that day is not sent again')
+    .option('--date <YYYY-MM-DD>', 'the UTC day to report')
+    .option('--kind <kind>', 'dmarc or tls (default: both that are switched on)')
+    .action((o, cmd: Command) =>
+      withContext(cmd, async (ctx) => {
+        if (o.kind && o.kind !== 'dmarc' && o.kind !== 'tls') throw new LetterboxError('validation_error', `--kind: expected dmarc or tls, not "${o.kind}"`);
+        if (o.date && !/^\d{4}-\d{2}-\d{2}$/.test(o.date)) throw new LetterboxError('validation_error', `--date: expected YYYY-MM-DD, not "${o.date}"`);
+        const r = ctx.config.reports;
+        if (!r.dmarc_send && !r.tls_send) throw new LetterboxError('validation_error', 'sending reports is off: set [reports] dmarc_send = true and/or tls_send = true');
+        const resolver = createResolver({ servers: ctx.config.dns.servers, timeoutMs: ctx.config.dns.timeout_ms, clock: ctx.clock });
+        const dkim = new DkimSigner(ctx.db, ctx.log);
+        const spool = new Spool(ctx.config.data_dir);
+        // The running server's queue picks the rows up at its next poll (outbound.poll_interval_ms).
+        const s = await runReportsOut(
+          {
+            ...ctx,
+            resolve: resolver.resolve,
+            dkimSignatures: (d, m, now) => dkim.signatures(d, m, now),
+            enqueue: async (req) => {
+              const p = await prepareEnqueue(spool, req);
+              ctx.db.transaction(() => insertEnqueued(ctx.db, ctx.clock, p))();
+              return { id: p.msgId };
+            },
+          },
+          { ...(o.date ? { date: o.date } : {}), ...(o.kind ? { kinds: [o.kind] } : {}) },
+        );
+        const text =
+          `Reports for ${s.period.begin.slice(0, 10)} (UTC): ${s.sent.length} queued, ${s.skipped.length} skipped\n` +
+          (s.sent.length ? table(s.sent, ['kind', 'domain', 'destination', 'records', 'size']) : '') +
+          (s.skipped.length ? `Skipped:\n${table(s.skipped, ['kind', 'domain', 'destination', 'reason'])}` : '');
+        print(cmd, s, text);
+      }),
+    );
+  reports
+    .command('sent')
+    .description('the reports built in the last N days: queued or skipped (with the reason)')
+    .option('--days <n>', 'built in the last N days', '30')
+    .option('--kind <kind>', 'dmarc or tls')
+    .action((o, cmd: Command) =>
+      withContext(cmd, (ctx) => {
+        const list = listReportsSent(ctx.db, { kind: o.kind, since: ctx.clock.now() - days(o.days) * 86_400_000, limit: 1000 });
+        const rows = list.map((x) => ({ ...x, day: new Date(x.beginAt).toISOString().slice(0, 10), built: new Date(x.createdAt).toISOString() }));
+        print(cmd, list, table(rows, ['day', 'kind', 'domain', 'destination', 'status', 'records', 'size', 'reason']));
       }),
     );
 }

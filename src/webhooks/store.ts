@@ -19,6 +19,7 @@ export const WEBHOOK_EVENT_TYPES = [
   'dkim.rotation_started',
   'dkim.rotated',
   'dkim.retired',
+  'report.sent',
 ] as const;
 
 export interface Webhook {

@@ -10,7 +10,7 @@ export const eventRoutes: RouteSpec[] = [
   defineRoute({
     method: 'get', path: '/events', operationId: 'listEvents', anyThread: true, tag, scope: 'events:read', list: true,
     summary: 'The message tracking log',
-    description: 'message.received, message.queued, message.delivered, message.deferred, message.bounced, message.suppressed, message.blocked_outbound, domain.verified, domain.verification_failed, dkim.rotation_started, dkim.rotated, dkim.retired (DKIM key rotation). Filters: type (repeatable), mailbox, domain, since. Newest first by default; order=asc follows the log oldest first.',
+    description: 'message.received, message.queued, message.delivered, message.deferred, message.bounced, message.suppressed, message.blocked_outbound, domain.verified, domain.verification_failed, dkim.rotation_started, dkim.rotated, dkim.retired (DKIM key rotation), report.sent (a DMARC or TLS report queued to another domain). Filters: type (repeatable), mailbox, domain, since. Newest first by default; order=asc follows the log oldest first.',
     query: EventListQuery, response: EventSchema,
     handler: (req) => {
       const q = req.query;

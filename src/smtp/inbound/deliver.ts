@@ -27,6 +27,7 @@ import { capsState } from '../../submit/accept.ts';
 import { checkMessageCap, checkRecipientCaps, recordSend } from '../../submit/caps.ts';
 import { sendingState } from '../../services/mailbox-queries.ts';
 import { deliveredToHeader, guardForwards } from './forward-guard.ts';
+import { dmarcEvaluationOf, noteDmarcEvaluation } from '../../reports/dmarc-out.ts';
 
 /** Messages up to this size are also kept in memory while spooled (read back from the file above it). */
 const KEEP_IN_MEMORY = 256 * 1024;
@@ -146,6 +147,7 @@ export async function receiveMessage(deps: InboundDeps, stream: Readable, sessio
     const { locals, forwards } = guardOwnForwards(deps, planned, filter.info.deliveredTo, session, releases);
     // Gather the verdicts (authentication, then the spam scan); the policy decides (pure).
     const { auth, evidence, decision, spam } = await judgeMessage(deps, file, session, tx, locals, forwards);
+    noteForDmarcReports(deps, session, tx, auth, decision);
     refuseByPolicy(deps, session, tx, decision);
     const prefix = tracePrefix(file.id, spam?.headerText ?? '', auth.headers, receivedHeader(receivedFields(session, app.config.hostname, file.id, tx, arrival)));
     if (locals.length > 0) saveVerdicts(app.db, file.id, { ...verdictsOf(auth, spam, app.config.hostname, locals), now: app.clock.now() });
@@ -267,6 +269,15 @@ export function policyRefusal(decision: Decision, ref: string): SmtpReply | null
   if (decision.action === 'reject') return reply(decision.code, decision.enhanced, decision.text);
   if (decision.action === 'tempfail') return internalFailure(ref);
   return null;
+}
+
+/** For the DMARC aggregate reports we send (reports.dmarc_send; src/reports/): what DMARC concluded and what we did. */
+function noteForDmarcReports(deps: InboundDeps, session: SessionInfo, tx: Transaction, auth: Parameters<typeof dmarcEvaluationOf>[0], decision: Decision): void {
+  const { app } = deps;
+  if (!app.config.reports.dmarc_send || decision.action === 'tempfail') return;
+  const first = tx.rcpts[0]?.address;
+  const rcptDomain = first ? first.slice(first.lastIndexOf('@') + 1).toLowerCase() : null;
+  noteDmarcEvaluation(app.db, app.log, dmarcEvaluationOf(auth, { ip: session.remoteAddress, mailFrom: tx.mailFrom, rcptDomain, action: decision.action, reason: decision.reason, at: app.clock.now() }));
 }
 
 /** Act on a refusing decision: log it and throw its reply. */
