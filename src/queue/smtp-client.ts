@@ -10,6 +10,7 @@ import type { Resolver } from '../dns/resolver.ts';
 import type { Logger } from '../log.ts';
 import { resolveRoute, resolveHost } from './mx.ts';
 import { MtaSts, type StsPolicy } from './mta-sts.ts';
+import { NO_DANE, peerChain, tlsaText, verifyPeer, type Dane, type DaneHost } from './dane.ts';
 import { outcomeOf, type Outcome } from './classify.ts';
 import { reply, type SmtpReply } from '../mail/reply.ts';
 
@@ -50,6 +51,8 @@ export interface ClientOptions {
   /** The main IP (first of `ips` that is assigned to this host), used when a domain has none. */
   defaultIp: string | null;
   mtaSts: MtaSts | null;
+  /** DANE (RFC 7672) lookups; null when [outbound] dane is off (or a smarthost relays everything). */
+  dane?: Dane | null;
   ca?: string;
   connectTimeoutMs: number;
   socketTimeoutMs: number;
@@ -66,6 +69,10 @@ export interface ConnectTarget {
   ehlo: string;
   localAddress: string | null;
   enforce: boolean;
+  /** DANE applies (TLSA records validated): STARTTLS required; the certificate is checked against them, not the Web PKI. */
+  dane?: Extract<DaneHost, { mode: 'dane' }> | null;
+  /** The recipient domain (a DANE-TA certificate may name it instead of the MX host). */
+  domain?: string;
 }
 
 /**
@@ -86,10 +93,11 @@ export function connectionOptions(
     name: t.ehlo,
     localAddress: t.localAddress ?? undefined,
     secure: !!sh && sh.tls === 'tls',
-    requireTLS: t.enforce || (!!sh && sh.tls === 'starttls'),
-    opportunisticTLS: !t.enforce && !sh,
+    requireTLS: t.enforce || !!t.dane || (!!sh && sh.tls === 'starttls'),
+    opportunisticTLS: !t.enforce && !t.dane && !sh,
     ignoreTLS: !!sh && sh.tls === 'none',
-    tls: { rejectUnauthorized: t.enforce || !!sh, servername, ca: o.ca, minVersion: 'TLSv1.2' },
+    // Under DANE the TLSA records, not the Web PKI, decide (checked after the handshake: verifyPeer).
+    tls: { rejectUnauthorized: (t.enforce && !t.dane) || !!sh, servername, ca: o.ca, minVersion: 'TLSv1.2' },
     connectionTimeout: o.connectTimeoutMs,
     greetingTimeout: o.connectTimeoutMs,
     socketTimeout: o.socketTimeoutMs,
@@ -234,6 +242,9 @@ export class SmtpClient {
       hosts = allowed.map((name) => ({ name, ips: null }));
     }
     const enforce = !!policy && policy.mode === 'enforce';
+    // DANE (RFC 7672): only where the MX RRset itself is DNSSEC-validated; it takes precedence over MTA-STS per host.
+    const dane = !sh && this.o.dane ? this.o.dane : null;
+    const mxSecure = dane ? await dane.mxSecure(job.domain) : false;
     let last: { code: number; reply: string; mx: string | null; ip: string | null } = { code: 451, reply: reply(451, '4.4.1', 'no MX host could be reached').line, mx: null, ip: null };
     for (const h of hosts) {
       let ips: string[];
@@ -249,8 +260,16 @@ export class SmtpClient {
         last = { code: 451, reply: reply(451, '4.4.4', `MX host ${h.name} has no address`).line, mx: h.name, ip: null };
         continue;
       }
+      const d = dane ? await dane.forHost(h.name, mxSecure) : NO_DANE;
+      if (d.mode === 'defer') {
+        transcript.push(`* ${d.reason}`);
+        last = { code: 451, reply: reply(451, '4.7.5', d.reason).line, mx: h.name, ip: null };
+        continue;
+      }
+      if (d.mode === 'dane') transcript.push(`* DANE: ${d.tlsaName} has ${d.records.length} usable TLSA record(s) (${d.records.map(tlsaText).join(', ')}): STARTTLS and a matching certificate required`);
+      else if (dane && mxSecure) transcript.push(`* DANE does not apply to ${h.name}: ${d.reason}`);
       for (const ip of ips) {
-        const r = await this.tryHost(job, h.name, ip, port, enforce, transcript);
+        const r = await this.tryHost(job, h.name, ip, port, enforce, transcript, d.mode === 'dane' ? d : null);
         if (r.kind === 'done') return { results: r.results, attempt: { ...r.attempt, transcript: r.results.every((x) => x.outcome === 'delivered') ? '' : transcript.text() } };
         last = { code: r.code, reply: r.reply, mx: h.name, ip };
       }
@@ -265,11 +284,13 @@ export class SmtpClient {
     port: number,
     enforce: boolean,
     transcript: Transcript,
+    dane: ConnectTarget['dane'] = null,
   ): Promise<HostResult> {
     const src = this.source(job.sendingDomain);
     const localAddress = src.localAddress && isIP(src.localAddress) === isIP(ip) ? src.localAddress : null;
-    const key = `${ip}|${port}|${localAddress ?? ''}|${src.ehlo}|${enforce ? 'e' : 'o'}|${mx}`;
-    const open = (await this.reuse(key, mx, ip, transcript)) ?? (await this.connect({ mx, ip, port, ehlo: src.ehlo, localAddress, enforce }, transcript));
+    // A DANE connection is pooled apart (it was checked against the TLSA records when opened).
+    const key = `${ip}|${port}|${localAddress ?? ''}|${src.ehlo}|${enforce ? 'e' : 'o'}${dane ? 'd' : ''}|${mx}`;
+    const open = (await this.reuse(key, mx, ip, transcript)) ?? (await this.connect({ mx, ip, port, ehlo: src.ehlo, localAddress, enforce, dane, domain: job.domain }, transcript));
     if ('kind' in open) return open;
     const { conn, info } = open;
     const attempt: AttemptInfo = { mx, ip, sourceIp: info.sourceIp, tlsVersion: info.tlsVersion, tlsCipher: info.tlsCipher, transcript: '' };
@@ -329,9 +350,25 @@ export class SmtpClient {
     } catch (err: any) {
       conn.close();
       transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
+      if (t.dane) {
+        // TLSA records require TLS: no STARTTLS (or a failed handshake) is a temporary failure at this host (RFC 7672 §2.2).
+        const why = `DANE: TLSA records of ${t.mx} require STARTTLS, but the TLS session with ${t.mx} [${t.ip}] failed (${err.message}); will retry`;
+        transcript.push(`* ${why}`);
+        return { kind: 'next', code: 451, reply: reply(451, '4.7.5', why).line };
+      }
       return { kind: 'next', ...connectFailure(err, t.mx, t.ip) };
     }
     const sock = conn._socket;
+    if (t.dane) {
+      const v = verifyPeer(t.dane.records, conn.secure ? peerChain(sock) : [], [t.mx, ...(t.domain ? [t.domain] : [])], new Date());
+      if (!v.ok) {
+        conn.close();
+        const why = `DANE: ${v.reason.replace(/^no TLSA record matched the certificate/, `no TLSA record of ${t.dane.tlsaName} matched the certificate of ${t.mx} [${t.ip}]`)}; will retry`;
+        transcript.push(`* ${why}`);
+        return { kind: 'next', code: 451, reply: reply(451, '4.7.5', why).line };
+      }
+      transcript.push(`* DANE: the certificate of ${t.mx} [${t.ip}] matches TLSA ${tlsaText(v.matched)}`);
+    }
     const info = {
       tlsVersion: conn.secure && sock?.getProtocol ? sock.getProtocol() : null,
       tlsCipher: conn.secure && sock?.getCipher ? sock.getCipher()?.name ?? null : null,
