@@ -20,6 +20,8 @@ import { certMatches, decideHost, tlsaName, usableTlsa, verifyPeer } from '../sr
 import { createSecureResolver, parseServer, verdictOf, type TlsaRecord } from '../src/dns/dnssec.ts';
 import { connectionOptions } from '../src/queue/smtp-client.ts';
 import { SignedZone } from './helpers/dnssec.ts';
+import { TestDns } from './helpers/dns.ts';
+import { checkDane } from '../src/doctor/index.ts';
 import { testCert } from './helpers/sink.ts';
 import { freePort } from './helpers/appliance.ts';
 
@@ -329,4 +331,22 @@ test('bogus TLSA answer (signature does not verify: SERVFAIL from unbound) → d
   assert.match(row.last_reply, /^451 4\.7\.5 DANE: the TLSA lookup of _\d+\._tcp\.mx-bogus\.dane\.test failed DNSSEC validation/);
   assert.doesNotMatch(attempt.transcript, /connecting to mx-bogus/);
   assert.equal(mxs[5].received.length, 0);
+});
+
+test('doctor: the DANE resolver check is ok when dns.servers validates (AD), a warning with the fix when it does not', async () => {
+  const withServer = (server: string) => ({ ...app.config, dns: { ...app.config.dns, servers: [server], timeout_ms: 1000 } });
+  const [ok] = await checkDane(withServer(zone.server), 'dane.test');
+  assert.equal(ok.status, 'ok', ok.message);
+  assert.match(ok.message, /validates DNSSEC \(AD set for dane\.test DNSKEY\)/);
+  const plain = await new TestDns().start(); // answers, but does not validate
+  try {
+    const [w] = await checkDane(withServer(plain.server), 'dane.test');
+    assert.equal(w.status, 'warn');
+    assert.match(w.message, /without the AD bit.*DANE .* is never applied/);
+    assert.match(w.fix!, /validating resolver.*local unbound/);
+  } finally {
+    await plain.stop();
+  }
+  assert.deepEqual(await checkDane({ ...app.config, outbound: { ...app.config.outbound, dane: false } }, 'dane.test'), [], 'dane = false: no check');
+  assert.deepEqual(await checkDane(withServer(zone.server), ''), [], "--dane-probe '' skips");
 });

@@ -157,6 +157,17 @@ export function peerChain(sock: { getPeerCertificate(detailed: true): any } | nu
   return out;
 }
 
+/**
+ * Decide: the doctor's verdict on the resolver from its answer for a DNSSEC-signed name's DNSKEY:
+ * DANE needs AD (a validating resolver), else TLSA records are never used. Pure.
+ */
+export function daneResolverVerdict(v: SecureLookup, probe: string, server: string): { status: 'ok' | 'warn'; message: string; fix?: string } {
+  const fix = `use a validating resolver for [dns] servers: the local unbound (install.sh installs it on 127.0.0.1; set servers = ["127.0.0.1"]), or set [outbound] dane = false`;
+  if (v.status === 'ok' && v.secure) return { status: 'ok', message: `${server} validates DNSSEC (AD set for ${probe} DNSKEY): DANE applies where TLSA records are published` };
+  const what = v.status === 'servfail' ? `answered SERVFAIL for ${probe} DNSKEY` : v.status === 'error' ? `did not answer (${v.message})` : `answered ${probe} DNSKEY without the AD bit`;
+  return { status: 'warn', message: `${server} ${what}: it does not validate DNSSEC, so DANE (TLSA records) is never applied to outbound mail`, fix };
+}
+
 /** The DANE lookups of the queue: the MX RRset's security, then each host's addresses and TLSA records. */
 export class Dane {
   private r: SecureResolver;
