@@ -191,6 +191,7 @@ before(async () => {
   const h = (pem: string) => sha('sha256', spki(pem)).toString('hex');
   const lines: string[] = [];
   for (const [k, ip] of Object.entries(hosts)) lines.push(`${k} IN MX 10 mx-${k}.dane.test.`, `mx-${k} IN A ${ip}`);
+  lines.push(`two IN MX 10 mx-bad.dane.test.`, `two IN MX 20 mx-ok.dane.test.`);
   lines.push(
     `_${port}._tcp.mx-ok IN TLSA 3 1 1 ${h(certs.ok.cert)}`,
     `_${port}._tcp.mx-bad IN TLSA 3 1 1 ${h(certs.ok.cert)}`, // not the certificate mx-bad presents
@@ -302,6 +303,15 @@ test('mismatching TLSA → deferred (4.7.5) with a transcript naming the TLSA na
   assert.match(attempt.transcript, /DANE: _\d+\._tcp\.mx-bad\.dane\.test has 1 usable TLSA record\(s\) \(3 1 1 /);
   assert.match(attempt.transcript, new RegExp(`its SHA-256 of the public key \\(3 1 1\\) is ${sha('sha256', spki(certs.bad.cert)).toString('hex')}`));
   assert.equal(mxs[1].received.length, 0, 'no message went to the host that failed DANE');
+});
+
+test('a host failing DANE is skipped for the next MX: delivered to the second MX, whose certificate matches; nothing went to the first', async () => {
+  const before = mxs[1].received.length;
+  const { row, attempt } = await send('u@two.dane.test');
+  assert.equal(row.status, 'delivered', row.last_reply);
+  assert.equal(attempt.mx, 'mx-ok.dane.test');
+  assert.ok(mxs[0].received.find((x) => x.to.includes('u@two.dane.test'))?.secure);
+  assert.equal(mxs[1].received.length, before);
 });
 
 test('no TLSA (authenticated denial) → delivered opportunistically over TLS, as without DANE', async () => {
