@@ -65,7 +65,7 @@ export function verdictOf(res: { rcode?: string; flags?: number; answers?: any[]
 }
 
 export function createSecureResolver(o: SecureResolverOptions): SecureResolver {
-  const server = parseServer(o.servers[0] ?? new dnsp.Resolver().getServers()[0] ?? '127.0.0.1');
+  const server = o.servers[0] ? parseServer(o.servers[0]) : systemServer();
   const cacheMs = o.cacheMs ?? 60_000;
   const cache = new BoundedMap<string, { until: number; value: SecureLookup }>(10_000);
 
@@ -98,6 +98,15 @@ export function createSecureResolver(o: SecureResolverOptions): SecureResolver {
       return { ...v, records: v.records.map((r: any) => ({ usage: r.usage, selector: r.selector, matchingType: r.matchingType, data: Buffer.from(r.certificate) })) };
     },
   };
+}
+
+/** The system's first resolver (dns.servers empty); loopback when it cannot be read. */
+function systemServer(): { host: string; port: number } {
+  try {
+    return parseServer(new dnsp.Resolver().getServers()[0] ?? '127.0.0.1');
+  } catch {
+    return { host: '127.0.0.1', port: 53 };
+  }
 }
 
 /** One query with DO=1 and RD=1; UDP first, TCP when the answer is truncated. */
