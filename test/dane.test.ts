@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import dnsPacket from 'dns-packet';
 import { createAppContext, type AppContext } from '../src/context.ts';
 import { loadConfig } from '../src/config/load.ts';
@@ -185,6 +186,9 @@ const certs = {
   bogus: testCert(['mx-bogus.dane.test']),
 };
 const ta = caAndLeaf(['mx-ta.dane.test']);
+const stsCert = testCert(['mta-sts.sts.dane.test']);
+let sts: HttpsServer;
+let stsPort: number;
 
 before(async () => {
   port = await freePort();
@@ -192,6 +196,14 @@ before(async () => {
   const lines: string[] = [];
   for (const [k, ip] of Object.entries(hosts)) lines.push(`${k} IN MX 10 mx-${k}.dane.test.`, `mx-${k} IN A ${ip}`);
   lines.push(`two IN MX 10 mx-bad.dane.test.`, `two IN MX 20 mx-ok.dane.test.`);
+  // MTA-STS (enforce) and DANE on one domain: its MX presents a self-signed certificate that only DANE vouches for.
+  lines.push(`sts IN MX 10 mx-ok.dane.test.`, `_mta-sts.sts IN TXT "v=STSv1; id=20261207"`, `mta-sts.sts IN A 127.0.0.1`);
+  stsPort = await freePort();
+  sts = createHttpsServer({ key: stsCert.key, cert: stsCert.cert }, (req, res) => {
+    if (req.url === '/.well-known/mta-sts.txt') res.end('version: STSv1\nmode: enforce\nmx: mx-ok.dane.test\nmax_age: 86400\n');
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => sts.listen(stsPort, '127.0.0.1', () => r()));
   lines.push(
     `_${port}._tcp.mx-ok IN TLSA 3 1 1 ${h(certs.ok.cert)}`,
     `_${port}._tcp.mx-bad IN TLSA 3 1 1 ${h(certs.ok.cert)}`, // not the certificate mx-bad presents
@@ -232,7 +244,9 @@ managed = false
 [outbound]
 port = ${port}
 retry_jitter = 0
-mta_sts = false
+mta_sts = true
+mta_sts_port = ${stsPort}
+tls_ca_file = "${join(stsCert.dir, 'cert.pem')}"
 poll_interval_ms = 100
 ipv4_only = true
 `,
@@ -246,10 +260,11 @@ after(async () => {
   await app?.queue.stop();
   app?.db.close();
   for (const m of mxs) await new Promise<void>((r) => m.server.close(() => r()));
+  await new Promise<void>((r) => (sts ? sts.close(() => r()) : r()));
   await zone?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
   rmSync(certDir, { recursive: true, force: true });
-  for (const c of [self, other, ...Object.values(certs)]) rmSync(c.dir, { recursive: true, force: true });
+  for (const c of [self, other, stsCert, ...Object.values(certs)]) rmSync(c.dir, { recursive: true, force: true });
 });
 
 async function until<T>(f: () => T | undefined | null | false, what: string, ms = 30000): Promise<T> {
@@ -312,6 +327,15 @@ test('a host failing DANE is skipped for the next MX: delivered to the second MX
   assert.equal(attempt.mx, 'mx-ok.dane.test');
   assert.ok(mxs[0].received.find((x) => x.to.includes('u@two.dane.test'))?.secure);
   assert.equal(mxs[1].received.length, before);
+});
+
+test('DANE takes precedence over MTA-STS (RFC 8461 §2): an enforce policy names the MX, whose self-signed certificate only its TLSA record vouches for → delivered', async () => {
+  const { row, attempt } = await send('u@sts.dane.test');
+  assert.equal(row.status, 'delivered', `${row.last_reply}\n${attempt?.transcript}`);
+  assert.equal(attempt.mx, 'mx-ok.dane.test');
+  assert.ok(mxs[0].received.find((x) => x.to.includes('u@sts.dane.test'))?.secure);
+  // The policy was fetched and applies (it is stored): the Web PKI check of MTA-STS was not what let it through.
+  assert.equal(app.db.prepare("SELECT mode FROM mta_sts_policies WHERE domain = 'sts.dane.test'").pluck().get(), 'enforce');
 });
 
 test('no TLSA (authenticated denial) → delivered opportunistically over TLS, as without DANE', async () => {
