@@ -126,6 +126,8 @@ test('verdictOf reads the AD bit and the rcode; parseServer takes dns.servers fo
   assert.deepEqual(verdictOf({ rcode: 'NXDOMAIN', flags: AD }, 'TLSA'), { status: 'nxdomain', secure: true });
   assert.deepEqual(verdictOf({ rcode: 'SERVFAIL', flags: 0 }, 'TLSA'), { status: 'servfail' });
   assert.equal(verdictOf({ rcode: 'REFUSED' }, 'TLSA').status, 'error');
+  const cn = verdictOf({ rcode: 'NOERROR', flags: AD, questions: [{ name: 'MX.a.test' }], answers: [{ type: 'CNAME', name: 'mx.a.test', data: 'b.a.test' }, { type: 'CNAME', name: 'b.a.test', data: 'c.a.test.' }, { type: 'A', name: 'c.a.test', data: '192.0.2.1' }] }, 'A');
+  assert.deepEqual(cn, { status: 'ok', secure: true, records: ['192.0.2.1'], cname: 'c.a.test' }, 'the CNAME chain is followed to the expanded name');
   assert.deepEqual(parseServer('127.0.0.1:5353'), { host: '127.0.0.1', port: 5353 });
   assert.deepEqual(parseServer('10.0.0.1'), { host: '10.0.0.1', port: 53 });
   assert.deepEqual(parseServer('[::1]:54'), { host: '::1', port: 54 });
@@ -134,7 +136,7 @@ test('verdictOf reads the AD bit and the rcode; parseServer takes dns.servers fo
 
 test('connectionOptions under DANE: STARTTLS required, Web PKI not consulted (the TLSA records decide), SNI = MX host', () => {
   const t = { mx: 'mx.example.test', ip: '192.0.2.1', port: 25, ehlo: 'me', localAddress: null, enforce: true };
-  const o = connectionOptions({ ...t, dane: { mode: 'dane', records: [], tlsaName: '_25._tcp.mx.example.test' } }, null, { ca: undefined, connectTimeoutMs: 1, socketTimeoutMs: 1 }) as any;
+  const o = connectionOptions({ ...t, dane: { mode: 'dane', records: [], tlsaName: '_25._tcp.mx.example.test', names: ['mx.example.test'] } }, null, { ca: undefined, connectTimeoutMs: 1, socketTimeoutMs: 1 }) as any;
   assert.equal(o.requireTLS, true);
   assert.equal(o.opportunisticTLS, false);
   assert.equal(o.tls.rejectUnauthorized, false);
@@ -196,6 +198,8 @@ before(async () => {
   const lines: string[] = [];
   for (const [k, ip] of Object.entries(hosts)) lines.push(`${k} IN MX 10 mx-${k}.dane.test.`, `mx-${k} IN A ${ip}`);
   lines.push(`two IN MX 10 mx-bad.dane.test.`, `two IN MX 20 mx-ok.dane.test.`);
+  // An MX host that is an alias: the TLSA records at the expanded name count first (the ones at the alias would not match).
+  lines.push(`cn IN MX 10 mx-cn.dane.test.`, `mx-cn IN CNAME mx-ok.dane.test.`, `_${port}._tcp.mx-cn IN TLSA 3 1 1 ${h(certs.bad.cert)}`);
   // MTA-STS (enforce) and DANE on one domain: its MX presents a self-signed certificate that only DANE vouches for.
   lines.push(`sts IN MX 10 mx-ok.dane.test.`, `_mta-sts.sts IN TXT "v=STSv1; id=20261207"`, `mta-sts.sts IN A 127.0.0.1`);
   stsPort = await freePort();
@@ -336,6 +340,12 @@ test('DANE takes precedence over MTA-STS (RFC 8461 §2): an enforce policy names
   assert.ok(mxs[0].received.find((x) => x.to.includes('u@sts.dane.test'))?.secure);
   // The policy was fetched and applies (it is stored): the Web PKI check of MTA-STS was not what let it through.
   assert.equal(app.db.prepare("SELECT mode FROM mta_sts_policies WHERE domain = 'sts.dane.test'").pluck().get(), 'enforce');
+});
+
+test('an MX host name that is a (validated) CNAME: the TLSA records of the expanded name are used first (RFC 7672 §2.2.2) → delivered', async () => {
+  const { row, attempt } = await send('u@cn.dane.test');
+  assert.equal(row.status, 'delivered', `${row.last_reply}\n${attempt?.transcript}`);
+  assert.ok(mxs[0].received.find((x) => x.to.includes('u@cn.dane.test'))?.secure);
 });
 
 test('no TLSA (authenticated denial) → delivered opportunistically over TLS, as without DANE', async () => {

@@ -13,7 +13,8 @@ import { BoundedMap } from '../util/bounded-map.ts';
 
 /** The verdict of one lookup. `secure`: the resolver set AD (it validated the answer, or the denial). */
 export type SecureLookup<T = any> =
-  | { status: 'ok'; secure: boolean; records: T[] }
+  /** `cname`: the name the answer was found at, when the asked name is an alias (CNAME chain followed by the resolver). */
+  | { status: 'ok'; secure: boolean; records: T[]; cname?: string }
   | { status: 'nodata' | 'nxdomain'; secure: boolean }
   /** SERVFAIL: from a validating resolver, a bogus (or unverifiable) answer. */
   | { status: 'servfail' }
@@ -54,14 +55,21 @@ export function parseServer(s: string): { host: string; port: number } {
 }
 
 /** Decide: the verdict of a DNS response for `type` (answers of other types, e.g. RRSIG or CNAME, are left out). Pure. */
-export function verdictOf(res: { rcode?: string; flags?: number; answers?: any[] }, type: string): SecureLookup {
+export function verdictOf(res: { rcode?: string; flags?: number; answers?: any[]; questions?: any[] }, type: string): SecureLookup {
   const secure = ((res.flags ?? 0) & dnsPacket.AUTHENTIC_DATA) !== 0;
   const rcode = res.rcode ?? 'NOERROR';
   if (rcode === 'SERVFAIL') return { status: 'servfail' };
   if (rcode === 'NXDOMAIN') return { status: 'nxdomain', secure };
   if (rcode !== 'NOERROR') return { status: 'error', message: `resolver answered ${rcode}` };
   const records = (res.answers ?? []).filter((a) => a.type === type).map((a) => a.data);
-  return records.length ? { status: 'ok', secure, records } : { status: 'nodata', secure };
+  if (!records.length) return { status: 'nodata', secure };
+  // Follow the CNAME chain from the question's name (bounded: a loop ends it).
+  const norm = (n: unknown) => String(n).toLowerCase().replace(/\.$/, '');
+  const alias = new Map<string, string>();
+  for (const a of res.answers ?? []) if (a.type === 'CNAME') alias.set(norm(a.name), norm(a.data));
+  let name = norm(res.questions?.[0]?.name ?? '');
+  for (let i = 0; i < 16 && alias.has(name); i++) name = alias.get(name)!;
+  return alias.size && name ? { status: 'ok', secure, records, cname: name } : { status: 'ok', secure, records };
 }
 
 export function createSecureResolver(o: SecureResolverOptions): SecureResolver {

@@ -23,7 +23,8 @@ export type DaneHost =
   /** DANE does not apply: MTA-STS (if any) or opportunistic TLS, as without DANE. */
   | { mode: 'none'; reason: string }
   /** STARTTLS required and the certificate must match one of `records` (usable ones only). */
-  | { mode: 'dane'; records: TlsaRecord[]; tlsaName: string }
+  /** `names`: the reference identifiers for DANE-TA (RFC 7672 §3.2.2): the CNAME-expanded host name when it has the TLSA records, the MX host name. */
+  | { mode: 'dane'; records: TlsaRecord[]; tlsaName: string; names: string[] }
   /** Do not deliver to this host now (a temporary failure): the TLSA lookup was bogus or failed. */
   | { mode: 'defer'; reason: string; outcome: DaneOutcome };
 
@@ -54,7 +55,7 @@ export function tlsaName(host: string, port: number): string {
  * Decide: what DANE means for one MX host from the security of its MX RRset, its address lookup,
  * and its TLSA lookup (RFC 7672 §2.1–2.2). `tlsa` is null when it was not looked up (no need). Pure.
  */
-export function decideHost(i: { host: string; name: string; mxSecure: boolean; addr: SecureLookup | null; tlsa: SecureLookup<TlsaRecord> | null }): DaneHost {
+export function decideHost(i: { host: string; name: string; mxSecure: boolean; addr: SecureLookup | null; tlsa: SecureLookup<TlsaRecord> | null; names?: string[] }): DaneHost {
   if (!i.mxSecure) return { mode: 'none', reason: `the MX records are not DNSSEC-validated` };
   if (!i.addr) return { mode: 'none', reason: `the address of ${i.host} was not looked up` };
   if (i.addr.status === 'servfail') return { mode: 'defer', reason: `DANE: the address lookup of ${i.host} failed DNSSEC validation (SERVFAIL from the validating resolver); will retry`, outcome: { policy: 'tlsa', result: 'dnssec-invalid' } };
@@ -67,7 +68,7 @@ export function decideHost(i: { host: string; name: string; mxSecure: boolean; a
   if (!t.secure) return { mode: 'none', reason: `the TLSA records at ${i.name} are not DNSSEC-validated (ignored)` };
   const usable = usableTlsa(t.records);
   if (usable.length === 0) return { mode: 'none', reason: `the TLSA records at ${i.name} are all unusable for SMTP (PKIX usages or unknown parameters): opportunistic TLS` };
-  return { mode: 'dane', records: usable, tlsaName: i.name };
+  return { mode: 'dane', records: usable, tlsaName: i.name, names: i.names ?? [i.host] };
 }
 
 function selected(cert: X509Certificate, selector: number): Buffer {
@@ -189,7 +190,13 @@ export class Dane {
     if (!mxSecure) return decideHost({ host, name, mxSecure, addr: null, tlsa: null });
     let addr = await this.r.lookup(host, 'A');
     if (addr.status === 'nodata' || addr.status === 'nxdomain') addr = await this.r.lookup(host, 'AAAA');
-    const addrOk = addr.status === 'ok' && addr.secure;
-    return decideHost({ host, name, mxSecure, addr, tlsa: addrOk ? await this.r.tlsa(name) : null });
+    if (addr.status !== 'ok' || !addr.secure) return decideHost({ host, name, mxSecure, addr, tlsa: null });
+    // An alias (validated CNAME): TLSA records at the expanded name first, then at the MX host name (RFC 7672 §2.2.2).
+    if (addr.cname && addr.cname !== host.toLowerCase().replace(/\.$/, '')) {
+      const expanded = tlsaName(addr.cname, this.port);
+      const t = await this.r.tlsa(expanded);
+      if (t.status !== 'nodata' && t.status !== 'nxdomain') return decideHost({ host, name: expanded, mxSecure, addr, tlsa: t, names: [addr.cname, host] });
+    }
+    return decideHost({ host, name, mxSecure, addr, tlsa: await this.r.tlsa(name) });
   }
 }

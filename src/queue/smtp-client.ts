@@ -85,7 +85,8 @@ export function connectionOptions(
   sh: { tls: 'starttls' | 'tls' | 'none' } | null,
   o: { ca: string[] | undefined; connectTimeoutMs: number; socketTimeoutMs: number },
 ): Record<string, unknown> {
-  const servername = isIP(t.mx) ? undefined : t.mx;
+  // SNI: the MX host name; under DANE, the TLSA base domain (the CNAME-expanded name when the records are there; RFC 7672 §8.1).
+  const servername = isIP(t.mx) ? undefined : t.dane ? t.dane.names[0] : t.mx;
   return {
     host: t.ip,
     port: t.port,
@@ -360,7 +361,7 @@ export class SmtpClient {
     }
     const sock = conn._socket;
     if (t.dane) {
-      const v = verifyPeer(t.dane.records, conn.secure ? peerChain(sock) : [], [t.mx, ...(t.domain ? [t.domain] : [])], new Date());
+      const v = verifyPeer(t.dane.records, conn.secure ? peerChain(sock) : [], [...t.dane.names, ...(t.domain ? [t.domain] : [])], new Date());
       if (!v.ok) {
         conn.close();
         const why = `DANE: ${v.reason.replace(/^no TLSA record matched the certificate/, `no TLSA record of ${t.dane.tlsaName} matched the certificate of ${t.mx} [${t.ip}]`)}; will retry`;
