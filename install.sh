@@ -7,7 +7,7 @@
 #                                          and, when run as root, Dovecot's Debian packages and the
 #                                          'vmail' user, rspamd and redis-server (spam filtering).
 #                                          --test-tools adds swaks, python3-dkim, dnsmasq, xmllint (libxml2-utils),
-#                                          fusepy + fuse3 (the power-loss test).
+#                                          fusepy + fuse3 (the power-loss test), unbound, nsd, ldnsutils (DANE tests).
 #
 #   bash install.sh [options]              production install (or upgrade) on Debian 12 or 13, Ubuntu 24.04 or 26.04:
 #     --hostname NAME       the server's FQDN (MX target, EHLO, certificate); default: hostname -f
@@ -30,6 +30,8 @@ MIN_NODE_MAJOR=22
 MIN_NODE_MINOR=19
 DOVECOT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve dovecot-managesieved)
 TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl systemd libxml2-utils python3-fusepy fuse3)
+# DANE tests (issue #18): a signed zone (ldnsutils) served by nsd, validated by unbound, all run by the tests themselves.
+TEST_PACKAGES+=(unbound nsd ldnsutils)
 # Spam filtering (issue #14): supervised by Letterbox like Dovecot; their own services stay off.
 SPAM_PACKAGES=(rspamd redis-server)
 
@@ -105,6 +107,8 @@ disable_system_dovecot() {
     # rspamd and Redis run as Letterbox's children from its generated config (issue #14).
     systemctl disable --now rspamd.service redis-server.service >/dev/null 2>&1 || true
     systemctl mask rspamd.service redis-server.service >/dev/null 2>&1 || true
+    # nsd (a test tool: the DANE tests run their own) would take port 53 from the local unbound.
+    systemctl disable --now nsd.service >/dev/null 2>&1 || true
   fi
 }
 

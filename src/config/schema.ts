@@ -178,6 +178,8 @@ export const configSchema = z
         smarthost_user: z.string().default(''),
         smarthost_password_file: z.string().default(''),
         mta_sts: bool.default(true),
+        // DANE (RFC 7672): TLSA records that a DNSSEC-validating resolver (dns.servers) vouches for make TLS and a matching certificate mandatory.
+        dane: bool.default(true),
         // Port of MTA-STS policy hosts (RFC 8461: 443; tests point it at a local HTTPS server).
         mta_sts_port: int(1, 65535).default(443),
         // Extra CA certificates (PEM file) trusted for MTA-STS policy hosts and enforced MX TLS.

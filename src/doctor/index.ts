@@ -22,6 +22,8 @@ import { spfUnauthorised } from '../mail/spf.ts';
 import { heloSpfRecords, type DnsRecord } from '../dns/records.ts';
 import { checkSpam } from '../spam/doctor.ts';
 import { dovecotPaths, dovecotSeries } from '../dovecot/config.ts';
+import { createSecureResolver } from '../dns/dnssec.ts';
+import { daneResolverVerdict } from '../queue/dane.ts';
 
 const run = promisify(execFile);
 
@@ -62,10 +64,13 @@ export interface DoctorInput {
   outboundProbe?: string;
   /** SNTP server "host:port" to measure clock skew against (default DEFAULT_NTP; '' skips). */
   ntp?: string;
+  /** A DNSSEC-signed name whose DNSKEY the resolver must validate for DANE (default DEFAULT_DANE_PROBE, the root; '' skips). */
+  daneProbe?: string;
 }
 
 export const DEFAULT_OUTBOUND_PROBE = 'gmail-smtp-in.l.google.com:25';
 export const DEFAULT_NTP = 'pool.ntp.org:123';
+export const DEFAULT_DANE_PROBE = '.';
 
 /** Widely used IP blocklists. Some refuse queries that come through large public resolvers. */
 export const DEFAULT_DNSBLS = ['zen.spamhaus.org', 'bl.spamcop.net', 'b.barracudacentral.org', 'psbl.surriel.com'];
@@ -91,6 +96,7 @@ export async function runDoctor(i: DoctorInput): Promise<DoctorReport> {
     checkSpam(i.config, i.resolver, { dnsbl: (i.dnsbls ?? DEFAULT_DNSBLS).length > 0 }), // rspamd, Redis, blocklist resolver (issue #14)
     checkOutbound(i.config, i.outboundProbe, i.timeoutMs ?? 3000),
     checkClock(i.ntp ?? DEFAULT_NTP, now, i.timeoutMs ?? 3000),
+    checkDane(i.config, i.daneProbe ?? DEFAULT_DANE_PROBE),
   ]);
   for (const g of groups) checks.push(...g);
   checks.push(...checkDisk(i.config));
@@ -316,6 +322,14 @@ export async function checkClock(ntp: string, now: () => number, timeoutMs: numb
 }
 
 // ---- outbound port 25 ---------------------------------------------------------------------------
+
+/** DANE (issue #18): the resolver (dns.servers) must validate DNSSEC, or TLSA records are never trusted. */
+export async function checkDane(config: Config, probe: string): Promise<Check[]> {
+  if (!config.outbound.dane || config.outbound.smarthost || !probe) return [];
+  const r = createSecureResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout_ms, clock: { now: () => Date.now() }, cacheMs: 0 });
+  const v = daneResolverVerdict(await r.lookup(probe, 'DNSKEY'), probe, `${r.server.host}:${r.server.port}`);
+  return [{ area: 'outbound', name: 'DANE resolver', ...v }];
+}
 
 export async function checkOutbound(config: Config, probe: string | undefined, timeoutMs: number): Promise<Check[]> {
   const smarthost = config.outbound.smarthost;

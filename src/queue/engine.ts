@@ -12,6 +12,8 @@ import { parseHostPort } from '../config/schema.ts';
 import type { DkimSigner } from '../dkim/sign.ts';
 import { SmtpClient, type AttemptInfo } from './smtp-client.ts';
 import { MtaSts } from './mta-sts.ts';
+import { Dane } from './dane.ts';
+import { createSecureResolver } from '../dns/dnssec.ts';
 import type { RetryPolicy } from './schedule.ts';
 import { outcomeOf } from './classify.ts';
 import type { QueueRow } from './decide.ts';
@@ -62,6 +64,7 @@ export class Queue implements QueueService, Component {
       domainIps: Object.fromEntries(Object.entries(o.domain_ips).map(([k, v]) => [k.toLowerCase(), v])),
       defaultIp: mainIp(app.config.ips),
       mtaSts: o.mta_sts && !smarthost ? new MtaSts({ resolver: app.resolver, db: app.db, clock: app.clock, log: app.log, port: o.mta_sts_port, ca, timeoutMs: o.connect_timeout_ms }) : null,
+      dane: o.dane && !smarthost ? new Dane({ resolver: createSecureResolver({ servers: app.config.dns.servers, timeoutMs: app.config.dns.timeout_ms, clock: app.clock }), port: o.port }) : null,
       ca,
       connectTimeoutMs: o.connect_timeout_ms,
       socketTimeoutMs: o.socket_timeout_ms,

@@ -10,6 +10,7 @@ import type { Resolver } from '../dns/resolver.ts';
 import type { Logger } from '../log.ts';
 import { resolveRoute, resolveHost } from './mx.ts';
 import { MtaSts, type StsPolicy } from './mta-sts.ts';
+import { NO_DANE, peerChain, tlsaText, verifyPeer, type Dane, type DaneHost } from './dane.ts';
 import { outcomeOf, type Outcome } from './classify.ts';
 import { reply, type SmtpReply } from '../mail/reply.ts';
 import { isTlsError, sessionOutcome, tlsFailureOf, type TlsFailureType, type TlsOutcome, type TlsPolicyType } from './tls-outcome.ts';
@@ -53,6 +54,8 @@ export interface ClientOptions {
   /** The main IP (first of `ips` that is assigned to this host), used when a domain has none. */
   defaultIp: string | null;
   mtaSts: MtaSts | null;
+  /** DANE (RFC 7672) lookups; null when [outbound] dane is off (or a smarthost relays everything). */
+  dane?: Dane | null;
   ca?: string;
   connectTimeoutMs: number;
   socketTimeoutMs: number;
@@ -72,6 +75,10 @@ export interface ConnectTarget {
   ehlo: string;
   localAddress: string | null;
   enforce: boolean;
+  /** DANE applies (TLSA records validated): STARTTLS required; the certificate is checked against them, not the Web PKI. */
+  dane?: Extract<DaneHost, { mode: 'dane' }> | null;
+  /** The recipient domain (a DANE-TA certificate may name it instead of the MX host). */
+  domain?: string;
 }
 
 /**
@@ -84,7 +91,8 @@ export function connectionOptions(
   sh: { tls: 'starttls' | 'tls' | 'none' } | null,
   o: { ca: string[] | undefined; connectTimeoutMs: number; socketTimeoutMs: number },
 ): Record<string, unknown> {
-  const servername = isIP(t.mx) ? undefined : t.mx;
+  // SNI: the MX host name; under DANE, the TLSA base domain (the CNAME-expanded name when the records are there; RFC 7672 §8.1).
+  const servername = isIP(t.mx) ? undefined : t.dane ? t.dane.names[0] : t.mx;
   return {
     host: t.ip,
     port: t.port,
@@ -92,10 +100,11 @@ export function connectionOptions(
     name: t.ehlo,
     localAddress: t.localAddress ?? undefined,
     secure: !!sh && sh.tls === 'tls',
-    requireTLS: t.enforce || (!!sh && sh.tls === 'starttls'),
-    opportunisticTLS: !t.enforce && !sh,
+    requireTLS: t.enforce || !!t.dane || (!!sh && sh.tls === 'starttls'),
+    opportunisticTLS: !t.enforce && !t.dane && !sh,
     ignoreTLS: !!sh && sh.tls === 'none',
-    tls: { rejectUnauthorized: t.enforce || !!sh, servername, ca: o.ca, minVersion: 'TLSv1.2' },
+    // Under DANE the TLSA records, not the Web PKI, decide (checked after the handshake: verifyPeer).
+    tls: { rejectUnauthorized: (t.enforce && !t.dane) || !!sh, servername, ca: o.ca, minVersion: 'TLSv1.2' },
     connectionTimeout: o.connectTimeoutMs,
     greetingTimeout: o.connectTimeoutMs,
     socketTimeout: o.socketTimeoutMs,
@@ -243,6 +252,9 @@ export class SmtpClient {
     const enforce = !!policy && policy.mode === 'enforce';
     // TLS reporting counts sessions to the recipient domain's MX hosts only (not a smarthost's).
     const tlsPolicy: TlsPolicyInfo | null = sh ? null : { type: (policy && policy.mode !== 'none') || stsFailure ? 'sts' : 'no-policy-found', failure: stsFailure };
+    // DANE (RFC 7672): only where the MX RRset itself is DNSSEC-validated; it takes precedence over MTA-STS per host.
+    const dane = !sh && this.o.dane ? this.o.dane : null;
+    const mxSecure = dane ? await dane.mxSecure(job.domain) : false;
     let last: { code: number; reply: string; mx: string | null; ip: string | null; tls?: TlsOutcome | null } = { code: 451, reply: reply(451, '4.4.1', 'no MX host could be reached').line, mx: null, ip: null };
     for (const h of hosts) {
       let ips: string[];
@@ -258,8 +270,18 @@ export class SmtpClient {
         last = { code: 451, reply: reply(451, '4.4.4', `MX host ${h.name} has no address`).line, mx: h.name, ip: null };
         continue;
       }
+      const d = dane ? await dane.forHost(h.name, mxSecure) : NO_DANE;
+      if (d.mode === 'defer') {
+        transcript.push(`* ${d.reason}`);
+        // A bogus TLSA answer: reported as DANE's dnssec-invalid (RFC 8460 §4.3.2).
+        last = { code: 451, reply: reply(451, '4.7.5', d.reason).line, mx: h.name, ip: null, tls: tlsPolicy ? { policy: 'tlsa', result: 'dnssec-invalid' } : null };
+        continue;
+      }
+      if (d.mode === 'dane') transcript.push(`* DANE: ${d.tlsaName} has ${d.records.length} usable TLSA record(s) (${d.records.map(tlsaText).join(', ')}): STARTTLS and a matching certificate required`);
+      else if (dane && mxSecure) transcript.push(`* DANE does not apply to ${h.name}: ${d.reason}`);
       for (const ip of ips) {
-        const r = await this.tryHost(job, h.name, ip, port, enforce, transcript, tlsPolicy);
+        const hostPolicy: TlsPolicyInfo | null = tlsPolicy && d.mode === 'dane' ? { type: 'tlsa', failure: null } : tlsPolicy;
+        const r = await this.tryHost(job, h.name, ip, port, enforce, transcript, hostPolicy, d.mode === 'dane' ? d : null);
         if (r.kind === 'done') return { results: r.results, attempt: { ...r.attempt, transcript: r.results.every((x) => x.outcome === 'delivered') ? '' : transcript.text() } };
         last = { code: r.code, reply: r.reply, mx: h.name, ip, tls: r.tls ?? null };
       }
@@ -275,12 +297,17 @@ export class SmtpClient {
     enforce: boolean,
     transcript: Transcript,
     tlsPolicy: TlsPolicyInfo | null = null,
+    dane: ConnectTarget['dane'] = null,
   ): Promise<HostResult> {
     const src = this.source(job.sendingDomain);
     const localAddress = src.localAddress && isIP(src.localAddress) === isIP(ip) ? src.localAddress : null;
-    const key = `${ip}|${port}|${localAddress ?? ''}|${src.ehlo}|${enforce ? 'e' : 'o'}|${mx}`;
-    const open = (await this.reuse(key, mx, ip, transcript)) ?? (await this.connect({ mx, ip, port, ehlo: src.ehlo, localAddress, enforce }, transcript));
-    if ('kind' in open) return { ...open, tls: tlsPolicy && open.tlsError ? { policy: tlsPolicy.type, result: tlsPolicy.failure ?? tlsFailureOf(open.tlsError) } : null };
+    // A DANE connection is pooled apart (it was checked against the TLSA records when opened).
+    const key = `${ip}|${port}|${localAddress ?? ''}|${src.ehlo}|${enforce ? 'e' : 'o'}${dane ? 'd' : ''}|${mx}`;
+    const open = (await this.reuse(key, mx, ip, transcript)) ?? (await this.connect({ mx, ip, port, ehlo: src.ehlo, localAddress, enforce, dane, domain: job.domain }, transcript));
+    if ('kind' in open) {
+      const failed = open.tlsFailure ?? (open.tlsError ? tlsPolicy?.failure ?? tlsFailureOf(open.tlsError) : null);
+      return { ...open, tls: tlsPolicy && failed ? { policy: tlsPolicy.type, result: failed } : null };
+    }
     const { conn, info } = open;
     // A published MTA-STS policy that could not be fetched makes the session a failure of that kind.
     const tls = tlsPolicy ? (tlsPolicy.failure ? { policy: tlsPolicy.type, result: tlsPolicy.failure } : sessionOutcome(tlsPolicy.type, info.tlsVersion !== null)) : null;
@@ -320,7 +347,7 @@ export class SmtpClient {
   }
 
   /** A new connection (TLS as connectionOptions decides, smarthost login); on failure the reply that sends us to the next host. */
-  private async connect(t: ConnectTarget, transcript: Transcript): Promise<{ conn: any; info: Pooled['info'] } | { kind: 'next'; code: number; reply: string; tlsError?: any }> {
+  private async connect(t: ConnectTarget, transcript: Transcript): Promise<{ conn: any; info: Pooled['info'] } | { kind: 'next'; code: number; reply: string; tlsError?: any; tlsFailure?: TlsFailureType }> {
     const sh = this.o.smarthost;
     transcript.push(`* connecting to ${t.mx} [${t.ip}]:${t.port}${t.localAddress ? ` from ${t.localAddress}` : ''}`);
     const conn = new (SMTPConnection as any)({
@@ -341,9 +368,25 @@ export class SmtpClient {
     } catch (err: any) {
       conn.close();
       transcript.push(`* ${err.code ?? 'error'}: ${err.message}`);
+      if (t.dane) {
+        // TLSA records require TLS: no STARTTLS (or a failed handshake) is a temporary failure at this host (RFC 7672 §2.2).
+        const why = `DANE: TLSA records of ${t.mx} require STARTTLS, but the TLS session with ${t.mx} [${t.ip}] failed (${err.message}); will retry`;
+        transcript.push(`* ${why}`);
+        return { kind: 'next', code: 451, reply: reply(451, '4.7.5', why).line, tlsError: err };
+      }
       return { kind: 'next', ...connectFailure(err, t.mx, t.ip), ...(isTlsError(err) ? { tlsError: err } : {}) };
     }
     const sock = conn._socket;
+    if (t.dane) {
+      const v = verifyPeer(t.dane.records, conn.secure ? peerChain(sock) : [], [...t.dane.names, ...(t.domain ? [t.domain] : [])], new Date());
+      if (!v.ok) {
+        conn.close();
+        const why = `DANE: ${v.reason.replace(/^no TLSA record matched the certificate/, `no TLSA record of ${t.dane.tlsaName} matched the certificate of ${t.mx} [${t.ip}]`)}; will retry`;
+        transcript.push(`* ${why}`);
+        return { kind: 'next', code: 451, reply: reply(451, '4.7.5', why).line, tlsFailure: 'tlsa-invalid' };
+      }
+      transcript.push(`* DANE: the certificate of ${t.mx} [${t.ip}] matches TLSA ${tlsaText(v.matched)}`);
+    }
     const info = {
       tlsVersion: conn.secure && sock?.getProtocol ? sock.getProtocol() : null,
       tlsCipher: conn.secure && sock?.getCipher ? sock.getCipher()?.name ?? null : null,
