@@ -5,7 +5,7 @@ import { applySpam, assess, authSymbols, effectiveSettings, greylistScanSettings
 import { renderRedisConfig, renderRspamdFiles, spamPaths } from '../src/spam/config.ts';
 import { renderImapSieveBlock, renderLearnScript, renderSieveScripts } from '../src/spam/dovecot.ts';
 import { decide, type Evidence } from '../src/smtp/inbound/policy.ts';
-import { classifyDnsblProbe } from '../src/spam/doctor.ts';
+import { classifyDnsblProbe, rspamdVersionLine } from '../src/spam/doctor.ts';
 
 const on: EffectiveSpamSettings = { mode: 'on', reject: 15, junk: 6, greylist: 4, greylisting: 'on' };
 const off: EffectiveSpamSettings = { mode: 'off', reject: 15, junk: 6, greylist: 4, greylisting: 'on' };
@@ -170,6 +170,14 @@ test('doctor: the DNSBL test entry tells whether blocklist lookups work through 
   assert.match(refused.fix!, /unbound/);
   assert.equal(classifyDnsblProbe([], null).status, 'warn');
   assert.equal(classifyDnsblProbe(null, 'ETIMEOUT').status, 'warn');
+});
+
+test('doctor: the rspamd version line, from rspamd 3.4 (one line) and 3.12 (Debian 13: the version, then a feature list)', () => {
+  assert.equal(rspamdVersionLine('Rspamd daemon version 3.4\n'), 'Rspamd daemon version 3.4');
+  const v312 = 'Rspamd daemon version 3.12.1\n\nCPU architecture x86_64; features: avx2, avx, sse2\nHyperscan enabled: TRUE\nJemalloc enabled: TRUE\n' +
+    'LuaJIT enabled: TRUE (LuaJIT version: LuaJIT 2.1.1737090214)\nASAN enabled: FALSE\nBLAS enabled: FALSE\nFasttext enabled: FALSE\n';
+  assert.equal(rspamdVersionLine(v312), 'Rspamd daemon version 3.12.1');
+  assert.equal(rspamdVersionLine('\n  something else\n'), 'something else');
 });
 
 test('backup skips rspamd sockets and caches, keeps Redis dump and the generated config', async () => {

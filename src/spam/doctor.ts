@@ -31,6 +31,15 @@ export function classifyDnsblProbe(answers: string[] | null, error: string | nul
   return { status: 'warn', message: `unexpected answer for the blocklist test entry: ${answers.join(', ')}`, fix };
 }
 
+/**
+ * The line of `rspamd --version` that names the version (pure). rspamd 3.4 (Debian 12) prints only
+ * that line; 3.12 (Debian 13) prints it first, then a list of build features.
+ */
+export function rspamdVersionLine(output: string): string {
+  const lines = output.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return lines.find((l) => /\bversion\s+\d+\.\d+/i.test(l)) ?? lines[0] ?? '';
+}
+
 /** `letterbox doctor`: rspamd and Redis installed and answering, and blocklist lookups not refused. */
 export async function checkSpam(config: Config, resolver: Resolver, opts: { dnsbl?: boolean } = {}): Promise<SpamCheck[]> {
   let enabled: boolean;
@@ -44,7 +53,7 @@ export async function checkSpam(config: Config, resolver: Resolver, opts: { dnsb
   }
   const out: SpamCheck[] = [];
   try {
-    const v = execFileSync(config.spam.rspamd_binary, ['--version'], { encoding: 'utf8', timeout: 10000 }).trim().split('\n').pop() ?? '';
+    const v = rspamdVersionLine(execFileSync(config.spam.rspamd_binary, ['--version'], { encoding: 'utf8', timeout: 10000 }));
     out.push({ area: 'spam', name: 'rspamd version', status: 'ok', message: v });
   } catch (err: any) {
     out.push({ area: 'spam', name: 'rspamd version', status: 'warn', message: `${config.spam.rspamd_binary} --version failed: ${err.message}` });

@@ -16,6 +16,10 @@
 #            then the current install.sh over it: everything kept and working, queued mail
 #            delivered once the MX answers, migrations backed up; reboot (poweroff + boot the same
 #            root): the service is back, nothing lost; rollback to the release by README's procedure.
+#            Where the release's install.sh refuses the OS (0.1.0 predates Debian 13), no installation
+#            of it can exist there: the scenario checks that refusal, says so, and upgrades this tree
+#            to itself as the next version (package.json's version changed) with the same state and
+#            checks instead, and rolls back to the tree installed first.
 # Needs root, systemd-nspawn and debootstrap (installed from apt when missing). The containers share
 # the host's network: Letterbox binds 25, 587, 465, 993, 80, 443 and 127.0.0.1:8025 on the host,
 # so one run at a time per machine (a lock file) and those ports must be free.
@@ -66,6 +70,8 @@ host_mirror() {
   [ -n "$m" ] || m="$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '$2 ~ /debian\/?$/ {print $2}' | head -n1)"
   echo "${m:-http://deb.debian.org/debian}"
 }
+
+os_version() { case "$OS" in bookworm) echo 12 ;; trixie) echo 13 ;; esac; } # Debian's VERSION_ID
 
 # ---- containers ---------------------------------------------------------------------------------
 base_root() { echo "$CACHE/$1-base"; }
@@ -189,9 +195,10 @@ boot() {
   [ -n "$LEADER" ] || { fail "container boots" "$(tail -n 20 "$log")"; kill "$NSPAWN" 2>/dev/null; return 1; }
   local state=""
   for i in $(seq 1 120); do
-    # Until PID 1 has its private socket, systemctl answers "Failed to connect to bus".
+    # Until PID 1 has its private socket, systemctl answers "Failed to connect to bus" (systemd 252,
+    # Debian 12) or "Failed to connect to system scope bus via local transport" (257, Debian 13).
     state="$(inside timeout 120 systemctl is-system-running --wait 2>&1)"
-    case "$state" in *"connect to bus"*) sleep 0.5 ;; *) break ;; esac
+    case "$state" in *"connect to bus"*|*"connect to system scope bus"*) sleep 0.5 ;; *) break ;; esac
   done
   case "$state" in
     running|degraded) pass "container booted (systemd as PID 1: $state)" ;;
@@ -313,6 +320,7 @@ scenario_install() {
   if [ "$rc" -le 1 ] && grep -qi dovecot <<<"$doc"; then pass "letterbox doctor runs (exit $rc: DNS/rDNS of example.test cannot pass in a container)"; else fail "letterbox doctor runs" "$doc"; fi
   printf '%s\n' "$doc" | grep -iE '^\s*(ok|✓|pass).*' | head -n 12 | sed 's/^/       doctor: /'
   check "doctor: Dovecot checks pass" bash -c "printf '%s\n' \"\$1\" | grep -i dovecot | grep -vqiE 'fail|✗'" _ "$doc"
+  check "doctor: names the rspamd version (rspamd 3.4 prints one line, 3.12 a list of features after it)" bash -c "printf '%s\n' \"\$1\" | grep -qE 'rspamd version: .*[0-9]+\.[0-9]+'" _ "$doc"
 
   # A re-run changes nothing and keeps the service running.
   local pid_before pid_after
@@ -339,8 +347,9 @@ scenario_install() {
 # ---- scenario: upgrade, reboot, rollback --------------------------------------------------------
 scenario_upgrade() {
   SCENARIO=upgrade
-  local rel commit
+  local rel commit from
   read -r rel commit _ < <(grep -v '^#' "$APP/RELEASES" | grep . | tail -n 1)
+  from="release $rel"
   say "== $OS: release $rel (${commit:0:7}) → current tree: upgrade, reboot, rollback"
   git -C "$APP" cat-file -e "$commit^{commit}" 2>/dev/null || { fail "release commit $commit is in this clone (a shallow clone lacks it: git fetch --unshallow)"; return 0; }
   new_root upgrade deps
@@ -350,6 +359,31 @@ scenario_upgrade() {
   local t0=$(date +%s)
   if install_sh /root/letterbox-$rel "$ROOT.release" --hostname "$HOSTNAME_FQDN" --ip "$PUBLIC_IP"; then
     pass "release $rel installed ($(( $(date +%s) - t0 )) s)"
+  elif grep -q 'preflight failed: unsupported OS' "$ROOT.release.err" && ! grep -q "debian:$(os_version)[|)]" "$ROOT/root/letterbox-$rel/install.sh"; then
+    # The last release predates this OS: its install.sh refuses it, so no installation of it on this
+    # OS can exist and "upgrade from the release" (and "roll back to it") has no meaning here. What
+    # a sysadmin on this OS will do is install this tree, fill it, and upgrade to the next release:
+    # that is tested instead, with "the next release" = this tree with only its version changed (the
+    # redeploy, the restart under the unit, the state and the queue kept, the reboot, and a rollback
+    # to the tree installed first; schema migrations from an older release are covered on the OSes
+    # the release supports). Once RELEASES names a release that supports this OS, the real upgrade
+    # runs here by itself.
+    pass "release $rel refuses $OS (its preflight: $(grep -o 'unsupported OS[^:]*' "$ROOT.release.err" | head -n1)): no $rel installation on $OS can exist to upgrade from"
+    check "... and changed nothing (no /opt/letterbox, no letterbox user)" bash -c "[ ! -e '$ROOT/opt/letterbox' ] && ! inside id letterbox >/dev/null 2>&1"
+    say "   upgrade from release $rel: NOT APPLICABLE on $OS (the release does not support it); testing instead: this tree → this tree as the next version, reboot, rollback to the tree installed first"
+    rel=current commit=""
+    from="this tree (installed first)"
+    rm -rf "$ROOT/root/letterbox-$rel" "$ROOT/root/letterbox"
+    unpack_release /root/letterbox-$rel "" || { fail "unpack the current tree"; return 0; }
+    unpack_release /root/letterbox "" || { fail "unpack the current tree"; return 0; }
+    sed -i 's/^\(  "version": "[^"]*\)",/\1-next.systest",/' "$ROOT/root/letterbox/package.json"
+    grep -q '"version": ".*-next.systest"' "$ROOT/root/letterbox/package.json" || { fail "the next version's package.json names its version"; return 0; }
+    t0=$(date +%s)
+    if install_sh /root/letterbox-$rel "$ROOT.release" --hostname "$HOSTNAME_FQDN" --ip "$PUBLIC_IP"; then
+      pass "$from installed ($(( $(date +%s) - t0 )) s)"
+    else
+      fail "$from installs" "$(tail -n 30 "$ROOT.release.err")"; return 0
+    fi
   else
     # A release whose loader predates the LETTERBOX_* fix fails 'letterbox init' when the probe
     # variable is set: install it without, as its README then allowed.
@@ -359,7 +393,7 @@ scenario_upgrade() {
       fail "release $rel installs" "$(tail -n 30 "$ROOT.release.err")"; return 0
     fi
   fi
-  check "release $rel: letterbox.service is active" inside systemctl is-active --quiet letterbox.service
+  check "$from: letterbox.service is active" inside systemctl is-active --quiet letterbox.service
 
   # ---- state
   local pw_a='alice-password-1234' pw_b='bob-password-56789'
@@ -383,19 +417,23 @@ scenario_upgrade() {
   dkim_before="$(inside sh -c 'cd /var/lib/letterbox/dkim && find . -type f | sort | xargs sha256sum')"
   dns_before="$(lb dns example.test 2>&1 | grep -i '_domainkey')" # the DKIM records only (the DMARC record's adkim= tag matches "dkim" too, and its rua= may change)
   local migrations_old migrations_new
-  migrations_old="$(git -C "$APP" ls-tree --name-only "$commit" src/db/migrations/ | xargs -n1 basename | sort)"
+  if [ -n "$commit" ]; then
+    migrations_old="$(git -C "$APP" ls-tree --name-only "$commit" src/db/migrations/ | xargs -n1 basename | sort)"
+  else
+    migrations_old="$(ls "$ROOT/root/letterbox-$rel/src/db/migrations" | sort)"
+  fi
   migrations_new="$(ls "$ROOT/root/letterbox/src/db/migrations" | sort)"
 
   # ---- upgrade
   t0=$(date +%s)
   if install_sh /root/letterbox "$ROOT.upgrade" --hostname "$HOSTNAME_FQDN" --ip "$PUBLIC_IP"; then
-    pass "upgrade: the current install.sh over release $rel exits 0 ($(( $(date +%s) - t0 )) s)"
+    pass "upgrade: the current install.sh over $from exits 0 ($(( $(date +%s) - t0 )) s)"
   else
     fail "upgrade: install.sh exits 0" "$(tail -n 30 "$ROOT.upgrade.err")"; return 0
   fi
   check "upgrade: the summary names the new program and the restart" bash -c "grep -q 'deployed Letterbox' '$ROOT.upgrade.out' && grep -q 'started letterbox.service' '$ROOT.upgrade.out'"
   check "upgrade: letterbox.service is active, /healthz 200" bash -c "inside systemctl is-active --quiet letterbox.service && python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8025/healthz\", timeout=5)'"
-  check "upgrade: the program in /opt is the current tree" bash -c "cmp -s '$ROOT/root/letterbox/install.sh' '$ROOT/opt/letterbox/install.sh' && diff -rq '$ROOT/root/letterbox/src' '$ROOT/opt/letterbox/src' >/dev/null"
+  check "upgrade: the program in /opt is the current tree" bash -c "cmp -s '$ROOT/root/letterbox/install.sh' '$ROOT/opt/letterbox/install.sh' && cmp -s '$ROOT/root/letterbox/package.json' '$ROOT/opt/letterbox/package.json' && diff -rq '$ROOT/root/letterbox/src' '$ROOT/opt/letterbox/src' >/dev/null"
   check "upgrade: every domain, mailbox, alias, suppression, key and webhook is still there" bash -c "[ \"\$1\" = \"\$2\" ] || { diff <(printf '%s\n' \"\$1\") <(printf '%s\n' \"\$2\"); exit 1; }" _ "$snap_before" "$(state_snapshot)"
   check "upgrade: DKIM key files unchanged" test "$dkim_before" = "$(inside sh -c 'cd /var/lib/letterbox/dkim && find . -type f | sort | xargs sha256sum')"
   check "upgrade: DKIM selector and DNS record unchanged" test "$dns_before" = "$(lb dns example.test 2>&1 | grep -i '_domainkey')"
@@ -407,7 +445,7 @@ scenario_upgrade() {
     check "upgrade: new migrations ($(echo $new_migrations)) ran after a backup copy of the database" bash -c "ls '$ROOT'/var/lib/letterbox/letterbox.db.before-migration-*.bak >/dev/null 2>&1"
     check "upgrade: the summary names the migration backup" grep -q "before-migration" "$ROOT.upgrade.out"
   else
-    pass "upgrade: no migrations between release $rel and this tree: none ran, no backup expected ($(ls "$ROOT"/var/lib/letterbox/*.bak 2>/dev/null | wc -l) found)"
+    pass "upgrade: no migrations between $from and this tree: none ran, no backup expected ($(ls "$ROOT"/var/lib/letterbox/*.bak 2>/dev/null | wc -l) found)"
   fi
   kill -USR1 "$PEERS"
   check "upgrade: the queued message reaches carol@sink.test once its MX answers" sink_has "$q1" 90
@@ -430,8 +468,8 @@ scenario_upgrade() {
   # ---- rollback: README "Going back to the previous release"
   rollback_procedure "$rel" > "$ROOT.rollback.out" 2> "$ROOT.rollback.err"
   local rc=$?
-  if [ $rc -eq 0 ]; then pass "rollback: README's procedure back to release $rel exits 0"; else fail "rollback: README's procedure exits 0" "$(tail -n 30 "$ROOT.rollback.err")"; fi
-  check "rollback: the program in /opt is release $rel again" bash -c "cmp -s '$ROOT/root/letterbox-$rel/install.sh' '$ROOT/opt/letterbox/install.sh' && diff -rq '$ROOT/root/letterbox-$rel/src' '$ROOT/opt/letterbox/src' >/dev/null"
+  if [ $rc -eq 0 ]; then pass "rollback: README's procedure back to $from exits 0"; else fail "rollback: README's procedure exits 0" "$(tail -n 30 "$ROOT.rollback.err")"; fi
+  check "rollback: the program in /opt is $from again" bash -c "cmp -s '$ROOT/root/letterbox-$rel/install.sh' '$ROOT/opt/letterbox/install.sh' && cmp -s '$ROOT/root/letterbox-$rel/package.json' '$ROOT/opt/letterbox/package.json' && diff -rq '$ROOT/root/letterbox-$rel/src' '$ROOT/opt/letterbox/src' >/dev/null"
   check "rollback: letterbox.service is active, /healthz 200" bash -c "inside systemctl is-active --quiet letterbox.service && python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8025/healthz\", timeout=5)'"
   check "rollback: everything is still there" bash -c "[ \"\$1\" = \"\$2\" ] || { diff <(printf '%s\n' \"\$1\") <(printf '%s\n' \"\$2\"); exit 1; }" _ "$snap_before" "$(state_snapshot)"
   check "rollback: alice's password works and her mail is there" mail imap-wait alice@example.test "$pw_a" "$m3" 10
