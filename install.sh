@@ -6,7 +6,7 @@
 #                                          node@24 under .runtime/), npm dependencies (npm ci),
 #                                          and, when run as root, Dovecot's Debian packages and the
 #                                          'vmail' user, rspamd and redis-server (spam filtering).
-#                                          --test-tools adds swaks, python3-dkim, dnsmasq.
+#                                          --test-tools adds swaks, python3-dkim, dnsmasq, chromium.
 #
 #   bash install.sh [options]              production install (or upgrade) on Debian 12 or 13, Ubuntu 24.04 or 26.04:
 #     --hostname NAME       the server's FQDN (MX target, EHLO, certificate); default: hostname -f
@@ -28,7 +28,7 @@ RUNTIME_DIR="$APP_DIR/.runtime"
 MIN_NODE_MAJOR=22
 MIN_NODE_MINOR=19
 DOVECOT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve dovecot-managesieved)
-TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl systemd)
+TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl systemd chromium)
 # Spam filtering (issue #14): supervised by Letterbox like Dovecot; their own services stay off.
 SPAM_PACKAGES=(rspamd redis-server)
 
