@@ -17,7 +17,12 @@ import { call, createKey, waitFor } from './helpers/mailapi.ts';
 import { escapeHtml, html } from '../src/console/html.ts';
 import { relyingParty } from '../src/console/passkeys.ts';
 import { cookie, formErrors, safeNext, tokensMatch, CSP } from '../src/console/app.ts';
+import * as store from '../src/console/store.ts';
 import { sessionAlive, checkAdminName } from '../src/console/store.ts';
+import { openDatabase } from '../src/db/index.ts';
+import { silentLogger } from '../src/log.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { recordValue } from '../src/console/pages.ts';
 import { LetterboxError } from '../src/errors.ts';
 
@@ -72,6 +77,63 @@ test('pure: escaping, relying party, safe redirects, CSRF comparison, cookies, s
   assert.deepEqual(formErrors(new LetterboxError('conflict', 'domain a.test already exists'), ['name']), { _: 'domain a.test already exists' });
   assert.equal(recordValue({ type: 'MX', name: 'a.test', value: 'mx.a.test', priority: 10, purpose: 'mx' }), '10 mx.a.test');
   assert.equal(recordValue({ type: 'SRV', name: '_imaps._tcp.a.test', value: 'mx.a.test', priority: 0, weight: 1, port: 993, purpose: 'srv' }), '0 1 993 mx.a.test');
+});
+
+test('store: invitations expire and work once, sessions end when idle, at their absolute end and on logout, challenges are single-use; only hashes are stored', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lb-console-'));
+  let now = Date.parse('2026-12-08T00:00:00Z');
+  const clock = { now: () => now };
+  const db = openDatabase(join(dir, 'letterbox.db'), { log: silentLogger(), clock });
+  try {
+    const ctx = { db, clock };
+    const inv = store.createInvite(ctx, 'alice', 60_000);
+    assert.equal(store.findInvite(ctx, inv.token)?.admin.name, 'alice');
+    assert.equal(db.prepare('SELECT count(*) FROM console_invites WHERE token_hash = ?').pluck().get(inv.token), 0, 'the token itself is not stored');
+    assert.equal(store.findInvite(ctx, 'x' + inv.token.slice(1)), null);
+    const cred = { id: 'cred1', adminId: inv.admin.id, publicKey: new Uint8Array([1, 2, 3]), counter: 0, transports: ['internal'] };
+    assert.equal(store.redeemInvite(ctx, inv.token, cred), true);
+    assert.equal(store.redeemInvite(ctx, inv.token, { ...cred, id: 'cred2' }), false, 'once only');
+    assert.equal(store.findInvite(ctx, inv.token), null);
+    assert.deepEqual(store.findCredential(ctx, 'cred1')?.publicKey, new Uint8Array([1, 2, 3]));
+    const late = store.createInvite(ctx, 'alice', 60_000);
+    assert.equal(store.createInvite(ctx, 'alice').admin.id, inv.admin.id, 'the same admin, a new link');
+    now += 60_001;
+    assert.equal(store.findInvite(ctx, late.token), null, 'expired');
+
+    const h = store.saveChallenge(ctx, 'chal');
+    assert.equal(store.takeChallenge(ctx, h), 'chal');
+    assert.equal(store.takeChallenge(ctx, h), null, 'single use');
+    const h2 = store.saveChallenge(ctx, 'chal2');
+    now += 5 * 60_000 + 1;
+    assert.equal(store.takeChallenge(ctx, h2), null, 'expired challenge');
+
+    const p = { idleMs: 30 * 60_000, absoluteMs: 2 * 3600_000 };
+    const s = store.openSession(ctx, inv.admin.id, '127.0.0.1', p);
+    assert.equal(db.prepare('SELECT count(*) FROM console_sessions WHERE id_hash = ?').pluck().get(s.id), 0, 'the cookie value is not stored');
+    for (let i = 0; i < 4; i++) {
+      now += 25 * 60_000; // active: each request restarts the idle clock (100 minutes in all)
+      assert.equal(store.touchSession(ctx, s.id, p)?.adminName, 'alice', `request ${i}`);
+    }
+    now += 25 * 60_000; // 125 min after sign-in: past the absolute end (120)
+    assert.equal(store.touchSession(ctx, s.id, p), null);
+    const s2 = store.openSession(ctx, inv.admin.id, '127.0.0.1', p);
+    now += 30 * 60_000;
+    assert.equal(store.touchSession(ctx, s2.id, p), null, 'idle for 30 minutes');
+    const s3 = store.openSession(ctx, inv.admin.id, '127.0.0.1', p);
+    store.closeSession(ctx, s3.id);
+    assert.equal(store.touchSession(ctx, s3.id, p), null, 'logged out');
+    assert.equal(db.prepare('SELECT count(*) FROM console_sessions').pluck().get(), 0, 'ended sessions are deleted');
+
+    store.audit(ctx, { admin: 'alice', action: 'domain.add', target: 'a.test', ip: '127.0.0.1' });
+    store.audit(ctx, { admin: 'alice', action: 'mailbox.create', target: 'b@a.test', ip: '127.0.0.1', detail: { quota: '1G' } });
+    const log = store.listAudit(ctx, { limit: 10 });
+    assert.deepEqual(log.map((e) => e.action), ['mailbox.create', 'domain.add'], 'newest first');
+    assert.deepEqual(log[0].detail, { quota: '1G' });
+    assert.deepEqual(store.listAudit(ctx, { limit: 10, before: log[0].id }).map((e) => e.action), ['domain.add']);
+  } finally {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 before(async () => {
@@ -276,6 +338,12 @@ test('mailboxes: create (password shown once) → that mailbox logs in over IMAP
   const key = await createKey(app, 'mailboxes:*');
   const many = Array.from({ length: 30 }, (_, i) => ({ address: `user${String(i).padStart(2, '0')}@${D}`, password: 'a long password 123' }));
   assert.equal((await call(app, key, 'POST', '/mailboxes', many)).status, 201);
+  // The API's list takes the same search (an address prefix, case-insensitive), paged as usual.
+  const api = await call(app, key, 'GET', '/mailboxes?search=User1&limit=4');
+  assert.deepEqual(api.json.data.map((m: any) => m.address), ['user10', 'user11', 'user12', 'user13'].map((u) => `${u}@${D}`));
+  const api2 = await call(app, key, 'GET', `/mailboxes?search=User1&limit=100&cursor=${api.json.nextCursor}`);
+  assert.equal(api2.json.data.length, 6);
+  assert.equal(api2.json.nextCursor, null);
   await page.goto(`${base}/console/mailboxes`);
   assert.equal(await page.locator('#mailbox-results tbody tr').count(), 25);
   await page.getByRole('link', { name: 'Next page' }).click();
