@@ -15,7 +15,7 @@ import { startAppliance, applianceCert, APP_DIR, type Appliance } from './helper
 import { TestDns } from './helpers/dns.ts';
 import { call, createKey, waitFor } from './helpers/mailapi.ts';
 import { escapeHtml, html } from '../src/console/html.ts';
-import { relyingParty } from '../src/console/passkeys.ts';
+import { relyingParty } from '../src/console/relying-party.ts';
 import { cookie, formErrors, safeNext, tokensMatch, CSP } from '../src/console/app.ts';
 import * as store from '../src/console/store.ts';
 import { sessionAlive, checkAdminName } from '../src/console/store.ts';
@@ -370,6 +370,10 @@ test('mailboxes: create (password shown once) → that mailbox logs in over IMAP
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${base}/console/mailboxes`);
   await shot('mailboxes-phone');
+  assert.equal(await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth), 390, 'nothing wider than the phone');
+  await accessible('mailboxes (phone)');
+  await page.goto(`${base}/console/domains/${D}`);
+  await shot('domain-phone');
   await page.setViewportSize({ width: 1100, height: 800 });
 });
 

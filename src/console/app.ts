@@ -20,7 +20,7 @@ import type { Html } from './html.ts';
 import * as pages from './pages.ts';
 import { BASE, type FormErrors, type Frame } from './pages.ts';
 import * as store from './store.ts';
-import { authenticationOptions, registrationOptions, relyingParty, verifyLogin, verifyRegistration } from './passkeys.ts';
+import { relyingParty } from './relying-party.ts';
 
 /** Calls a management API operation by its operationId, validated with the route's own schemas. */
 export type Invoke = (operationId: string, input: { params?: Record<string, string>; query?: Record<string, unknown>; body?: unknown }, ctx: Koa.Context) => Promise<{ data?: any; nextCursor?: string | null }>;
@@ -122,6 +122,9 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
   const policy = deps.sessions ?? store.DEFAULT_SESSION_POLICY;
   const log = app.log.child({ component: 'console' });
   const files = staticFiles();
+  // The passkey module is imported on the first passkey request (see src/console/passkeys.ts).
+  let passkeysModule: Promise<typeof import('./passkeys.ts')> | null = null;
+  const passkeys = () => (passkeysModule ??= import('./passkeys.ts'));
   const router = new Router<ConsoleState>({ prefix: BASE });
   const rp = (ctx: Ctx) => relyingParty(ctx.host, ctx.protocol, app.config.hostname);
   const frame = (ctx: Ctx, title: string): Frame => ({ title, session: ctx.state.session ? { admin: ctx.state.session.adminName, csrf: ctx.state.session.csrf } : null });
@@ -177,7 +180,7 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
   router.get('/login', (ctx) => send(ctx, pages.loginPage(safeNext(ctx.query.next))));
   router.post('/login/options', async (ctx) => {
     await readJson(ctx);
-    const options = await authenticationOptions(rp(ctx));
+    const options = await (await passkeys()).authenticationOptions(rp(ctx));
     const handle = store.saveChallenge(app, options.challenge);
     ctx.set('Set-Cookie', cookie(CHALLENGE_COOKIE, handle, 300));
     ctx.body = options;
@@ -197,7 +200,7 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
       const handle = ctx.cookies.get(CHALLENGE_COOKIE);
       const challenge = handle ? store.takeChallenge(app, handle) : null;
       const cred = credentialId ? store.findCredential(app, credentialId) : null;
-      const counter = challenge && cred ? await verifyLogin(party, challenge, response, cred) : null;
+      const counter = challenge && cred ? await (await passkeys()).verifyLogin(party, challenge, response, cred) : null;
       if (cred && counter !== null) {
         ok = true;
         store.credentialUsed(app, cred.id, counter);
@@ -238,7 +241,7 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
       await new Promise((r) => setTimeout(r, wait));
       throw new LetterboxError('not_found', 'this invitation has expired or was already used; ask for a new one (letterbox admin invite NAME)');
     }
-    const options = await registrationOptions(rp(ctx), inv.admin, store.adminCredentials(app, inv.admin.id));
+    const options = await (await passkeys()).registrationOptions(rp(ctx), inv.admin, store.adminCredentials(app, inv.admin.id));
     store.setInviteChallenge(app, body.token, options.challenge);
     ctx.body = options;
   });
@@ -249,7 +252,7 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
       await new Promise((r) => setTimeout(r, wait));
       throw new LetterboxError('not_found', 'this invitation has expired or was already used; ask for a new one (letterbox admin invite NAME)');
     }
-    const cred = await verifyRegistration(rp(ctx), inv.challenge, body.response, inv.admin.id);
+    const cred = await (await passkeys()).verifyRegistration(rp(ctx), inv.challenge, body.response, inv.admin.id);
     if (!store.redeemInvite(app, body.token, cred)) throw new LetterboxError('conflict', 'this invitation was used meanwhile');
     const s = store.openSession(app, inv.admin.id, ctx.request.ip, policy);
     ctx.set('Set-Cookie', cookie(SESSION_COOKIE, s.id, Math.floor(policy.absoluteMs / 1000)));

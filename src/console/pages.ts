@@ -132,10 +132,10 @@ ${fieldError(form.errors, 'name')}</div>
 <h2>Domains</h2>
 ${domains.length === 0
   ? html`<p>No domains yet.</p>`
-  : html`<div class="table-wrap"><table>
+  : html`<div class="table-wrap"><table class="stack">
 <thead><tr><th scope="col">Domain</th><th scope="col">Mailboxes</th><th scope="col">Outbound</th><th scope="col">DNS last verified</th></tr></thead>
 <tbody>${domains.map(
-      (d) => html`<tr><td><a href="${BASE}/domains/${encodeURIComponent(d.name)}">${d.name}</a></td><td>${d.mailboxCount}</td><td>${d.outboundEnabled ? 'enabled' : 'suspended'}</td><td>${d.lastVerifiedAt ?? 'never'}</td></tr>`,
+      (d) => html`<tr><td data-label="Domain"><a href="${BASE}/domains/${encodeURIComponent(d.name)}">${d.name}</a></td><td data-label="Mailboxes">${d.mailboxCount}</td><td data-label="Outbound">${d.outboundEnabled ? 'enabled' : 'suspended'}</td><td data-label="DNS last verified">${d.lastVerifiedAt ?? 'never'}</td></tr>`,
     )}</tbody></table></div>`}
 ${nextCursor ? html`<p><a href="${BASE}/domains?cursor=${encodeURIComponent(nextCursor)}">Next page</a></p>` : ''}
 </section>`,
@@ -172,12 +172,12 @@ export interface CheckRow {
 export function verificationFragment(v: { ok: boolean; checkedAt: string; records: CheckRow[] }): Html {
   return html`<div id="verify-result" class="verify" role="status">
 <p class="${v.ok ? 'ok' : 'bad'}">${v.ok ? 'Every required record is published correctly.' : 'Some records are missing or wrong: see below.'} <span class="hint">Checked ${v.checkedAt}.</span></p>
-<div class="table-wrap"><table>
+<div class="table-wrap"><table class="stack">
 <thead><tr><th scope="col">Record</th><th scope="col">Expected</th><th scope="col">Found</th><th scope="col">Result</th></tr></thead>
 <tbody>${v.records.map(
-    (c) => html`<tr><td><span class="tag">${c.type}</span> <code>${c.name}</code></td><td><code class="value">${c.expected}</code></td>
-<td>${c.found.length ? c.found.map((f) => html`<code class="value">${f}</code>`) : html`<em>nothing</em>`}</td>
-<td>${c.ok ? html`<span class="ok">✓ correct</span>` : html`<span class="bad">✗ ${c.problem ?? 'wrong'}</span>${c.required ? '' : html` <span class="hint">(optional)</span>`}`}</td></tr>`,
+    (c) => html`<tr><td data-label="Record"><span class="tag">${c.type}</span> <code>${c.name}</code></td><td data-label="Expected"><code class="value">${c.expected}</code></td>
+<td data-label="Found">${c.found.length ? c.found.map((f) => html`<code class="value">${f}</code>`) : html`<em>nothing</em>`}</td>
+<td data-label="Result">${c.ok ? html`<span class="ok">✓ correct</span>` : html`<span class="bad">✗ ${c.problem ?? 'wrong'}</span>${c.required ? '' : html` <span class="hint">(optional)</span>`}`}</td></tr>`,
   )}</tbody></table></div>
 </div>`;
 }
@@ -191,13 +191,13 @@ export function domainPage(frame: Frame, d: DomainRow, records: RecordRow[], ver
 <section>
 <h2>DNS records to publish</h2>
 <p>Create these records at your DNS provider, then check them.</p>
-<div class="table-wrap"><table class="records">
+<div class="table-wrap"><table class="records stack">
 <thead><tr><th scope="col">Type</th><th scope="col">Name</th><th scope="col">Value</th></tr></thead>
 <tbody>${records.map((r, i) => {
       const v = recordValue(r);
-      return html`<tr><td><span class="tag">${r.type}</span></td>
-<td><code id="rec-name-${i}">${r.name}</code> <button type="button" class="copy secondary" data-copy="${r.name}" aria-label="Copy the name of the ${r.type} record ${r.name}">Copy</button></td>
-<td><code class="value" id="rec-value-${i}">${v}</code> <button type="button" class="copy secondary" data-copy="${v}" aria-label="Copy the value of the ${r.type} record ${r.name}">Copy</button></td></tr>`;
+      return html`<tr><td data-label="Type"><span class="tag">${r.type}</span></td>
+<td data-label="Name"><code id="rec-name-${i}">${r.name}</code> <button type="button" class="copy secondary" data-copy="${r.name}" aria-label="Copy the name of the ${r.type} record ${r.name}">Copy</button></td>
+<td data-label="Value"><code class="value" id="rec-value-${i}">${v}</code> <button type="button" class="copy secondary" data-copy="${v}" aria-label="Copy the value of the ${r.type} record ${r.name}">Copy</button></td></tr>`;
     })}</tbody></table></div>
 </section>
 <section>
@@ -243,11 +243,11 @@ export function mailboxTable(frame: Frame, rows: MailboxRow[], q: MailboxQuery, 
   return html`<div id="mailbox-results">
 ${rows.length === 0
   ? html`<p>No mailboxes${q.search ? html` starting with <strong>${q.search}</strong>` : ''}.</p>`
-  : html`<div class="table-wrap"><table>
+  : html`<div class="table-wrap"><table class="stack">
 <thead><tr><th scope="col">Address</th><th scope="col">Quota</th><th scope="col">Status</th><th scope="col">Tags</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
 <tbody>${rows.map(
-      (m) => html`<tr><td>${m.address}</td><td>${fmtBytes(m.quotaBytes)}</td><td>${m.disabled ? html`<span class="bad">disabled</span>` : 'active'}</td><td>${m.tags.join(', ')}</td>
-<td><form method="post" action="${BASE}/mailboxes/${encodeURIComponent(m.id)}/${m.disabled ? 'enable' : 'disable'}">${csrfField(csrf)}<input type="hidden" name="back" value="${qs({ cursor: q.cursor })}">
+      (m) => html`<tr><td data-label="Address">${m.address}</td><td data-label="Quota">${fmtBytes(m.quotaBytes)}</td><td data-label="Status">${m.disabled ? html`<span class="bad">disabled</span>` : 'active'}</td><td data-label="Tags">${m.tags.join(', ')}</td>
+<td data-label=""><form method="post" action="${BASE}/mailboxes/${encodeURIComponent(m.id)}/${m.disabled ? 'enable' : 'disable'}">${csrfField(csrf)}<input type="hidden" name="back" value="${qs({ cursor: q.cursor })}">
 <button type="submit" class="secondary" aria-label="${m.disabled ? 'Enable' : 'Disable'} ${m.address}">${m.disabled ? 'Enable' : 'Disable'}</button></form></td></tr>`,
     )}</tbody></table></div>`}
 ${nextCursor ? html`<p><a href="${BASE}/mailboxes?${qs({ cursor: nextCursor })}">Next page</a></p>` : ''}
@@ -310,9 +310,9 @@ export function auditPage(frame: Frame, rows: AuditEntry[], nextBefore: number |
     html`<section>
 ${rows.length === 0
   ? html`<p>Nothing yet.</p>`
-  : html`<div class="table-wrap"><table>
+  : html`<div class="table-wrap"><table class="stack">
 <thead><tr><th scope="col">When (UTC)</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Target</th><th scope="col">From</th></tr></thead>
-<tbody>${rows.map((r) => html`<tr><td>${r.at}</td><td>${r.admin}</td><td>${r.action}</td><td>${r.target ?? ''}</td><td>${r.ip}</td></tr>`)}</tbody></table></div>`}
+<tbody>${rows.map((r) => html`<tr><td data-label="When">${r.at}</td><td data-label="Who">${r.admin}</td><td data-label="What">${r.action}</td><td data-label="Target">${r.target ?? ''}</td><td data-label="From">${r.ip}</td></tr>`)}</tbody></table></div>`}
 ${nextBefore ? html`<p><a href="${BASE}/audit?before=${nextBefore}">Older entries</a></p>` : ''}
 </section>`,
   );
