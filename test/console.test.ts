@@ -234,6 +234,19 @@ test('no session: every console page sends the browser to the login page; a POST
   const post = await raw('POST', '/console/domains', { form: { name: 'nosession.test' } });
   assert.equal(post.status, 303);
   assert.match(post.location!, /^\/console\/login/);
+  // Every changing route of the console, without a session: to the login page, nothing done.
+  for (const path of ['/console/mailboxes', '/console/mailboxes/x/disable', '/console/mailboxes/x/enable', '/console/domains/x.test/verify', '/console/logout']) {
+    const r = await raw('POST', path, { form: { address: 'a@b.test' } });
+    assert.equal(r.status, 303, path);
+    assert.match(r.location!, /^\/console\/login/, path);
+  }
+  // htmx requests are told where to go (HX-Redirect) instead of getting the login page as a fragment.
+  const hx = await raw('GET', '/console/mailboxes?search=a', { headers: { 'hx-request': 'true' } });
+  assert.equal(hx.status, 401);
+  assert.match(hx.headers.get('hx-redirect')!, /^\/console\/login\?next=/);
+  // Opened as 127.0.0.1, where passkeys cannot work: the page says what to open instead.
+  const ip = await fetch(`http://127.0.0.1:${app.ports.api}/console/login`);
+  assert.match(await ip.text(), /Passkeys will not work here: open the console as http:\/\/localhost:PORT/);
   const forged = await raw('GET', '/console/domains', { cookie: 'lb_console=forged-session-value' });
   assert.equal(forged.status, 303);
   assert.equal((await call(app, (await createKey(app, 'domains:read')), 'GET', '/domains')).json.data.length, 0, 'nothing was added');

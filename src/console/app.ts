@@ -177,7 +177,16 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
   });
 
   // ---- login, invitation, logout
-  router.get('/login', (ctx) => send(ctx, pages.loginPage(safeNext(ctx.query.next))));
+  /** Where passkeys cannot work (the console opened under another name): said on the page at once. */
+  const wrongHost = (ctx: Ctx): string | undefined => {
+    try {
+      rp(ctx);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  router.get('/login', (ctx) => send(ctx, pages.loginPage(safeNext(ctx.query.next), wrongHost(ctx))));
   router.post('/login/options', async (ctx) => {
     await readJson(ctx);
     const options = await (await passkeys()).authenticationOptions(rp(ctx));
@@ -224,7 +233,7 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
     const inv = token ? store.findInvite(app, token) : null;
     ctx.set('Referrer-Policy', 'no-referrer');
     if (!inv) return send(ctx, pages.inviteGonePage(), 410);
-    send(ctx, pages.invitePage(token, inv.admin.name));
+    send(ctx, pages.invitePage(token, inv.admin.name, wrongHost(ctx)));
   });
   const invitation = (ctx: Ctx, token: unknown) => {
     const reservation = app.loginGuard.reserve('console:invite', ctx.request.ip, 'console');

@@ -66,12 +66,12 @@ const describedBy = (errors: FormErrors | undefined, name: string) => (errors?.[
 
 // ---- login and invitation
 
-export function loginPage(next: string, notice?: string): Html {
+export function loginPage(next: string, problem?: string): Html {
   return layout(
     { title: 'Sign in', session: null },
     html`<section class="card">
 <p>Sign in with the passkey you registered from your invitation link.</p>
-${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
+${problem ? html`<p class="form-error" role="alert">Passkeys will not work here: ${problem}.</p>` : ''}
 <p class="form-error" id="login-error" role="alert" hidden></p>
 <button type="button" id="passkey-login" data-next="${next}">Sign in with a passkey</button>
 <noscript><p class="form-error">Passkeys need JavaScript: enable it for this page.</p></noscript>
@@ -80,11 +80,12 @@ ${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
   );
 }
 
-export function invitePage(token: string, admin: string): Html {
+export function invitePage(token: string, admin: string, problem?: string): Html {
   return layout(
     { title: 'Register a passkey', session: null },
     html`<section class="card">
 <p>This one-time link registers a passkey for the administrator <strong>${admin}</strong>. Your browser will ask where to keep it (this device, a phone or a security key).</p>
+${problem ? html`<p class="form-error" role="alert">Passkeys will not work here: ${problem}.</p>` : ''}
 <p class="form-error" id="register-error" role="alert" hidden></p>
 <button type="button" id="passkey-register" data-token="${token}">Register a passkey</button>
 <noscript><p class="form-error">Passkeys need JavaScript: enable it for this page.</p></noscript>
