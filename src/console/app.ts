@@ -380,7 +380,11 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
       if (!known) log.error({ err: (err as Error)?.message, stack: (err as Error)?.stack, path: c.path }, 'console request failed');
       const status = known ? err.status : 500;
       const message = known ? err.message : 'something went wrong on the server; the log has the details';
-      if (json) {
+      if (isHtmx(c) && !json) {
+        c.status = status;
+        c.set('HX-Reswap', 'innerHTML');
+        send(c, pages.errorFragment(message), status);
+      } else if (json) {
         c.status = status;
         c.body = { error: { code: known ? err.code : 'internal_error', message, requestId: (ctx.state as any).requestId } };
       } else send(c, pages.errorPage(frame(c, status === 404 ? 'Not found' : 'Error'), message), status);

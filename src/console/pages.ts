@@ -17,6 +17,29 @@ export interface Frame {
 /** Field-level errors of a form, by field name; `_` for the form as a whole. */
 export type FormErrors = Record<string, string>;
 
+/**
+ * htmx without eval or injected styles (the CSP forbids both), requests to this site only, and
+ * error answers (4xx/5xx: an alert fragment, see errorFragment) shown where the result would have
+ * gone; 401 carries HX-Redirect to the login page instead.
+ */
+const HTMX_CONFIG = {
+  includeIndicatorStyles: false,
+  allowEval: false,
+  allowScriptTags: false,
+  selfRequestsOnly: true,
+  responseHandling: [
+    { code: '204', swap: false },
+    { code: '[23]..', swap: true },
+    { code: '401', swap: false, error: true },
+    { code: '[45]..', swap: true, error: true },
+  ],
+};
+
+/** What an htmx request gets when it fails: the message, put inside its target (HX-Reswap: innerHTML). */
+export function errorFragment(message: string): Html {
+  return html`<p class="form-error" role="alert">${message}</p>`;
+}
+
 export function layout(f: Frame, body: Html): Html {
   const link = (key: Frame['nav'], href: string, label: string) =>
     html`<li><a href="${href}"${key === f.nav ? html` aria-current="page"` : ''}>${label}</a></li>`;
@@ -25,7 +48,7 @@ export function layout(f: Frame, body: Html): Html {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="htmx-config" content="${JSON.stringify({ includeIndicatorStyles: false, allowEval: false, allowScriptTags: false, selfRequestsOnly: true })}">
+<meta name="htmx-config" content="${JSON.stringify(HTMX_CONFIG)}">
 <title>${f.title} · Letterbox console</title>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="${BASE}/static/console.css">
