@@ -297,17 +297,15 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
     }
   });
   router.get('/domains/:name', signedIn, async (ctx) => {
-    const d = (await invoke('getDomain', { params: { id: ctx.params.name } }, ctx)).data;
-    const dns = (await invoke('getDomainDns', { params: { id: d.id } }, ctx)).data;
-    send(ctx, pages.domainPage(frame(ctx, d.name), d, dns.records, null, ctx.query.added ? `${d.name} was added with its DKIM keys. Publish these records, then check them.` : undefined));
+    const dns = (await invoke('getDomainDns', { params: { id: ctx.params.name } }, ctx)).data;
+    send(ctx, pages.domainPage(frame(ctx, dns.domain), dns.domain, dns.records, null, ctx.query.added ? `${dns.domain} was added with its DKIM keys. Publish these records, then check them.` : undefined));
   });
   router.post('/domains/:name/verify', signedIn, async (ctx) => {
-    const d = (await invoke('getDomain', { params: { id: ctx.params.name } }, ctx)).data;
-    const v = (await invoke('verifyDomain', { params: { id: d.id } }, ctx)).data;
-    record(ctx, 'domain.verify', d.name, { ok: v.ok });
+    const v = (await invoke('verifyDomain', { params: { id: ctx.params.name } }, ctx)).data;
+    record(ctx, 'domain.verify', v.domain, { ok: v.ok });
     if (isHtmx(ctx)) return send(ctx, pages.verificationFragment(v));
-    const dns = (await invoke('getDomainDns', { params: { id: d.id } }, ctx)).data;
-    send(ctx, pages.domainPage(frame(ctx, d.name), d, dns.records, v));
+    const dns = (await invoke('getDomainDns', { params: { id: v.domain } }, ctx)).data;
+    send(ctx, pages.domainPage(frame(ctx, dns.domain), dns.domain, dns.records, v));
   });
 
   // ---- mailboxes

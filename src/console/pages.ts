@@ -206,11 +206,11 @@ export function verificationFragment(v: { ok: boolean; checkedAt: string; record
 </div>`;
 }
 
-export function domainPage(frame: Frame, d: DomainRow, records: RecordRow[], verification: Parameters<typeof verificationFragment>[0] | null, notice?: string): Html {
+export function domainPage(frame: Frame, name: string, records: RecordRow[], verification: Parameters<typeof verificationFragment>[0] | null, notice?: string): Html {
   const csrf = frame.session!.csrf;
-  const path = `${BASE}/domains/${encodeURIComponent(d.name)}`;
+  const path = `${BASE}/domains/${encodeURIComponent(name)}`;
   return layout(
-    { ...frame, nav: 'domains', title: d.name },
+    { ...frame, nav: 'domains', title: name },
     html`${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
 <section>
 <h2>DNS records to publish</h2>
@@ -231,7 +231,7 @@ ${csrfField(csrf)}<button type="submit">Check now</button>
 </form>
 ${verification ? verificationFragment(verification) : html`<div id="verify-result"></div>`}
 </section>
-<p><a href="${BASE}/mailboxes?domain=${encodeURIComponent(d.name)}">Mailboxes of ${d.name}</a></p>`,
+<p><a href="${BASE}/mailboxes?domain=${encodeURIComponent(name)}">Mailboxes of ${name}</a></p>`,
   );
 }
 
