@@ -7,7 +7,8 @@
 #                                          and, when run as root, Dovecot's Debian packages and the
 #                                          'vmail' user, rspamd and redis-server (spam filtering).
 #                                          --test-tools adds swaks, python3-dkim, dnsmasq, xmllint (libxml2-utils),
-#                                          fusepy + fuse3 (the power-loss test), unbound, nsd, ldnsutils (DANE tests).
+#                                          fusepy + fuse3 (the power-loss test), unbound, nsd, ldnsutils (DANE tests),
+#                                          chromium (the web console's browser tests).
 #
 #   bash install.sh [options]              production install (or upgrade) on Debian 12 or 13, Ubuntu 24.04 or 26.04:
 #     --hostname NAME       the server's FQDN (MX target, EHLO, certificate); default: hostname -f
@@ -29,7 +30,7 @@ RUNTIME_DIR="$APP_DIR/.runtime"
 MIN_NODE_MAJOR=22
 MIN_NODE_MINOR=19
 DOVECOT_PACKAGES=(dovecot-imapd dovecot-lmtpd dovecot-sieve dovecot-managesieved)
-TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl systemd libxml2-utils python3-fusepy fuse3)
+TEST_PACKAGES=(swaks python3-dkim dnsmasq-base openssl systemd libxml2-utils python3-fusepy fuse3 chromium)
 # DANE tests (issue #18): a signed zone (ldnsutils) served by nsd, validated by unbound, all run by the tests themselves.
 TEST_PACKAGES+=(unbound nsd ldnsutils)
 # Spam filtering (issue #14): supervised by Letterbox like Dovecot; their own services stay off.

@@ -18,12 +18,13 @@ import { reportCommands } from './reports/cli.ts';
 import { dkimCommands } from './dkim/cli.ts';
 import { forwardingCommands } from './forwarding/cli.ts';
 import { appPasswordCommands } from './cli/app-passwords.ts';
+import { adminCommands } from './console/cli.ts';
 
 export { EXIT_CONFIG, type CliIO } from './cli/shared.ts';
 
 /** The command modules, in help order. */
 const commandModules: CommandModule[] = [systemCommands, domainCommands, mailboxCommands, aliasCommands, queueCommands, apiCommands, doctorCommands, backupCommands, tlsCommands, spamCommands, sieveCommands,
-  forwardingCommands, appPasswordCommands, reportCommands, dkimCommands];
+  forwardingCommands, appPasswordCommands, reportCommands, dkimCommands, adminCommands];
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('letterbox')

@@ -14,6 +14,7 @@ import { readJsonBody } from './middleware/body.ts';
 import { fullPath, validate, type RouteSpec } from './route.ts';
 import { buildOpenApi, type OpenApiDoc } from './openapi.ts';
 import { healthChecker } from './health.ts';
+import { forwardConsole } from './console-hook.ts';
 import { apiMetricsMiddleware, type ApiMetrics } from '../metrics/index.ts';
 import type { ApiContext, ApiRuntime, ApiState } from './types.ts';
 
@@ -117,7 +118,7 @@ function routeHandler(spec: RouteSpec, d: HandlerDeps): (ctx: ApiContext) => Pro
  * routes), its rate-limit bucket, its scope, path/query/body validation, then the handler, whose
  * reply is wrapped in { data } (plus nextCursor for lists, "sandbox": true for test keys).
  */
-export function buildApi(host: ApiHost, routes: RouteSpec[]): { koa: Koa<ApiState>; runtime: ApiRuntime; buckets: SharedBuckets } {
+export function buildApi(host: ApiHost, routes: RouteSpec[], opts: { console?: (runtime: ApiRuntime) => Koa.Middleware } = {}): { koa: Koa<ApiState>; runtime: ApiRuntime; buckets: SharedBuckets } {
   const { app } = host;
   const main = host.thread === 'main' ? host.app : null;
   const threading = host.thread === 'worker' ? host : null;
@@ -157,6 +158,9 @@ export function buildApi(host: ApiHost, routes: RouteSpec[]): { koa: Koa<ApiStat
   koa.use(requestId(log));
   koa.use(apiMetricsMiddleware(threading ? threading.metrics : main!.metrics)); // before the error handler: counts final statuses
   koa.use(errorHandler(log));
+  // The web console (src/console/): answered by the main thread, which the workers hand it to.
+  if (forward) koa.use(forwardConsole(forward) as any);
+  else if (opts.console) koa.use(opts.console(runtime) as any);
   koa.use(router.routes() as any);
   koa.use(router.allowedMethods() as any);
   // Reached only when no route matched (the 404/405/501 answers are set on the way back): a request

@@ -10,6 +10,8 @@ import { relayedHandler } from './forward.ts';
 import { apiHttpServer, apiListenAddress, listen } from './http-server.ts';
 import { allRoutes } from './routes/index.ts';
 import { ApiThreads } from './threads.ts';
+import { routeInvoker } from './console-hook.ts';
+import { consoleMiddleware } from '../console/app.ts';
 
 /** Where API worker threads hand requests to the main thread (mode 0600). */
 export function apiSocketPath(dataDir: string): string {
@@ -22,7 +24,9 @@ export function apiSocketPath(dataDir: string): string {
  * and the main thread answers what they hand it on a private Unix socket.
  */
 export function apiComponent(app: AppContext): Component {
-  const { koa, runtime, buckets } = buildApi({ thread: 'main', app }, allRoutes);
+  const { koa, runtime, buckets } = buildApi({ thread: 'main', app }, allRoutes, {
+    console: (rt) => consoleMiddleware({ app, invoke: routeInvoker(allRoutes, app, rt) }),
+  });
   const { config } = app;
   const threaded = config.api.threads > 0;
   let http: ReturnType<typeof apiHttpServer> | null = null;

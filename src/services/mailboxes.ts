@@ -95,6 +95,8 @@ export interface ListFilter {
   tags?: string[];
   status?: 'active' | 'disabled';
   domains?: string[]; // restriction (API keys limited to some domains)
+  /** Addresses starting with this text (lower-cased; a range on the address index, not a scan). */
+  search?: string;
   /** Pagination (API): addresses after this one, at most `limit` of them. */
   after?: string;
   limit?: number;
@@ -115,6 +117,10 @@ export function listMailboxes(ctx: ServiceContext, f: ListFilter = {}): Mailbox[
   if (f.domains) {
     where.push(`d.name IN (SELECT value FROM json_each(?))`);
     args.push(JSON.stringify(f.domains));
+  }
+  if (f.search) {
+    where.push("m.address >= ? AND m.address < ? || char(1114111)");
+    args.push(f.search.toLowerCase(), f.search.toLowerCase());
   }
   if (f.after !== undefined) {
     where.push('m.address > ?');

@@ -77,11 +77,11 @@ export const mailboxRoutes: RouteSpec[] = [
   defineRoute({
     method: 'get', path: '/mailboxes', operationId: 'listMailboxes', anyThread: true, tag, scope: 'mailboxes:read', list: true,
     summary: 'List mailboxes',
-    description: 'In address order. Filters: domain, tag (repeat it: all must match), status.',
+    description: 'In address order. Filters: domain, tag (repeat it: all must match), status, search (address prefix).',
     query: MailboxListQuery, response: MailboxSchema,
     handler: (req) => {
-      const { domain, tag: tags, status, limit, cursor } = req.query;
-      const rows = listMailboxes(req.app, { domain, tags, status, domains: keyDomains(req.key) ?? undefined, after: decodeCursor(cursor), limit: limit + 1 });
+      const { domain, tag: tags, status, search, limit, cursor } = req.query;
+      const rows = listMailboxes(req.app, { domain, tags, status, search, domains: keyDomains(req.key) ?? undefined, after: decodeCursor(cursor), limit: limit + 1 });
       return page(rows.map(mailboxOut), limit, (m) => m.address);
     },
   }),
@@ -159,9 +159,9 @@ export const mailboxRoutes: RouteSpec[] = [
     description: 'Same filters and pagination as the list. Usage is what Dovecot counts (the numbers IMAP clients and the delivery quota check see).',
     query: MailboxListQuery, response: QuotaStatusSchema,
     handler: async (req) => {
-      const { domain, tag: tags, status, limit, cursor } = req.query;
+      const { domain, tag: tags, status, search, limit, cursor } = req.query;
       if (req.app.supervisor && !req.app.supervisor.running) throw new LetterboxError('unavailable', 'Dovecot is not running; quota usage is unavailable (see the log)');
-      const rows = listMailboxes(req.app, { domain, tags, status, domains: keyDomains(req.key) ?? undefined, after: decodeCursor(cursor), limit: limit + 1 });
+      const rows = listMailboxes(req.app, { domain, tags, status, search, domains: keyDomains(req.key) ?? undefined, after: decodeCursor(cursor), limit: limit + 1 });
       const p = page(rows, limit, (m) => m.address);
       const usage = await quotaUsage({ doveadm: req.runtime.doveadm, config: req.app.dovecot.paths.config, users: p.data.map((m) => m.address) });
       return {

@@ -30,6 +30,7 @@ export const MailboxListQuery = z.strictObject({
   domain: z.string().min(1).max(253).optional(),
   tag: repeated(Tag).optional().describe('Repeat to require several tags (all must match).'),
   status: Status.optional(),
+  search: z.string().min(1).max(320).optional().describe('Only addresses that start with this text (case-insensitive).'),
   limit: Limit,
   cursor: Cursor,
 });
