@@ -9,7 +9,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { connect as netConnect, type Socket } from 'node:net';
 import { ImapFlow } from 'imapflow';
 import { startAppliance, applianceCert, freePort, type Appliance } from './helpers/appliance.ts';
-import { RawSmtp } from './helpers/smtp-raw.ts';
+import { imapLogin as imapLoginAs, parallelWrongLogins, smtpAuth as smtpAuthAs, type LoginTarget } from './helpers/login-attempts.ts';
 import { call, checkRepliesAgainstDoc, waitFor } from './helpers/mailapi.ts';
 import { checkAppPasswordName, generateAppPassword, hashAppPassword, lastUsedDue, looksLikeAppPassword } from '../src/auth/app-passwords.ts';
 import { renderAppPasswordsDir, renderAppPasswordsFile } from '../src/dovecot/app-passwords.ts';
@@ -57,30 +57,9 @@ after(async () => {
   app?.cleanup();
 });
 
-/** One IMAP LOGIN over implicit TLS; the tagged reply. */
-function imapLogin(user: string, pw: string, localAddress?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port: app.ports.imap, ca, servername: app.hostname, ...(localAddress ? { localAddress } : {}) } as any);
-    let buf = '';
-    let sent = false;
-    const t = setTimeout(() => (s.destroy(), reject(new Error('IMAP: no answer in time'))), 30000);
-    s.on('data', (d) => {
-      buf += d.toString('utf8');
-      if (!sent && /^\* OK/m.test(buf)) {
-        sent = true;
-        const q = (x: string) => `"${x.replace(/["\\]/g, '\\$&')}"`;
-        s.write(`a1 LOGIN ${q(user)} ${q(pw)}\r\n`);
-      }
-      const m = /^a1 (OK|NO|BAD)\b.*$/m.exec(buf);
-      if (m) {
-        clearTimeout(t);
-        s.end('a2 LOGOUT\r\n');
-        resolve(m[0].trim());
-      }
-    });
-    s.on('error', (err) => (clearTimeout(t), reject(err)));
-  });
-}
+// IMAP LOGIN and submission AUTH PLAIN, from a loopback address when given.
+const target = (): LoginTarget => ({ app, ca });
+const imapLogin = (user: string, pw: string, localAddress?: string) => imapLoginAs(target(), user, pw, localAddress);
 
 /**
  * One ManageSieve (RFC 5804) AUTHENTICATE PLAIN after STARTTLS from `localAddress`; the final
@@ -119,20 +98,7 @@ async function sieveAuth(user: string, pw: string, localAddress = '127.0.0.2'): 
   }
 }
 
-/** One SMTP AUTH PLAIN on the submission port after STARTTLS; the reply line. */
-async function smtpAuth(user: string, pw: string, localAddress?: string): Promise<string> {
-  const { client, greeting } = await RawSmtp.open(app.ports.submission, '127.0.0.1', localAddress);
-  try {
-    if (greeting?.code !== 220) return greeting?.text ?? 'closed';
-    await client.cmd('EHLO apps.example');
-    await client.starttls(ca, app.hostname);
-    await client.cmd('EHLO apps.example');
-    const r = await client.cmd(`AUTH PLAIN ${Buffer.from(`\0${user}\0${pw}`).toString('base64')}`);
-    return r?.text ?? 'closed';
-  } finally {
-    await client.close();
-  }
-}
+const smtpAuth = (user: string, pw: string, localAddress?: string) => smtpAuthAs(target(), user, pw, localAddress, 'apps.example');
 
 test('API: created (shown once), IMAP LOGIN and SMTP submission accept it, last used recorded; the main password still works', async () => {
   let r = await call(app, key, 'POST', `/mailboxes/alice@${D}/app-passwords`, { name: 'Phone' });
@@ -227,7 +193,7 @@ test('the replies match the OpenAPI document', async () => {
 // Issue #17 item 6: ManageSieve logins go through the same login guard as IMAP and submission
 // (Dovecot's auth policy requests cover every Dovecot protocol). auth_max_failures is 10 here.
 test('ManageSieve: 20 parallel wrong logins lock the account on every protocol; the right password is refused from a new network', async () => {
-  const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => sieveAuth(`dan@${D}`, `wrong password ${i}`, `127.0.60.${i + 1}`)));
+  const answers = await parallelWrongLogins(20, '127.0.60.', (local, pw) => sieveAuth(`dan@${D}`, pw, local));
   assert.ok(answers.every((a) => /^NO/.test(a)), answers.join(' | '));
   assert.match(await sieveAuth(`dan@${D}`, PW, '127.0.60.99'), /^NO/, 'locked: the right password is refused on ManageSieve');
   assert.match(await imapLogin(`dan@${D}`, PW, '127.0.60.98'), /^a1 NO/, '...on IMAP');

@@ -6,7 +6,6 @@
 // Several clients are simulated with loopback source addresses (all of 127/8 is loopback).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect as tlsConnect } from 'node:tls';
 import { chmodSync, statSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -15,6 +14,7 @@ import nodemailer from 'nodemailer';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { RawSmtp } from './helpers/smtp-raw.ts';
+import { imapLogin as imapLoginAs, parallelWrongLogins, plainToken, smtpAuthToken, type LoginTarget } from './helpers/login-attempts.ts';
 import { call } from './helpers/mailapi.ts';
 
 const PW: Record<string, string> = {
@@ -61,52 +61,17 @@ after(async () => {
   await dns?.stop();
 });
 
-/** One submission AUTH PLAIN attempt on 587 after STARTTLS; the reply line. */
-async function smtpAuth(localAddress: string, token: string): Promise<string> {
-  const { client, greeting } = await RawSmtp.open(app.ports.submission, '127.0.0.1', localAddress);
-  try {
-    if (greeting?.code !== 220) return greeting?.text ?? 'closed';
-    await client.cmd('EHLO guard.example');
-    await client.starttls(ca, app.hostname);
-    await client.cmd('EHLO guard.example');
-    const r = await client.cmd(`AUTH PLAIN ${token}`);
-    return r?.text ?? 'closed';
-  } finally {
-    await client.close();
-  }
-}
-const plain = (authzid: string, authcid: string, pw: string) => Buffer.from(`${authzid}\0${authcid}\0${pw}`).toString('base64');
+// Submission AUTH (a raw token, or as a user without authzid) and IMAP LOGIN from a loopback address.
+const target = (): LoginTarget => ({ app, ca });
+const smtpAuth = (localAddress: string, token: string) => smtpAuthToken(target(), token, localAddress);
+const plain = plainToken;
 const auth = (local: string, user: string, pw: string) => smtpAuth(local, plain('', user, pw));
-
-/** One IMAP LOGIN over implicit TLS from `localAddress`; the tagged reply. */
-function imapLogin(localAddress: string, user: string, pw: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port: app.ports.imap, localAddress, ca, servername: app.hostname } as any);
-    let buf = '';
-    let sent = false;
-    const t = setTimeout(() => (s.destroy(), reject(new Error('IMAP: no answer in time'))), 30000);
-    s.on('data', (d) => {
-      buf += d.toString('utf8');
-      if (!sent && /^\* OK/m.test(buf)) {
-        sent = true;
-        const q = (x: string) => `"${x.replace(/["\\]/g, '\\$&')}"`;
-        s.write(`a1 LOGIN ${q(user)} ${q(pw)}\r\n`);
-      }
-      const m = /^a1 (OK|NO|BAD)\b.*$/m.exec(buf);
-      if (m) {
-        clearTimeout(t);
-        s.end('a2 LOGOUT\r\n');
-        resolve(m[0].trim());
-      }
-    });
-    s.on('error', (err) => (clearTimeout(t), reject(err)));
-  });
-}
+const imapLogin = (localAddress: string, user: string, pw: string) => imapLoginAs(target(), user, pw, localAddress);
 
 test('submission AUTH: 20 parallel wrong attempts are counted before the password check (at most auth_max_failures are checked); the locked account refuses the right password from a new network, the owner\'s known network still gets in', async () => {
   // The owner has logged in from 127.0.10.1 before: that network is known for the account.
   assert.match(await auth('127.0.10.1', `carol@${D}`, PW.carol), /^235 /);
-  const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => auth(`127.0.11.${i + 1}`, `carol@${D}`, `wrong password ${i}`)));
+  const answers = await parallelWrongLogins(20, '127.0.11.', (local, pw) => auth(local, `carol@${D}`, pw));
   const checked = answers.filter((a) => a.startsWith('535 ')).length;
   const refused = answers.filter((a) => /^454 4\.7\.0 /.test(a)).length;
   assert.equal(checked + refused, 20, answers.join(' | '));
@@ -125,7 +90,7 @@ test('AUTH PLAIN: an authorization identity (authzid) different from the login n
 
 test("IMAP (Dovecot): 20 parallel wrong logins lock the account, the right password is then refused from a new network; the owner's known network still works", async () => {
   assert.match(await imapLogin('127.0.20.1', `dave@${D}`, PW.dave), /^a1 OK/);
-  const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => imapLogin(`127.0.21.${i + 1}`, `dave@${D}`, `wrong password ${i}`)));
+  const answers = await parallelWrongLogins(20, '127.0.21.', (local, pw) => imapLogin(local, `dave@${D}`, pw));
   assert.ok(answers.every((a) => /^a1 NO/.test(a)), answers.join(' | '));
   assert.match(await imapLogin('127.0.21.99', `dave@${D}`, PW.dave), /^a1 NO/, 'locked: the right password is refused from a stranger\'s network');
   assert.match(await imapLogin('127.0.20.1', `dave@${D}`, PW.dave), /^a1 OK/, 'the owner\'s known network still works');

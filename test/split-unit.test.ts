@@ -231,3 +231,34 @@ test('mailbox CLI: the row, what add and passwd print (a generated password once
   assert.deepEqual(passwdOutput(m, 'gen-pw', false), { json: { ...m, password: 'gen-pw' }, text: 'password changed for alice@example.test\npassword: gen-pw\n(shown once: store it now)\n' });
   assert.deepEqual([disabledChange({ disable: true }), disabledChange({ enable: true }), disabledChange({})], [true, false, undefined]);
 });
+
+test('supervision: restart backoff (1 s … 30 s, reset after a minute up), the guard with or without its process group, Dovecot log levels', async () => {
+  const { restartBackoff, guardScript } = await import('../src/supervise/process.ts');
+  const { dovecotLogLevel } = await import('../src/dovecot/supervisor.ts');
+  let restarts = 0;
+  const delays: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const next = restartBackoff(restarts, 5000);
+    delays.push(next.delayMs);
+    restarts = next.restarts;
+  }
+  assert.deepEqual(delays, [1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+  assert.deepEqual(restartBackoff(restarts, 60001), { delayMs: 1000, restarts: 1 }, 'up for over a minute: back to 1 s');
+  assert.deepEqual(restartBackoff(3, 60000), { delayMs: 8000, restarts: 4 });
+
+  const plain = guardScript(false);
+  const group = guardScript(true);
+  for (const g of [plain, group]) {
+    assert.match(g, /^\nexec 3<&0 <\/dev\/null\n"\$@" &\n/, 'the daemon runs with stdin detached; the pipe is on fd 3');
+    assert.match(g, /\( read -r _ <&3; kill -TERM \$d 2>\/dev\/null \) &/, 'the pipe closing stops the daemon');
+    assert.match(g, /exit \$rc\n$/);
+  }
+  assert.doesNotMatch(plain, /ps -o pid= -g/);
+  assert.match(group, /ps -o pid= -g \$\$/);
+  assert.ok(group.startsWith(plain.replace(/exit \$rc\n$/, '')));
+
+  assert.deepEqual(
+    ['master: Fatal: x', 'imap: Panic: y', 'auth: Error: z', 'lmtp: Warning: w', 'master: Info: Dovecot v2.3 starting up', 'ErrorX: not a level'].map(dovecotLogLevel),
+    ['error', 'error', 'error', 'warn', 'info', 'info'],
+  );
+});

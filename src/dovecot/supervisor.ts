@@ -1,27 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../log.ts';
 import { LetterboxError } from '../errors.ts';
-
-// `dovecot -F` runs under a tiny shell guard whose stdin is a pipe from this process: when Letterbox
-// exits for any reason, even SIGKILL, the pipe closes and the guard stops Dovecot, so no Dovecot is
-// ever left orphaned. (Node has no PR_SET_PDEATHSIG.)
-const GUARD = `
-exec 3<&0 </dev/null
-"$0" -F -c "$1" &
-d=$!
-trap 'kill -TERM $d 2>/dev/null' TERM INT
-( read -r _ <&3; kill -TERM $d 2>/dev/null ) &
-w=$!
-wait $d; rc=$?
-while kill -0 $d 2>/dev/null; do wait $d; rc=$?; done
-kill $w 2>/dev/null
-exit $rc
-`;
+import { SupervisedProcess } from '../supervise/process.ts';
 
 export interface SupervisorOptions {
   binary: string;
@@ -33,19 +16,47 @@ export interface SupervisorOptions {
   log: Logger;
 }
 
+/** The log level of a line Dovecot printed. Pure. */
+export function dovecotLogLevel(line: string): 'error' | 'warn' | 'info' {
+  return /\b(Fatal|Panic|Error):/.test(line) ? 'error' : /\bWarning:/.test(line) ? 'warn' : 'info';
+}
+
+/**
+ * `dovecot -F` supervised like rspamd and Redis (src/supervise/process.ts: the guard that never
+ * leaves it orphaned, restarts with backoff, stop), plus what is Dovecot's own: the binary must
+ * exist, a master left by an earlier run is stopped first, and it is ready once the LMTP socket
+ * exists and the first IMAP listener accepts connections. Dovecot's master stops its own processes,
+ * so the guard runs in Letterbox's process group (processGroup: false), as it always did.
+ */
 export class DovecotSupervisor {
-  private child: ChildProcess | null = null;
-  private stopping = false;
-  private restarts = 0;
-  private startedAt = 0;
-  private restartTimer: NodeJS.Timeout | null = null;
   private readonly o: SupervisorOptions;
-  running = false;
-  /** Unexpected exits followed by a restart, since start (metrics). */
-  restartCount = 0;
+  private readonly process: SupervisedProcess;
 
   constructor(o: SupervisorOptions) {
     this.o = o;
+    this.process = new SupervisedProcess({
+      name: 'dovecot',
+      label: 'Dovecot',
+      command: o.binary,
+      args: ['-F', '-c', o.configPath],
+      processGroup: false,
+      levelOf: dovecotLogLevel,
+      ready: async () => existsSync(o.lmtpSocket) && (await canConnect(o.probe.host, o.probe.port)),
+      readyTimeoutMs: 15000,
+      pollMs: 50,
+      notReadyText: (ms) => `Dovecot did not accept connections on ${o.probe.host}:${o.probe.port} within ${ms} ms`,
+      log: o.log,
+    });
+  }
+
+  /** True while Dovecot runs and accepted a connection. */
+  get running(): boolean {
+    return this.process.running;
+  }
+
+  /** Unexpected exits followed by a restart, since start (metrics). */
+  get restartCount(): number {
+    return this.process.restartCount;
   }
 
   /** Starts Dovecot and resolves once it accepts connections. */
@@ -54,8 +65,12 @@ export class DovecotSupervisor {
       throw new LetterboxError('unavailable', `Dovecot not found at ${this.o.binary}: install it (apt-get install dovecot-imapd dovecot-lmtpd dovecot-sieve, or run install.sh) or set dovecot.binary`);
     }
     await this.stopStale();
-    this.spawn();
-    await this.waitReady(15000);
+    await this.process.start();
+  }
+
+  /** Stops Dovecot and waits for it to exit (SIGKILL after 8 s). */
+  stop(): Promise<void> {
+    return this.process.stop();
   }
 
   /** A master left by an earlier run (e.g. after a crash) holds the base_dir: stop it first. */
@@ -79,73 +94,6 @@ export class DovecotSupervisor {
     process.kill(pid, 'SIGTERM');
     for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
     if (alive(pid)) process.kill(pid, 'SIGKILL');
-  }
-
-  private spawn(): void {
-    const child = spawn('/bin/sh', ['-c', GUARD, this.o.binary, this.o.configPath], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child = child;
-    this.startedAt = Date.now();
-    const dlog = this.o.log.child({ component: 'dovecot' });
-    for (const stream of [child.stdout!, child.stderr!]) {
-      createInterface({ input: stream }).on('line', (line) => {
-        if (!line.trim()) return;
-        const level = /\b(Fatal|Panic|Error):/.test(line) ? 'error' : /\bWarning:/.test(line) ? 'warn' : 'info';
-        dlog[level]({ dovecot: line }, 'dovecot');
-      });
-    }
-    child.stdin!.on('error', () => {});
-    child.on('exit', (code, signal) => {
-      this.running = false;
-      if (this.child === child) this.child = null;
-      if (this.stopping) return;
-      const upFor = Date.now() - this.startedAt;
-      if (upFor > 60000) this.restarts = 0;
-      const delay = Math.min(30000, 1000 * 2 ** this.restarts);
-      this.restarts++;
-      this.restartCount++;
-      this.o.log.error({ code, signal, restartInMs: delay }, 'Dovecot exited unexpectedly; restarting');
-      this.restartTimer = setTimeout(() => {
-        this.restartTimer = null;
-        if (!this.stopping) {
-          this.spawn();
-          this.waitReady(15000).catch((err) => this.o.log.error({ err: err.message }, 'Dovecot did not become ready after restart'));
-        }
-      }, delay);
-      this.restartTimer.unref();
-    });
-  }
-
-  private async waitReady(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    const child = this.child;
-    while (Date.now() < deadline) {
-      if (!child || child.exitCode !== null || child.signalCode !== null) {
-        throw new LetterboxError('unavailable', 'Dovecot exited during start-up; see the dovecot lines in the log');
-      }
-      if (existsSync(this.o.lmtpSocket) && (await canConnect(this.o.probe.host, this.o.probe.port))) {
-        this.running = true;
-        this.o.log.info({ pid: child.pid }, 'Dovecot ready');
-        return;
-      }
-      await sleep(50);
-    }
-    throw new LetterboxError('unavailable', `Dovecot did not accept connections on ${this.o.probe.host}:${this.o.probe.port} within ${timeoutMs} ms`);
-  }
-
-  /** Stops Dovecot and waits for it to exit (SIGKILL after 8 s). */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    if (this.restartTimer) clearTimeout(this.restartTimer);
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    child.stdin!.on('error', () => {}); // the child may already be gone: EPIPE is not an error here
-    child.stdin!.end();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 8000);
-    await exited;
-    clearTimeout(timer);
-    child.stdout?.destroy();
-    child.stderr?.destroy();
   }
 }
 

@@ -6,11 +6,7 @@ import { LetterboxError } from '../errors.ts';
 
 // The daemon runs under a tiny shell guard whose stdin is a pipe from this process: when Letterbox
 // exits for any reason, even SIGKILL, the pipe closes and the guard stops the daemon, so it is
-// never left orphaned (Node has no PR_SET_PDEATHSIG). The same guard as Dovecot's supervisor
-// (src/dovecot/supervisor.ts), generalised to any command line: "$@" is the daemon and its args.
-// The guard leads its own process group (spawned detached): once the daemon's main process is gone,
-// whatever it left in the group (rspamd workers whose main process was SIGKILLed keep serving
-// otherwise) is stopped too, TERM then KILL.
+// never left orphaned (Node has no PR_SET_PDEATHSIG). "$@" is the daemon and its args.
 const GUARD = `
 exec 3<&0 </dev/null
 "$@" &
@@ -21,7 +17,11 @@ w=$!
 wait $d; rc=$?
 while kill -0 $d 2>/dev/null; do wait $d; rc=$?; done
 kill $w 2>/dev/null; wait $w 2>/dev/null
-trap '' TERM
+`;
+// With `processGroup`, the guard leads its own process group (spawned detached): once the daemon's
+// main process is gone, whatever it left in the group (rspamd workers whose main process was
+// SIGKILLed keep serving otherwise) is stopped too, TERM then KILL.
+const GROUP_STOP = `trap '' TERM
 g=$(ps -o pid= -g $$ 2>/dev/null)
 for p in $g; do [ "$p" = $$ ] || kill -TERM $p 2>/dev/null; done
 for p in $g; do
@@ -29,12 +29,27 @@ for p in $g; do
   n=0; while [ $n -lt 50 ] && kill -0 $p 2>/dev/null; do sleep 0.1; n=$((n+1)); done
   kill -KILL $p 2>/dev/null
 done
-exit $rc
 `;
 
+/** The guard's script: with `processGroup`, it also stops what the daemon left in its group. Pure. */
+export function guardScript(processGroup: boolean): string {
+  return GUARD + (processGroup ? GROUP_STOP : '') + 'exit $rc\n';
+}
+
+/**
+ * The wait before restarting a daemon that exited unexpectedly: 1 s, 2 s, 4 s … 30 s, counted
+ * again from 1 s once it had been up for over a minute. `restarts` are those since that reset. Pure.
+ */
+export function restartBackoff(restarts: number, upForMs: number): { delayMs: number; restarts: number } {
+  const before = upForMs > 60000 ? 0 : restarts;
+  return { delayMs: Math.min(30000, 1000 * 2 ** before), restarts: before + 1 };
+}
+
 export interface SupervisedOptions {
-  /** Short name for logs and metrics ("rspamd", "redis"). */
+  /** Short name for logs and metrics ("rspamd", "redis"): the log lines' component. */
   name: string;
+  /** The daemon's name in log messages and errors ("Dovecot"); default `name`. */
+  label?: string;
   command: string;
   args: string[];
   /** Working directory: one the daemon's user can enter (it may not enter Letterbox's own). */
@@ -50,6 +65,12 @@ export interface SupervisedOptions {
   log: Logger;
   /** Called after each restart once the daemon is ready again. */
   onReady?(): void;
+  /** Run the guard in a process group of its own and stop what the daemon leaves in it (default true). */
+  processGroup?: boolean;
+  /** How often readiness is polled (default 100 ms). */
+  pollMs?: number;
+  /** The error text when the daemon is not ready in time (default: "<label> was not ready within N ms"). */
+  notReadyText?(timeoutMs: number): string;
 }
 
 /**
@@ -73,6 +94,10 @@ export class SupervisedProcess {
     this.o = o;
   }
 
+  private get label(): string {
+    return this.o.label ?? this.o.name;
+  }
+
   get pid(): number | null {
     return this.child?.pid ?? null;
   }
@@ -85,9 +110,10 @@ export class SupervisedProcess {
   }
 
   private spawn(): void {
-    const child = spawn('/bin/sh', ['-c', GUARD, 'guard', this.o.command, ...this.o.args], {
+    const processGroup = this.o.processGroup ?? true;
+    const child = spawn('/bin/sh', ['-c', guardScript(processGroup), 'guard', this.o.command, ...this.o.args], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      detached: true,
+      ...(processGroup ? { detached: true } : {}),
       ...(this.o.cwd ? { cwd: this.o.cwd } : {}),
       ...(this.o.uid !== undefined ? { uid: this.o.uid, gid: this.o.gid } : {}),
     });
@@ -102,26 +128,24 @@ export class SupervisedProcess {
       });
     }
     child.stdin!.on('error', () => {});
-    child.on('error', (err) => clog.error({ err: err.message }, `${this.o.name} could not be started`));
+    child.on('error', (err) => clog.error({ err: err.message }, `${this.label} could not be started`));
     child.on('exit', (code, signal) => {
       this.running = false;
       if (this.child === child) this.child = null;
       if (this.stopping) return;
-      const upFor = Date.now() - this.startedAt;
-      if (upFor > 60000) this.restarts = 0;
-      const delay = Math.min(30000, 1000 * 2 ** this.restarts);
-      this.restarts++;
+      const next = restartBackoff(this.restarts, Date.now() - this.startedAt);
+      this.restarts = next.restarts;
       this.restartCount++;
-      clog.error({ code, signal, restartInMs: delay }, `${this.o.name} exited unexpectedly; restarting`);
+      clog.error({ code, signal, restartInMs: next.delayMs }, `${this.label} exited unexpectedly; restarting`);
       this.restartTimer = setTimeout(() => {
         this.restartTimer = null;
         if (this.stopping) return;
         this.spawn();
         this.waitReady(this.o.readyTimeoutMs).then(
           () => this.o.onReady?.(),
-          (err) => clog.error({ err: err.message }, `${this.o.name} did not become ready after restart`),
+          (err) => clog.error({ err: err.message }, `${this.label} did not become ready after restart`),
         );
-      }, delay);
+      }, next.delayMs);
       this.restartTimer.unref();
     });
   }
@@ -132,16 +156,16 @@ export class SupervisedProcess {
     while (Date.now() < deadline) {
       if (this.stopping) return;
       if (!child || child.exitCode !== null || child.signalCode !== null || this.child !== child) {
-        throw new LetterboxError('unavailable', `${this.o.name} exited during start-up; see the "${this.o.name}" lines in the log`);
+        throw new LetterboxError('unavailable', `${this.label} exited during start-up; see the "${this.o.name}" lines in the log`);
       }
       if (await this.o.ready().catch(() => false)) {
         this.running = true;
-        this.o.log.info({ pid: child.pid, component: this.o.name, ms: Date.now() - this.startedAt }, `${this.o.name} ready`);
+        this.o.log.info({ pid: child.pid, component: this.o.name, ms: Date.now() - this.startedAt }, `${this.label} ready`);
         return;
       }
-      await sleep(100);
+      await sleep(this.o.pollMs ?? 100);
     }
-    throw new LetterboxError('unavailable', `${this.o.name} was not ready within ${timeoutMs} ms`);
+    throw new LetterboxError('unavailable', this.o.notReadyText?.(timeoutMs) ?? `${this.label} was not ready within ${timeoutMs} ms`);
   }
 
   /** Stops the daemon and waits for it to exit (SIGKILL after 8 s). */

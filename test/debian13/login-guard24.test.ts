@@ -5,12 +5,11 @@
 // `test/debian13/setup.sh --wrappers DIR` (.ci/run's Debian 13 block sets it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect as tlsConnect } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAppliance, applianceCert, type Appliance } from '../helpers/appliance.ts';
 import { TestDns } from '../helpers/dns.ts';
-import { RawSmtp } from '../helpers/smtp-raw.ts';
+import { imapLogin as imapLoginAs, parallelWrongLogins, smtpAuth as smtpAuthAs, type LoginTarget } from '../helpers/login-attempts.ts';
 
 const DOVECOT = process.env.LETTERBOX_DOVECOT_BINARY ?? '';
 const skip = DOVECOT ? false : 'no Dovecot 2.4 here: run with LETTERBOX_DOVECOT_BINARY=<dir>/dovecot after test/debian13/setup.sh --wrappers <dir> (.ci/run does)';
@@ -48,45 +47,10 @@ after(async () => {
   await dns?.stop();
 });
 
-/** One IMAP LOGIN over implicit TLS from `localAddress`; the tagged reply. */
-function imapLogin(localAddress: string, user: string, pw: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port: app.ports.imap, localAddress, ca, servername: app.hostname } as any);
-    let buf = '';
-    let sent = false;
-    const t = setTimeout(() => (s.destroy(), reject(new Error('IMAP: no answer in time'))), 30000);
-    s.on('data', (d) => {
-      buf += d.toString('utf8');
-      if (!sent && /^\* OK/m.test(buf)) {
-        sent = true;
-        const q = (x: string) => `"${x.replace(/["\\]/g, '\\$&')}"`;
-        s.write(`a1 LOGIN ${q(user)} ${q(pw)}\r\n`);
-      }
-      const m = /^a1 (OK|NO|BAD)\b.*$/m.exec(buf);
-      if (m) {
-        clearTimeout(t);
-        s.end('a2 LOGOUT\r\n');
-        resolve(m[0].trim());
-      }
-    });
-    s.on('error', (err) => (clearTimeout(t), reject(err)));
-  });
-}
-
-/** One submission AUTH PLAIN on 587 after STARTTLS; the reply line. */
-async function smtpAuth(localAddress: string, user: string, pw: string): Promise<string> {
-  const { client, greeting } = await RawSmtp.open(app.ports.submission, '127.0.0.1', localAddress);
-  try {
-    if (greeting?.code !== 220) return greeting?.text ?? 'closed';
-    await client.cmd('EHLO guard.example');
-    await client.starttls(ca, app.hostname);
-    await client.cmd('EHLO guard.example');
-    const r = await client.cmd(`AUTH PLAIN ${Buffer.from(`\0${user}\0${pw}`).toString('base64')}`);
-    return r?.text ?? 'closed';
-  } finally {
-    await client.close();
-  }
-}
+// IMAP LOGIN and submission AUTH PLAIN from a loopback address.
+const target = (): LoginTarget => ({ app, ca });
+const imapLogin = (localAddress: string, user: string, pw: string) => imapLoginAs(target(), user, pw, localAddress);
+const smtpAuth = (localAddress: string, user: string, pw: string) => smtpAuthAs(target(), user, pw, localAddress);
 
 test("the appliance runs Dovecot 2.4 with the login guard's auth policy written", { skip }, () => {
   const conf = readFileSync(join(app.dataDir, 'dovecot', 'dovecot.conf'), 'utf8');
@@ -96,7 +60,7 @@ test("the appliance runs Dovecot 2.4 with the login guard's auth policy written"
 
 test('IMAP on Dovecot 2.4: 20 parallel wrong logins lock the account; locked, the right password gets the same answer as a wrong one; the owner\'s known network still works; submission is locked too', { skip }, async () => {
   assert.match(await imapLogin('127.0.40.1', `dave@${D}`, PW.dave), /^a1 OK/);
-  const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => imapLogin(`127.0.41.${i + 1}`, `dave@${D}`, `wrong password ${i}`)));
+  const answers = await parallelWrongLogins(20, '127.0.41.', (local, pw) => imapLogin(local, `dave@${D}`, pw));
   assert.ok(answers.every((a) => /^a1 NO/.test(a)), answers.join(' | '));
   // Dovecot told the guard about each failure through the policy's report requests.
   assert.ok(app.logs.filter((l) => l.includes('"authentication failed"') && l.includes('"protocol":"imap"') && l.includes(`dave@${D}`)).length >= 1, 'IMAP failures reach the login guard');
