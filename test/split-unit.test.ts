@@ -2,6 +2,7 @@
 // certificate's names (ACME), the queue CLI's filters, rendering and cap changes, domain
 // verification's judgement of each record, the OpenAPI error responses, the API's body and
 // envelope rules, and the Dovecot policy endpoint's action per request.
+import { reportGate, publishedPolicy } from '../src/reports/send-out.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { certificateNames, servedNames } from '../src/tls/acme-component.ts';
@@ -261,4 +262,19 @@ test('supervision: restart backoff (1 s … 30 s, reset after a minute up), the 
     ['master: Fatal: x', 'imap: Panic: y', 'auth: Error: z', 'lmtp: Warning: w', 'master: Info: Dovecot v2.3 starting up', 'ErrorX: not a level'].map(dovecotLogLevel),
     ['error', 'error', 'error', 'warn', 'info', 'info'],
   );
+});
+
+// ---- src/reports/send-out.ts: runReportsOut split into the run, one report, DMARC and TLS (#13) ----
+test('reportGate: no sender, the run limit, the per-destination limit, a suppressed destination, in that order; else null', () => {
+  const ok = { senderDomain: 'ours.test', total: 0, sentToDestination: 0, suppressed: false, maxPerRun: 3, maxPerDestination: 1 };
+  assert.equal(reportGate(ok), null);
+  assert.equal(reportGate({ ...ok, senderDomain: null, total: 9 }), 'no domain of ours to send from');
+  assert.equal(reportGate({ ...ok, total: 3, sentToDestination: 1 }), 'rate limit: reports.max_per_run (3) reached');
+  assert.equal(reportGate({ ...ok, sentToDestination: 1, suppressed: true }), 'rate limit: reports.max_per_destination (1) reached for this address');
+  assert.equal(reportGate({ ...ok, suppressed: true }), 'destination suppressed (it hard-bounced before)');
+});
+
+test("publishedPolicy: the record's tags now, the last evaluation's p/sp where the record has none, RFC 7489 defaults", () => {
+  assert.deepEqual(publishedPolicy('x.test', { p: 'reject', pct: '50', adkim: 's', fo: '1' }, { p: 'none', sp: 'none' }), { domain: 'x.test', p: 'reject', sp: 'reject', pct: 50, adkim: 's', aspf: 'r', fo: '1' });
+  assert.deepEqual(publishedPolicy('x.test', { pct: 'abc' }, { p: 'quarantine', sp: 'none' }), { domain: 'x.test', p: 'quarantine', sp: 'none', pct: 100, adkim: 'r', aspf: 'r', fo: '0' });
 });

@@ -162,154 +162,186 @@ export interface RunSummary {
   skipped: { kind: string; domain: string; destination: string; reason: string }[];
 }
 
+/** One report to send: what it is about, where it goes, and how to build it once the sender is known. */
+interface PendingReport {
+  kind: 'dmarc' | 'tls';
+  domain: string;
+  dest: Destination;
+  reportId: string;
+  records: number;
+  build: (from: string) => { gz: Buffer; filename: string; text: string };
+}
+
+/** The state of one run: its period, what it did so far, and the counters its rate limits read. */
+interface ReportRun {
+  deps: ReportsOutDeps;
+  period: { begin: number; end: number };
+  summary: RunSummary;
+  hostname: string;
+  senderDomain: string | null;
+  perDestination: Map<string, number>;
+  total: number;
+}
+
+/**
+ * Decide: why a report may not be sent now (rate limits, no sender, a suppressed destination), or
+ * null when it may. Pure.
+ */
+export function reportGate(o: { senderDomain: string | null; total: number; sentToDestination: number; suppressed: boolean; maxPerRun: number; maxPerDestination: number }): string | null {
+  if (!o.senderDomain) return 'no domain of ours to send from';
+  if (o.total >= o.maxPerRun) return `rate limit: reports.max_per_run (${o.maxPerRun}) reached`;
+  if (o.sentToDestination >= o.maxPerDestination) return `rate limit: reports.max_per_destination (${o.maxPerDestination}) reached for this address`;
+  if (o.suppressed) return 'destination suppressed (it hard-bounced before)';
+  return null;
+}
+
 /** One daily run for the period (default: the UTC day before now). Never throws for one report's failure. */
 export async function runReportsOut(deps: ReportsOutDeps, o: { date?: string; kinds?: ('dmarc' | 'tls')[] } = {}): Promise<RunSummary> {
   const cfg = deps.config.reports;
   const now = deps.clock.now();
   const period = reportPeriod(now, o.date);
-  const summary: RunSummary = { period: { begin: new Date(period.begin).toISOString(), end: new Date(period.end).toISOString() }, sent: [], skipped: [] };
-  const kinds = o.kinds ?? ['dmarc', 'tls'];
   const hostname = deps.config.hostname.toLowerCase();
-  const senderDomain = reportSenderDomain(deps.db, dsnSigningDomains(hostname, null));
-  const perDestination = new Map<string, number>();
-  let total = 0;
-
-  const send = async (r: { kind: 'dmarc' | 'tls'; domain: string; dest: Destination; reportId: string; records: number; build: (from: string) => { gz: Buffer; filename: string; text: string } }) => {
-    const base = { id: r.reportId, kind: r.kind, domain: r.domain, destination: r.dest.address, beginAt: period.begin, endAt: period.end, records: r.records, createdAt: deps.clock.now() };
-    const skip = (reason: string, size = 0) => {
-      summary.skipped.push({ kind: r.kind, domain: r.domain, destination: r.dest.address, reason });
-      insertReportSent(deps.db, { ...base, status: 'skipped', reason, size, queueMessageId: null });
-      deps.log.info({ component: 'reports', kind: r.kind, domain: r.domain, destination: r.dest.address, reason }, 'report not sent');
-    };
-    if (reportAlreadyBuilt(deps.db, r.kind, r.domain, r.dest.address, period.begin)) return;
-    if (!senderDomain) return skip('no domain of ours to send from');
-    if (total >= cfg.max_per_run) return skip(`rate limit: reports.max_per_run (${cfg.max_per_run}) reached`);
-    const n = perDestination.get(r.dest.address) ?? 0;
-    if (n >= cfg.max_per_destination) return skip(`rate limit: reports.max_per_destination (${cfg.max_per_destination}) reached for this address`);
-    if (isSuppressed(deps.db, senderDomain, r.dest.address)) return skip('destination suppressed (it hard-bounced before)');
-    const from = `noreply-${r.kind === 'dmarc' ? 'dmarc' : 'tlsrpt'}@${senderDomain}`;
-    const built = r.build(from);
-    const at = new Date(deps.clock.now());
-    const message = reportMessage({
-      kind: r.kind,
-      from,
-      to: r.dest.address,
-      domain: r.domain,
-      submitter: hostname,
-      reportId: r.reportId,
-      filename: built.filename,
-      gz: built.gz,
-      now: at,
-      messageId: `<${r.reportId}@${hostname}>`,
-      boundary: `lb-report-${randomBytes(8).toString('hex')}`,
-      text: built.text,
-    });
-    const limit = Math.min(cfg.max_report_size, r.dest.maxSize ?? Infinity);
-    if (message.length > limit) return skip(`report too large (${message.length} bytes; the limit is ${limit})`, built.gz.length);
-    const sig = await deps.dkimSignatures(senderDomain, message, at);
-    if (!sig) return skip(`${senderDomain} has no active DKIM key (reports must be DKIM-signed)`, built.gz.length);
-    const signed = Buffer.concat([Buffer.from(sig, 'binary'), message]);
-    const q = await deps.enqueue({ message: signed, from: '', recipients: [r.dest.address], mailboxId: null, sendingDomain: senderDomain, messageId: `<${r.reportId}@${hostname}>`, origin: 'report' });
-    insertReportSent(deps.db, { ...base, status: 'queued', reason: null, size: built.gz.length, queueMessageId: q.id });
-    recordEvent(deps.db, deps.clock, { type: 'report.sent', domain: senderDomain, messageId: `<${r.reportId}@${hostname}>`, data: { kind: r.kind, reportDomain: r.domain, destination: r.dest.address, reportId: r.reportId, records: r.records, size: built.gz.length, queueMessageId: q.id } });
-    perDestination.set(r.dest.address, n + 1);
-    total++;
-    summary.sent.push({ kind: r.kind, domain: r.domain, destination: r.dest.address, reportId: r.reportId, records: r.records, size: built.gz.length });
+  const run: ReportRun = {
+    deps,
+    period,
+    summary: { period: { begin: new Date(period.begin).toISOString(), end: new Date(period.end).toISOString() }, sent: [], skipped: [] },
+    hostname,
+    senderDomain: reportSenderDomain(deps.db, dsnSigningDomains(hostname, null)),
+    perDestination: new Map(),
+    total: 0,
   };
-  const guarded = async (what: string, fn: () => Promise<void>) => {
-    try {
-      await fn();
-    } catch (err: any) {
-      deps.log.error({ component: 'reports', what, err: err?.message ?? String(err) }, 'building or sending a report failed');
-      summary.skipped.push({ kind: what.split(':')[0], domain: what.split(':')[1] ?? '', destination: '', reason: `error: ${err?.message ?? String(err)}` });
-    }
-  };
-
-  if (kinds.includes('dmarc') && cfg.dmarc_send) {
-    const byDomain = new Map<string, DmarcEvaluationRow[]>();
-    for (const row of dmarcEvaluationsBetween(deps.db, period.begin, period.end)) byDomain.set(row.policy_domain, [...(byDomain.get(row.policy_domain) ?? []), row]);
-    const lookup = dmarcRecords.createRecordLookup(deps.resolve, { strict: false, warnings: new Set() });
-    for (const [domain, rows] of byDomain) {
-      await guarded(`dmarc:${domain}`, async () => {
-        const found = await dmarcRecords.discoverPolicy(domain, lookup);
-        if (!found.record || typeof found.record.rua !== 'string') return;
-        const records = groupRecords(rows);
-        const last = JSON.parse(rows[rows.length - 1].policy);
-        const rec = found.record;
-        const policy = {
-          domain,
-          p: rec.p ?? last.p,
-          sp: rec.sp ?? rec.p ?? last.sp,
-          pct: Number.isInteger(Number(rec.pct)) ? Number(rec.pct) : 100,
-          adkim: rec.adkim === 's' ? 's' : 'r',
-          aspf: rec.aspf === 's' ? 's' : 'r',
-          fo: typeof rec.fo === 'string' && rec.fo ? rec.fo : '0',
-        };
-        for (const dest of parseRua(rec.rua)) {
-          const reportId = `${Math.floor(period.begin / 1000)}.${randomBytes(6).toString('hex')}.${domain}`;
-          const external = await externalDenied(deps.resolve, lookup, domain, dest.address);
-          if (external) {
-            if (!reportAlreadyBuilt(deps.db, 'dmarc', domain, dest.address, period.begin)) {
-              summary.skipped.push({ kind: 'dmarc', domain, destination: dest.address, reason: external });
-              insertReportSent(deps.db, { id: reportId, kind: 'dmarc', domain, destination: dest.address, beginAt: period.begin, endAt: period.end, status: 'skipped', reason: external, records: records.length, size: 0, queueMessageId: null, createdAt: deps.clock.now() });
-            }
-            continue;
-          }
-          await send({
-            kind: 'dmarc',
-            domain,
-            dest,
-            reportId,
-            records: records.length,
-            build: (from) => {
-              const begin = Math.floor(period.begin / 1000);
-              const end = Math.floor(period.end / 1000) - 1;
-              const xml = dmarcReportXml({ orgName: hostname, email: from, reportId, begin, end }, policy, records);
-              return {
-                gz: gzipSync(xml),
-                filename: dmarcReportFilename(hostname, domain, begin, end),
-                text: `DMARC aggregate report for ${domain} from ${hostname}: ${rows.length} message(s) received between ${summary.period.begin} and ${summary.period.end} (RFC 7489).\r\n`,
-              };
-            },
-          });
-        }
-      });
-    }
-  }
-
-  if (kinds.includes('tls') && cfg.tls_send) {
-    const byDomain = new Map<string, ReturnType<typeof tlsSessions>>();
-    for (const s of tlsSessions(tlsAttemptsBetween(deps.db, period.begin, period.end))) byDomain.set(s.domain, [...(byDomain.get(s.domain) ?? []), s]);
-    for (const [domain, sessions] of byDomain) {
-      await guarded(`tls:${domain}`, async () => {
-        const rua = await tlsRptRua(deps.resolve, domain);
-        if (!rua) return;
-        for (const dest of parseRua(rua)) {
-          const unique = randomBytes(8).toString('hex');
-          const reportId = `${new Date(period.begin).toISOString().slice(0, 10)}.${unique}@${hostname}`;
-          await send({
-            kind: 'tls',
-            domain,
-            dest,
-            reportId,
-            records: sessions.length,
-            build: (from) => {
-              const json = tlsReportJson({ organizationName: hostname, contactInfo: from, reportId, begin: period.begin, end: period.end - 1000 }, domain, sessions, { sts: cachedStsPolicy(deps.db, domain) });
-              return {
-                gz: gzipSync(JSON.stringify(json)),
-                filename: tlsReportFilename(hostname, domain, period.begin, period.end, unique),
-                text: `SMTP TLS report for ${domain} from ${hostname}: ${sessions.length} TLS session(s) between ${summary.period.begin} and ${summary.period.end} (RFC 8460).\r\n`,
-              };
-            },
-          });
-        }
-      });
-    }
-  }
+  const kinds = o.kinds ?? ['dmarc', 'tls'];
+  if (kinds.includes('dmarc') && cfg.dmarc_send) await runDmarcReports(run);
+  if (kinds.includes('tls') && cfg.tls_send) await runTlsReports(run);
   // Evaluations are only needed until their day is reported (kept a week, for `reports send --date`);
   // the log of what was sent is kept for reports.retention.
-  pruneReportsOut(deps.db, Math.min(period.begin, now - EVALUATIONS_KEPT_MS), now - deps.config.reports.retention);
-  return summary;
+  pruneReportsOut(deps.db, Math.min(period.begin, now - EVALUATIONS_KEPT_MS), now - cfg.retention);
+  return run.summary;
+}
+
+/** Builds, signs and queues one report, or records why it was skipped. */
+async function sendReport(run: ReportRun, r: PendingReport): Promise<void> {
+  const { deps, period, summary, hostname, senderDomain } = run;
+  const cfg = deps.config.reports;
+  const base = { id: r.reportId, kind: r.kind, domain: r.domain, destination: r.dest.address, beginAt: period.begin, endAt: period.end, records: r.records, createdAt: deps.clock.now() };
+  const skip = (reason: string, size = 0) => {
+    summary.skipped.push({ kind: r.kind, domain: r.domain, destination: r.dest.address, reason });
+    insertReportSent(deps.db, { ...base, status: 'skipped', reason, size, queueMessageId: null });
+    deps.log.info({ component: 'reports', kind: r.kind, domain: r.domain, destination: r.dest.address, reason }, 'report not sent');
+  };
+  if (reportAlreadyBuilt(deps.db, r.kind, r.domain, r.dest.address, period.begin)) return;
+  const n = run.perDestination.get(r.dest.address) ?? 0;
+  const gate = reportGate({ senderDomain, total: run.total, sentToDestination: n, suppressed: !!senderDomain && isSuppressed(deps.db, senderDomain, r.dest.address), maxPerRun: cfg.max_per_run, maxPerDestination: cfg.max_per_destination });
+  if (gate || !senderDomain) return skip(gate ?? 'no domain of ours to send from');
+  const from = `noreply-${r.kind === 'dmarc' ? 'dmarc' : 'tlsrpt'}@${senderDomain}`;
+  const built = r.build(from);
+  const at = new Date(deps.clock.now());
+  const messageId = `<${r.reportId}@${hostname}>`;
+  const message = reportMessage({ kind: r.kind, from, to: r.dest.address, domain: r.domain, submitter: hostname, reportId: r.reportId, filename: built.filename, gz: built.gz, now: at, messageId, boundary: `lb-report-${randomBytes(8).toString('hex')}`, text: built.text });
+  const limit = Math.min(cfg.max_report_size, r.dest.maxSize ?? Infinity);
+  if (message.length > limit) return skip(`report too large (${message.length} bytes; the limit is ${limit})`, built.gz.length);
+  const sig = await deps.dkimSignatures(senderDomain, message, at);
+  if (!sig) return skip(`${senderDomain} has no active DKIM key (reports must be DKIM-signed)`, built.gz.length);
+  const signed = Buffer.concat([Buffer.from(sig, 'binary'), message]);
+  const q = await deps.enqueue({ message: signed, from: '', recipients: [r.dest.address], mailboxId: null, sendingDomain: senderDomain, messageId, origin: 'report' });
+  insertReportSent(deps.db, { ...base, status: 'queued', reason: null, size: built.gz.length, queueMessageId: q.id });
+  recordEvent(deps.db, deps.clock, { type: 'report.sent', domain: senderDomain, messageId, data: { kind: r.kind, reportDomain: r.domain, destination: r.dest.address, reportId: r.reportId, records: r.records, size: built.gz.length, queueMessageId: q.id } });
+  run.perDestination.set(r.dest.address, n + 1);
+  run.total++;
+  summary.sent.push({ kind: r.kind, domain: r.domain, destination: r.dest.address, reportId: r.reportId, records: r.records, size: built.gz.length });
+}
+
+/** Runs `fn` for one domain's reports; a failure is logged and recorded, and the run goes on. */
+async function guarded(run: ReportRun, what: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err: any) {
+    run.deps.log.error({ component: 'reports', what, err: err?.message ?? String(err) }, 'building or sending a report failed');
+    run.summary.skipped.push({ kind: what.split(':')[0], domain: what.split(':')[1] ?? '', destination: '', reason: `error: ${err?.message ?? String(err)}` });
+  }
+}
+
+/** Decide: the policy_published of a report from the domain's DMARC record now (the last evaluation's where it says nothing). Pure. */
+export function publishedPolicy(domain: string, rec: Record<string, any>, last: { p?: string; sp?: string }) {
+  return {
+    domain,
+    p: rec.p ?? last.p,
+    sp: rec.sp ?? rec.p ?? last.sp,
+    pct: Number.isInteger(Number(rec.pct)) ? Number(rec.pct) : 100,
+    adkim: rec.adkim === 's' ? 's' : 'r',
+    aspf: rec.aspf === 's' ? 's' : 'r',
+    fo: typeof rec.fo === 'string' && rec.fo ? rec.fo : '0',
+  };
+}
+
+/** DMARC aggregate reports: one per policy domain seen in the period and rua= destination. */
+async function runDmarcReports(run: ReportRun): Promise<void> {
+  const { deps, period, summary, hostname } = run;
+  const byDomain = new Map<string, DmarcEvaluationRow[]>();
+  for (const row of dmarcEvaluationsBetween(deps.db, period.begin, period.end)) byDomain.set(row.policy_domain, [...(byDomain.get(row.policy_domain) ?? []), row]);
+  const lookup = dmarcRecords.createRecordLookup(deps.resolve, { strict: false, warnings: new Set() });
+  for (const [domain, rows] of byDomain) {
+    await guarded(run, `dmarc:${domain}`, async () => {
+      const found = await dmarcRecords.discoverPolicy(domain, lookup);
+      if (!found.record || typeof found.record.rua !== 'string') return;
+      const records = groupRecords(rows);
+      const policy = publishedPolicy(domain, found.record, JSON.parse(rows[rows.length - 1].policy));
+      for (const dest of parseRua(found.record.rua)) {
+        const reportId = `${Math.floor(period.begin / 1000)}.${randomBytes(6).toString('hex')}.${domain}`;
+        const external = await externalDenied(deps.resolve, lookup, domain, dest.address);
+        if (external) {
+          if (!reportAlreadyBuilt(deps.db, 'dmarc', domain, dest.address, period.begin)) {
+            summary.skipped.push({ kind: 'dmarc', domain, destination: dest.address, reason: external });
+            insertReportSent(deps.db, { id: reportId, kind: 'dmarc', domain, destination: dest.address, beginAt: period.begin, endAt: period.end, status: 'skipped', reason: external, records: records.length, size: 0, queueMessageId: null, createdAt: deps.clock.now() });
+          }
+          continue;
+        }
+        const begin = Math.floor(period.begin / 1000);
+        const end = Math.floor(period.end / 1000) - 1;
+        await sendReport(run, {
+          kind: 'dmarc',
+          domain,
+          dest,
+          reportId,
+          records: records.length,
+          build: (from) => ({
+            gz: gzipSync(dmarcReportXml({ orgName: hostname, email: from, reportId, begin, end }, policy, records)),
+            filename: dmarcReportFilename(hostname, domain, begin, end),
+            text: `DMARC aggregate report for ${domain} from ${hostname}: ${rows.length} message(s) received between ${summary.period.begin} and ${summary.period.end} (RFC 7489).\r\n`,
+          }),
+        });
+      }
+    });
+  }
+}
+
+/** TLS reports (RFC 8460): one per recipient domain that publishes _smtp._tls and rua= destination. */
+async function runTlsReports(run: ReportRun): Promise<void> {
+  const { deps, period, summary, hostname } = run;
+  const byDomain = new Map<string, ReturnType<typeof tlsSessions>>();
+  for (const s of tlsSessions(tlsAttemptsBetween(deps.db, period.begin, period.end))) byDomain.set(s.domain, [...(byDomain.get(s.domain) ?? []), s]);
+  for (const [domain, sessions] of byDomain) {
+    await guarded(run, `tls:${domain}`, async () => {
+      const rua = await tlsRptRua(deps.resolve, domain);
+      if (!rua) return;
+      for (const dest of parseRua(rua)) {
+        const unique = randomBytes(8).toString('hex');
+        const reportId = `${new Date(period.begin).toISOString().slice(0, 10)}.${unique}@${hostname}`;
+        await sendReport(run, {
+          kind: 'tls',
+          domain,
+          dest,
+          reportId,
+          records: sessions.length,
+          build: (from) => ({
+            gz: gzipSync(JSON.stringify(tlsReportJson({ organizationName: hostname, contactInfo: from, reportId, begin: period.begin, end: period.end - 1000 }, domain, sessions, { sts: cachedStsPolicy(deps.db, domain) }))),
+            filename: tlsReportFilename(hostname, domain, period.begin, period.end, unique),
+            text: `SMTP TLS report for ${domain} from ${hostname}: ${sessions.length} TLS session(s) between ${summary.period.begin} and ${summary.period.end} (RFC 8460).\r\n`,
+          }),
+        });
+      }
+    });
+  }
 }
 
 /**
