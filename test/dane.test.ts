@@ -311,6 +311,7 @@ test('matching TLSA 3 1 1 → delivered over TLS (the self-signed certificate is
   assert.ok(attempt.tls_version, 'TLS was used');
   const m = mxs[0].received.find((x) => x.to.includes('u@ok.dane.test'));
   assert.ok(m?.secure, 'received over TLS');
+  assert.deepEqual([attempt.tls_policy, attempt.tls_result], ['tlsa', 'success'], 'TLS reporting: DANE policy, success');
 });
 
 test('mismatching TLSA → deferred (4.7.5) with a transcript naming the TLSA name, the MX and the certificate hash; the message stays queued and nothing was sent', async () => {
@@ -322,6 +323,7 @@ test('mismatching TLSA → deferred (4.7.5) with a transcript naming the TLSA na
   assert.match(attempt.transcript, /DANE: _\d+\._tcp\.mx-bad\.dane\.test has 1 usable TLSA record\(s\) \(3 1 1 /);
   assert.match(attempt.transcript, new RegExp(`its SHA-256 of the public key \\(3 1 1\\) is ${sha('sha256', spki(certs.bad.cert)).toString('hex')}`));
   assert.equal(mxs[1].received.length, 0, 'no message went to the host that failed DANE');
+  assert.deepEqual([attempt.tls_policy, attempt.tls_result], ['tlsa', 'tlsa-invalid']);
 });
 
 test('a host failing DANE is skipped for the next MX: delivered to the second MX, whose certificate matches; nothing went to the first', async () => {
@@ -340,6 +342,7 @@ test('DANE takes precedence over MTA-STS (RFC 8461 §2): an enforce policy names
   assert.ok(mxs[0].received.find((x) => x.to.includes('u@sts.dane.test'))?.secure);
   // The policy was fetched and applies (it is stored): the Web PKI check of MTA-STS was not what let it through.
   assert.equal(app.db.prepare("SELECT mode FROM mta_sts_policies WHERE domain = 'sts.dane.test'").pluck().get(), 'enforce');
+  assert.deepEqual([attempt.tls_policy, attempt.tls_result], ['tlsa', 'success'], 'reported under DANE, not MTA-STS');
 });
 
 test('an MX host name that is a (validated) CNAME: the TLSA records of the expanded name are used first (RFC 7672 §2.2.2) → delivered', async () => {
@@ -353,6 +356,7 @@ test('no TLSA (authenticated denial) → delivered opportunistically over TLS, a
   assert.equal(row.status, 'delivered', row.last_reply);
   assert.ok(attempt.tls_version);
   assert.ok(mxs[2].received[0]?.secure);
+  assert.deepEqual([attempt.tls_policy, attempt.tls_result], ['no-policy-found', 'success']);
 });
 
 test('TLSA present but the MX offers no STARTTLS → deferred, never sent in clear', async () => {
@@ -360,6 +364,7 @@ test('TLSA present but the MX offers no STARTTLS → deferred, never sent in cle
   assert.equal(row.status, 'queued');
   assert.match(row.last_reply, /^451 4\.7\.5 DANE: TLSA records of mx-notls\.dane\.test require STARTTLS/);
   assert.match(attempt.transcript, /require STARTTLS/);
+  assert.deepEqual([attempt.tls_policy, attempt.tls_result], ['tlsa', 'starttls-not-supported']);
   assert.equal(mxs[3].received.length, 0);
 });
 
@@ -374,6 +379,7 @@ test('bogus TLSA answer (signature does not verify: SERVFAIL from unbound) → d
   assert.equal(row.status, 'queued');
   assert.match(row.last_reply, /^451 4\.7\.5 DANE: the TLSA lookup of _\d+\._tcp\.mx-bogus\.dane\.test failed DNSSEC validation/);
   assert.doesNotMatch(attempt.transcript, /connecting to mx-bogus/);
+  assert.deepEqual([attempt.tls_policy, attempt.tls_result], ['tlsa', 'dnssec-invalid']);
   assert.equal(mxs[5].received.length, 0);
 });
 
