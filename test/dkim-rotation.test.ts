@@ -100,7 +100,8 @@ function dkimpy(message: Buffer): { s: string; a: string; ok: boolean }[] {
 function events(type: string): any[] {
   const db = new Database(join(app.dataDir, 'letterbox.db'), { readonly: true });
   try {
-    return (db.prepare('SELECT data FROM events WHERE type = ? ORDER BY id').pluck().all(type) as string[]).map((d) => JSON.parse(d));
+    // Each event's data, with the time it was recorded as _at.
+    return (db.prepare('SELECT data, created_at FROM events WHERE type = ? ORDER BY id').all(type) as { data: string; created_at: string }[]).map((r) => ({ ...JSON.parse(r.data), _at: r.created_at }));
   } finally {
     db.close();
   }
@@ -161,7 +162,10 @@ test('rotation end to end: publish → switch → old selectors kept for the gra
   assert.ok(st2.advice.some((a: string) => /keep .* published until/.test(a)));
   const rotated = events('dkim.rotated');
   assert.equal(rotated.length, 1);
-  assert.ok(Date.parse(rotated[0].graceUntil) > Date.now() - 5000);
+  // The grace period (dkim.rotation_grace = 3s) runs from the switch: graceUntil is 3 s after the
+  // event was recorded (never compared with the test's own clock, which a loaded machine delays).
+  const graceMs = Date.parse(rotated[0].graceUntil) - Date.parse(rotated[0]._at);
+  assert.ok(graceMs > 2000 && graceMs <= 3000, `graceUntil is the switch + 3 s (${graceMs} ms)`);
 
   const sigs2 = await sendAndVerify('after the switch');
   assert.deepEqual(sigs2.map((x) => x.s).sort(), fresh.map((k: any) => k.selector).sort(), 'signed with the new selectors');

@@ -117,15 +117,14 @@ interface ConsoleState {
 
 type Ctx = Koa.ParameterizedContext<ConsoleState>;
 
-export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
+/** What every console route uses: the services, the session policy, page sending, audit, the sign-in gate. */
+function consoleKit(deps: ConsoleDeps) {
   const { app, invoke } = deps;
   const policy = deps.sessions ?? store.DEFAULT_SESSION_POLICY;
   const log = app.log.child({ component: 'console' });
-  const files = staticFiles();
   // The passkey module is imported on the first passkey request (see src/console/passkeys.ts).
   let passkeysModule: Promise<typeof import('./passkeys.ts')> | null = null;
   const passkeys = () => (passkeysModule ??= import('./passkeys.ts'));
-  const router = new Router<ConsoleState>({ prefix: BASE });
   const rp = (ctx: Ctx) => relyingParty(ctx.host, ctx.protocol, app.config.hostname);
   const frame = (ctx: Ctx, title: string): Frame => ({ title, session: ctx.state.session ? { admin: ctx.state.session.adminName, csrf: ctx.state.session.csrf } : null });
   const send = (ctx: Ctx, page: Html, status = 200) => {
@@ -164,6 +163,24 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
   };
   const form = (ctx: Ctx): URLSearchParams => (ctx.state as any).form;
 
+  /** Where passkeys cannot work (the console opened under another name): said on the page at once. */
+  const wrongHost = (ctx: Ctx): string | undefined => {
+    try {
+      rp(ctx);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  return { app, invoke, policy, log, passkeys, rp, frame, send, record, isHtmx, signedIn, form, wrongHost };
+}
+
+type Kit = ReturnType<typeof consoleKit>;
+type ConsoleRouter = Router<ConsoleState>;
+
+/** Static files (htmx, the passkey browser code, CSS, the console's script) and the entry. */
+function staticRoutes(router: ConsoleRouter): void {
+  const files = staticFiles();
   // ---- static files and the entry
   router.get('/static/:file', (ctx) => {
     const f = files.get(ctx.params.file);
@@ -175,17 +192,12 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
   router.get('/', (ctx) => {
     ctx.redirect(ctx.state.session ? `${BASE}/domains` : `${BASE}/login`);
   });
+}
 
+/** Sign-in with a passkey: the page, the WebAuthn options, the verification (rate-limited by the shared guard). */
+function loginRoutes(router: ConsoleRouter, kit: Kit): void {
+  const { app, policy, log, passkeys, rp, send, wrongHost } = kit;
   // ---- login, invitation, logout
-  /** Where passkeys cannot work (the console opened under another name): said on the page at once. */
-  const wrongHost = (ctx: Ctx): string | undefined => {
-    try {
-      rp(ctx);
-      return undefined;
-    } catch (err) {
-      return (err as Error).message;
-    }
-  };
   router.get('/login', (ctx) => send(ctx, pages.loginPage(safeNext(ctx.query.next), wrongHost(ctx))));
   router.post('/login/options', async (ctx) => {
     await readJson(ctx);
@@ -227,7 +239,11 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
     log.warn({ event: 'console.login_failed', ip: ctx.request.ip }, 'console sign-in with a passkey failed');
     throw new LetterboxError('unauthorized', 'the passkey was not accepted (unknown passkey, or the sign-in took too long): try again');
   });
+}
 
+/** An invitation link: its page, then passkey registration, which signs the new admin in; and logout. */
+function inviteRoutes(router: ConsoleRouter, kit: Kit): void {
+  const { app, policy, passkeys, rp, send, record, signedIn, wrongHost } = kit;
   router.get('/invite', (ctx) => {
     const token = typeof ctx.query.token === 'string' ? ctx.query.token : '';
     const inv = token ? store.findInvite(app, token) : null;
@@ -276,7 +292,11 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
     ctx.redirect(`${BASE}/login`);
     ctx.status = 303;
   });
+}
 
+/** Domains: list, add (then its records), the records page, check now. */
+function domainRoutes(router: ConsoleRouter, kit: Kit): void {
+  const { invoke, frame, send, record, isHtmx, signedIn, form } = kit;
   // ---- domains
   const domainsList = async (ctx: Ctx, cursor?: string) => invoke('listDomains', { query: { limit: '50', ...(cursor ? { cursor } : {}) } }, ctx);
   router.get('/domains', signedIn, async (ctx) => {
@@ -307,7 +327,11 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
     const dns = (await invoke('getDomainDns', { params: { id: v.domain } }, ctx)).data;
     send(ctx, pages.domainPage(frame(ctx, dns.domain), dns.domain, dns.records, v));
   });
+}
 
+/** Mailboxes: list with search and pages, create (password shown once), disable and enable. */
+function mailboxRoutes(router: ConsoleRouter, kit: Kit): void {
+  const { invoke, frame, send, record, isHtmx, signedIn, form } = kit;
   // ---- mailboxes
   const mailboxQuery = (q: Record<string, unknown>): pages.MailboxQuery => {
     const s = (v: unknown) => (typeof v === 'string' && v.trim() ? v.trim() : undefined);
@@ -346,7 +370,11 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
       ctx.status = 303;
     });
   }
+}
 
+/** The audit log of admin actions, newest first. */
+function auditRoutes(router: ConsoleRouter, kit: Kit): void {
+  const { app, frame, send, signedIn } = kit;
   // ---- audit log
   router.get('/audit', signedIn, (ctx) => {
     const before = typeof ctx.query.before === 'string' && /^\d{1,15}$/.test(ctx.query.before) ? Number(ctx.query.before) : undefined;
@@ -354,7 +382,11 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
     const more = rows.length > 50;
     send(ctx, pages.auditPage(frame(ctx, 'Audit log'), rows.slice(0, 50), more ? rows[49].id : null));
   });
+}
 
+/** The console's one entry: security headers, the session from its cookie, the routes, and errors as pages (or JSON, or an htmx fragment). */
+function consoleHandler(kit: Kit, router: ConsoleRouter): Koa.Middleware {
+  const { app, policy, log, frame, send, isHtmx } = kit;
   const routes = router.routes();
   const allowed = router.allowedMethods();
   return async (ctx, next) => {
@@ -388,4 +420,16 @@ export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
       } else send(c, pages.errorPage(frame(c, status === 404 ? 'Not found' : 'Error'), message), status);
     }
   };
+}
+
+export function consoleMiddleware(deps: ConsoleDeps): Koa.Middleware {
+  const kit = consoleKit(deps);
+  const router = new Router<ConsoleState>({ prefix: BASE });
+  staticRoutes(router);
+  loginRoutes(router, kit);
+  inviteRoutes(router, kit);
+  domainRoutes(router, kit);
+  mailboxRoutes(router, kit);
+  auditRoutes(router, kit);
+  return consoleHandler(kit, router);
 }
