@@ -3,6 +3,7 @@
 // /console/static/console.js and htmx attributes, looks in /console/static/console.css.
 import { html, type Html } from './html.ts';
 import type { AuditEntry } from './store.ts';
+import type { RecordCheck } from '../services/verify.ts';
 
 export const BASE = '/console';
 
@@ -182,16 +183,8 @@ export function recordValue(r: RecordRow): string {
   return r.priority !== undefined ? `${r.priority} ${r.value}` : r.value;
 }
 
-export interface CheckRow {
-  purpose: string;
-  type: string;
-  name: string;
-  expected: string;
-  found: string[];
-  ok: boolean;
-  problem: string | null;
-  required: boolean;
-}
+/** One record's check, as `POST /domains/{id}/verify` returns it. */
+export type CheckRow = RecordCheck;
 
 export function verificationFragment(v: { ok: boolean; checkedAt: string; records: CheckRow[] }): Html {
   return html`<div id="verify-result" class="verify" role="status">
