@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { Sink, testCert } from './helpers/sink.ts';
-import { RawSmtp, authPlain } from './helpers/proof-smtp.ts';
+import { mxTransaction, submitTransaction } from './helpers/proof-smtp.ts';
 import { waitFor } from './helpers/mailapi.ts';
 
 const PW = 'crash points password 1';
@@ -96,38 +96,11 @@ async function copies(subject: string): Promise<number> {
 
 const remoteCopies = (subject: string) => sink.received.filter((r) => r.data.toString().includes(`Subject: ${subject}`)).length;
 
-/** One MX transaction; the DATA reply code, or 0 when the connection died first. */
-async function mx(subject: string): Promise<number> {
-  const c = await RawSmtp.connect(app.ports.mx);
-  try {
-    await c.read(10000);
-    await c.cmd('EHLO sender.example');
-    await c.cmd('MAIL FROM:<someone@sender.example>');
-    await c.cmd('RCPT TO:<alice@ours.test>');
-    return (await c.data(`From: someone@sender.example\r\nTo: alice@ours.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@sender.example>\r\n\r\nbody\r\n`, { timeoutMs: 30000 })).code;
-  } catch {
-    return 0;
-  } finally {
-    c.close();
-  }
-}
+/** One MX transaction to alice; the DATA reply code, or 0 when the connection died first. */
+const mx = (subject: string) => mxTransaction(app.ports.mx, { to: 'alice@ours.test', subject });
 
 /** One submission (465) transaction to a remote recipient; the DATA reply code, or 0. */
-async function submit(subject: string): Promise<number> {
-  const c = await RawSmtp.connect(app.ports.submissions, { tls: true, ca: applianceCert(app) });
-  try {
-    await c.read(10000);
-    await c.cmd('EHLO client.example');
-    assert.equal((await c.cmd(authPlain('alice@ours.test', PW))).code, 235);
-    await c.cmd('MAIL FROM:<alice@ours.test>');
-    await c.cmd('RCPT TO:<bob@remote.test>');
-    return (await c.data(`From: alice@ours.test\r\nTo: bob@remote.test\r\nSubject: ${subject}\r\n\r\nbody\r\n`, { timeoutMs: 30000 })).code;
-  } catch {
-    return 0;
-  } finally {
-    c.close();
-  }
-}
+const submit = (subject: string) => submitTransaction(app.ports.submissions, { ca: applianceCert(app), user: 'alice@ours.test', pass: PW, to: 'bob@remote.test', subject });
 
 // ---- inbound (MX → Dovecot) ----
 

@@ -15,7 +15,7 @@ import { ImapFlow } from 'imapflow';
 import { startAppliance, applianceCert, type Appliance } from './helpers/appliance.ts';
 import { TestDns } from './helpers/dns.ts';
 import { Sink, testCert } from './helpers/sink.ts';
-import { RawSmtp, authPlain } from './helpers/proof-smtp.ts';
+import { mxTransaction, submitTransaction } from './helpers/proof-smtp.ts';
 import { waitFor } from './helpers/mailapi.ts';
 
 const ROOT = process.getuid?.() === 0;
@@ -120,40 +120,11 @@ after(async () => {
   if (base) rmSync(base, { recursive: true, force: true });
 });
 
-/** One MX transaction; the DATA reply code, or 0 when the connection failed or died first. */
-async function mx(subject: string): Promise<number> {
-  let c: RawSmtp | null = null;
-  try {
-    c = await RawSmtp.connect(app.ports.mx);
-    await c.read(30000);
-    await c.cmd('EHLO sender.example');
-    await c.cmd('MAIL FROM:<someone@sender.example>');
-    await c.cmd('RCPT TO:<alice@ours.test>');
-    return (await c.data(`From: someone@sender.example\r\nTo: alice@ours.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '')}@sender.example>\r\n\r\n${'power loss body\r\n'.repeat(200)}`, { timeoutMs: 60000 })).code;
-  } catch {
-    return 0;
-  } finally {
-    c?.close();
-  }
-}
+/** One MX transaction to alice (a 3 KB body); the DATA reply code, or 0 when the connection failed or died first. */
+const mx = (subject: string) => mxTransaction(app.ports.mx, { to: 'alice@ours.test', subject, body: 'power loss body\r\n'.repeat(200), timeoutMs: 60000 });
 
 /** One submission (465) to a remote recipient; the DATA reply code, or 0. */
-async function submit(subject: string): Promise<number> {
-  let c: RawSmtp | null = null;
-  try {
-    c = await RawSmtp.connect(app.ports.submissions, { tls: true, ca: applianceCert(app) });
-    await c.read(30000);
-    await c.cmd('EHLO client.example');
-    if ((await c.cmd(authPlain('alice@ours.test', PW))).code !== 235) return 0;
-    await c.cmd('MAIL FROM:<alice@ours.test>');
-    await c.cmd('RCPT TO:<bob@remote.test>');
-    return (await c.data(`From: alice@ours.test\r\nTo: bob@remote.test\r\nSubject: ${subject}\r\n\r\nbody\r\n`, { timeoutMs: 60000 })).code;
-  } catch {
-    return 0;
-  } finally {
-    c?.close();
-  }
-}
+const submit = (subject: string) => submitTransaction(app.ports.submissions, { ca: applianceCert(app), user: 'alice@ours.test', pass: PW, to: 'bob@remote.test', subject, timeoutMs: 60000 });
 
 /** Alice's mail files as the disk has them (name:size), for the failure message. */
 function maildirFiles(): string[] {

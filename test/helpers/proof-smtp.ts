@@ -180,3 +180,45 @@ export class RawSmtp {
 export function authPlain(user: string, pass: string): string {
   return 'AUTH PLAIN ' + Buffer.from(`\u0000${user}\u0000${pass}`, 'utf8').toString('base64');
 }
+
+/**
+ * One MX transaction from someone@sender.example to `to` (the crash and power-loss tests): the DATA
+ * reply code, or 0 when the connection failed or died before it.
+ */
+export async function mxTransaction(port: number, o: { to: string; subject: string; body?: string; timeoutMs?: number }): Promise<number> {
+  let c: RawSmtp | null = null;
+  try {
+    c = await RawSmtp.connect(port);
+    await c.read(o.timeoutMs ?? 10000);
+    await c.cmd('EHLO sender.example');
+    await c.cmd('MAIL FROM:<someone@sender.example>');
+    await c.cmd(`RCPT TO:<${o.to}>`);
+    const msg = `From: someone@sender.example\r\nTo: ${o.to}\r\nSubject: ${o.subject}\r\nMessage-ID: <${o.subject.replace(/\W/g, '')}@sender.example>\r\n\r\n${o.body ?? 'body\r\n'}`;
+    return (await c.data(msg, { timeoutMs: o.timeoutMs ?? 30000 })).code;
+  } catch {
+    return 0;
+  } finally {
+    c?.close();
+  }
+}
+
+/**
+ * One authenticated submission on 465 from `user` to `to`: the DATA reply code, or 0 when the
+ * connection failed, AUTH was refused or the connection died before the reply.
+ */
+export async function submitTransaction(port: number, o: { ca: string; user: string; pass: string; to: string; subject: string; timeoutMs?: number }): Promise<number> {
+  let c: RawSmtp | null = null;
+  try {
+    c = await RawSmtp.connect(port, { tls: true, ca: o.ca });
+    await c.read(o.timeoutMs ?? 10000);
+    await c.cmd('EHLO client.example');
+    if ((await c.cmd(authPlain(o.user, o.pass))).code !== 235) return 0;
+    await c.cmd(`MAIL FROM:<${o.user}>`);
+    await c.cmd(`RCPT TO:<${o.to}>`);
+    return (await c.data(`From: ${o.user}\r\nTo: ${o.to}\r\nSubject: ${o.subject}\r\n\r\nbody\r\n`, { timeoutMs: o.timeoutMs ?? 30000 })).code;
+  } catch {
+    return 0;
+  } finally {
+    c?.close();
+  }
+}
